@@ -1,0 +1,161 @@
+//! The two binaries' logic: parse flags, set up logging and endpoints, run,
+//! and turn the outcome into an exit code. `src/bin/*` only call in here.
+
+pub mod args;
+mod demo;
+mod endpoints;
+pub mod output;
+mod settings;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+
+use self::args::{Command, KeygenArgs, MoveArgs, RealizeArgs, RealizedArgs};
+use self::output::{Display, Verbosity};
+use crate::mover::{move_files, MoveOptions};
+use crate::server::{Daemon, DaemonConfig};
+use crate::transport::endpoint::Tuning;
+
+/// A failure of the command as a whole, with its exit code.
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    /// Bad flags or configuration: exit code 2.
+    #[error("{0}")]
+    Usage(String),
+    /// Anything else that stops the run: exit code 1.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl CliError {
+    fn exit_code(&self) -> ExitCode {
+        match self {
+            CliError::Usage(_) => ExitCode::from(2),
+            CliError::Failed(_) => ExitCode::from(1),
+        }
+    }
+}
+
+/// Entry point of `realize`.
+pub fn realize_main() -> ExitCode {
+    let args = RealizeArgs::parse();
+    let verbose = args.transfer.verbose;
+    init_logging(match verbose {
+        0 => "off",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    });
+    let result = match args.command {
+        Some(Command::Keygen(keygen)) => run_keygen(&keygen),
+        Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
+        None => runtime().and_then(|rt| rt.block_on(run_move(&args.transfer))),
+    };
+    match result {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("realize: {err}");
+            err.exit_code()
+        }
+    }
+}
+
+/// Entry point of `realized`.
+pub fn realized_main() -> ExitCode {
+    let args = RealizedArgs::parse();
+    init_logging("info");
+    let result = runtime().and_then(|rt| rt.block_on(run_daemon(&args)));
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("realized: {err}");
+            tracing::error!("{err}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// Logs to stderr; `RUST_LOG` overrides `default`.
+fn init_logging(default: &str) {
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+fn run_keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
+    let made = crate::transport::identity::generate(&args.name, &args.out)
+        .map_err(|e| CliError::Failed(e.to_string()))?;
+    println!(
+        "wrote {} and {}",
+        made.key_path.display(),
+        made.cert_path.display()
+    );
+    println!("fingerprint {}", made.fingerprint);
+    Ok(ExitCode::SUCCESS)
+}
+
+async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
+    let endpoints = endpoints::open(args).await?;
+    let verbosity = match (args.quiet, args.verbose) {
+        (true, _) => Verbosity::Quiet,
+        (false, 0) => Verbosity::Normal,
+        _ => Verbosity::Verbose,
+    };
+    let mut display = Display::new(endpoints.dir.clone(), verbosity);
+    let options = MoveOptions {
+        parallel: args.parallel,
+    };
+    let result = move_files(
+        endpoints.source.as_ref(),
+        endpoints.destination.as_ref(),
+        &endpoints.dir,
+        &options,
+        &mut display,
+    )
+    .await;
+    endpoints.close().await;
+    let summary = result.map_err(|e| CliError::Failed(e.to_string()))?;
+    display.finish(&summary);
+    Ok(if summary.failed == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
+async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {
+    let mut config =
+        DaemonConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+    if let Some(listen) = args.listen {
+        config.listen = listen;
+    }
+    if let Some(addr) = config.metrics {
+        metrics_exporter_prometheus::PrometheusBuilder::new()
+            .with_http_listener(addr)
+            .install()
+            .map_err(|e| CliError::Failed(format!("metrics listener on {addr}: {e}")))?;
+    }
+    let daemon =
+        Daemon::bind(&config, &Tuning::default()).map_err(|e| CliError::Failed(e.to_string()))?;
+    daemon.run(shutdown_signal()).await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {},
+        _ = term.recv() => {},
+    }
+}

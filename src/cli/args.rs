@@ -1,0 +1,194 @@
+//! Every flag of `realize` and `realized`, with help that teaches.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+use crate::model::DirectoryId;
+
+/// Exit codes, shown in `--help` and documented in `docs/operations.md`.
+pub const EXIT_CODES: &str = "\
+Exit codes:
+  0   every file moved
+  1   an error, including some files that failed to move
+  2   bad usage (flags, configuration, same source and destination)
+  11  --max-duration exceeded (reserved)
+  12  everything moved but the metrics push failed (reserved)
+  20  interrupted (reserved)";
+
+/// Move every file of a directory to another host over QUIC: copy, verify,
+/// make durable, then delete the source.
+#[derive(Debug, Parser)]
+#[command(
+    name = "realize",
+    version,
+    after_help = EXIT_CODES,
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
+)]
+pub struct RealizeArgs {
+    /// Helper commands; without one, realize moves files.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    /// What to move and where.
+    #[command(flatten)]
+    pub transfer: MoveArgs,
+}
+
+/// Subcommands of `realize`.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Generate a private key and self-signed certificate for a host.
+    Keygen(KeygenArgs),
+    /// Move a generated tree to a daemon started on loopback, with fresh keys:
+    /// a full real move over QUIC, no setup needed.
+    Demo(DemoArgs),
+}
+
+/// `realize keygen`.
+#[derive(Debug, Args)]
+pub struct KeygenArgs {
+    /// Name of the host; writes NAME.key and NAME.crt.
+    #[arg(long)]
+    pub name: String,
+    /// Folder to write into.
+    #[arg(long, default_value = ".")]
+    pub out: PathBuf,
+}
+
+/// `realize demo`.
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Number of files in the generated tree.
+    #[arg(long, default_value_t = 200)]
+    pub files: usize,
+    /// Size of the largest file, in MiB; the others are smaller.
+    #[arg(long, default_value_t = 64)]
+    pub max_mib: u64,
+}
+
+/// The flags of a move.
+#[derive(Debug, Args)]
+pub struct MoveArgs {
+    /// Where files come from.
+    #[command(flatten)]
+    pub source: SourceArgs,
+    /// Where files go.
+    #[command(flatten)]
+    pub destination: DestinationArgs,
+    /// Directory id on the daemon(s). Required when an endpoint is remote;
+    /// defaults to "dir" for two local paths.
+    #[arg(long, value_name = "ID")]
+    pub directory_id: Option<DirectoryId>,
+    /// This host's private key (PEM), for remote endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// This host's certificate (PEM), for remote endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM file with the certificates of the daemons to trust.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+    /// Client configuration holding key, cert and peers, so the common call
+    /// is short. Default: $XDG_CONFIG_HOME/realize/config.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Files moved at once, each on its own QUIC stream.
+    #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
+          value_parser = parse_parallel)]
+    pub parallel: usize,
+    /// Print errors only.
+    #[arg(long, short, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Show skipped entries and logs on stderr; repeat for more (-vv debug).
+    #[arg(long, short, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+fn parse_parallel(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n @ 1..=512) => Ok(n),
+        _ => Err("expected a number of files from 1 to 512".into()),
+    }
+}
+
+/// The source endpoint: exactly one of a local path or a daemon.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct SourceArgs {
+    /// Move files from this local directory.
+    #[arg(long, value_name = "PATH")]
+    pub src_path: Option<PathBuf>,
+    /// Move files from the daemon at HOST:PORT (port 9771 if omitted).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub src_addr: Option<String>,
+}
+
+/// The destination endpoint: exactly one of a local path or a daemon.
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct DestinationArgs {
+    /// Move files into this local directory (created if missing).
+    #[arg(long, value_name = "PATH")]
+    pub dst_path: Option<PathBuf>,
+    /// Move files to the daemon at HOST:PORT (port 9771 if omitted).
+    #[arg(long, value_name = "HOST:PORT")]
+    pub dst_addr: Option<String>,
+}
+
+/// Serve local directories to pinned peers over QUIC.
+#[derive(Debug, Parser)]
+#[command(name = "realized", version)]
+pub struct RealizedArgs {
+    /// Daemon configuration (TOML): listen, key, cert, [dirs], [peers].
+    #[arg(long, value_name = "FILE")]
+    pub config: PathBuf,
+    /// Listen on this UDP address instead of the configuration's.
+    #[arg(long, value_name = "ADDR")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn flags_are_consistent() {
+        RealizeArgs::command().debug_assert();
+        RealizedArgs::command().debug_assert();
+    }
+
+    #[test]
+    fn both_source_kinds_conflict() {
+        let err = RealizeArgs::try_parse_from([
+            "realize",
+            "--src-path",
+            "a",
+            "--src-addr",
+            "h:1",
+            "--dst-path",
+            "b",
+        ])
+        .unwrap_err();
+        assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn parallel_is_bounded() {
+        let parse = |n: &str| {
+            RealizeArgs::try_parse_from([
+                "realize",
+                "--src-path",
+                "a",
+                "--dst-path",
+                "b",
+                "--parallel",
+                n,
+            ])
+        };
+        assert!(parse("0").is_err());
+        assert!(parse("513").is_err());
+        assert_eq!(parse("8").unwrap().transfer.parallel, 8);
+    }
+}

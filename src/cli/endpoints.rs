@@ -1,0 +1,179 @@
+//! Turning the endpoint flags into services: local roots, or connections to
+//! daemons through one QUIC client endpoint.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use super::args::MoveArgs;
+use super::settings::ClientSettings;
+use super::CliError;
+use crate::client::{Client, RemoteService};
+use crate::model::DirectoryId;
+use crate::server::config::DEFAULT_PORT;
+use crate::service::local::LocalService;
+use crate::service::Service;
+use crate::transport::endpoint::Tuning;
+use crate::transport::identity::{load_certificates, Identity};
+use crate::transport::tls::PinnedPeers;
+
+/// The two services of a move, ready to use.
+pub struct Endpoints {
+    /// The directory id on both sides.
+    pub dir: DirectoryId,
+    /// Where files come from.
+    pub source: Box<dyn Service>,
+    /// Where files go.
+    pub destination: Box<dyn Service>,
+    client: Option<Client>,
+    remotes: Vec<RemoteService>,
+}
+
+impl Endpoints {
+    /// Closes connections to daemons cleanly.
+    pub async fn close(self) {
+        for remote in &self.remotes {
+            remote.close();
+        }
+        if let Some(client) = &self.client {
+            client.shutdown().await;
+        }
+    }
+}
+
+enum Spec {
+    Local(PathBuf),
+    Remote(String),
+}
+
+/// Validates the flags and opens both endpoints.
+pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
+    let source = spec(&args.source.src_path, &args.source.src_addr);
+    let destination = spec(&args.destination.dst_path, &args.destination.dst_addr);
+    let any_remote = matches!(source, Spec::Remote(_)) || matches!(destination, Spec::Remote(_));
+    let dir = match (&args.directory_id, any_remote) {
+        (Some(dir), _) => dir.clone(),
+        (None, false) => DirectoryId::new("dir").expect("valid id"),
+        (None, true) => {
+            return Err(CliError::Usage(
+                "--directory-id is required when an endpoint is remote".into(),
+            ))
+        }
+    };
+    let client = if any_remote {
+        Some(client(args)?)
+    } else {
+        None
+    };
+    let mut remotes = Vec::new();
+    let mut addresses = Vec::new();
+    let mut services = Vec::new();
+    for (spec, create) in [(&source, false), (&destination, true)] {
+        let service: Box<dyn Service> = match spec {
+            Spec::Local(path) => Box::new(local(&dir, path, create)?),
+            Spec::Remote(addr) => {
+                let addr = resolve(addr).await?;
+                addresses.push(addr);
+                let remote = client
+                    .as_ref()
+                    .expect("a client exists when an endpoint is remote")
+                    .connect(addr)
+                    .await
+                    .map_err(|e| CliError::Failed(e.to_string()))?;
+                remotes.push(remote.clone());
+                Box::new(remote)
+            }
+        };
+        services.push(service);
+    }
+    refuse_same(&source, &destination, &addresses)?;
+    let destination = services.pop().expect("two services");
+    let source = services.pop().expect("two services");
+    Ok(Endpoints {
+        dir,
+        source,
+        destination,
+        client,
+        remotes,
+    })
+}
+
+fn spec(path: &Option<PathBuf>, addr: &Option<String>) -> Spec {
+    match (path, addr) {
+        (Some(path), _) => Spec::Local(path.clone()),
+        (None, Some(addr)) => Spec::Remote(addr.clone()),
+        (None, None) => unreachable!("clap requires one of the group"),
+    }
+}
+
+fn local(dir: &DirectoryId, path: &Path, create: bool) -> Result<LocalService, CliError> {
+    if create {
+        std::fs::create_dir_all(path)
+            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    }
+    LocalService::single(dir.clone(), path)
+        .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
+}
+
+fn refuse_same(
+    source: &Spec,
+    destination: &Spec,
+    addresses: &[SocketAddr],
+) -> Result<(), CliError> {
+    let same = match (source, destination) {
+        (Spec::Local(a), Spec::Local(b)) => {
+            let (a, b) = (canonical(a)?, canonical(b)?);
+            a.starts_with(&b) || b.starts_with(&a)
+        }
+        (Spec::Remote(_), Spec::Remote(_)) => addresses[0] == addresses[1],
+        _ => false,
+    };
+    if same {
+        return Err(CliError::Usage(
+            "source and destination are the same directory (or one contains the other)".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn canonical(path: &Path) -> Result<PathBuf, CliError> {
+    std::fs::canonicalize(path).map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
+}
+
+async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
+    let with_port = if addr
+        .rsplit_once(':')
+        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
+        && !addr.ends_with(']')
+    {
+        addr.to_string()
+    } else {
+        format!("{addr}:{DEFAULT_PORT}")
+    };
+    let mut found = tokio::net::lookup_host(&with_port)
+        .await
+        .map_err(|e| CliError::Usage(format!("cannot resolve {addr}: {e}")))?;
+    found
+        .next()
+        .ok_or_else(|| CliError::Usage(format!("{addr} resolves to no address")))
+}
+
+fn client(args: &MoveArgs) -> Result<Client, CliError> {
+    let settings = ClientSettings::load(args.config.as_deref())?;
+    let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
+        flag.clone().or(setting).ok_or_else(|| {
+            CliError::Usage(format!(
+                "--{name} is required for a remote endpoint (or set {name} in the client config)"
+            ))
+        })
+    };
+    let key = pick(&args.key, settings.key, "key")?;
+    let cert = pick(&args.cert, settings.cert, "cert")?;
+    let peers_file = pick(&args.peers, settings.peers, "peers")?;
+    let identity = Identity::load(&key, &cert).map_err(|e| CliError::Usage(e.to_string()))?;
+    let certs = load_certificates(&peers_file).map_err(|e| CliError::Usage(e.to_string()))?;
+    let name = peers_file.display().to_string();
+    let peers =
+        PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
+    Client::new(&identity, peers, &Tuning::default())
+        .map_err(|e| CliError::Failed(format!("cannot open a UDP socket: {e}")))
+}

@@ -1,0 +1,261 @@
+//! What the user sees: progress bars on a terminal, plain lines otherwise.
+//!
+//! Each file in flight has a line
+//! `[{file}/{total}] {prefix:<9} {dir-id}/{path} [{bar}]`, the overall line
+//! shows files, bytes, rate and ETA. `Moved` lines go to stdout, `ERROR`
+//! lines to stderr, both with the bars suspended so nothing is garbled.
+//! Without a terminal there are no bars and no escape codes: one line per
+//! finished file.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use console::style;
+use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use crate::model::{DirectoryId, RelPath, Skipped};
+use crate::mover::{FileProgress, MoveFileError, MoveSummary, Progress};
+
+/// How much to print.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Verbosity {
+    /// Errors only.
+    Quiet,
+    /// Moved files, errors and the summary.
+    Normal,
+    /// Also skipped entries.
+    Verbose,
+}
+
+/// The terminal display of a move, shared by every file's progress.
+#[derive(Clone)]
+pub struct Display {
+    inner: Arc<Shared>,
+}
+
+struct Shared {
+    dir: DirectoryId,
+    verbosity: Verbosity,
+    bars: Option<MultiProgress>,
+    overall: ProgressBar,
+    state: Mutex<Counts>,
+    started: Instant,
+}
+
+#[derive(Default)]
+struct Counts {
+    total_files: usize,
+    started_files: usize,
+    done_files: usize,
+}
+
+impl Display {
+    /// A display for moving `dir`; bars only if stdout is a terminal and not
+    /// quiet.
+    pub fn new(dir: DirectoryId, verbosity: Verbosity) -> Self {
+        let terminal = console::Term::stdout().is_term();
+        let bars = (terminal && verbosity != Verbosity::Quiet)
+            .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10)));
+        let overall = match &bars {
+            Some(bars) => {
+                let bar = bars.add(ProgressBar::new(0));
+                bar.set_style(overall_style());
+                bar.enable_steady_tick(Duration::from_millis(200));
+                bar
+            }
+            None => ProgressBar::hidden(),
+        };
+        Self {
+            inner: Arc::new(Shared {
+                dir,
+                verbosity,
+                bars,
+                overall,
+                state: Mutex::new(Counts::default()),
+                started: Instant::now(),
+            }),
+        }
+    }
+
+    /// Prints the final summary line (not in quiet mode).
+    pub fn finish(&self, summary: &MoveSummary) {
+        self.inner.overall.finish_and_clear();
+        if self.inner.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let elapsed = self.inner.started.elapsed();
+        let rate = summary.bytes_sent as f64 / elapsed.as_secs_f64().max(1e-3);
+        println!(
+            "{} moved, {} failed, {} skipped; {} sent in {:.1}s ({}/s)",
+            summary.moved,
+            summary.failed,
+            summary.skipped,
+            HumanBytes(summary.bytes_sent),
+            elapsed.as_secs_f64(),
+            HumanBytes(rate as u64),
+        );
+    }
+
+    fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
+        self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Prints a line to stdout without garbling the bars.
+    fn out(&self, line: String) {
+        match &self.inner.bars {
+            Some(bars) => bars.suspend(|| println!("{line}")),
+            None => println!("{line}"),
+        }
+    }
+
+    /// Prints a line to stderr without garbling the bars.
+    fn err(&self, line: String) {
+        match &self.inner.bars {
+            Some(bars) => bars.suspend(|| eprintln!("{line}")),
+            None => eprintln!("{line}"),
+        }
+    }
+
+    fn file_done(&self) {
+        let mut counts = self.counts();
+        counts.done_files += 1;
+        self.inner.overall.set_message(format!(
+            "{}/{} files",
+            counts.done_files, counts.total_files
+        ));
+    }
+}
+
+fn overall_style() -> ProgressStyle {
+    ProgressStyle::with_template(
+        "{spinner:.green} {msg} {bytes}/{total_bytes} [{bar:30.green/white}] {binary_bytes_per_sec} ETA {eta}",
+    )
+    .expect("valid template")
+    .progress_chars("=> ")
+}
+
+fn file_style(index: usize, total: usize) -> ProgressStyle {
+    ProgressStyle::with_template(&format!(
+        "[{index}/{total}] {{prefix:<9.cyan.bold}} {{msg}} [{{bar:40.cyan/blue}}] {{bytes}}/{{total_bytes}}"
+    ))
+    .expect("valid template")
+    .progress_chars("=> ")
+}
+
+impl Progress for Display {
+    fn set_length(&mut self, total_files: usize, total_bytes: u64) {
+        self.counts().total_files = total_files;
+        self.inner.overall.set_length(total_bytes);
+        self.inner
+            .overall
+            .set_message(format!("0/{total_files} files"));
+    }
+
+    fn skipped(&mut self, entry: &Skipped) {
+        if self.inner.verbosity == Verbosity::Verbose {
+            let prefix = format!("{:<9}", "Skipped");
+            self.out(format!(
+                "{} {}/{}: {}",
+                style(prefix).yellow(),
+                self.inner.dir,
+                entry.path,
+                entry.reason
+            ));
+        }
+    }
+
+    fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {
+        let (index, total) = {
+            let mut counts = self.counts();
+            counts.started_files += 1;
+            (counts.started_files, counts.total_files)
+        };
+        let bar = match &self.inner.bars {
+            Some(bars) => {
+                let bar = bars.insert_before(&self.inner.overall, ProgressBar::new(bytes));
+                bar.set_style(file_style(index, total));
+                bar.set_message(format!("{}/{path}", self.inner.dir));
+                bar
+            }
+            None => ProgressBar::hidden(),
+        };
+        Box::new(FileLine {
+            display: self.clone(),
+            label: format!("[{index}/{total}]"),
+            path: path.clone(),
+            bar,
+        })
+    }
+
+    fn error(&mut self, err: &MoveFileError) {
+        let prefix = format!("{:<9}", "ERROR");
+        self.err(format!(
+            "{} {}: {err}",
+            style(prefix).for_stderr().red().bold(),
+            self.inner.dir
+        ));
+    }
+}
+
+/// One file's line.
+struct FileLine {
+    display: Display,
+    label: String,
+    path: RelPath,
+    bar: ProgressBar,
+}
+
+impl FileLine {
+    fn stage(&self, prefix: &'static str) {
+        self.bar.set_prefix(prefix);
+    }
+}
+
+impl FileProgress for FileLine {
+    fn verifying(&mut self) {
+        self.stage("Checking");
+    }
+
+    fn moving(&mut self) {
+        self.stage("Copying");
+    }
+
+    fn inc(&mut self, bytes: u64) {
+        self.bar.inc(bytes);
+        self.display.inner.overall.inc(bytes);
+    }
+
+    fn deleting(&mut self) {
+        self.stage("Deleting");
+    }
+
+    fn success(&mut self) {
+        self.bar.finish_and_clear();
+        self.display.file_done();
+        if self.display.inner.verbosity != Verbosity::Quiet {
+            let prefix = format!("{:<9}", "Moved");
+            let dir = &self.display.inner.dir;
+            let line = format!(
+                "{} {} {dir}/{}",
+                self.label,
+                style(prefix).green().bold(),
+                self.path
+            );
+            self.display.out(line);
+        }
+    }
+
+    fn error(&mut self, err: &MoveFileError) {
+        self.bar.finish_and_clear();
+        self.display.file_done();
+        let prefix = format!("{:<9}", "ERROR");
+        let dir = &self.display.inner.dir;
+        let line = format!(
+            "{} {} {dir}/{}: {err}",
+            self.label,
+            style(prefix).for_stderr().red().bold(),
+            self.path
+        );
+        self.display.err(line);
+    }
+}

@@ -1,0 +1,212 @@
+//! The QUIC client: connects to a daemon and implements [`Service`] over the
+//! wire, so the move algorithm drives a remote directory exactly like a local
+//! one.
+//!
+//! Control requests (hash, delete) are pipelined on the control stream by
+//! [`control::ControlChannel`]; listings and file transfers each open their
+//! own stream ([`streams`]), so many files are in flight at once and none
+//! waits for a round trip before its data flows.
+
+mod control;
+mod streams;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use quinn::{ConnectionError, Endpoint, VarInt};
+
+use self::control::ControlChannel;
+use crate::model::{DirectoryId, FileStamp, Hash, RelPath};
+use crate::protocol::{
+    code, read_frame, write_frame, ControlReply, ControlRequest, Hello, HelloReply,
+    PROTOCOL_VERSION,
+};
+use crate::service::{FileReader, FileWriter, Listing, Service, ServiceError};
+use crate::transport::endpoint::{bind, Tuning};
+use crate::transport::identity::{Fingerprint, Identity};
+use crate::transport::tls::{client_crypto, PinnedPeers};
+use crate::transport::TransportError;
+
+/// The server name sent in TLS; pinning makes it irrelevant to trust.
+const SERVER_NAME: &str = "realized";
+
+/// A QUIC client endpoint with this host's identity and the pinned daemons.
+pub struct Client {
+    endpoint: Endpoint,
+    fingerprint: Fingerprint,
+}
+
+impl Client {
+    /// Makes a client endpoint on an ephemeral UDP port.
+    pub fn new(identity: &Identity, peers: PinnedPeers, tuning: &Tuning) -> std::io::Result<Self> {
+        let crypto = client_crypto(identity, Arc::new(peers)).map_err(std::io::Error::other)?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(Arc::new(tuning.transport_config()));
+        let mut endpoint = bind("[::]:0".parse().expect("valid address"), None, tuning)
+            .or_else(|_| bind("0.0.0.0:0".parse().expect("valid address"), None, tuning))?;
+        endpoint.set_default_client_config(config);
+        Ok(Self {
+            endpoint,
+            fingerprint: identity.fingerprint(),
+        })
+    }
+
+    /// Connects to the daemon at `addr` and completes the version handshake.
+    /// Only then is the daemon known to have accepted our certificate.
+    pub async fn connect(&self, addr: SocketAddr) -> Result<RemoteService, TransportError> {
+        let connecting = self
+            .endpoint
+            .connect(addr, SERVER_NAME)
+            .map_err(|e| TransportError::Connection(format!("cannot connect to {addr}: {e}")))?;
+        let connection = connecting.await.map_err(|e| self.explain(addr, e))?;
+        let (mut send, mut recv) = connection
+            .open_bi()
+            .await
+            .map_err(|e| self.explain(addr, e))?;
+        send.set_priority(1).ok(); // Requests never wait behind file data.
+        let handshake = async {
+            write_frame(
+                &mut send,
+                &Hello {
+                    version: PROTOCOL_VERSION,
+                },
+            )
+            .await?;
+            read_frame::<_, HelloReply>(&mut recv).await
+        };
+        let reply = match handshake.await {
+            Ok(reply) => reply,
+            Err(e) => {
+                return Err(match connection.close_reason() {
+                    Some(reason) => self.explain(addr, reason),
+                    None => e.into(),
+                })
+            }
+        };
+        if let Err(e) = reply.version {
+            return Err(TransportError::Protocol(format!(
+                "{addr} refused the handshake: {e}"
+            )));
+        }
+        tracing::info!(remote = %addr, "connected");
+        Ok(RemoteService {
+            control: Arc::new(ControlChannel::start(send, recv)),
+            connection,
+        })
+    }
+
+    /// Waits (at most a few seconds) until every connection is cleanly closed.
+    pub async fn shutdown(&self) {
+        let idle = self.endpoint.wait_idle();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(3), idle).await;
+    }
+
+    /// Turns a connection failure into the one line the user sees.
+    fn explain(&self, addr: SocketAddr, err: ConnectionError) -> TransportError {
+        match &err {
+            ConnectionError::TransportError(e) if is_tls_alert(e.code) => {
+                TransportError::Authentication(format!(
+                    "refusing the daemon at {addr}: {}; pin its certificate in the peers file \
+                     if you trust it",
+                    e.reason
+                ))
+            }
+            ConnectionError::ConnectionClosed(close) if is_tls_alert(close.error_code) => {
+                TransportError::Authentication(format!(
+                    "the daemon at {addr} refused this client's certificate {}; add this \
+                     host's .crt to the daemon's [peers]",
+                    self.fingerprint
+                ))
+            }
+            ConnectionError::TimedOut => TransportError::Connection(format!(
+                "no answer from {addr}: is realized running there and reachable over UDP?"
+            )),
+            _ => TransportError::Connection(format!("connection to {addr}: {err}")),
+        }
+    }
+}
+
+fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+/// A directory service on a daemon, reached over one QUIC connection.
+/// Clones share the connection.
+#[derive(Clone)]
+pub struct RemoteService {
+    connection: quinn::Connection,
+    control: Arc<ControlChannel>,
+}
+
+impl RemoteService {
+    /// Closes the connection cleanly.
+    pub fn close(&self) {
+        self.connection.close(VarInt::from_u32(code::DONE), b"done");
+    }
+
+    /// The daemon's address.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.connection.remote_address()
+    }
+}
+
+#[async_trait]
+impl Service for RemoteService {
+    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+        streams::list(&self.connection, dir).await
+    }
+
+    async fn read(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+    ) -> Result<Box<dyn FileReader>, ServiceError> {
+        let reader = streams::RemoteReader::open(&self.connection, dir, path, offset).await?;
+        Ok(Box::new(reader))
+    }
+
+    async fn write(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+        size: u64,
+    ) -> Result<Box<dyn FileWriter>, ServiceError> {
+        let writer = streams::RemoteWriter::open(&self.connection, dir, path, offset, size).await?;
+        Ok(Box::new(writer))
+    }
+
+    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
+        let op = ControlRequest::Hash {
+            dir: dir.clone(),
+            path: path.clone(),
+        };
+        match self.control.call(op).await? {
+            ControlReply::Hash(hash) => Ok(hash),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn delete(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+    ) -> Result<(), ServiceError> {
+        let op = ControlRequest::Delete {
+            dir: dir.clone(),
+            path: path.clone(),
+            expected,
+        };
+        match self.control.call(op).await? {
+            ControlReply::Deleted => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+}
+
+fn unexpected(reply: ControlReply) -> ServiceError {
+    TransportError::Protocol(format!("unexpected reply {reply:?}")).into()
+}

@@ -1,0 +1,210 @@
+//! Data streams: one QUIC stream per listing or file transfer.
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt, WriteError};
+
+use crate::model::{DirectoryId, FileStamp, Hash, RelPath};
+use crate::protocol::{
+    code, read_frame, write_frame, ErrorKind, ListItem, ReadHeader, ReadTrailer, RealizeError,
+    StreamRequest, WriteResult, WriteTrailer,
+};
+use crate::service::local::CHUNK_SIZE;
+use crate::service::{FileReader, FileWriter, Listing, ReadEvent, ReadSummary, ServiceError};
+use crate::transport::TransportError;
+
+/// Most files a listing may hold; a daemon announcing more is refused rather
+/// than allowed to exhaust memory.
+pub const MAX_LISTING_FILES: usize = 10_000_000;
+
+async fn open(
+    connection: &Connection,
+    request: &StreamRequest,
+) -> Result<(SendStream, RecvStream), TransportError> {
+    let (mut send, recv) = connection.open_bi().await?;
+    write_frame(&mut send, request).await?;
+    Ok((send, recv))
+}
+
+/// Lists `dir` on its own stream.
+pub async fn list(connection: &Connection, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+    let (mut send, mut recv) = open(connection, &StreamRequest::List { dir: dir.clone() }).await?;
+    send.finish().map_err(TransportError::from)?;
+    let mut listing = Listing::default();
+    loop {
+        match read_frame(&mut recv).await.map_err(TransportError::from)? {
+            ListItem::Files(files) => listing.files.extend(files),
+            ListItem::Skipped(skipped) => listing.skipped.extend(skipped),
+            ListItem::End(result) => return result.map(|()| listing).map_err(Into::into),
+        }
+        if listing.files.len() + listing.skipped.len() > MAX_LISTING_FILES {
+            let message = format!("listing exceeds {MAX_LISTING_FILES} entries");
+            return Err(TransportError::Protocol(message).into());
+        }
+    }
+}
+
+/// A file read from a daemon: header, raw bytes, trailer on one stream.
+pub struct RemoteReader {
+    recv: RecvStream,
+    stamp: FileStamp,
+    remaining: u64,
+    path: RelPath,
+}
+
+impl RemoteReader {
+    /// Asks for `path` from `offset` and waits for the header.
+    pub async fn open(
+        connection: &Connection,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+    ) -> Result<Self, ServiceError> {
+        let request = StreamRequest::Read {
+            dir: dir.clone(),
+            path: path.clone(),
+            offset,
+        };
+        let (mut send, mut recv) = open(connection, &request).await?;
+        send.finish().map_err(TransportError::from)?;
+        let header: ReadHeader = read_frame(&mut recv).await.map_err(TransportError::from)?;
+        let stamp = header.stamp?;
+        Ok(Self {
+            recv,
+            stamp,
+            remaining: stamp.size.saturating_sub(offset),
+            path: path.clone(),
+        })
+    }
+
+    fn read_error(&self, err: ReadError) -> ServiceError {
+        match err {
+            ReadError::Reset(code) if code == VarInt::from_u32(code::READ_FAILED) => {
+                RealizeError::new(
+                    ErrorKind::Io,
+                    format!(
+                        "{}: the daemon could not read the file to the end (it changed, or \
+                         a disk error; see the daemon's log)",
+                        self.path
+                    ),
+                )
+                .into()
+            }
+            other => TransportError::from(other).into(),
+        }
+    }
+}
+
+#[async_trait]
+impl FileReader for RemoteReader {
+    fn stamp(&self) -> FileStamp {
+        self.stamp
+    }
+
+    async fn next(&mut self) -> Result<ReadEvent, ServiceError> {
+        if self.remaining == 0 {
+            let trailer: ReadTrailer = read_frame(&mut self.recv)
+                .await
+                .map_err(TransportError::from)?;
+            return Ok(ReadEvent::Done(ReadSummary {
+                hash: trailer.hash,
+                stamp: trailer.stamp,
+            }));
+        }
+        let max = CHUNK_SIZE.min(self.remaining as usize);
+        match self.recv.read_chunk(max, true).await {
+            Ok(Some(chunk)) => {
+                self.remaining -= chunk.bytes.len() as u64;
+                Ok(ReadEvent::Data(chunk.bytes))
+            }
+            Ok(None) => Err(TransportError::Protocol(format!(
+                "{}: the stream ended {} bytes early",
+                self.path, self.remaining
+            ))
+            .into()),
+            Err(e) => Err(self.read_error(e)),
+        }
+    }
+}
+
+/// A file written to a daemon: header, raw bytes, trailer, then the result
+/// comes back on the same stream.
+pub struct RemoteWriter {
+    send: SendStream,
+    recv: RecvStream,
+    finished: bool,
+}
+
+impl RemoteWriter {
+    /// Opens the stream and sends the header; data may follow at once.
+    pub async fn open(
+        connection: &Connection,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+        size: u64,
+    ) -> Result<Self, ServiceError> {
+        let request = StreamRequest::Write {
+            dir: dir.clone(),
+            path: path.clone(),
+            offset,
+            size,
+        };
+        let (send, recv) = open(connection, &request).await?;
+        Ok(Self {
+            send,
+            recv,
+            finished: false,
+        })
+    }
+
+    /// The daemon's verdict, once it has stopped reading or answered.
+    async fn result(&mut self) -> Result<Hash, ServiceError> {
+        let result: WriteResult = read_frame(&mut self.recv)
+            .await
+            .map_err(TransportError::from)?;
+        Ok(result.result?)
+    }
+}
+
+#[async_trait]
+impl FileWriter for RemoteWriter {
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
+        match self.send.write_chunk(chunk).await {
+            Ok(()) => Ok(()),
+            // The daemon refused the file; its reason follows on the stream.
+            Err(WriteError::Stopped(_)) => {
+                self.finished = true;
+                Err(self.result().await.err().unwrap_or_else(|| {
+                    TransportError::Protocol("daemon stopped the stream without a reason".into())
+                        .into()
+                }))
+            }
+            Err(e) => Err(TransportError::from(e).into()),
+        }
+    }
+
+    async fn finish(mut self: Box<Self>, expected: Hash) -> Result<Hash, ServiceError> {
+        let trailer = WriteTrailer { expected };
+        let sent = write_frame(&mut self.send, &trailer).await;
+        self.finished = true;
+        match sent {
+            Ok(()) => {
+                self.send.finish().ok();
+                self.result().await
+            }
+            // Stopped early: the daemon has answered why.
+            Err(_) => self.result().await,
+        }
+    }
+}
+
+impl Drop for RemoteWriter {
+    fn drop(&mut self) {
+        if !self.finished {
+            // Abandoned: tell the daemon so it keeps the partial file and
+            // does not wait for more.
+            let _ = self.send.reset(VarInt::from_u32(code::CANCELLED));
+        }
+    }
+}

@@ -1,0 +1,340 @@
+//! The vocabulary shared by every layer: directory ids, safe relative paths,
+//! file entries, stamps and hashes.
+//!
+//! Every type that arrives from the network validates itself while it is
+//! decoded, so a [`RelPath`] in hand is always safe to join to a root.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// Longest path accepted anywhere, in bytes (Linux `PATH_MAX`).
+pub const MAX_PATH_LEN: usize = 4096;
+/// Longest single path component accepted, in bytes (Linux `NAME_MAX`).
+pub const MAX_COMPONENT_LEN: usize = 255;
+/// Longest directory id accepted, in bytes.
+pub const MAX_DIRECTORY_ID_LEN: usize = 64;
+
+/// Why a path or directory id was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidName {
+    /// The string is empty.
+    #[error("it is empty")]
+    Empty,
+    /// The string is longer than allowed.
+    #[error("it is longer than {0} bytes")]
+    TooLong(usize),
+    /// A path starts with `/`.
+    #[error("it is absolute; paths must be relative to the directory root")]
+    Absolute,
+    /// A path has a `..` component.
+    #[error("it contains '..'")]
+    ParentComponent,
+    /// A path has an empty or `.` component (`a//b`, `a/./b`, `a/`).
+    #[error("it is not normalised (empty or '.' component)")]
+    NotNormalised,
+    /// The string contains a NUL byte.
+    #[error("it contains a NUL byte")]
+    Nul,
+    /// A directory id uses characters other than letters, digits, `-`, `_`, `.`.
+    #[error("directory ids use only letters, digits, '-', '_' and '.'")]
+    BadDirectoryId,
+}
+
+/// The name under which a daemon serves one local root, such as `photos`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct DirectoryId(String);
+
+impl DirectoryId {
+    /// Validates `id`: 1 to 64 bytes of letters, digits, `-`, `_` or `.`.
+    pub fn new(id: impl Into<String>) -> Result<Self, InvalidName> {
+        let id = id.into();
+        if id.is_empty() {
+            return Err(InvalidName::Empty);
+        }
+        if id.len() > MAX_DIRECTORY_ID_LEN {
+            return Err(InvalidName::TooLong(MAX_DIRECTORY_ID_LEN));
+        }
+        let allowed = |c: char| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.');
+        if !id.chars().all(allowed) || id == "." || id == ".." {
+            return Err(InvalidName::BadDirectoryId);
+        }
+        Ok(Self(id))
+    }
+
+    /// The id as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl TryFrom<String> for DirectoryId {
+    type Error = InvalidName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<DirectoryId> for String {
+    fn from(value: DirectoryId) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for DirectoryId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::str::FromStr for DirectoryId {
+    type Err = InvalidName;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+/// A normalised path relative to a directory root: `/`-separated, no empty,
+/// `.` or `..` components, no NUL, not absolute, bounded in length.
+///
+/// Being a `RelPath` says nothing about symlinks on disk: the service that
+/// resolves it against a root checks those.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(try_from = "String", into = "String")]
+pub struct RelPath(String);
+
+impl RelPath {
+    /// Validates `path` as a safe relative path.
+    pub fn new(path: impl Into<String>) -> Result<Self, InvalidName> {
+        let path = path.into();
+        if path.is_empty() {
+            return Err(InvalidName::Empty);
+        }
+        if path.len() > MAX_PATH_LEN {
+            return Err(InvalidName::TooLong(MAX_PATH_LEN));
+        }
+        if path.contains('\0') {
+            return Err(InvalidName::Nul);
+        }
+        if path.starts_with('/') {
+            return Err(InvalidName::Absolute);
+        }
+        for component in path.split('/') {
+            match component {
+                ".." => return Err(InvalidName::ParentComponent),
+                "" | "." => return Err(InvalidName::NotNormalised),
+                c if c.len() > MAX_COMPONENT_LEN => {
+                    return Err(InvalidName::TooLong(MAX_COMPONENT_LEN))
+                }
+                _ => {}
+            }
+        }
+        Ok(Self(path))
+    }
+
+    /// The path as a string.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// The path's components, in order.
+    pub fn components(&self) -> impl Iterator<Item = &str> {
+        self.0.split('/')
+    }
+
+    /// The last component.
+    pub fn file_name(&self) -> &str {
+        self.0.rsplit('/').next().unwrap_or(&self.0)
+    }
+
+    /// The path of the parent directory, or `None` at the top level.
+    pub fn parent(&self) -> Option<&str> {
+        self.0.rsplit_once('/').map(|(parent, _)| parent)
+    }
+}
+
+impl TryFrom<String> for RelPath {
+    type Error = InvalidName;
+    fn try_from(value: String) -> Result<Self, Self::Error> {
+        Self::new(value)
+    }
+}
+
+impl From<RelPath> for String {
+    fn from(value: RelPath) -> Self {
+        value.0
+    }
+}
+
+impl fmt::Display for RelPath {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// Size and modification time of a file: if either differs between two
+/// observations, the file changed in between.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileStamp {
+    /// Length in bytes.
+    pub size: u64,
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified_ns: i64,
+}
+
+impl FileStamp {
+    /// Reads the stamp out of file metadata.
+    pub fn from_metadata(metadata: &std::fs::Metadata) -> Self {
+        use std::os::unix::fs::MetadataExt;
+        Self {
+            size: metadata.len(),
+            modified_ns: metadata
+                .mtime()
+                .saturating_mul(1_000_000_000)
+                .saturating_add(metadata.mtime_nsec()),
+        }
+    }
+}
+
+/// Whether a listed file is complete or still being written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FileState {
+    /// The file is at its final name.
+    Final,
+    /// Only `.NAME.part` exists: an interrupted or ongoing transfer.
+    Partial,
+}
+
+/// One regular file found under a directory root.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileEntry {
+    /// The final path, also for a partial file.
+    pub path: RelPath,
+    /// Final or partial.
+    pub state: FileState,
+    /// Size and modification time when listed.
+    pub stamp: FileStamp,
+}
+
+/// Why a listing passed over something under the root.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum SkipReason {
+    /// A symbolic link: never followed, never moved.
+    Symlink,
+    /// A socket, FIFO or device.
+    Special,
+    /// A directory with nothing in it.
+    EmptyDirectory,
+    /// A name that is not valid UTF-8 or not a valid relative path.
+    UnsupportedName,
+}
+
+impl fmt::Display for SkipReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SkipReason::Symlink => "symbolic link",
+            SkipReason::Special => "special file",
+            SkipReason::EmptyDirectory => "empty directory",
+            SkipReason::UnsupportedName => "unsupported file name",
+        })
+    }
+}
+
+/// Something under the root that is not moved, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// The path, lossily converted to UTF-8 for display.
+    pub path: String,
+    /// Why it is skipped.
+    pub reason: SkipReason,
+}
+
+/// A BLAKE3 hash of file content.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Hash(pub [u8; 32]);
+
+impl Hash {
+    /// Hashes `data` in one call.
+    pub fn of(data: &[u8]) -> Self {
+        Self(*blake3::hash(data).as_bytes())
+    }
+}
+
+impl From<blake3::Hash> for Hash {
+    fn from(value: blake3::Hash) -> Self {
+        Self(*value.as_bytes())
+    }
+}
+
+impl fmt::Display for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.iter().try_for_each(|b| write!(f, "{b:02x}"))
+    }
+}
+
+impl fmt::Debug for Hash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Hash({self})")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn relpath_accepts_normal_paths() {
+        for ok in [
+            "a",
+            "a/b",
+            "dir with space/é.txt",
+            ".hidden",
+            "a/..b",
+            "a/b..",
+        ] {
+            assert!(RelPath::new(ok).is_ok(), "{ok}");
+        }
+    }
+
+    #[test]
+    fn relpath_refuses_hostile_paths() {
+        let cases = [
+            ("", InvalidName::Empty),
+            ("/etc/passwd", InvalidName::Absolute),
+            ("..", InvalidName::ParentComponent),
+            ("a/../../b", InvalidName::ParentComponent),
+            ("a//b", InvalidName::NotNormalised),
+            ("./a", InvalidName::NotNormalised),
+            ("a/", InvalidName::NotNormalised),
+            ("a\0b", InvalidName::Nul),
+        ];
+        for (path, expected) in cases {
+            assert_eq!(RelPath::new(path), Err(expected), "{path:?}");
+        }
+        assert!(matches!(
+            RelPath::new("x".repeat(MAX_PATH_LEN + 1)),
+            Err(InvalidName::TooLong(_))
+        ));
+        assert!(matches!(
+            RelPath::new("x".repeat(256)),
+            Err(InvalidName::TooLong(255))
+        ));
+    }
+
+    #[test]
+    fn relpath_parts() {
+        let p = RelPath::new("a/b/c.txt").unwrap();
+        assert_eq!(p.file_name(), "c.txt");
+        assert_eq!(p.parent(), Some("a/b"));
+        assert_eq!(RelPath::new("c").unwrap().parent(), None);
+    }
+
+    #[test]
+    fn directory_id_validation() {
+        assert!(DirectoryId::new("photos-2024_v1.0").is_ok());
+        for bad in ["", "a/b", "..", "a b", "é"] {
+            assert!(DirectoryId::new(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,76 @@
+//! How [`super::move_files`] reports what it does, for a display or a test.
+//!
+//! The mover calls [`Progress`] once per run and hands each file its own
+//! [`FileProgress`]. Files move in parallel, so several `FileProgress` are
+//! live at once; each receives its calls in order:
+//!
+//! ```text
+//! for_file ─┬─ verifying ─┬─ deleting ─ success
+//!           │             └─ moving ─ inc… ─ verifying ─ deleting ─ success
+//!           └─ moving ─ inc… ─ verifying ─ deleting ─ success
+//!  (any step may end in `error` instead; exactly one of success/error ends a file)
+//! ```
+
+use super::MoveFileError;
+use crate::model::{RelPath, Skipped};
+
+/// Receives the progress of a whole move.
+pub trait Progress: Send {
+    /// Once the source is listed: how many files and bytes will be moved.
+    fn set_length(&mut self, total_files: usize, total_bytes: u64);
+
+    /// Something in the source is not moved (symlink, special file, empty
+    /// directory).
+    fn skipped(&mut self, entry: &Skipped);
+
+    /// A file starts; the returned handle follows it to its end.
+    fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress>;
+
+    /// An error not tied to a file (listing failed, connection lost).
+    fn error(&mut self, err: &MoveFileError);
+}
+
+/// Receives the progress of one file.
+pub trait FileProgress: Send {
+    /// Hashing to compare an existing destination copy, or waiting for the
+    /// destination to verify and make the file durable.
+    fn verifying(&mut self);
+
+    /// File data is being sent.
+    fn moving(&mut self);
+
+    /// `bytes` more bytes of this file crossed to the destination.
+    fn inc(&mut self, bytes: u64);
+
+    /// The destination copy is final; the source copy is being deleted.
+    fn deleting(&mut self);
+
+    /// The file is at the destination, durable and verified, and the source
+    /// copy is gone.
+    fn success(&mut self);
+
+    /// Moving the file failed; the source copy is kept.
+    fn error(&mut self, err: &MoveFileError);
+}
+
+/// Progress that shows nothing, for callers without a display.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn set_length(&mut self, _total_files: usize, _total_bytes: u64) {}
+    fn skipped(&mut self, _entry: &Skipped) {}
+    fn for_file(&mut self, _path: &RelPath, _bytes: u64) -> Box<dyn FileProgress> {
+        Box::new(NoProgress)
+    }
+    fn error(&mut self, _err: &MoveFileError) {}
+}
+
+impl FileProgress for NoProgress {
+    fn verifying(&mut self) {}
+    fn moving(&mut self) {}
+    fn inc(&mut self, _bytes: u64) {}
+    fn deleting(&mut self) {}
+    fn success(&mut self) {}
+    fn error(&mut self, _err: &MoveFileError) {}
+}

@@ -1,0 +1,189 @@
+//! Length-prefixed bincode frames with a hard size bound.
+//!
+//! A frame is a `u32` big-endian payload length, then the payload. The length
+//! is checked against [`MAX_FRAME_LEN`] *before* anything is allocated, and
+//! bincode decodes under the same limit, so a hostile peer cannot make us
+//! allocate more than one bounded frame. This module is the only place that
+//! knows the encoding, so the format can change behind it.
+
+use serde::{de::DeserializeOwned, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use super::MAX_FRAME_LEN;
+
+/// Why a frame could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum FrameError {
+    /// The stream ended cleanly before a frame started.
+    #[error("the stream ended")]
+    Closed,
+    /// The stream failed or ended inside a frame.
+    #[error("stream error: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame announced more than [`MAX_FRAME_LEN`] bytes.
+    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME_LEN} bytes")]
+    TooLarge(usize),
+    /// The payload is not a valid message.
+    #[error("malformed frame: {0}")]
+    Malformed(String),
+}
+
+fn config() -> impl bincode::config::Config {
+    bincode::config::standard()
+        .with_big_endian()
+        .with_limit::<MAX_FRAME_LEN>()
+}
+
+/// Encodes `message` into a frame, length prefix included.
+pub fn encode<T: Serialize>(message: &T) -> Result<Vec<u8>, FrameError> {
+    let mut frame = vec![0u8; 4];
+    bincode::serde::encode_into_std_write(message, &mut frame, config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    let len = frame.len() - 4;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    frame[..4].copy_from_slice(&(len as u32).to_be_bytes());
+    Ok(frame)
+}
+
+/// Decodes one payload (without its length prefix). Trailing bytes are an
+/// error: a frame holds exactly one message.
+pub fn decode<T: DeserializeOwned>(payload: &[u8]) -> Result<T, FrameError> {
+    if payload.len() > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(payload.len()));
+    }
+    let (message, used) = bincode::serde::decode_from_slice(payload, config())
+        .map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if used != payload.len() {
+        return Err(FrameError::Malformed(format!(
+            "{} trailing bytes after the message",
+            payload.len() - used
+        )));
+    }
+    Ok(message)
+}
+
+/// Writes `message` as one frame.
+pub async fn write_frame<W, T>(writer: &mut W, message: &T) -> Result<(), FrameError>
+where
+    W: AsyncWrite + Unpin,
+    T: Serialize,
+{
+    writer.write_all(&encode(message)?).await?;
+    Ok(())
+}
+
+/// Reads one frame and decodes it. Returns [`FrameError::Closed`] if the
+/// stream ends cleanly before the frame's first byte.
+pub async fn read_frame<R, T>(reader: &mut R) -> Result<T, FrameError>
+where
+    R: AsyncRead + Unpin,
+    T: DeserializeOwned,
+{
+    let mut len = [0u8; 4];
+    let first = reader.read(&mut len).await?;
+    if first == 0 {
+        return Err(FrameError::Closed);
+    }
+    reader.read_exact(&mut len[first..]).await?;
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME_LEN {
+        return Err(FrameError::TooLarge(len));
+    }
+    let mut payload = vec![0u8; len];
+    reader.read_exact(&mut payload).await?;
+    decode(&payload)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{DirectoryId, RelPath};
+    use crate::protocol::StreamRequest;
+
+    fn write_request(path: &str) -> StreamRequest {
+        StreamRequest::Write {
+            dir: DirectoryId::new("d").unwrap(),
+            path: RelPath::new(path).unwrap(),
+            offset: 0,
+            size: 10,
+        }
+    }
+
+    #[tokio::test]
+    async fn frames_round_trip_in_sequence() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        write_frame(&mut a, &write_request("x/y")).await.unwrap();
+        write_frame(&mut a, &write_request("z")).await.unwrap();
+        drop(a);
+        let first: StreamRequest = read_frame(&mut b).await.unwrap();
+        let second: StreamRequest = read_frame(&mut b).await.unwrap();
+        assert_eq!(first, write_request("x/y"));
+        assert_eq!(second, write_request("z"));
+        assert!(matches!(
+            read_frame::<_, StreamRequest>(&mut b).await,
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[tokio::test]
+    async fn oversized_length_is_refused_before_allocating() {
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&u32::MAX.to_be_bytes()).await.unwrap();
+        let result = read_frame::<_, StreamRequest>(&mut b).await;
+        assert!(matches!(result, Err(FrameError::TooLarge(n)) if n == u32::MAX as usize));
+    }
+
+    #[tokio::test]
+    async fn truncated_frame_is_an_error_not_a_close() {
+        let frame = encode(&write_request("abc")).unwrap();
+        let (mut a, mut b) = tokio::io::duplex(64);
+        a.write_all(&frame[..frame.len() - 1]).await.unwrap();
+        drop(a);
+        let result = read_frame::<_, StreamRequest>(&mut b).await;
+        assert!(matches!(result, Err(FrameError::Io(_))), "{result:?}");
+    }
+
+    #[test]
+    fn hostile_path_is_refused_while_decoding() {
+        // Encode a message whose path field holds "../etc" by encoding the
+        // same shape with plain strings, as a hostile client would.
+        #[derive(serde::Serialize)]
+        enum Shape {
+            #[allow(dead_code)]
+            List(String),
+            #[allow(dead_code)]
+            Read(String, String, u64),
+        }
+        let frame = encode(&Shape::Read("d".into(), "../etc/passwd".into(), 0)).unwrap();
+        let result = decode::<StreamRequest>(&frame[4..]);
+        assert!(
+            matches!(&result, Err(FrameError::Malformed(m)) if m.contains("..")),
+            "{result:?}"
+        );
+    }
+
+    #[test]
+    fn garbage_and_trailing_bytes_are_malformed() {
+        assert!(matches!(
+            decode::<StreamRequest>(&[0xff, 0xff, 0xff]),
+            Err(FrameError::Malformed(_))
+        ));
+        let mut frame = encode(&write_request("a")).unwrap();
+        frame.push(0);
+        assert!(matches!(
+            decode::<StreamRequest>(&frame[4..]),
+            Err(FrameError::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn oversized_message_is_refused_when_encoding() {
+        let big = crate::protocol::RealizeError::new(
+            crate::protocol::ErrorKind::Io,
+            "x".repeat(MAX_FRAME_LEN + 1),
+        );
+        assert!(encode(&big).is_err());
+    }
+}

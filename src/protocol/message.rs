@@ -1,0 +1,148 @@
+//! Every message of the protocol. Field-level limits are enforced by the
+//! validating types of [`crate::model`] while decoding and by the frame
+//! length bound of [`super::codec`].
+
+use serde::{Deserialize, Serialize};
+
+use super::RealizeError;
+use crate::model::{DirectoryId, FileEntry, FileStamp, Hash, RelPath, Skipped};
+
+/// First frame on the control stream, client to daemon.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hello {
+    /// The client's [`super::PROTOCOL_VERSION`].
+    pub version: u32,
+}
+
+/// The daemon's answer to [`Hello`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct HelloReply {
+    /// The daemon's protocol version, or why it refuses the client.
+    pub version: Result<u32, RealizeError>,
+}
+
+/// A request on the control stream. Ids are chosen by the client and echoed in
+/// the [`Response`]; many requests may be outstanding, answered in any order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    /// Echoed in the response.
+    pub id: u64,
+    /// What to do.
+    pub op: ControlRequest,
+}
+
+/// The operations of the control stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlRequest {
+    /// BLAKE3 of the final file.
+    Hash {
+        /// Directory id.
+        dir: DirectoryId,
+        /// File path.
+        path: RelPath,
+    },
+    /// Delete a source file after its move, if its stamp is still `expected`;
+    /// then remove the directories this left empty.
+    Delete {
+        /// Directory id.
+        dir: DirectoryId,
+        /// File path.
+        path: RelPath,
+        /// The stamp the file had when it was read.
+        expected: FileStamp,
+    },
+}
+
+/// The answer to one [`Request`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Response {
+    /// The request's id.
+    pub id: u64,
+    /// The result.
+    pub result: Result<ControlReply, RealizeError>,
+}
+
+/// Successful results of control requests.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ControlReply {
+    /// Answer to [`ControlRequest::Hash`].
+    Hash(Hash),
+    /// Answer to [`ControlRequest::Delete`].
+    Deleted,
+}
+
+/// First frame of a data stream, client to daemon: what the stream is for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum StreamRequest {
+    /// List the directory. The daemon answers with [`ListItem`] frames.
+    List {
+        /// Directory id.
+        dir: DirectoryId,
+    },
+    /// Read a file from `offset`. The daemon answers with a [`ReadHeader`],
+    /// `size - offset` raw bytes, and a [`ReadTrailer`].
+    Read {
+        /// Directory id.
+        dir: DirectoryId,
+        /// File path.
+        path: RelPath,
+        /// First byte to send. Bytes before it are hashed, not sent.
+        offset: u64,
+    },
+    /// Write a file through its partial file. The client follows with
+    /// `size - offset` raw bytes and a [`WriteTrailer`]; the daemon answers
+    /// with a [`WriteResult`].
+    Write {
+        /// Directory id.
+        dir: DirectoryId,
+        /// File path.
+        path: RelPath,
+        /// Where the raw bytes start in the file.
+        offset: u64,
+        /// The complete file's size.
+        size: u64,
+    },
+}
+
+/// One frame of a listing: files, skipped entries, then the end.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ListItem {
+    /// Up to [`super::MAX_LIST_CHUNK`] files.
+    Files(Vec<FileEntry>),
+    /// Up to [`super::MAX_LIST_CHUNK`] entries that are not moved.
+    Skipped(Vec<Skipped>),
+    /// The listing is complete, or failed.
+    End(Result<(), RealizeError>),
+}
+
+/// The daemon's first answer to [`StreamRequest::Read`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadHeader {
+    /// The file's stamp when opened; `size - offset` raw bytes follow.
+    pub stamp: Result<FileStamp, RealizeError>,
+}
+
+/// The frame after the raw bytes of a read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadTrailer {
+    /// BLAKE3 of the whole file as read, from byte 0.
+    pub hash: Hash,
+    /// The file's stamp after reading: differs from the header's if the file
+    /// changed during the read.
+    pub stamp: FileStamp,
+}
+
+/// The frame after the raw bytes of a write.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteTrailer {
+    /// BLAKE3 of the whole file as the sender read it. The daemon makes the
+    /// file final only if what it wrote hashes to this.
+    pub expected: Hash,
+}
+
+/// The daemon's answer on a write stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WriteResult {
+    /// The hash of the durable final file, or why it is not final.
+    pub result: Result<Hash, RealizeError>,
+}

@@ -1,0 +1,112 @@
+//! `realized`: serves local directories to pinned peers over QUIC.
+//!
+//! [`Daemon::bind`] loads the identity and peers, opens the directories and
+//! binds the UDP socket; [`Daemon::run`] accepts connections until shutdown.
+//! Each connection is handled by [`connection`]: the control stream first,
+//! then one task per data stream, all backed by the same
+//! [`LocalService`] the command uses for local paths.
+
+pub mod config;
+mod connection;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::{Endpoint, VarInt};
+
+pub use self::config::{ConfigError, DaemonConfig};
+use crate::protocol::code;
+use crate::service::local::LocalService;
+use crate::transport::endpoint::{bind, Tuning};
+use crate::transport::identity::{load_certificates, Identity, IdentityError};
+use crate::transport::tls::{server_crypto, PinnedPeers};
+
+/// Why the daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    /// The configuration file is invalid.
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    /// The key, certificate or a peer certificate is unusable.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// A served directory or the socket could not be opened.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// A bound daemon, ready to run.
+pub struct Daemon {
+    endpoint: Endpoint,
+    service: LocalService,
+    peers: Arc<PinnedPeers>,
+}
+
+impl Daemon {
+    /// Loads everything `config` names and binds its listening socket.
+    pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
+        let identity = Identity::load(&config.key, &config.cert)?;
+        let peers = Arc::new(load_peers(config)?);
+        let service =
+            LocalService::new(config.dirs.clone()).map_err(|e| StartError::Io(e.to_string()))?;
+        let crypto = server_crypto(&identity, peers.clone())
+            .map_err(|e| StartError::Io(format!("{}: {e}", config.key.display())))?;
+        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        server.transport_config(Arc::new(tuning.transport_config()));
+        let endpoint = bind(config.listen, Some(server), tuning)
+            .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
+        tracing::info!(
+            fingerprint = %identity.fingerprint(),
+            dirs = config.dirs.len(),
+            peers = config.peers.len(),
+            "daemon ready"
+        );
+        Ok(Self {
+            endpoint,
+            service,
+            peers,
+        })
+    }
+
+    /// The address the daemon listens on (useful with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.endpoint.local_addr()
+    }
+
+    /// Serves connections until `shutdown` completes, then closes them and
+    /// waits briefly for in-flight writes to leave their partial files.
+    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+        tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
+        tokio::pin!(shutdown);
+        loop {
+            tokio::select! {
+                incoming = self.endpoint.accept() => match incoming {
+                    Some(incoming) => {
+                        let service = self.service.clone();
+                        let peers = self.peers.clone();
+                        tokio::spawn(connection::handle(incoming, service, peers));
+                    }
+                    None => break,
+                },
+                () = &mut shutdown => break,
+            }
+        }
+        tracing::info!("shutting down");
+        self.endpoint
+            .close(VarInt::from_u32(code::SHUTDOWN), b"daemon shutting down");
+        let idle = self.endpoint.wait_idle();
+        let _ = tokio::time::timeout(Duration::from_secs(5), idle).await;
+        tracing::info!("stopped");
+    }
+}
+
+fn load_peers(config: &DaemonConfig) -> Result<PinnedPeers, StartError> {
+    let mut all = Vec::new();
+    for (name, path) in &config.peers {
+        for cert in load_certificates(path)? {
+            all.push((name.clone(), cert));
+        }
+    }
+    PinnedPeers::new(all.iter().map(|(name, cert)| (name.clone(), cert))).map_err(StartError::Io)
+}

@@ -1,0 +1,143 @@
+//! The daemon's TOML configuration.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::model::DirectoryId;
+
+/// The default UDP port of `realized`.
+pub const DEFAULT_PORT: u16 = 9771;
+
+/// A configuration file that cannot be used; the message names the file and
+/// the field.
+#[derive(Debug, thiserror::Error)]
+#[error("{file}: {message}")]
+pub struct ConfigError {
+    /// The configuration file.
+    pub file: PathBuf,
+    /// What is wrong, naming the field.
+    pub message: String,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    listen: Option<SocketAddr>,
+    key: PathBuf,
+    cert: PathBuf,
+    metrics: Option<SocketAddr>,
+    #[serde(default)]
+    dirs: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    peers: BTreeMap<String, PathBuf>,
+}
+
+/// A validated daemon configuration, paths resolved against the file's folder.
+#[derive(Debug, Clone)]
+pub struct DaemonConfig {
+    /// UDP address to listen on.
+    pub listen: SocketAddr,
+    /// This daemon's private key (PEM).
+    pub key: PathBuf,
+    /// This daemon's certificate (PEM).
+    pub cert: PathBuf,
+    /// Where to serve Prometheus `/metrics`, if anywhere.
+    pub metrics: Option<SocketAddr>,
+    /// Served directories.
+    pub dirs: BTreeMap<DirectoryId, PathBuf>,
+    /// Peer id to the PEM file of that peer's certificate(s).
+    pub peers: BTreeMap<String, PathBuf>,
+}
+
+impl DaemonConfig {
+    /// Reads and validates the configuration at `file`.
+    pub fn load(file: &Path) -> Result<Self, ConfigError> {
+        let error = |message: String| ConfigError {
+            file: file.to_path_buf(),
+            message,
+        };
+        let text = std::fs::read_to_string(file).map_err(|e| error(e.to_string()))?;
+        let raw: RawConfig = toml::from_str(&text).map_err(|e| error(one_line(&e)))?;
+        let base = file.parent().unwrap_or(Path::new("."));
+        let resolve = |p: &Path| base.join(p);
+        if raw.dirs.is_empty() {
+            return Err(error(
+                "[dirs] is empty: serve at least one directory".into(),
+            ));
+        }
+        if raw.peers.is_empty() {
+            return Err(error(
+                "[peers] is empty: no client could ever connect".into(),
+            ));
+        }
+        let dirs = raw
+            .dirs
+            .into_iter()
+            .map(|(id, path)| {
+                let id = DirectoryId::new(id.clone())
+                    .map_err(|e| error(format!("[dirs] {id}: invalid directory id: {e}")))?;
+                Ok((id, resolve(&path)))
+            })
+            .collect::<Result<_, ConfigError>>()?;
+        Ok(Self {
+            listen: raw
+                .listen
+                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),
+            key: resolve(&raw.key),
+            cert: resolve(&raw.cert),
+            metrics: raw.metrics,
+            dirs,
+            peers: raw
+                .peers
+                .into_iter()
+                .map(|(name, path)| (name, resolve(&path)))
+                .collect(),
+        })
+    }
+}
+
+/// toml's errors span several lines with a source excerpt; keep the first
+/// line and the position, which name the field.
+fn one_line(err: &toml::de::Error) -> String {
+    let message = err.message().trim().to_string();
+    match err.span() {
+        Some(span) => format!("{message} (at byte {})", span.start),
+        None => message,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(text: &str) -> Result<DaemonConfig, ConfigError> {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("realized.toml");
+        std::fs::write(&file, text).unwrap();
+        DaemonConfig::load(&file)
+    }
+
+    #[test]
+    fn relative_paths_resolve_against_the_file() {
+        let config =
+            load("key = 'k.key'\ncert = 'k.crt'\n[dirs]\nphotos = 'p'\n[peers]\na = 'a.crt'\n")
+                .unwrap();
+        assert!(config.key.ends_with("k.key") && config.key.is_absolute());
+        assert_eq!(config.listen.port(), DEFAULT_PORT);
+        assert!(config.dirs[&DirectoryId::new("photos").unwrap()].is_absolute());
+    }
+
+    #[test]
+    fn errors_name_the_field() {
+        let err = load("key = 'k'\ncert = 'c'\nlisten = 'nope'\n").unwrap_err();
+        assert!(err.to_string().contains("listen") || err.to_string().contains("address"));
+        let err = load("key='k'\ncert='c'\nbogus=1\n").unwrap_err();
+        assert!(err.to_string().contains("bogus"), "{err}");
+        let err = load("key='k'\ncert='c'\n[dirs]\n'a/b'='x'\n[peers]\na='a'\n").unwrap_err();
+        assert!(err.to_string().contains("a/b"), "{err}");
+        assert!(!err.to_string().contains('\n'));
+    }
+}

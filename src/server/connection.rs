@@ -1,0 +1,121 @@
+//! One peer connection: authenticate, handshake on the control stream, then
+//! serve control requests and data streams concurrently.
+
+mod control;
+mod streams;
+
+use std::sync::Arc;
+
+use quinn::{Connection, Incoming, VarInt};
+use rustls::pki_types::CertificateDer;
+
+use crate::protocol::{
+    code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
+};
+use crate::service::local::LocalService;
+use crate::transport::tls::PinnedPeers;
+
+/// Who is on the other end, for logs.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    /// The peer id from the daemon's `[peers]`.
+    pub id: String,
+    /// The peer's address.
+    pub address: std::net::SocketAddr,
+}
+
+/// Handles one incoming connection to its end. Never panics the daemon:
+/// every failure is logged and ends this connection only.
+pub async fn handle(incoming: Incoming, service: LocalService, peers: Arc<PinnedPeers>) {
+    let address = incoming.remote_address();
+    let connection = match incoming.await {
+        Ok(connection) => connection,
+        Err(e) => {
+            metrics::counter!("realize_connections_refused_total").increment(1);
+            tracing::warn!(remote = %address, "refused connection: {e}");
+            return;
+        }
+    };
+    let Some(id) = peer_id(&connection, &peers) else {
+        // The verifier already checked the key; this cannot happen unless
+        // the TLS layer changes. Refuse rather than serve an unknown peer.
+        connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"unknown peer");
+        return;
+    };
+    let peer = Peer { id, address };
+    metrics::counter!("realize_connections_accepted_total").increment(1);
+    tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
+    let reason = serve(&connection, &peer, service).await;
+    tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
+}
+
+fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {
+    let identity = connection.peer_identity()?;
+    let certs = identity.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    peers.peer_id(certs.first()?).map(str::to_string)
+}
+
+async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> String {
+    let (mut send, mut recv) = match connection.accept_bi().await {
+        Ok(streams) => streams,
+        Err(e) => return e.to_string(),
+    };
+    let hello: Hello = match read_frame(&mut recv).await {
+        Ok(hello) => hello,
+        Err(e) => {
+            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"bad hello");
+            return format!("bad handshake: {e}");
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        let refusal = RealizeError::new(
+            ErrorKind::VersionMismatch,
+            format!(
+                "this daemon speaks protocol version {PROTOCOL_VERSION}, not {}",
+                hello.version
+            ),
+        );
+        tracing::warn!(peer = %peer.id, version = hello.version, "protocol version mismatch");
+        let _ = write_frame(
+            &mut send,
+            &HelloReply {
+                version: Err(refusal),
+            },
+        )
+        .await;
+        let _ = send.finish();
+        let _ = send.stopped().await;
+        connection.close(
+            VarInt::from_u32(code::VERSION_MISMATCH),
+            b"version mismatch",
+        );
+        return "version mismatch".into();
+    }
+    if let Err(e) = write_frame(
+        &mut send,
+        &HelloReply {
+            version: Ok(PROTOCOL_VERSION),
+        },
+    )
+    .await
+    {
+        return e.to_string();
+    }
+    let control = tokio::spawn(control::serve(
+        send,
+        recv,
+        service.clone(),
+        connection.clone(),
+        peer.clone(),
+    ));
+    let reason = loop {
+        match connection.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(streams::serve(send, recv, service.clone(), peer.clone()));
+            }
+            Err(e) => break e.to_string(),
+        }
+    };
+    control.abort();
+    reason
+}

@@ -1,0 +1,96 @@
+//! The daemon's side of the control stream: requests are served concurrently
+//! (up to a bound) and answered in whatever order they complete.
+
+use std::sync::Arc;
+
+use quinn::{Connection, RecvStream, SendStream, VarInt};
+use tokio::sync::{Mutex, Semaphore};
+
+use super::Peer;
+use crate::protocol::{
+    code, read_frame, write_frame, ControlReply, ControlRequest, FrameError, RealizeError, Request,
+    Response,
+};
+use crate::service::local::LocalService;
+use crate::service::Service;
+
+/// Control requests of one connection served at once; more wait unread.
+const MAX_CONCURRENT_REQUESTS: usize = 64;
+
+/// Serves requests until the client closes the stream or breaks the protocol.
+pub async fn serve(
+    send: SendStream,
+    mut recv: RecvStream,
+    service: LocalService,
+    connection: Connection,
+    peer: Peer,
+) {
+    let send = Arc::new(Mutex::new(send));
+    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    loop {
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let request: Request = match read_frame(&mut recv).await {
+            Ok(request) => request,
+            Err(FrameError::Closed) => return,
+            Err(e @ (FrameError::Malformed(_) | FrameError::TooLarge(_))) => {
+                tracing::warn!(peer = %peer.id, remote = %peer.address, "protocol violation on the control stream: {e}");
+                connection.close(
+                    VarInt::from_u32(code::PROTOCOL_VIOLATION),
+                    b"malformed request",
+                );
+                return;
+            }
+            Err(FrameError::Io(e)) => {
+                tracing::debug!(peer = %peer.id, "control stream ended: {e}");
+                return;
+            }
+        };
+        let send = send.clone();
+        let service = service.clone();
+        let peer = peer.clone();
+        tokio::spawn(async move {
+            let result = execute(&service, request.op, &peer).await;
+            let response = Response {
+                id: request.id,
+                result,
+            };
+            if let Err(e) = write_frame(&mut *send.lock().await, &response).await {
+                tracing::debug!(peer = %peer.id, "cannot answer request {}: {e}", request.id);
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn execute(
+    service: &LocalService,
+    op: ControlRequest,
+    peer: &Peer,
+) -> Result<ControlReply, RealizeError> {
+    let result = match &op {
+        ControlRequest::Hash { dir, path } => service.hash(dir, path).await.map(ControlReply::Hash),
+        ControlRequest::Delete {
+            dir,
+            path,
+            expected,
+        } => service
+            .delete(dir, path, *expected)
+            .await
+            .map(|()| ControlReply::Deleted),
+    };
+    match result {
+        Ok(reply) => {
+            if let ControlRequest::Delete { dir, path, .. } = &op {
+                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "deleted source file");
+            }
+            Ok(reply)
+        }
+        Err(e) => {
+            let e = e.into_realize();
+            tracing::warn!(peer = %peer.id, kind = ?e.kind, "request failed: {e}");
+            Err(e)
+        }
+    }
+}

@@ -1,0 +1,211 @@
+//! The daemon's side of data streams: listings, reads and writes.
+
+use bytes::Bytes;
+use quinn::{RecvStream, SendStream, VarInt};
+
+use super::Peer;
+use crate::model::{DirectoryId, RelPath};
+use crate::protocol::{
+    code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
+    WriteResult, WriteTrailer, MAX_LIST_CHUNK,
+};
+use crate::service::local::{LocalService, CHUNK_SIZE};
+use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
+
+/// Serves one data stream to its end.
+pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalService, peer: Peer) {
+    let request: StreamRequest = match read_frame(&mut recv).await {
+        Ok(request) => request,
+        Err(e) => {
+            tracing::warn!(peer = %peer.id, remote = %peer.address, "bad stream header: {e}");
+            let violation = VarInt::from_u32(code::PROTOCOL_VIOLATION);
+            let _ = recv.stop(violation);
+            let _ = send.reset(violation);
+            return;
+        }
+    };
+    let outcome = match request {
+        StreamRequest::List { dir } => list(&mut send, &service, &dir).await,
+        StreamRequest::Read { dir, path, offset } => {
+            read(&mut send, &service, &dir, &path, offset, &peer).await
+        }
+        StreamRequest::Write {
+            dir,
+            path,
+            offset,
+            size,
+        } => {
+            let target = Target {
+                dir,
+                path,
+                offset,
+                size,
+            };
+            write(&mut send, &mut recv, &service, target, &peer).await
+        }
+    };
+    if let Err(e) = outcome {
+        tracing::debug!(peer = %peer.id, "stream ended early: {e}");
+    }
+}
+
+async fn list(
+    send: &mut SendStream,
+    service: &LocalService,
+    dir: &DirectoryId,
+) -> Result<(), FrameError> {
+    let end = match service.list(dir).await {
+        Ok(listing) => {
+            for chunk in listing.files.chunks(MAX_LIST_CHUNK) {
+                write_frame(send, &ListItem::Files(chunk.to_vec())).await?;
+            }
+            for chunk in listing.skipped.chunks(MAX_LIST_CHUNK) {
+                write_frame(send, &ListItem::Skipped(chunk.to_vec())).await?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(local(e)),
+    };
+    write_frame(send, &ListItem::End(end)).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+async fn read(
+    send: &mut SendStream,
+    service: &LocalService,
+    dir: &DirectoryId,
+    path: &RelPath,
+    offset: u64,
+    peer: &Peer,
+) -> Result<(), FrameError> {
+    let mut reader = match service.read(dir, path, offset).await {
+        Ok(reader) => reader,
+        Err(e) => {
+            write_frame(
+                send,
+                &ReadHeader {
+                    stamp: Err(local(e)),
+                },
+            )
+            .await?;
+            let _ = send.finish();
+            return Ok(());
+        }
+    };
+    write_frame(
+        send,
+        &ReadHeader {
+            stamp: Ok(reader.stamp()),
+        },
+    )
+    .await?;
+    loop {
+        match reader.next().await {
+            Ok(ReadEvent::Data(chunk)) => send.write_chunk(chunk).await.map_err(io)?,
+            Ok(ReadEvent::Done(summary)) => {
+                let trailer = ReadTrailer {
+                    hash: summary.hash,
+                    stamp: summary.stamp,
+                };
+                write_frame(send, &trailer).await?;
+                let _ = send.finish();
+                tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "sent file");
+                return Ok(());
+            }
+            Err(e) => {
+                tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "reading failed: {e}");
+                let _ = send.reset(VarInt::from_u32(code::READ_FAILED));
+                return Ok(());
+            }
+        }
+    }
+}
+
+struct Target {
+    dir: DirectoryId,
+    path: RelPath,
+    offset: u64,
+    size: u64,
+}
+
+async fn write(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    service: &LocalService,
+    target: Target,
+    peer: &Peer,
+) -> Result<(), FrameError> {
+    let Target {
+        dir,
+        path,
+        offset,
+        size,
+    } = &target;
+    let mut writer = match service.write(dir, path, *offset, *size).await {
+        Ok(writer) => writer,
+        Err(e) => {
+            let _ = recv.stop(VarInt::from_u32(code::REFUSED));
+            return answer(send, Err(local(e))).await;
+        }
+    };
+    let mut remaining = size - offset;
+    while remaining > 0 {
+        let chunk = match recv
+            .read_chunk(CHUNK_SIZE.min(remaining as usize), true)
+            .await
+        {
+            Ok(Some(chunk)) => chunk.bytes,
+            Ok(None) => return Err(FrameError::Closed),
+            Err(e) => {
+                // Cancelled or lost: the partial file keeps what arrived.
+                tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "transfer abandoned: {e}");
+                return Ok(());
+            }
+        };
+        remaining -= chunk.len() as u64;
+        if let Err(e) = push(&mut writer, chunk).await {
+            let _ = recv.stop(VarInt::from_u32(code::REFUSED));
+            return answer(send, Err(e)).await;
+        }
+    }
+    let trailer: WriteTrailer = read_frame(recv).await?;
+    let result = writer.finish(trailer.expected).await.map_err(local);
+    match &result {
+        Ok(hash) => {
+            metrics::counter!("realize_files_received_total", "peer" => peer.id.clone())
+                .increment(1);
+            metrics::counter!("realize_bytes_received_total", "peer" => peer.id.clone())
+                .increment(size - offset);
+            tracing::info!(peer = %peer.id, dir = %dir, path = %path, size, hash = %hash, "file finalised");
+        }
+        Err(e) => {
+            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "file not finalised: {e}")
+        }
+    }
+    answer(send, result).await
+}
+
+async fn push(
+    writer: &mut Box<dyn FileWriter>,
+    chunk: Bytes,
+) -> Result<(), crate::protocol::RealizeError> {
+    writer.write(chunk).await.map_err(local)
+}
+
+async fn answer(
+    send: &mut SendStream,
+    result: Result<crate::model::Hash, crate::protocol::RealizeError>,
+) -> Result<(), FrameError> {
+    write_frame(send, &WriteResult { result }).await?;
+    let _ = send.finish();
+    Ok(())
+}
+
+fn local(err: ServiceError) -> crate::protocol::RealizeError {
+    err.into_realize()
+}
+
+fn io(err: quinn::WriteError) -> FrameError {
+    FrameError::Io(std::io::Error::other(err))
+}

@@ -1,0 +1,130 @@
+//! The service a move talks to: one directory tree, local or remote.
+//!
+//! [`Service`] is the seam between the move algorithm and the world. The
+//! [`local::LocalService`] implementation works on a local root and is used
+//! both in process (a `--src-path`/`--dst-path` endpoint) and by the daemon to
+//! serve its peers; the QUIC client in [`crate::client`] implements the same
+//! trait over the wire. The algorithm in [`crate::mover`] sees only the trait,
+//! so it is tested without sockets.
+
+pub mod local;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+
+use crate::model::{DirectoryId, FileEntry, FileStamp, Hash, RelPath, Skipped};
+use crate::protocol::RealizeError;
+use crate::transport::TransportError;
+
+/// What can go wrong when calling a service.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum ServiceError {
+    /// The service did the work and reports a failure (it crosses the wire
+    /// unchanged from a remote service).
+    #[error(transparent)]
+    Realize(#[from] RealizeError),
+    /// The service could not be reached or the connection failed.
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+impl ServiceError {
+    /// The error as the wire carries it: a transport failure of a nested
+    /// service becomes an I/O error with the same message.
+    pub fn into_realize(self) -> RealizeError {
+        match self {
+            ServiceError::Realize(e) => e,
+            ServiceError::Transport(e) => {
+                RealizeError::new(crate::protocol::ErrorKind::Io, e.to_string())
+            }
+        }
+    }
+}
+
+/// The regular files under a directory root, and what is not moved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Listing {
+    /// Regular files, final and partial.
+    pub files: Vec<FileEntry>,
+    /// Entries that are not moved (symlinks, special files, empty directories).
+    pub skipped: Vec<Skipped>,
+}
+
+/// How a read ended: what the whole file hashed to and its stamp afterwards.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSummary {
+    /// BLAKE3 of the file from byte 0 to its size at open.
+    pub hash: Hash,
+    /// The stamp after the last byte was read.
+    pub stamp: FileStamp,
+}
+
+/// One step of reading a file: a chunk of data, or the end.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ReadEvent {
+    /// The next bytes, in order.
+    Data(Bytes),
+    /// Every byte has been delivered.
+    Done(ReadSummary),
+}
+
+/// A file being read, in order, from the offset it was opened at.
+#[async_trait]
+pub trait FileReader: Send {
+    /// The file's stamp when it was opened. Exactly `stamp().size - offset`
+    /// bytes of [`ReadEvent::Data`] come before [`ReadEvent::Done`].
+    fn stamp(&self) -> FileStamp;
+
+    /// The next chunk, or the end with its summary.
+    async fn next(&mut self) -> Result<ReadEvent, ServiceError>;
+}
+
+/// A file being written into its partial file. Dropping it without
+/// [`FileWriter::finish`] abandons the transfer and keeps the partial file.
+#[async_trait]
+pub trait FileWriter: Send {
+    /// Appends `chunk` to what has been written so far.
+    async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError>;
+
+    /// Completes the file: checks that the whole file hashes to `expected`,
+    /// makes it durable (fsync), renames it to its final name and makes the
+    /// rename durable. Returns the final file's hash.
+    async fn finish(self: Box<Self>, expected: Hash) -> Result<Hash, ServiceError>;
+}
+
+/// One endpoint of a move: the directories of a local root or of a daemon.
+#[async_trait]
+pub trait Service: Send + Sync {
+    /// Lists the regular files under `dir`, final and partial.
+    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError>;
+
+    /// Opens the final file at `path` for reading from `offset`.
+    async fn read(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+    ) -> Result<Box<dyn FileReader>, ServiceError>;
+
+    /// Opens the partial file of `path` for writing a file of `size` bytes,
+    /// starting at `offset`; bytes before `offset` are kept.
+    async fn write(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+        size: u64,
+    ) -> Result<Box<dyn FileWriter>, ServiceError>;
+
+    /// BLAKE3 of the final file at `path`.
+    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError>;
+
+    /// Deletes the final file at `path` if its stamp is still `expected`,
+    /// then removes the directories this left empty.
+    async fn delete(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+    ) -> Result<(), ServiceError>;
+}

@@ -1,0 +1,213 @@
+//! [`LocalService`]: the [`Service`] over local roots, used in process and by
+//! the daemon to serve its peers.
+
+mod durability;
+mod listing;
+mod reader;
+mod root;
+mod writer;
+
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+
+pub use reader::CHUNK_SIZE;
+pub use root::Root;
+
+use self::durability::DirSyncer;
+use self::reader::LocalReader;
+use self::writer::{LocalWriter, WriteTarget};
+use super::{FileReader, FileWriter, Listing, Service, ServiceError};
+use crate::model::{DirectoryId, FileStamp, Hash, RelPath};
+use crate::protocol::{ErrorKind, RealizeError};
+
+/// The directories of this host, each a root that requests cannot leave.
+#[derive(Debug, Clone)]
+pub struct LocalService {
+    roots: Arc<HashMap<DirectoryId, Arc<Root>>>,
+    syncer: Arc<DirSyncer>,
+}
+
+impl LocalService {
+    /// Serves `dirs`; every path must be an existing directory.
+    pub fn new(dirs: impl IntoIterator<Item = (DirectoryId, PathBuf)>) -> io::Result<Self> {
+        let roots = dirs
+            .into_iter()
+            .map(|(id, path)| {
+                let root = Root::open(&path).map_err(|e| {
+                    io::Error::new(
+                        e.kind(),
+                        format!("directory {id} ({}): {e}", path.display()),
+                    )
+                })?;
+                Ok((id, Arc::new(root)))
+            })
+            .collect::<io::Result<_>>()?;
+        Ok(Self {
+            roots: Arc::new(roots),
+            syncer: Arc::default(),
+        })
+    }
+
+    /// Serves one directory.
+    pub fn single(id: DirectoryId, path: &Path) -> io::Result<Self> {
+        Self::new([(id, path.to_path_buf())])
+    }
+
+    /// The canonical root of `dir`, if served.
+    pub fn root_path(&self, dir: &DirectoryId) -> Option<&Path> {
+        self.roots.get(dir).map(|root| root.path())
+    }
+
+    fn root(&self, dir: &DirectoryId) -> Result<Arc<Root>, RealizeError> {
+        self.roots.get(dir).cloned().ok_or_else(|| {
+            RealizeError::new(
+                ErrorKind::UnknownDirectory,
+                format!("no directory with id '{dir}' is served here"),
+            )
+        })
+    }
+}
+
+/// Runs blocking file-system work off the async runtime's worker threads.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
+        .map_err(ServiceError::from)
+}
+
+#[async_trait]
+impl Service for LocalService {
+    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+        let root = self.root(dir)?;
+        blocking(move || listing::list(root.path())).await
+    }
+
+    async fn read(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+    ) -> Result<Box<dyn FileReader>, ServiceError> {
+        let root = self.root(dir)?;
+        let display = path.clone();
+        let (file, stamp) = blocking(move || {
+            let paths = root.resolve(&display)?;
+            open_for_read(&paths.final_path, &display)
+        })
+        .await?;
+        if offset > stamp.size {
+            return Err(RealizeError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{path}: offset {offset} is past the end ({} bytes)",
+                    stamp.size
+                ),
+            )
+            .into());
+        }
+        Ok(Box::new(LocalReader::start(
+            file,
+            stamp,
+            offset,
+            path.clone(),
+        )))
+    }
+
+    async fn write(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+        size: u64,
+    ) -> Result<Box<dyn FileWriter>, ServiceError> {
+        if offset > size {
+            let message = format!("{path}: offset {offset} is past the size {size}");
+            return Err(RealizeError::new(ErrorKind::Protocol, message).into());
+        }
+        let root = self.root(dir)?;
+        let display = path.clone();
+        let paths = blocking(move || root.resolve_creating(&display)).await?;
+        let target = WriteTarget {
+            paths,
+            display: path.clone(),
+            offset,
+            size,
+        };
+        let writer = LocalWriter::open(target, self.syncer.clone()).await?;
+        Ok(Box::new(writer))
+    }
+
+    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
+        let root = self.root(dir)?;
+        let display = path.clone();
+        blocking(move || {
+            let paths = root.resolve(&display)?;
+            let (mut file, _) = open_for_read(&paths.final_path, &display)?;
+            let mut hasher = blake3::Hasher::new();
+            hasher
+                .update_reader(&mut file)
+                .map_err(|e| RealizeError::io(&display, &e))?;
+            Ok(hasher.finalize().into())
+        })
+        .await
+    }
+
+    async fn delete(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+    ) -> Result<(), ServiceError> {
+        let root = self.root(dir)?;
+        let display = path.clone();
+        blocking(move || {
+            let paths = root.resolve(&display)?;
+            let metadata = root::regular_file(&paths.final_path, &display)?;
+            if FileStamp::from_metadata(&metadata) != expected {
+                return Err(RealizeError::new(
+                    ErrorKind::SourceChanged,
+                    format!("{display}: changed since it was read; kept for the next run"),
+                ));
+            }
+            fs::remove_file(&paths.final_path).map_err(|e| RealizeError::io(&display, &e))?;
+            remove_empty_parents(&paths.parent, root.path());
+            Ok(())
+        })
+        .await
+    }
+}
+
+fn open_for_read(path: &Path, display: &RelPath) -> Result<(File, FileStamp), RealizeError> {
+    root::regular_file(path, display)?;
+    let file = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .map_err(|e| RealizeError::io(display, &e))?;
+    let metadata = file.metadata().map_err(|e| RealizeError::io(display, &e))?;
+    Ok((file, FileStamp::from_metadata(&metadata)))
+}
+
+/// Removes `dir` and its parents up to (not including) `root` while they are
+/// empty. Stops at the first that is not: another file may still be moving.
+fn remove_empty_parents(dir: &Path, root: &Path) {
+    let mut current = dir;
+    while current != root && current.starts_with(root) {
+        if fs::remove_dir(current).is_err() {
+            return;
+        }
+        match current.parent() {
+            Some(parent) => current = parent,
+            None => return,
+        }
+    }
+}

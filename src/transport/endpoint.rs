@@ -1,0 +1,100 @@
+//! QUIC endpoints: UDP sockets with large buffers and transport parameters
+//! sized for long fat links rather than library defaults.
+
+use std::io;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use quinn::{Endpoint, EndpointConfig, TransportConfig, VarInt};
+use socket2::{Domain, Protocol, Socket, Type};
+
+/// Transport parameters of a connection.
+#[derive(Debug, Clone)]
+pub struct Tuning {
+    /// Bytes a peer may send on one stream ahead of our reads.
+    pub stream_window: u32,
+    /// Bytes a peer may send on all streams together ahead of our reads.
+    pub connection_window: u32,
+    /// Bytes we buffer for sending on all streams together.
+    pub send_window: u64,
+    /// Bidirectional streams a peer may open at once (files in flight).
+    pub max_streams: u32,
+    /// UDP socket buffer requested from the kernel, each way.
+    pub socket_buffer: usize,
+    /// Keep-alive interval; an idle connection pings this often.
+    pub keep_alive: Duration,
+    /// A connection with no packet from the peer for this long is dead.
+    pub idle_timeout: Duration,
+}
+
+impl Default for Tuning {
+    fn default() -> Self {
+        Self {
+            stream_window: 8 << 20,
+            connection_window: 32 << 20,
+            send_window: 32 << 20,
+            max_streams: 512,
+            socket_buffer: 8 << 20,
+            keep_alive: Duration::from_secs(3),
+            idle_timeout: Duration::from_secs(20),
+        }
+    }
+}
+
+impl Tuning {
+    /// quinn's transport configuration for these parameters.
+    pub fn transport_config(&self) -> TransportConfig {
+        let mut config = TransportConfig::default();
+        config
+            .stream_receive_window(VarInt::from_u32(self.stream_window))
+            .receive_window(VarInt::from_u32(self.connection_window))
+            .send_window(self.send_window)
+            .max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams))
+            .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .keep_alive_interval(Some(self.keep_alive))
+            .max_idle_timeout(Some(
+                self.idle_timeout
+                    .try_into()
+                    .expect("idle timeout fits a QUIC varint"),
+            ));
+        config
+    }
+}
+
+/// Binds a UDP socket at `addr` with the requested buffers and makes a QUIC
+/// endpoint of it, a server if `server` is given.
+pub fn bind(
+    addr: SocketAddr,
+    server: Option<quinn::ServerConfig>,
+    tuning: &Tuning,
+) -> io::Result<Endpoint> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(false).ok();
+    }
+    size_buffers(&socket, tuning.socket_buffer);
+    socket.bind(&addr.into())?;
+    let runtime = quinn::default_runtime()
+        .ok_or_else(|| io::Error::other("no async runtime found for QUIC"))?;
+    Endpoint::new(EndpointConfig::default(), server, socket.into(), runtime)
+}
+
+/// Asks for `wanted` bytes of socket buffer each way and warns when the
+/// kernel grants less: drops at the socket look like congestion to QUIC.
+fn size_buffers(socket: &Socket, wanted: usize) {
+    let _ = socket.set_recv_buffer_size(wanted);
+    let _ = socket.set_send_buffer_size(wanted);
+    // Linux reports twice what it grants for bookkeeping.
+    let granted = |size: io::Result<usize>| size.map(|s| s / 2).unwrap_or(0);
+    let recv = granted(socket.recv_buffer_size());
+    let send = granted(socket.send_buffer_size());
+    if recv < wanted || send < wanted {
+        tracing::warn!(
+            wanted,
+            recv,
+            send,
+            "the kernel capped the UDP socket buffers; raise net.core.rmem_max and \
+             net.core.wmem_max for full speed on long links"
+        );
+    }
+}

@@ -1,0 +1,203 @@
+//! Mutual TLS 1.3 against pinned peer keys, no certificate authority.
+//!
+//! [`PinnedPeers`] is both the daemon's client verifier and the command's
+//! server verifier: a peer is accepted exactly when its end-entity
+//! certificate's public key is one of the pinned keys. Signatures of the
+//! handshake are still verified, so presenting a pinned certificate without
+//! its private key fails.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::{verify_tls13_signature, CryptoProvider, WebPkiSupportedAlgorithms};
+use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::{
+    CertificateError, DigitallySignedStruct, DistinguishedName, OtherError, SignatureScheme,
+};
+
+use super::identity::{Fingerprint, Identity};
+use crate::protocol::ALPN;
+
+/// A peer presented a key that is not pinned. Its message names the
+/// fingerprint, so an operator can decide whether to pin it.
+#[derive(Debug, thiserror::Error)]
+#[error("unknown peer certificate {0}: its key is not in the peers file")]
+pub struct UnknownPeer(pub Fingerprint);
+
+/// The set of trusted peer keys, each with the peer id used in logs.
+#[derive(Debug)]
+pub struct PinnedPeers {
+    peers: HashMap<Fingerprint, String>,
+    algorithms: WebPkiSupportedAlgorithms,
+}
+
+impl PinnedPeers {
+    /// Pins each certificate's key under its peer id.
+    pub fn new<'a>(
+        peers: impl IntoIterator<Item = (String, &'a CertificateDer<'static>)>,
+    ) -> Result<Self, String> {
+        let peers = peers
+            .into_iter()
+            .map(|(name, cert)| Ok((Fingerprint::of_certificate(cert)?, name)))
+            .collect::<Result<_, String>>()?;
+        Ok(Self {
+            peers,
+            algorithms: provider().signature_verification_algorithms,
+        })
+    }
+
+    /// The peer id of `cert`, if its key is pinned.
+    pub fn peer_id(&self, cert: &CertificateDer<'_>) -> Option<&str> {
+        let fingerprint = Fingerprint::of_certificate(cert).ok()?;
+        self.peers.get(&fingerprint).map(String::as_str)
+    }
+
+    fn check(&self, cert: &CertificateDer<'_>) -> Result<(), rustls::Error> {
+        let fingerprint = Fingerprint::of_certificate(cert)
+            .map_err(|_| rustls::Error::InvalidCertificate(CertificateError::BadEncoding))?;
+        if self.peers.contains_key(&fingerprint) {
+            Ok(())
+        } else {
+            let refusal = OtherError(Arc::new(UnknownPeer(fingerprint)));
+            Err(rustls::Error::InvalidCertificate(CertificateError::Other(
+                refusal,
+            )))
+        }
+    }
+
+    fn verify13(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        verify_tls13_signature(message, cert, dss, &self.algorithms)
+    }
+}
+
+/// The only crypto provider used: ring, chosen explicitly so no second
+/// provider compiled in by a dependency can make rustls ambiguous.
+pub fn provider() -> CryptoProvider {
+    rustls::crypto::ring::default_provider()
+}
+
+fn tls12_refused() -> Result<HandshakeSignatureValid, rustls::Error> {
+    Err(rustls::Error::PeerIncompatible(
+        rustls::PeerIncompatible::Tls13RequiredForQuic,
+    ))
+}
+
+impl ServerCertVerifier for PinnedPeers {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _server_name: &ServerName<'_>,
+        _ocsp_response: &[u8],
+        _now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        tls12_refused()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+impl ClientCertVerifier for PinnedPeers {
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        _intermediates: &[CertificateDer<'_>],
+        _now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.check(end_entity)
+            .map(|()| ClientCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        _message: &[u8],
+        _cert: &CertificateDer<'_>,
+        _dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        tls12_refused()
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verify13(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.algorithms.supported_schemes()
+    }
+}
+
+/// Why a TLS configuration could not be built (a key that does not match its
+/// certificate, an unsupported key type).
+#[derive(Debug, thiserror::Error)]
+#[error("TLS setup failed: {0}")]
+pub struct TlsSetupError(String);
+
+/// The daemon's TLS: present `identity`, require a pinned client.
+pub fn server_crypto(
+    identity: &Identity,
+    peers: Arc<PinnedPeers>,
+) -> Result<quinn::crypto::rustls::QuicServerConfig, TlsSetupError> {
+    let err = |e: &dyn std::fmt::Display| TlsSetupError(e.to_string());
+    let mut config = rustls::ServerConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(&e))?
+        .with_client_cert_verifier(peers)
+        .with_single_cert(vec![identity.certificate.clone()], identity.key.clone_key())
+        .map_err(|e| err(&e))?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    quinn::crypto::rustls::QuicServerConfig::try_from(config).map_err(|e| err(&e))
+}
+
+/// The command's TLS: present `identity`, accept only a pinned daemon.
+pub fn client_crypto(
+    identity: &Identity,
+    peers: Arc<PinnedPeers>,
+) -> Result<quinn::crypto::rustls::QuicClientConfig, TlsSetupError> {
+    let err = |e: &dyn std::fmt::Display| TlsSetupError(e.to_string());
+    let mut config = rustls::ClientConfig::builder_with_provider(Arc::new(provider()))
+        .with_protocol_versions(&[&rustls::version::TLS13])
+        .map_err(|e| err(&e))?
+        .dangerous()
+        .with_custom_certificate_verifier(peers)
+        .with_client_auth_cert(vec![identity.certificate.clone()], identity.key.clone_key())
+        .map_err(|e| err(&e))?;
+    config.alpn_protocols = vec![ALPN.to_vec()];
+    quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| err(&e))
+}
