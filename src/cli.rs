@@ -71,7 +71,6 @@ pub fn realized_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("realized: {err}");
-            tracing::error!("{err}");
             ExitCode::from(1)
         }
     }
@@ -83,6 +82,7 @@ fn init_logging(default: &str) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
 }
 

@@ -235,3 +235,6 @@ impl Endpoints<'_> {
         Ok(sent)
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,280 @@
+//! The move algorithm in process: two local services, no sockets.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use tempfile::TempDir;
+
+use super::*;
+use crate::model::{FileStamp, Hash, Skipped};
+use crate::protocol::{ErrorKind, RealizeError};
+use crate::service::local::LocalService;
+use crate::service::{FileReader, FileWriter, Listing, ServiceError};
+
+/// Every call the mover made, in order.
+#[derive(Default, Clone)]
+struct Recording(Arc<Mutex<Vec<String>>>);
+
+impl Recording {
+    fn push(&self, event: String) {
+        self.0.lock().unwrap().push(event);
+    }
+    fn events(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
+    /// Events of one file, in order, with `inc` amounts summed.
+    fn file(&self, path: &str) -> (Vec<String>, u64) {
+        let prefix = format!("{path}:");
+        let mut stages = Vec::new();
+        let mut bytes = 0;
+        for event in self.events() {
+            let Some(rest) = event.strip_prefix(&prefix) else { continue };
+            match rest.strip_prefix("inc ") {
+                Some(n) => bytes += n.parse::<u64>().unwrap(),
+                None => stages.push(rest.to_string()),
+            }
+        }
+        stages.dedup();
+        (stages, bytes)
+    }
+}
+
+impl Progress for Recording {
+    fn set_length(&mut self, total_files: usize, total_bytes: u64) {
+        self.push(format!("set_length {total_files} {total_bytes}"));
+    }
+    fn skipped(&mut self, entry: &Skipped) {
+        self.push(format!("skipped {}", entry.path));
+    }
+    fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {
+        self.push(format!("{path}:for_file {bytes}"));
+        Box::new(FileRecording {
+            log: self.clone(),
+            path: path.to_string(),
+        })
+    }
+    fn error(&mut self, err: &MoveFileError) {
+        self.push(format!("error {err}"));
+    }
+}
+
+struct FileRecording {
+    log: Recording,
+    path: String,
+}
+
+impl FileRecording {
+    fn push(&self, what: &str) {
+        self.log.push(format!("{}:{what}", self.path));
+    }
+}
+
+impl FileProgress for FileRecording {
+    fn verifying(&mut self) {
+        self.push("verifying");
+    }
+    fn moving(&mut self) {
+        self.push("moving");
+    }
+    fn inc(&mut self, bytes: u64) {
+        self.push(&format!("inc {bytes}"));
+    }
+    fn deleting(&mut self) {
+        self.push("deleting");
+    }
+    fn success(&mut self) {
+        self.push("success");
+    }
+    fn error(&mut self, _err: &MoveFileError) {
+        self.push("error");
+    }
+}
+
+fn dir() -> DirectoryId {
+    DirectoryId::new("d").unwrap()
+}
+
+fn write(root: &Path, path: &str, data: &[u8]) {
+    let full = root.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, data).unwrap();
+}
+
+fn services() -> (TempDir, TempDir, LocalService, LocalService) {
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let source = LocalService::single(dir(), src.path()).unwrap();
+    let destination = LocalService::single(dir(), dst.path()).unwrap();
+    (src, dst, source, destination)
+}
+
+#[tokio::test]
+async fn moves_every_file_and_reports_each_stage() {
+    let (src, dst, source, destination) = services();
+    let big = vec![7u8; 1_000_000];
+    write(src.path(), "a/big", &big);
+    write(src.path(), "a/b/small", b"small");
+    write(src.path(), "empty", b"");
+    let mut progress = Recording::default();
+    let options = MoveOptions { parallel: 2 };
+    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
+        .await
+        .unwrap();
+
+    assert_eq!(summary, MoveSummary { moved: 3, failed: 0, skipped: 0, bytes_sent: 1_000_005 });
+    assert_eq!(std::fs::read(dst.path().join("a/big")).unwrap(), big);
+    assert_eq!(std::fs::read(dst.path().join("a/b/small")).unwrap(), b"small");
+    assert!(dst.path().join("empty").exists());
+    assert_eq!(std::fs::read_dir(src.path()).unwrap().count(), 0, "emptied dirs removed");
+
+    let events = progress.events();
+    assert_eq!(events.iter().filter(|e| e.starts_with("set_length")).count(), 1);
+    assert_eq!(events[0], "set_length 3 1000005");
+    for (path, size) in [("a/big", 1_000_000), ("a/b/small", 5), ("empty", 0)] {
+        let (stages, bytes) = progress.file(path);
+        assert_eq!(
+            stages,
+            [format!("for_file {size}"), "moving".into(), "verifying".into(), "deleting".into(), "success".into()],
+            "{path}"
+        );
+        assert_eq!(bytes, size, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn identical_destination_copy_is_verified_not_sent() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "same", b"identical content");
+    write(dst.path(), "same", b"identical content");
+    write(src.path(), "differs", b"new content");
+    write(dst.path(), "differs", b"old content"); // same size, other bytes
+    let mut progress = Recording::default();
+    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(summary.moved, 2);
+    assert_eq!(summary.bytes_sent, 11, "only the differing file is sent");
+    let (stages, bytes) = progress.file("same");
+    assert_eq!(stages, ["for_file 17", "verifying", "deleting", "success"]);
+    assert_eq!(bytes, 0);
+    assert_eq!(std::fs::read(dst.path().join("differs")).unwrap(), b"new content");
+}
+
+#[tokio::test]
+async fn partial_destination_files_are_overwritten_and_source_partials_ignored() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "f", b"the real content");
+    write(src.path(), ".ignored.part", b"half a file");
+    write(dst.path(), ".f.part", b"garbage garbage garbage garbage");
+    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut NoProgress)
+        .await
+        .unwrap();
+    assert_eq!(summary.moved, 1);
+    assert_eq!(std::fs::read(dst.path().join("f")).unwrap(), b"the real content");
+    assert!(!dst.path().join(".f.part").exists());
+    assert!(src.path().join(".ignored.part").exists(), "partials in the source stay");
+}
+
+/// A destination that refuses one path, as a full disk or a permission
+/// problem would.
+struct Refusing {
+    inner: LocalService,
+    refused: &'static str,
+}
+
+#[async_trait]
+impl Service for Refusing {
+    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+        self.inner.list(dir).await
+    }
+    async fn read(&self, dir: &DirectoryId, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, ServiceError> {
+        self.inner.read(dir, path, offset).await
+    }
+    async fn write(&self, dir: &DirectoryId, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileWriter>, ServiceError> {
+        if path.as_str() == self.refused {
+            return Err(RealizeError::new(ErrorKind::NoSpace, format!("{path}: no space left")).into());
+        }
+        self.inner.write(dir, path, offset, size).await
+    }
+    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
+        self.inner.hash(dir, path).await
+    }
+    async fn delete(&self, dir: &DirectoryId, path: &RelPath, expected: FileStamp) -> Result<(), ServiceError> {
+        self.inner.delete(dir, path, expected).await
+    }
+}
+
+#[tokio::test]
+async fn one_failure_is_counted_and_the_others_go_on() {
+    let (src, dst, source, destination) = services();
+    for name in ["a", "b", "c", "d"] {
+        write(src.path(), name, name.as_bytes());
+    }
+    let destination = Refusing { inner: destination, refused: "c" };
+    let mut progress = Recording::default();
+    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!((summary.moved, summary.failed), (3, 1));
+    assert_eq!(std::fs::read(src.path().join("c")).unwrap(), b"c", "failed source kept");
+    assert!(!dst.path().join("c").exists());
+    for name in ["a", "b", "d"] {
+        assert!(dst.path().join(name).exists() && !src.path().join(name).exists());
+    }
+    let (stages, _) = progress.file("c");
+    assert_eq!(stages.last().unwrap(), "error");
+    assert_eq!(stages.iter().filter(|s| *s == "error" || *s == "success").count(), 1);
+}
+
+/// A source whose files change right after they are listed.
+struct Changing {
+    inner: LocalService,
+    root: std::path::PathBuf,
+}
+
+#[async_trait]
+impl Service for Changing {
+    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+        self.inner.list(dir).await
+    }
+    async fn read(&self, dir: &DirectoryId, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, ServiceError> {
+        use std::io::Write;
+        let mut file = std::fs::OpenOptions::new().append(true).open(self.root.join(path.as_str())).unwrap();
+        file.write_all(b" and more").unwrap();
+        self.inner.read(dir, path, offset).await
+    }
+    async fn write(&self, _: &DirectoryId, _: &RelPath, _: u64, _: u64) -> Result<Box<dyn FileWriter>, ServiceError> {
+        unreachable!("the source is never written")
+    }
+    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
+        self.inner.hash(dir, path).await
+    }
+    async fn delete(&self, dir: &DirectoryId, path: &RelPath, expected: FileStamp) -> Result<(), ServiceError> {
+        self.inner.delete(dir, path, expected).await
+    }
+}
+
+#[tokio::test]
+async fn a_source_that_changes_is_kept_and_reported() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "log.txt", b"first lines");
+    let source = Changing { inner: source, root: src.path().to_path_buf() };
+    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut NoProgress)
+        .await
+        .unwrap();
+    assert_eq!((summary.moved, summary.failed), (0, 1));
+    assert_eq!(std::fs::read(src.path().join("log.txt")).unwrap(), b"first lines and more");
+    assert!(!dst.path().join("log.txt").exists(), "no final file from a changing source");
+}
+
+#[tokio::test]
+async fn unknown_directory_fails_the_whole_move() {
+    let (_src, _dst, source, destination) = services();
+    let mut progress = Recording::default();
+    let other = DirectoryId::new("other").unwrap();
+    let err = move_files(&source, &destination, &other, &MoveOptions::default(), &mut progress)
+        .await
+        .unwrap_err();
+    assert!(matches!(&err, MoveFileError::Service { side: Side::Source, source } if source.kind == ErrorKind::UnknownDirectory), "{err:?}");
+    assert_eq!(progress.events().len(), 1, "reported once: {:?}", progress.events());
+}

@@ -1,0 +1,236 @@
+//! Test harness: real binaries, real certificates made by `realize keygen`,
+//! a real daemon on 127.0.0.1.
+
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+/// The `realize` binary.
+pub fn realize() -> Command {
+    Command::new(env!("CARGO_BIN_EXE_realize"))
+}
+
+/// Runs `realize` with `args` and returns its output.
+pub fn run(args: &[&str]) -> Output {
+    realize().args(args).output().expect("realize runs")
+}
+
+/// Keys made by `realize keygen` in a fresh folder.
+pub struct Keys {
+    pub dir: TempDir,
+}
+
+impl Keys {
+    /// Generates one identity per name.
+    pub fn generate(names: &[&str]) -> Self {
+        let dir = TempDir::new().unwrap();
+        for name in names {
+            let out = run(&["keygen", "--name", name, "--out", dir.path().to_str().unwrap()]);
+            assert!(out.status.success(), "keygen {name}: {out:?}");
+        }
+        Self { dir }
+    }
+
+    pub fn key(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.key"))
+    }
+
+    pub fn cert(&self, name: &str) -> PathBuf {
+        self.dir.path().join(format!("{name}.crt"))
+    }
+
+    /// The fingerprint `keygen` printed is recomputed from the file here
+    /// through the library, to check messages that name it.
+    pub fn fingerprint(&self, name: &str) -> String {
+        let identity =
+            realize::transport::identity::Identity::load(&self.key(name), &self.cert(name))
+                .unwrap();
+        identity.fingerprint().to_string()
+    }
+
+    /// The client flags to reach daemons whose certificates are `daemons`.
+    pub fn client_args(&self, client: &str, daemons: &[&str]) -> Vec<String> {
+        let peers = self.dir.path().join(format!("peers-{}.pem", daemons.join("-")));
+        let pem: String = daemons
+            .iter()
+            .map(|d| std::fs::read_to_string(self.cert(d)).unwrap())
+            .collect();
+        std::fs::write(&peers, pem).unwrap();
+        vec![
+            "--key".into(),
+            self.key(client).display().to_string(),
+            "--cert".into(),
+            self.cert(client).display().to_string(),
+            "--peers".into(),
+            peers.display().to_string(),
+        ]
+    }
+}
+
+/// A running `realized`, killed on drop.
+pub struct Daemon {
+    child: Child,
+    pub addr: SocketAddr,
+    log: Arc<Mutex<String>>,
+    pub config: PathBuf,
+}
+
+impl Daemon {
+    /// Starts `realized` as `name`, serving `dirs`, trusting `peers`.
+    pub fn start(keys: &Keys, name: &str, dirs: &[(&str, &Path)], peers: &[&str]) -> Self {
+        let config = keys.dir.path().join(format!("{name}.toml"));
+        let mut toml = format!(
+            "listen = \"127.0.0.1:0\"\nkey = \"{name}.key\"\ncert = \"{name}.crt\"\n[dirs]\n"
+        );
+        for (id, path) in dirs {
+            toml.push_str(&format!("{id} = {:?}\n", path.display().to_string()));
+        }
+        toml.push_str("[peers]\n");
+        for peer in peers {
+            toml.push_str(&format!("{peer} = \"{peer}.crt\"\n"));
+        }
+        std::fs::write(&config, toml).unwrap();
+        Self::start_with_config(&config)
+    }
+
+    /// Starts `realized --config config` and waits until it listens.
+    pub fn start_with_config(config: &Path) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_realized"))
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("realized starts");
+        let log = Arc::new(Mutex::new(String::new()));
+        let stderr = child.stderr.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let sink = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("address=").nth(1) {
+                    let _ = tx.send(addr.trim().to_string());
+                }
+                sink.lock().unwrap().push_str(&(line + "\n"));
+            }
+        });
+        let addr = rx
+            .recv_timeout(Duration::from_secs(20))
+            .unwrap_or_else(|_| panic!("realized did not start: {}", log.lock().unwrap()));
+        Self {
+            child,
+            addr: addr.parse().unwrap(),
+            log,
+            config: config.to_path_buf(),
+        }
+    }
+
+    /// The address as a flag value.
+    pub fn addr(&self) -> String {
+        self.addr.to_string()
+    }
+
+    /// Everything logged so far.
+    pub fn log(&self) -> String {
+        self.log.lock().unwrap().clone()
+    }
+
+    /// Waits up to 10 s for `needle` to appear in the log.
+    pub fn wait_for_log(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < deadline {
+            let log = self.log();
+            if log.contains(needle) {
+                return log;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("{needle:?} not logged; log:\n{}", self.log())
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child.try_wait().unwrap().is_none()
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Writes the standard test tree: nested folders, an empty file, a 20 MiB
+/// file, names with spaces and non-ASCII characters.
+pub fn make_tree(root: &Path) {
+    let files: &[(&str, usize)] = &[
+        ("top.txt", 1000),
+        ("empty", 0),
+        ("big/twenty.bin", 20 << 20),
+        ("a/b/c/deep.dat", 70_000),
+        ("with space/name with spaces.txt", 12),
+        ("ünïcødé/日本語.txt", 333),
+        ("a/sibling.bin", 256 * 1024 + 1),
+    ];
+    for (i, (path, size)) in files.iter().enumerate() {
+        write_file(root, path, &pattern(i as u64, *size));
+    }
+}
+
+/// Deterministic pseudo-random content.
+pub fn pattern(seed: u64, size: usize) -> Vec<u8> {
+    let mut data = vec![0u8; size];
+    let mut hasher = blake3::Hasher::new();
+    hasher.update(&seed.to_le_bytes());
+    hasher.finalize_xof().fill(&mut data);
+    data
+}
+
+pub fn write_file(root: &Path, path: &str, data: &[u8]) {
+    let full = root.join(path);
+    std::fs::create_dir_all(full.parent().unwrap()).unwrap();
+    std::fs::write(full, data).unwrap();
+}
+
+/// Relative path → BLAKE3 of every regular file under `root`.
+pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
+    let mut files = BTreeMap::new();
+    walk(root, root, &mut files);
+    files
+}
+
+fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let entry = entry.unwrap();
+        let path = entry.path();
+        if entry.file_type().unwrap().is_dir() {
+            walk(root, &path, files);
+        } else {
+            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
+            let hash = blake3::hash(&std::fs::read(&path).unwrap()).to_hex().to_string();
+            files.insert(rel, hash);
+        }
+    }
+}
+
+/// Whether `dir` holds nothing at all (no files, no folders).
+pub fn is_empty_dir(dir: &Path) -> bool {
+    std::fs::read_dir(dir).unwrap().next().is_none()
+}
+
+pub fn stdout(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}

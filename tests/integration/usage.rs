@@ -1,0 +1,89 @@
+//! Exit codes and messages for bad usage and bad configuration.
+
+use tempfile::TempDir;
+
+use crate::harness::*;
+
+#[test]
+fn usage_errors_exit_2() {
+    let dir = TempDir::new().unwrap();
+    let path = dir.path().to_str().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["--src-path", path], "--dst-path"),
+        (&["--src-path", path, "--dst-path", path], "same directory"),
+        (&["--src-addr", "127.0.0.1:9", "--dst-path", path], "--directory-id is required"),
+        (&["--src-path", path, "--dst-path", "/tmp/x", "--parallel", "0"], "from 1 to 512"),
+        (&["--src-path", path, "--dst-path", "/tmp/x", "--directory-id", "a/b"], "directory id"),
+        (&["--src-addr", "127.0.0.1:9", "--dst-path", path, "--directory-id", "d"], "--key is required"),
+    ];
+    for (args, message) in cases {
+        let out = run(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+        assert!(stderr(&out).contains(message), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn nested_source_and_destination_are_refused() {
+    let dir = TempDir::new().unwrap();
+    std::fs::create_dir(dir.path().join("inner")).unwrap();
+    write_file(dir.path(), "f", b"x");
+    let out = run(&["--src-path", dir.path().to_str().unwrap(), "--dst-path", dir.path().join("inner").to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(dir.path().join("f").exists());
+}
+
+#[test]
+fn help_documents_exit_codes() {
+    let out = run(&["--help"]);
+    assert!(out.status.success());
+    let help = stdout(&out);
+    for code in ["0 ", "1 ", "2 ", "11", "12", "20"] {
+        assert!(help.contains(&format!("  {code}")), "exit code {code} missing:\n{help}");
+    }
+}
+
+#[test]
+fn daemon_rejects_bad_configuration_with_one_line() {
+    let keys = Keys::generate(&["daemon"]);
+    let config = keys.dir.path().join("bad.toml");
+    let cases = [
+        ("key = 'daemon.key'\ncert = 'daemon.crt'\nlisten = 'nowhere'\n[dirs]\nd='/tmp'\n[peers]\nx='daemon.crt'\n", "listen"),
+        ("key = 'missing.key'\ncert = 'daemon.crt'\n[dirs]\nd='/tmp'\n[peers]\nx='daemon.crt'\n", "missing.key"),
+        ("key = 'daemon.key'\ncert = 'daemon.crt'\n[dirs]\nd='/nonexistent/dir'\n[peers]\nx='daemon.crt'\n", "/nonexistent/dir"),
+        ("key = 'daemon.key'\ncert = 'daemon.key'\n[dirs]\nd='/tmp'\n[peers]\nx='daemon.crt'\n", "daemon.key"),
+        ("key = 'daemon.key'\ncert = 'daemon.crt'\n[dirs]\nd='/tmp'\n[peers]\nx='daemon.key'\n", "daemon.key"),
+    ];
+    for (text, needle) in cases {
+        std::fs::write(&config, text).unwrap();
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_realized"))
+            .arg("--config")
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_ne!(out.status.code(), Some(0), "{text}");
+        let err = stderr(&out);
+        let first = err.lines().find(|l| l.starts_with("realized:")).unwrap_or_else(|| panic!("{err}"));
+        assert!(first.contains(needle), "{text}: {err}");
+        assert!(first.contains("bad.toml") || needle != "listen", "must name the file: {first}");
+    }
+}
+
+#[test]
+fn daemon_reports_a_port_in_use() {
+    let keys = Keys::generate(&["daemon", "client"]);
+    let dir = TempDir::new().unwrap();
+    let first = Daemon::start(&keys, "daemon", &[("d", dir.path())], &["client"]);
+    let config = keys.dir.path().join("second.toml");
+    let text = std::fs::read_to_string(&first.config)
+        .unwrap()
+        .replace("127.0.0.1:0", &first.addr());
+    std::fs::write(&config, text).unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_realized"))
+        .arg("--config")
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains(&format!("cannot listen on {}", first.addr())), "{}", stderr(&out));
+}
