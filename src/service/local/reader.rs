@@ -5,7 +5,7 @@ use std::fs::File;
 use std::io::Read;
 
 use async_trait::async_trait;
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::model::{FileStamp, RelPath};
@@ -73,23 +73,20 @@ fn pump(
     Ok(())
 }
 
+/// Reads exactly `want` bytes into a new buffer (not zeroed first: the
+/// kernel fills it).
 fn read_chunk(file: &mut File, want: usize, display: &RelPath) -> Result<Bytes, RealizeError> {
-    let mut buf = BytesMut::zeroed(want);
-    let mut filled = 0;
-    while filled < want {
-        match file.read(&mut buf[filled..]) {
-            Ok(0) => {
-                return Err(RealizeError::new(
-                    ErrorKind::SourceChanged,
-                    format!("{display}: the file shrank while it was read"),
-                ))
-            }
-            Ok(n) => filled += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(RealizeError::io(display, &e)),
-        }
+    let mut buf = Vec::with_capacity(want);
+    file.take(want as u64)
+        .read_to_end(&mut buf)
+        .map_err(|e| RealizeError::io(display, &e))?;
+    if buf.len() < want {
+        return Err(RealizeError::new(
+            ErrorKind::SourceChanged,
+            format!("{display}: the file shrank while it was read"),
+        ));
     }
-    Ok(buf.freeze())
+    Ok(Bytes::from(buf))
 }
 
 #[async_trait]
