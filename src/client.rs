@@ -25,7 +25,7 @@ use crate::protocol::{
 use crate::service::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::{Fingerprint, Identity};
-use crate::transport::tls::{client_crypto, PinnedPeers};
+use crate::transport::tls::{client_crypto, fingerprint_in, PinnedPeers};
 use crate::transport::TransportError;
 
 /// The server name sent in TLS; pinning makes it irrelevant to trust.
@@ -106,11 +106,13 @@ impl Client {
     fn explain(&self, addr: SocketAddr, err: ConnectionError) -> TransportError {
         match &err {
             ConnectionError::TransportError(e) if is_tls_alert(e.code) => {
-                TransportError::Authentication(format!(
-                    "refusing the daemon at {addr}: {}; pin its certificate in the peers file \
-                     if you trust it",
-                    e.reason
-                ))
+                TransportError::Authentication(match fingerprint_in(&e.reason) {
+                    Some(fingerprint) => format!(
+                        "refusing the daemon at {addr}: its certificate {fingerprint} is not \
+                         in the peers file; add it there only if you trust that host"
+                    ),
+                    None => format!("TLS handshake with {addr} failed: {}", e.reason),
+                })
             }
             ConnectionError::ConnectionClosed(close) if is_tls_alert(close.error_code) => {
                 TransportError::Authentication(format!(

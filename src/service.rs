@@ -116,7 +116,8 @@ pub trait Service: Send + Sync {
         size: u64,
     ) -> Result<Box<dyn FileWriter>, ServiceError>;
 
-    /// BLAKE3 of the final file at `path`.
+    /// BLAKE3 of the final file at `path`, whose content and name are
+    /// durable (synced) when this returns.
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError>;
 
     /// Deletes the final file at `path` if its stamp is still `expected`,

@@ -139,12 +139,22 @@ fn canonical(path: &Path) -> Result<PathBuf, CliError> {
     std::fs::canonicalize(path).map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
 }
 
+/// Resolves `HOST:PORT`, `HOST`, `IP`, `IP:PORT` or `[IPv6]:PORT`; the port
+/// defaults to 9771.
 async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
-    let with_port = if addr
-        .rsplit_once(':')
-        .is_some_and(|(_, p)| p.parse::<u16>().is_ok())
-        && !addr.ends_with(']')
+    if let Ok(socket) = addr.parse::<SocketAddr>() {
+        return Ok(socket);
+    }
+    if let Ok(ip) = addr
+        .trim_matches(|c| c == '[' || c == ']')
+        .parse::<std::net::IpAddr>()
     {
+        return Ok(SocketAddr::new(ip, DEFAULT_PORT));
+    }
+    let has_port = addr
+        .rsplit_once(':')
+        .is_some_and(|(_, port)| port.parse::<u16>().is_ok());
+    let with_port = if has_port {
         addr.to_string()
     } else {
         format!("{addr}:{DEFAULT_PORT}")
@@ -175,5 +185,29 @@ fn client(args: &MoveArgs) -> Result<Client, CliError> {
     let peers =
         PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
     Client::new(&identity, peers, &Tuning::default())
-        .map_err(|e| CliError::Failed(format!("cannot open a UDP socket: {e}")))
+        .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn addresses_resolve_with_a_default_port() {
+        let cases = [
+            ("127.0.0.1:1234", "127.0.0.1:1234"),
+            ("127.0.0.1", "127.0.0.1:9771"),
+            ("::1", "[::1]:9771"),
+            ("[::1]", "[::1]:9771"),
+            ("[::1]:80", "[::1]:80"),
+        ];
+        for (input, expected) in cases {
+            assert_eq!(
+                resolve(input).await.unwrap().to_string(),
+                expected,
+                "{input}"
+            );
+        }
+        assert_eq!(resolve("localhost").await.unwrap().port(), DEFAULT_PORT);
+    }
 }

@@ -29,7 +29,9 @@ impl Recording {
         let mut stages = Vec::new();
         let mut bytes = 0;
         for event in self.events() {
-            let Some(rest) = event.strip_prefix(&prefix) else { continue };
+            let Some(rest) = event.strip_prefix(&prefix) else {
+                continue;
+            };
             match rest.strip_prefix("inc ") {
                 Some(n) => bytes += n.parse::<u64>().unwrap(),
                 None => stages.push(rest.to_string()),
@@ -121,20 +123,47 @@ async fn moves_every_file_and_reports_each_stage() {
         .await
         .unwrap();
 
-    assert_eq!(summary, MoveSummary { moved: 3, failed: 0, skipped: 0, bytes_sent: 1_000_005 });
+    assert_eq!(
+        summary,
+        MoveSummary {
+            moved: 3,
+            failed: 0,
+            skipped: 0,
+            bytes_sent: 1_000_005
+        }
+    );
     assert_eq!(std::fs::read(dst.path().join("a/big")).unwrap(), big);
-    assert_eq!(std::fs::read(dst.path().join("a/b/small")).unwrap(), b"small");
+    assert_eq!(
+        std::fs::read(dst.path().join("a/b/small")).unwrap(),
+        b"small"
+    );
     assert!(dst.path().join("empty").exists());
-    assert_eq!(std::fs::read_dir(src.path()).unwrap().count(), 0, "emptied dirs removed");
+    assert_eq!(
+        std::fs::read_dir(src.path()).unwrap().count(),
+        0,
+        "emptied dirs removed"
+    );
 
     let events = progress.events();
-    assert_eq!(events.iter().filter(|e| e.starts_with("set_length")).count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| e.starts_with("set_length"))
+            .count(),
+        1
+    );
     assert_eq!(events[0], "set_length 3 1000005");
     for (path, size) in [("a/big", 1_000_000), ("a/b/small", 5), ("empty", 0)] {
         let (stages, bytes) = progress.file(path);
         assert_eq!(
             stages,
-            [format!("for_file {size}"), "moving".into(), "verifying".into(), "deleting".into(), "success".into()],
+            [
+                format!("for_file {size}"),
+                "moving".into(),
+                "verifying".into(),
+                "deleting".into(),
+                "success".into()
+            ],
             "{path}"
         );
         assert_eq!(bytes, size, "{path}");
@@ -149,15 +178,24 @@ async fn identical_destination_copy_is_verified_not_sent() {
     write(src.path(), "differs", b"new content");
     write(dst.path(), "differs", b"old content"); // same size, other bytes
     let mut progress = Recording::default();
-    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.moved, 2);
     assert_eq!(summary.bytes_sent, 11, "only the differing file is sent");
     let (stages, bytes) = progress.file("same");
     assert_eq!(stages, ["for_file 17", "verifying", "deleting", "success"]);
     assert_eq!(bytes, 0);
-    assert_eq!(std::fs::read(dst.path().join("differs")).unwrap(), b"new content");
+    assert_eq!(
+        std::fs::read(dst.path().join("differs")).unwrap(),
+        b"new content"
+    );
 }
 
 #[tokio::test]
@@ -166,13 +204,25 @@ async fn partial_destination_files_are_overwritten_and_source_partials_ignored()
     write(src.path(), "f", b"the real content");
     write(src.path(), ".ignored.part", b"half a file");
     write(dst.path(), ".f.part", b"garbage garbage garbage garbage");
-    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut NoProgress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.moved, 1);
-    assert_eq!(std::fs::read(dst.path().join("f")).unwrap(), b"the real content");
+    assert_eq!(
+        std::fs::read(dst.path().join("f")).unwrap(),
+        b"the real content"
+    );
     assert!(!dst.path().join(".f.part").exists());
-    assert!(src.path().join(".ignored.part").exists(), "partials in the source stay");
+    assert!(
+        src.path().join(".ignored.part").exists(),
+        "partials in the source stay"
+    );
 }
 
 /// A destination that refuses one path, as a full disk or a permission
@@ -187,19 +237,37 @@ impl Service for Refusing {
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
         self.inner.list(dir).await
     }
-    async fn read(&self, dir: &DirectoryId, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, ServiceError> {
+    async fn read(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+    ) -> Result<Box<dyn FileReader>, ServiceError> {
         self.inner.read(dir, path, offset).await
     }
-    async fn write(&self, dir: &DirectoryId, path: &RelPath, offset: u64, size: u64) -> Result<Box<dyn FileWriter>, ServiceError> {
+    async fn write(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+        size: u64,
+    ) -> Result<Box<dyn FileWriter>, ServiceError> {
         if path.as_str() == self.refused {
-            return Err(RealizeError::new(ErrorKind::NoSpace, format!("{path}: no space left")).into());
+            return Err(
+                RealizeError::new(ErrorKind::NoSpace, format!("{path}: no space left")).into(),
+            );
         }
         self.inner.write(dir, path, offset, size).await
     }
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         self.inner.hash(dir, path).await
     }
-    async fn delete(&self, dir: &DirectoryId, path: &RelPath, expected: FileStamp) -> Result<(), ServiceError> {
+    async fn delete(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+    ) -> Result<(), ServiceError> {
         self.inner.delete(dir, path, expected).await
     }
 }
@@ -210,20 +278,39 @@ async fn one_failure_is_counted_and_the_others_go_on() {
     for name in ["a", "b", "c", "d"] {
         write(src.path(), name, name.as_bytes());
     }
-    let destination = Refusing { inner: destination, refused: "c" };
+    let destination = Refusing {
+        inner: destination,
+        refused: "c",
+    };
     let mut progress = Recording::default();
-    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!((summary.moved, summary.failed), (3, 1));
-    assert_eq!(std::fs::read(src.path().join("c")).unwrap(), b"c", "failed source kept");
+    assert_eq!(
+        std::fs::read(src.path().join("c")).unwrap(),
+        b"c",
+        "failed source kept"
+    );
     assert!(!dst.path().join("c").exists());
     for name in ["a", "b", "d"] {
         assert!(dst.path().join(name).exists() && !src.path().join(name).exists());
     }
     let (stages, _) = progress.file("c");
     assert_eq!(stages.last().unwrap(), "error");
-    assert_eq!(stages.iter().filter(|s| *s == "error" || *s == "success").count(), 1);
+    assert_eq!(
+        stages
+            .iter()
+            .filter(|s| *s == "error" || *s == "success")
+            .count(),
+        1
+    );
 }
 
 /// A source whose files change right after they are listed.
@@ -237,19 +324,38 @@ impl Service for Changing {
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
         self.inner.list(dir).await
     }
-    async fn read(&self, dir: &DirectoryId, path: &RelPath, offset: u64) -> Result<Box<dyn FileReader>, ServiceError> {
+    async fn read(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        offset: u64,
+    ) -> Result<Box<dyn FileReader>, ServiceError> {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new().append(true).open(self.root.join(path.as_str())).unwrap();
+        let mut file = std::fs::OpenOptions::new()
+            .append(true)
+            .open(self.root.join(path.as_str()))
+            .unwrap();
         file.write_all(b" and more").unwrap();
         self.inner.read(dir, path, offset).await
     }
-    async fn write(&self, _: &DirectoryId, _: &RelPath, _: u64, _: u64) -> Result<Box<dyn FileWriter>, ServiceError> {
+    async fn write(
+        &self,
+        _: &DirectoryId,
+        _: &RelPath,
+        _: u64,
+        _: u64,
+    ) -> Result<Box<dyn FileWriter>, ServiceError> {
         unreachable!("the source is never written")
     }
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         self.inner.hash(dir, path).await
     }
-    async fn delete(&self, dir: &DirectoryId, path: &RelPath, expected: FileStamp) -> Result<(), ServiceError> {
+    async fn delete(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+    ) -> Result<(), ServiceError> {
         self.inner.delete(dir, path, expected).await
     }
 }
@@ -258,13 +364,28 @@ impl Service for Changing {
 async fn a_source_that_changes_is_kept_and_reported() {
     let (src, dst, source, destination) = services();
     write(src.path(), "log.txt", b"first lines");
-    let source = Changing { inner: source, root: src.path().to_path_buf() };
-    let summary = move_files(&source, &destination, &dir(), &MoveOptions::default(), &mut NoProgress)
-        .await
-        .unwrap();
+    let source = Changing {
+        inner: source,
+        root: src.path().to_path_buf(),
+    };
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
     assert_eq!((summary.moved, summary.failed), (0, 1));
-    assert_eq!(std::fs::read(src.path().join("log.txt")).unwrap(), b"first lines and more");
-    assert!(!dst.path().join("log.txt").exists(), "no final file from a changing source");
+    assert_eq!(
+        std::fs::read(src.path().join("log.txt")).unwrap(),
+        b"first lines and more"
+    );
+    assert!(
+        !dst.path().join("log.txt").exists(),
+        "no final file from a changing source"
+    );
 }
 
 #[tokio::test]
@@ -272,9 +393,23 @@ async fn unknown_directory_fails_the_whole_move() {
     let (_src, _dst, source, destination) = services();
     let mut progress = Recording::default();
     let other = DirectoryId::new("other").unwrap();
-    let err = move_files(&source, &destination, &other, &MoveOptions::default(), &mut progress)
-        .await
-        .unwrap_err();
-    assert!(matches!(&err, MoveFileError::Service { side: Side::Source, source } if source.kind == ErrorKind::UnknownDirectory), "{err:?}");
-    assert_eq!(progress.events().len(), 1, "reported once: {:?}", progress.events());
+    let err = move_files(
+        &source,
+        &destination,
+        &other,
+        &MoveOptions::default(),
+        &mut progress,
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, MoveFileError::Service { side: Side::Source, source } if source.kind == ErrorKind::UnknownDirectory),
+        "{err:?}"
+    );
+    assert_eq!(
+        progress.events().len(),
+        1,
+        "reported once: {:?}",
+        progress.events()
+    );
 }

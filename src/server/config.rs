@@ -136,7 +136,10 @@ mod tests {
     #[test]
     fn errors_name_the_field() {
         let err = load("key = 'k'\ncert = 'c'\nlisten = 'nope'\n").unwrap_err();
-        assert!(err.to_string().contains("line 3 `listen = 'nope'`"), "{err}");
+        assert!(
+            err.to_string().contains("line 3 `listen = 'nope'`"),
+            "{err}"
+        );
         let err = load("key='k'\ncert='c'\nbogus=1\n").unwrap_err();
         assert!(err.to_string().contains("bogus"), "{err}");
         let err = load("key='k'\ncert='c'\n[dirs]\n'a/b'='x'\n[peers]\na='a'\n").unwrap_err();

@@ -13,7 +13,10 @@ use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
 };
 use crate::service::local::LocalService;
-use crate::transport::tls::PinnedPeers;
+use crate::transport::tls::{fingerprint_in, PinnedPeers};
+
+/// How long a peer has to send its [`Hello`] after connecting.
+const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Who is on the other end, for logs.
 #[derive(Debug, Clone)]
@@ -32,7 +35,15 @@ pub async fn handle(incoming: Incoming, service: LocalService, peers: Arc<Pinned
         Ok(connection) => connection,
         Err(e) => {
             metrics::counter!("realize_connections_refused_total").increment(1);
-            tracing::warn!(remote = %address, "refused connection: {e}");
+            let reason = e.to_string();
+            match fingerprint_in(&reason) {
+                Some(fingerprint) => tracing::warn!(
+                    remote = %address,
+                    fingerprint,
+                    "refused connection: unknown peer certificate {fingerprint}"
+                ),
+                None => tracing::warn!(remote = %address, "refused connection: {reason}"),
+            }
             return;
         }
     };
@@ -60,11 +71,17 @@ async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> S
         Ok(streams) => streams,
         Err(e) => return e.to_string(),
     };
-    let hello: Hello = match read_frame(&mut recv).await {
-        Ok(hello) => hello,
-        Err(e) => {
+    send.set_priority(1).ok(); // Responses never wait behind file data.
+    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame::<_, Hello>(&mut recv)).await;
+    let hello = match hello {
+        Ok(Ok(hello)) => hello,
+        Ok(Err(e)) => {
             connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"bad hello");
             return format!("bad handshake: {e}");
+        }
+        Err(_) => {
+            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"no hello");
+            return format!("no handshake within {HELLO_TIMEOUT:?}");
         }
     };
     if hello.version != PROTOCOL_VERSION {

@@ -152,10 +152,15 @@ impl Service for LocalService {
         blocking(move || {
             let paths = root.resolve(&display)?;
             let (mut file, _) = open_for_read(&paths.final_path, &display)?;
+            let io = |e| RealizeError::io(&display, &e);
             let mut hasher = blake3::Hasher::new();
-            hasher
-                .update_reader(&mut file)
-                .map_err(|e| RealizeError::io(&display, &e))?;
+            hasher.update_reader(&mut file).map_err(io)?;
+            // The hash vouches for content that survives a crash: a copy
+            // left by an interrupted run may not have been synced yet.
+            file.sync_all().map_err(io)?;
+            File::open(&paths.parent)
+                .and_then(|d| d.sync_all())
+                .map_err(io)?;
             Ok(hasher.finalize().into())
         })
         .await

@@ -147,6 +147,10 @@ pub struct GeneratedIdentity {
 /// Generates an Ed25519 key and a self-signed certificate for `name` into
 /// `dir`, refusing to overwrite anything.
 pub fn generate(name: &str, dir: &Path) -> Result<GeneratedIdentity, IdentityError> {
+    std::fs::create_dir_all(dir).map_err(|source| IdentityError::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
     let key_path = dir.join(format!("{name}.key"));
     let cert_path = dir.join(format!("{name}.crt"));
     for path in [&key_path, &cert_path] {

@@ -26,6 +26,17 @@ use crate::protocol::ALPN;
 #[error("unknown peer certificate {0}: its key is not in the peers file")]
 pub struct UnknownPeer(pub Fingerprint);
 
+/// Finds the `sha256:` fingerprint that an [`UnknownPeer`] refusal put in a
+/// TLS error's text, so the one-line message can name it plainly.
+pub fn fingerprint_in(text: &str) -> Option<&str> {
+    let start = text.find("sha256:")?;
+    let candidate = text.get(start..start + "sha256:".len() + 64)?;
+    candidate["sha256:".len()..]
+        .bytes()
+        .all(|b| b.is_ascii_hexdigit())
+        .then_some(candidate)
+}
+
 /// The set of trusted peer keys, each with the peer id used in logs.
 #[derive(Debug)]
 pub struct PinnedPeers {
@@ -200,4 +211,18 @@ pub fn client_crypto(
         .map_err(|e| err(&e))?;
     config.alpn_protocols = vec![ALPN.to_vec()];
     quinn::crypto::rustls::QuicClientConfig::try_from(config).map_err(|e| err(&e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn fingerprint_is_found_in_error_text() {
+        let fp = format!("sha256:{}", "ab".repeat(32));
+        let text = format!("invalid peer certificate: Other(OtherError(UnknownPeer({fp})))");
+        assert_eq!(fingerprint_in(&text), Some(fp.as_str()));
+        assert_eq!(fingerprint_in("sha256:xyz"), None);
+        assert_eq!(fingerprint_in("no fingerprint"), None);
+    }
 }

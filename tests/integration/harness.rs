@@ -31,7 +31,13 @@ impl Keys {
     pub fn generate(names: &[&str]) -> Self {
         let dir = TempDir::new().unwrap();
         for name in names {
-            let out = run(&["keygen", "--name", name, "--out", dir.path().to_str().unwrap()]);
+            let out = run(&[
+                "keygen",
+                "--name",
+                name,
+                "--out",
+                dir.path().to_str().unwrap(),
+            ]);
             assert!(out.status.success(), "keygen {name}: {out:?}");
         }
         Self { dir }
@@ -56,7 +62,10 @@ impl Keys {
 
     /// The client flags to reach daemons whose certificates are `daemons`.
     pub fn client_args(&self, client: &str, daemons: &[&str]) -> Vec<String> {
-        let peers = self.dir.path().join(format!("peers-{}.pem", daemons.join("-")));
+        let peers = self
+            .dir
+            .path()
+            .join(format!("peers-{}.pem", daemons.join("-")));
         let pem: String = daemons
             .iter()
             .map(|d| std::fs::read_to_string(self.cert(d)).unwrap())
@@ -215,8 +224,14 @@ fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
         if entry.file_type().unwrap().is_dir() {
             walk(root, &path, files);
         } else {
-            let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-            let hash = blake3::hash(&std::fs::read(&path).unwrap()).to_hex().to_string();
+            let rel = path
+                .strip_prefix(root)
+                .unwrap()
+                .to_string_lossy()
+                .into_owned();
+            let hash = blake3::hash(&std::fs::read(&path).unwrap())
+                .to_hex()
+                .to_string();
             files.insert(rel, hash);
         }
     }

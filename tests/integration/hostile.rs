@@ -20,9 +20,20 @@ use crate::harness::*;
 #[derive(Serialize)]
 #[allow(dead_code)]
 enum RawRequest {
-    List { dir: String },
-    Read { dir: String, path: String, offset: u64 },
-    Write { dir: String, path: String, offset: u64, size: u64 },
+    List {
+        dir: String,
+    },
+    Read {
+        dir: String,
+        path: String,
+        offset: u64,
+    },
+    Write {
+        dir: String,
+        path: String,
+        offset: u64,
+        size: u64,
+    },
 }
 
 struct Raw {
@@ -30,18 +41,34 @@ struct Raw {
     connection: Connection,
 }
 
-async fn connect(keys: &Keys, daemon: &Daemon, version: u32) -> (Raw, SendStream, RecvStream, HelloReply) {
+async fn connect(
+    keys: &Keys,
+    daemon: &Daemon,
+    version: u32,
+) -> (Raw, SendStream, RecvStream, HelloReply) {
     let identity = Identity::load(&keys.key("client"), &keys.cert("client")).unwrap();
     let daemon_cert = load_certificates(&keys.cert("daemon")).unwrap();
     let peers = PinnedPeers::new(daemon_cert.iter().map(|c| ("daemon".to_string(), c))).unwrap();
     let crypto = client_crypto(&identity, Arc::new(peers)).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let connection = endpoint.connect(daemon.addr, "realized").unwrap().await.unwrap();
+    let connection = endpoint
+        .connect(daemon.addr, "realized")
+        .unwrap()
+        .await
+        .unwrap();
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     write_frame(&mut send, &Hello { version }).await.unwrap();
     let reply: HelloReply = read_frame(&mut recv).await.unwrap();
-    (Raw { _endpoint: endpoint, connection }, send, recv, reply)
+    (
+        Raw {
+            _endpoint: endpoint,
+            connection,
+        },
+        send,
+        recv,
+        reply,
+    )
 }
 
 /// Sends raw bytes as a data stream and returns how the daemon answered.
@@ -61,9 +88,18 @@ async fn assert_reset_as_violation(mut recv: RecvStream) {
 
 fn request(path: &str, write: bool) -> Vec<u8> {
     let request = if write {
-        RawRequest::Write { dir: "d".into(), path: path.into(), offset: 0, size: 4 }
+        RawRequest::Write {
+            dir: "d".into(),
+            path: path.into(),
+            offset: 0,
+            size: 4,
+        }
     } else {
-        RawRequest::Read { dir: "d".into(), path: path.into(), offset: 0 }
+        RawRequest::Read {
+            dir: "d".into(),
+            path: path.into(),
+            offset: 0,
+        }
     };
     encode(&request).unwrap()
 }
@@ -93,6 +129,21 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     let (_send, recv) = stream_with(&raw, &[0, 0, 0, 3, 0xff, 0xff, 0xff]).await;
     assert_reset_as_violation(recv).await;
 
+    // A write stream that ends before its announced size: reset, and what
+    // arrived stays in the partial file, never at the final name.
+    let short = encode(&RawRequest::Write {
+        dir: "d".into(),
+        path: "short".into(),
+        offset: 0,
+        size: 10,
+    })
+    .unwrap();
+    let (mut send, recv) = stream_with(&raw, &short).await;
+    send.write_all(b"4 by").await.unwrap();
+    send.finish().unwrap();
+    assert_reset_as_violation(recv).await;
+    assert!(!root.path().join("short").exists());
+
     // Valid paths through a symlink out of the root are refused with a reason.
     let (mut send, mut recv) = stream_with(&raw, &request("link/secret", false)).await;
     send.finish().unwrap();
@@ -103,14 +154,32 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     let _ = send.write_all(b"evil").await;
     let result: WriteResult = read_frame(&mut recv).await.unwrap();
     assert_eq!(result.result.unwrap_err().kind, ErrorKind::InvalidPath);
-    assert_eq!(snapshot(outside.path()).len(), 1, "nothing written outside the root");
-    assert_eq!(std::fs::read(outside.path().join("secret")).unwrap(), b"do not touch");
+    assert_eq!(
+        snapshot(outside.path()).len(),
+        1,
+        "nothing written outside the root"
+    );
+    assert_eq!(
+        std::fs::read(outside.path().join("secret")).unwrap(),
+        b"do not touch"
+    );
 
     // The same connection still works for an honest request.
-    let (mut send, mut recv) = stream_with(&raw, &encode(&RawRequest::List { dir: "d".into() }).unwrap()).await;
+    let (mut send, mut recv) = stream_with(
+        &raw,
+        &encode(&RawRequest::List { dir: "d".into() }).unwrap(),
+    )
+    .await;
     send.finish().unwrap();
     let listing: realize::protocol::ListItem = read_frame(&mut recv).await.unwrap();
-    assert!(matches!(listing, realize::protocol::ListItem::Skipped(_) | realize::protocol::ListItem::End(Ok(()))), "{listing:?}");
+    let realize::protocol::ListItem::Files(files) = listing else {
+        panic!("expected files, got {listing:?}");
+    };
+    let listed: Vec<_> = files
+        .iter()
+        .map(|f| (f.path.as_str(), f.state, f.stamp.size))
+        .collect();
+    assert_eq!(listed, [("short", realize::model::FileState::Partial, 4)]);
 
     // A malformed control request closes that connection only.
     let (raw2, mut control, _recv, _) = connect(&keys, &daemon, 1).await;
@@ -126,11 +195,21 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     // And a real move still works.
     let src = TempDir::new().unwrap();
     write_file(src.path(), "honest.txt", b"hello");
-    let mut args = vec!["--src-path".to_string(), src.path().display().to_string(), "--dst-addr".into(), daemon.addr(), "--directory-id".into(), "d".into()];
+    let mut args = vec![
+        "--src-path".to_string(),
+        src.path().display().to_string(),
+        "--dst-addr".into(),
+        daemon.addr(),
+        "--directory-id".into(),
+        "d".into(),
+    ];
     args.extend(keys.client_args("client", &["daemon"]));
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert_eq!(std::fs::read(root.path().join("honest.txt")).unwrap(), b"hello");
+    assert_eq!(
+        std::fs::read(root.path().join("honest.txt")).unwrap(),
+        b"hello"
+    );
 }
 
 #[tokio::test]

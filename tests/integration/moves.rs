@@ -25,14 +25,29 @@ fn setup() -> Setup {
 fn assert_moves(setup: &Setup, args: &[String]) {
     let expected = snapshot(setup.src.path());
     let out = realize().args(args).output().unwrap();
-    assert!(out.status.success(), "stdout:\n{}\nstderr:\n{}", stdout(&out), stderr(&out));
+    assert!(
+        out.status.success(),
+        "stdout:\n{}\nstderr:\n{}",
+        stdout(&out),
+        stderr(&out)
+    );
     assert_eq!(snapshot(setup.dst.path()), expected);
-    assert!(is_empty_dir(setup.src.path()), "source not empty: {:?}", snapshot(setup.src.path()));
+    assert!(
+        is_empty_dir(setup.src.path()),
+        "source not empty: {:?}",
+        snapshot(setup.src.path())
+    );
     let stdout = stdout(&out);
     for path in expected.keys() {
-        assert!(stdout.contains(&format!("Moved     photos/{path}")), "{path} not reported:\n{stdout}");
+        assert!(
+            stdout.contains(&format!("Moved     photos/{path}")),
+            "{path} not reported:\n{stdout}"
+        );
     }
-    assert!(stdout.contains(&format!("{} moved, 0 failed", expected.len())), "{stdout}");
+    assert!(
+        stdout.contains(&format!("{} moved, 0 failed", expected.len())),
+        "{stdout}"
+    );
 }
 
 fn strings(args: &[&str]) -> Vec<String> {
@@ -42,20 +57,47 @@ fn strings(args: &[&str]) -> Vec<String> {
 #[test]
 fn local_to_remote() {
     let s = setup();
-    let daemon = Daemon::start(&s.keys, "daemon-a", &[("photos", s.dst.path())], &["client"]);
-    let mut args = strings(&["--src-path", s.src.path().to_str().unwrap(), "--dst-addr", &daemon.addr(), "--directory-id", "photos"]);
+    let daemon = Daemon::start(
+        &s.keys,
+        "daemon-a",
+        &[("photos", s.dst.path())],
+        &["client"],
+    );
+    let mut args = strings(&[
+        "--src-path",
+        s.src.path().to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "photos",
+    ]);
     args.extend(s.keys.client_args("client", &["daemon-a"]));
     assert_moves(&s, &args);
     let log = daemon.log();
-    assert!(log.contains("connection accepted") && log.contains("peer=client"), "{log}");
+    assert!(
+        log.contains("connection accepted") && log.contains("peer=client"),
+        "{log}"
+    );
     assert!(log.contains("file finalised"), "{log}");
 }
 
 #[test]
 fn remote_to_local() {
     let s = setup();
-    let daemon = Daemon::start(&s.keys, "daemon-a", &[("photos", s.src.path())], &["client"]);
-    let mut args = strings(&["--src-addr", &daemon.addr(), "--dst-path", s.dst.path().to_str().unwrap(), "--directory-id", "photos"]);
+    let daemon = Daemon::start(
+        &s.keys,
+        "daemon-a",
+        &[("photos", s.src.path())],
+        &["client"],
+    );
+    let mut args = strings(&[
+        "--src-addr",
+        &daemon.addr(),
+        "--dst-path",
+        s.dst.path().to_str().unwrap(),
+        "--directory-id",
+        "photos",
+    ]);
     args.extend(s.keys.client_args("client", &["daemon-a"]));
     assert_moves(&s, &args);
     assert!(daemon.log().contains("deleted source file"));
@@ -64,9 +106,26 @@ fn remote_to_local() {
 #[test]
 fn remote_to_remote_relays_through_the_command() {
     let s = setup();
-    let a = Daemon::start(&s.keys, "daemon-a", &[("photos", s.src.path())], &["client"]);
-    let b = Daemon::start(&s.keys, "daemon-b", &[("photos", s.dst.path())], &["client"]);
-    let mut args = strings(&["--src-addr", &a.addr(), "--dst-addr", &b.addr(), "--directory-id", "photos"]);
+    let a = Daemon::start(
+        &s.keys,
+        "daemon-a",
+        &[("photos", s.src.path())],
+        &["client"],
+    );
+    let b = Daemon::start(
+        &s.keys,
+        "daemon-b",
+        &[("photos", s.dst.path())],
+        &["client"],
+    );
+    let mut args = strings(&[
+        "--src-addr",
+        &a.addr(),
+        "--dst-addr",
+        &b.addr(),
+        "--directory-id",
+        "photos",
+    ]);
     args.extend(s.keys.client_args("client", &["daemon-a", "daemon-b"]));
     assert_moves(&s, &args);
 }
@@ -74,7 +133,14 @@ fn remote_to_remote_relays_through_the_command() {
 #[test]
 fn local_to_local() {
     let s = setup();
-    let args = strings(&["--src-path", s.src.path().to_str().unwrap(), "--dst-path", s.dst.path().to_str().unwrap(), "--directory-id", "photos"]);
+    let args = strings(&[
+        "--src-path",
+        s.src.path().to_str().unwrap(),
+        "--dst-path",
+        s.dst.path().to_str().unwrap(),
+        "--directory-id",
+        "photos",
+    ]);
     assert_moves(&s, &args);
 }
 
@@ -87,24 +153,60 @@ fn identical_destination_file_is_not_sent_again() {
     // Only the identical file in the source: nothing needs to cross.
     let src = TempDir::new().unwrap();
     write_file(src.path(), "same.bin", &data);
-    let daemon = Daemon::start(&s.keys, "daemon-a", &[("photos", s.dst.path())], &["client"]);
-    let mut args = strings(&["--src-path", src.path().to_str().unwrap(), "--dst-addr", &daemon.addr(), "--directory-id", "photos"]);
+    let daemon = Daemon::start(
+        &s.keys,
+        "daemon-a",
+        &[("photos", s.dst.path())],
+        &["client"],
+    );
+    let mut args = strings(&[
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "photos",
+    ]);
     args.extend(s.keys.client_args("client", &["daemon-a"]));
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
-    assert!(stdout(&out).contains("1 moved, 0 failed, 0 skipped; 0 B sent"), "{}", stdout(&out));
+    assert!(
+        stdout(&out).contains("1 moved, 0 failed, 0 skipped; 0 B sent"),
+        "{}",
+        stdout(&out)
+    );
     assert!(is_empty_dir(src.path()));
     assert_eq!(std::fs::read(s.dst.path().join("same.bin")).unwrap(), data);
-    assert!(!daemon.log().contains("file finalised"), "data was written:\n{}", daemon.log());
+    assert!(
+        !daemon.log().contains("file finalised"),
+        "data was written:\n{}",
+        daemon.log()
+    );
 }
 
 #[test]
 fn different_destination_file_is_replaced() {
     let s = setup();
-    write_file(s.dst.path(), "top.txt", b"an older, different version of the file");
+    write_file(
+        s.dst.path(),
+        "top.txt",
+        b"an older, different version of the file",
+    );
     write_file(s.dst.path(), "big/twenty.bin", &pattern(1234, 20 << 20)); // same size, other bytes
-    let daemon = Daemon::start(&s.keys, "daemon-a", &[("photos", s.dst.path())], &["client"]);
-    let mut args = strings(&["--src-path", s.src.path().to_str().unwrap(), "--dst-addr", &daemon.addr(), "--directory-id", "photos"]);
+    let daemon = Daemon::start(
+        &s.keys,
+        "daemon-a",
+        &[("photos", s.dst.path())],
+        &["client"],
+    );
+    let mut args = strings(&[
+        "--src-path",
+        s.src.path().to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "photos",
+    ]);
     args.extend(s.keys.client_args("client", &["daemon-a"]));
     assert_moves(&s, &args);
 }
@@ -114,14 +216,29 @@ fn one_unwritable_file_fails_alone() {
     let s = setup();
     // A directory where a file must go: fails for root too.
     std::fs::create_dir_all(s.dst.path().join("a/b/c/deep.dat/blocker")).unwrap();
-    let daemon = Daemon::start(&s.keys, "daemon-a", &[("photos", s.dst.path())], &["client"]);
-    let mut args = strings(&["--src-path", s.src.path().to_str().unwrap(), "--dst-addr", &daemon.addr(), "--directory-id", "photos"]);
+    let daemon = Daemon::start(
+        &s.keys,
+        "daemon-a",
+        &[("photos", s.dst.path())],
+        &["client"],
+    );
+    let mut args = strings(&[
+        "--src-path",
+        s.src.path().to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "photos",
+    ]);
     args.extend(s.keys.client_args("client", &["daemon-a"]));
     let before = snapshot(s.src.path());
     let out = realize().args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let err = stderr(&out);
-    assert!(err.contains("ERROR     photos/a/b/c/deep.dat: destination: a/b/c/deep.dat:"), "{err}");
+    assert!(
+        err.contains("ERROR     photos/a/b/c/deep.dat: destination: a/b/c/deep.dat:"),
+        "{err}"
+    );
     // The failing file's source is kept intact; every other file moved.
     let left = snapshot(s.src.path());
     assert_eq!(left.keys().collect::<Vec<_>>(), vec!["a/b/c/deep.dat"]);
@@ -139,12 +256,24 @@ fn skipped_entries_stay_and_are_reported() {
     let s = setup();
     std::os::unix::fs::symlink("/etc/hostname", s.src.path().join("link")).unwrap();
     std::fs::create_dir(s.src.path().join("nothing-here")).unwrap();
-    let args = strings(&["--src-path", s.src.path().to_str().unwrap(), "--dst-path", s.dst.path().to_str().unwrap(), "-v"]);
+    let args = strings(&[
+        "--src-path",
+        s.src.path().to_str().unwrap(),
+        "--dst-path",
+        s.dst.path().to_str().unwrap(),
+        "-v",
+    ]);
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let stdout = stdout(&out);
-    assert!(stdout.contains("Skipped   dir/link: symbolic link"), "{stdout}");
-    assert!(stdout.contains("Skipped   dir/nothing-here: empty directory"), "{stdout}");
+    assert!(
+        stdout.contains("Skipped   dir/link: symbolic link"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("Skipped   dir/nothing-here: empty directory"),
+        "{stdout}"
+    );
     assert!(stdout.contains("2 skipped"), "{stdout}");
     assert!(s.src.path().join("link").symlink_metadata().is_ok());
     assert!(!s.dst.path().join("link").exists());

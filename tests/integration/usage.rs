@@ -11,10 +11,43 @@ fn usage_errors_exit_2() {
     let cases: &[(&[&str], &str)] = &[
         (&["--src-path", path], "--dst-path"),
         (&["--src-path", path, "--dst-path", path], "same directory"),
-        (&["--src-addr", "127.0.0.1:9", "--dst-path", path], "--directory-id is required"),
-        (&["--src-path", path, "--dst-path", "/tmp/x", "--parallel", "0"], "from 1 to 512"),
-        (&["--src-path", path, "--dst-path", "/tmp/x", "--directory-id", "a/b"], "directory id"),
-        (&["--src-addr", "127.0.0.1:9", "--dst-path", path, "--directory-id", "d"], "--key is required"),
+        (
+            &["--src-addr", "127.0.0.1:9", "--dst-path", path],
+            "--directory-id is required",
+        ),
+        (
+            &[
+                "--src-path",
+                path,
+                "--dst-path",
+                "/tmp/x",
+                "--parallel",
+                "0",
+            ],
+            "from 1 to 512",
+        ),
+        (
+            &[
+                "--src-path",
+                path,
+                "--dst-path",
+                "/tmp/x",
+                "--directory-id",
+                "a/b",
+            ],
+            "directory id",
+        ),
+        (
+            &[
+                "--src-addr",
+                "127.0.0.1:9",
+                "--dst-path",
+                path,
+                "--directory-id",
+                "d",
+            ],
+            "--key is required",
+        ),
     ];
     for (args, message) in cases {
         let out = run(args);
@@ -28,7 +61,12 @@ fn nested_source_and_destination_are_refused() {
     let dir = TempDir::new().unwrap();
     std::fs::create_dir(dir.path().join("inner")).unwrap();
     write_file(dir.path(), "f", b"x");
-    let out = run(&["--src-path", dir.path().to_str().unwrap(), "--dst-path", dir.path().join("inner").to_str().unwrap()]);
+    let out = run(&[
+        "--src-path",
+        dir.path().to_str().unwrap(),
+        "--dst-path",
+        dir.path().join("inner").to_str().unwrap(),
+    ]);
     assert_eq!(out.status.code(), Some(2));
     assert!(dir.path().join("f").exists());
 }
@@ -39,7 +77,10 @@ fn help_documents_exit_codes() {
     assert!(out.status.success());
     let help = stdout(&out);
     for code in ["0 ", "1 ", "2 ", "11", "12", "20"] {
-        assert!(help.contains(&format!("  {code}")), "exit code {code} missing:\n{help}");
+        assert!(
+            help.contains(&format!("  {code}")),
+            "exit code {code} missing:\n{help}"
+        );
     }
 }
 
@@ -63,9 +104,15 @@ fn daemon_rejects_bad_configuration_with_one_line() {
             .unwrap();
         assert_ne!(out.status.code(), Some(0), "{text}");
         let err = stderr(&out);
-        let first = err.lines().find(|l| l.starts_with("realized:")).unwrap_or_else(|| panic!("{err}"));
+        let first = err
+            .lines()
+            .find(|l| l.starts_with("realized:"))
+            .unwrap_or_else(|| panic!("{err}"));
         assert!(first.contains(needle), "{text}: {err}");
-        assert!(first.contains("bad.toml") || needle != "listen", "must name the file: {first}");
+        assert!(
+            first.contains("bad.toml") || needle != "listen",
+            "must name the file: {first}"
+        );
     }
 }
 
@@ -85,5 +132,9 @@ fn daemon_reports_a_port_in_use() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(1));
-    assert!(stderr(&out).contains(&format!("cannot listen on {}", first.addr())), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("cannot listen on {}", first.addr())),
+        "{}",
+        stderr(&out)
+    );
 }

@@ -7,7 +7,7 @@ use super::Peer;
 use crate::model::{DirectoryId, RelPath};
 use crate::protocol::{
     code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
-    WriteResult, WriteTrailer, MAX_LIST_CHUNK,
+    WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
 };
 use crate::service::local::{LocalService, CHUNK_SIZE};
 use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
@@ -56,10 +56,10 @@ async fn list(
 ) -> Result<(), FrameError> {
     let end = match service.list(dir).await {
         Ok(listing) => {
-            for chunk in listing.files.chunks(MAX_LIST_CHUNK) {
+            for chunk in frames(&listing.files, |f| f.path.as_str().len()) {
                 write_frame(send, &ListItem::Files(chunk.to_vec())).await?;
             }
-            for chunk in listing.skipped.chunks(MAX_LIST_CHUNK) {
+            for chunk in frames(&listing.skipped, |s| s.path.len()) {
                 write_frame(send, &ListItem::Skipped(chunk.to_vec())).await?;
             }
             Ok(())
@@ -69,6 +69,31 @@ async fn list(
     write_frame(send, &ListItem::End(end)).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// Splits `items` into runs that fit a frame: at most [`MAX_LIST_CHUNK`]
+/// entries and at most half the frame limit of path bytes (paths are at most
+/// [`crate::model::MAX_PATH_LEN`] bytes, the rest of an entry a few dozen).
+fn frames<T>(items: &[T], path_len: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
+    let budget = MAX_FRAME_LEN / 2;
+    let mut rest = items;
+    std::iter::from_fn(move || {
+        if rest.is_empty() {
+            return None;
+        }
+        let mut bytes = 0;
+        let mut count = 0;
+        while count < rest.len().min(MAX_LIST_CHUNK) {
+            bytes += path_len(&rest[count]) + 64;
+            if bytes > budget && count > 0 {
+                break;
+            }
+            count += 1;
+        }
+        let (chunk, tail) = rest.split_at(count);
+        rest = tail;
+        Some(chunk)
+    })
 }
 
 async fn read(
@@ -156,7 +181,11 @@ async fn write(
             .await
         {
             Ok(Some(chunk)) => chunk.bytes,
-            Ok(None) => return Err(FrameError::Closed),
+            Ok(None) => {
+                tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "write stream ended {remaining} bytes early");
+                let _ = send.reset(VarInt::from_u32(code::PROTOCOL_VIOLATION));
+                return Ok(());
+            }
             Err(e) => {
                 // Cancelled or lost: the partial file keeps what arrived.
                 tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "transfer abandoned: {e}");
@@ -169,7 +198,14 @@ async fn write(
             return answer(send, Err(e)).await;
         }
     }
-    let trailer: WriteTrailer = read_frame(recv).await?;
+    let trailer: WriteTrailer = match read_frame(recv).await {
+        Ok(trailer) => trailer,
+        Err(e) => {
+            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "bad write trailer: {e}");
+            let _ = send.reset(VarInt::from_u32(code::PROTOCOL_VIOLATION));
+            return Ok(());
+        }
+    };
     let result = writer.finish(trailer.expected).await.map_err(local);
     match &result {
         Ok(hash) => {
@@ -208,4 +244,22 @@ fn local(err: ServiceError) -> crate::protocol::RealizeError {
 
 fn io(err: quinn::WriteError) -> FrameError {
     FrameError::Io(std::io::Error::other(err))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::frames;
+
+    #[test]
+    fn frames_split_by_count_and_by_bytes() {
+        let small = vec![1usize; 2500];
+        let sizes: Vec<_> = frames(&small, |n| *n).map(<[_]>::len).collect();
+        assert_eq!(sizes, [1024, 1024, 452]);
+        let long = vec![4096usize; 300];
+        let sizes: Vec<_> = frames(&long, |n| *n).map(<[_]>::len).collect();
+        assert!(sizes
+            .iter()
+            .all(|&n| n * (4096 + 64) <= super::MAX_FRAME_LEN / 2));
+        assert_eq!(sizes.iter().sum::<usize>(), 300);
+    }
 }

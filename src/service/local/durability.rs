@@ -58,8 +58,8 @@ impl DirSyncer {
     /// Forgets a directory no finish is using any more, so the map stays small.
     fn release(&self, dir: &Path, state: Arc<DirState>) {
         let mut dirs = self.dirs.lock().unwrap_or_else(|p| p.into_inner());
-        // One reference in the map, one here: nobody else holds a ticket.
-        if Arc::strong_count(&state) == 2 {
+        drop(state); // Under the lock, so the count below is exact.
+        if dirs.get(dir).is_some_and(|s| Arc::strong_count(s) == 1) {
             dirs.remove(dir);
         }
     }

@@ -74,7 +74,14 @@ fn join(prefix: &str, name: &str) -> String {
     }
 }
 
-fn skip(path: String, reason: SkipReason) -> Skipped {
+fn skip(mut path: String, reason: SkipReason) -> Skipped {
+    if path.len() > crate::model::MAX_PATH_LEN {
+        let mut end = crate::model::MAX_PATH_LEN;
+        while !path.is_char_boundary(end) {
+            end -= 1;
+        }
+        path.truncate(end);
+    }
     Skipped { path, reason }
 }
 
