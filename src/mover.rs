@@ -35,7 +35,7 @@ impl Default for MoveOptions {
     }
 }
 
-/// Files in flight by default (see `docs/design.md` for the measurement).
+/// Files in flight by default (see `docs/operations.md` for the measurement).
 pub const DEFAULT_PARALLEL: usize = 32;
 
 /// What a move did.

@@ -98,3 +98,48 @@ fn keygen_creates_its_folder_and_prints_the_fingerprint() {
         stdout(&out)
     );
 }
+
+#[test]
+fn committed_test_keys_work() {
+    let certs = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("certs");
+    let work = TempDir::new().unwrap();
+    let (root, src) = (work.path().join("served"), work.path().join("src"));
+    std::fs::create_dir_all(&root).unwrap();
+    // The example config with its served folder and port pointed at this test.
+    let example = std::fs::read_to_string(certs.join("realized.example.toml")).unwrap();
+    let config_text = example
+        .replace("127.0.0.1:9771", "127.0.0.1:0")
+        .replace("/tmp/realize-example", root.to_str().unwrap());
+    let config = certs.join(format!("test-{}.toml", std::process::id()));
+    std::fs::write(&config, config_text).unwrap();
+    let daemon = Daemon::start_with_config(&config);
+    std::fs::remove_file(&config).unwrap();
+    write_file(&src, "hello.txt", b"hello");
+    let cert = |name: &str| certs.join(name).display().to_string();
+    let out = run(&[
+        "--src-path",
+        src.to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "example",
+        "--key",
+        &cert("test-client.key"),
+        "--cert",
+        &cert("test-client.crt"),
+        "--peers",
+        &cert("test-daemon.crt"),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(root.join("hello.txt")).unwrap(), b"hello");
+    let readme = std::fs::read_to_string(certs.join("README.md")).unwrap();
+    let client = realize::transport::identity::Identity::load(
+        &certs.join("test-client.key"),
+        &certs.join("test-client.crt"),
+    )
+    .unwrap();
+    assert!(
+        readme.contains(&client.fingerprint().to_string()),
+        "README fingerprint is stale"
+    );
+}
