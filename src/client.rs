@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use quinn::{ConnectionError, Endpoint, VarInt};
 
 use self::control::ControlChannel;
-use crate::model::{DirectoryId, FileStamp, Hash, RelPath};
+use crate::model::{Delta, DirectoryId, FileStamp, FileState, Hash, RelPath};
 use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, Hello, HelloReply,
     PROTOCOL_VERSION,
@@ -163,9 +163,9 @@ impl Service for RemoteService {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError> {
-        let reader = streams::RemoteReader::open(&self.connection, dir, path, offset).await?;
+        let reader = streams::RemoteReader::open(&self.connection, dir, path, delta).await?;
         Ok(Box::new(reader))
     }
 
@@ -173,10 +173,10 @@ impl Service for RemoteService {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
         size: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        let writer = streams::RemoteWriter::open(&self.connection, dir, path, offset, size).await?;
+        let writer = streams::RemoteWriter::open(&self.connection, dir, path, size, delta).await?;
         Ok(Box::new(writer))
     }
 
@@ -187,6 +187,31 @@ impl Service for RemoteService {
         };
         match self.control.call(op).await? {
             ControlReply::Hash(hash) => Ok(hash),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn block_hashes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        state: FileState,
+        block_size: u64,
+        length: u64,
+    ) -> Result<Vec<Hash>, ServiceError> {
+        let op = ControlRequest::BlockHashes {
+            dir: dir.clone(),
+            path: path.clone(),
+            state,
+            block_size,
+            length,
+        };
+        match self.control.call(op).await? {
+            ControlReply::BlockHashes(hashes)
+                if hashes.len() as u64 == length.div_ceil(block_size) =>
+            {
+                Ok(hashes)
+            }
             other => Err(unexpected(other)),
         }
     }

@@ -250,6 +250,101 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
+/// Most blocks a file is split into for resuming; bounds the block-hash
+/// list a peer must hold and send.
+pub const MAX_BLOCKS: u64 = 16_384;
+/// Smallest block used to compare a partial file with its source.
+pub const MIN_BLOCK_SIZE: u64 = 1 << 20;
+
+/// The block size used to compare a partial file of a `size`-byte file:
+/// 1 MiB, or larger so that no file has more than [`MAX_BLOCKS`] blocks.
+pub fn block_size_for(size: u64) -> u64 {
+    let needed = size.div_ceil(MAX_BLOCKS).max(MIN_BLOCK_SIZE);
+    needed.next_power_of_two()
+}
+
+/// A run of bytes in a file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ByteRange {
+    /// First byte.
+    pub start: u64,
+    /// Number of bytes.
+    pub len: u64,
+}
+
+impl ByteRange {
+    /// One past the last byte.
+    pub fn end(&self) -> u64 {
+        self.start.saturating_add(self.len)
+    }
+}
+
+/// Which bytes of a file a transfer carries: first the `patches` (ranges
+/// before `offset` whose content differs at the destination), then every byte
+/// from `offset` to the end. A fresh copy is `offset` 0 with no patches.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Delta {
+    /// Ranges to rewrite below `offset`, sorted, not overlapping.
+    pub patches: Vec<ByteRange>,
+    /// Where the tail starts; bytes before it are kept at the destination.
+    pub offset: u64,
+}
+
+impl Delta {
+    /// The whole file, from byte 0.
+    pub fn full() -> Self {
+        Self::default()
+    }
+
+    /// Bytes this transfer carries for a file of `size` bytes.
+    pub fn payload_len(&self, size: u64) -> u64 {
+        let patched: u64 = self.patches.iter().map(|p| p.len).sum();
+        patched + size.saturating_sub(self.offset)
+    }
+
+    /// Checks the delta against a file of `size` bytes: offset within the
+    /// file, patches sorted, disjoint, non-empty, below `offset`, and at most
+    /// [`MAX_BLOCKS`] of them.
+    pub fn validate(&self, size: u64) -> Result<(), String> {
+        if self.offset > size {
+            return Err(format!("offset {} is past the size {size}", self.offset));
+        }
+        if self.patches.len() as u64 > MAX_BLOCKS {
+            return Err(format!("more than {MAX_BLOCKS} patches"));
+        }
+        let mut previous_end = 0;
+        for patch in &self.patches {
+            if patch.len == 0 || patch.start < previous_end || patch.end() > self.offset {
+                return Err(format!(
+                    "patch {patch:?} is empty, unsorted or past the offset"
+                ));
+            }
+            previous_end = patch.end();
+        }
+        Ok(())
+    }
+
+    /// The parts of `[start, start + len)` this transfer carries, in order.
+    pub fn carried(&self, start: u64, len: u64) -> impl Iterator<Item = ByteRange> + '_ {
+        let end = start + len;
+        let tail = ByteRange {
+            start: self.offset,
+            len: u64::MAX - self.offset,
+        };
+        self.patches
+            .iter()
+            .copied()
+            .chain(std::iter::once(tail))
+            .filter_map(move |r| {
+                let (s, e) = (r.start.max(start), r.end().min(end));
+                (s < e).then(|| ByteRange {
+                    start: s,
+                    len: e - s,
+                })
+            })
+    }
+}
+
 /// A BLAKE3 hash of file content.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Hash(pub [u8; 32]);
@@ -328,6 +423,58 @@ mod tests {
         assert_eq!(p.file_name(), "c.txt");
         assert_eq!(p.parent(), Some("a/b"));
         assert_eq!(RelPath::new("c").unwrap().parent(), None);
+    }
+
+    #[test]
+    fn block_size_bounds_the_block_count() {
+        assert_eq!(block_size_for(0), MIN_BLOCK_SIZE);
+        assert_eq!(block_size_for(200 << 20), MIN_BLOCK_SIZE);
+        let huge = 1u64 << 40;
+        assert!(huge.div_ceil(block_size_for(huge)) <= MAX_BLOCKS);
+    }
+
+    #[test]
+    fn delta_carries_patches_then_tail() {
+        let delta = Delta {
+            patches: vec![
+                ByteRange { start: 10, len: 5 },
+                ByteRange { start: 30, len: 10 },
+            ],
+            offset: 50,
+        };
+        assert!(delta.validate(100).is_ok());
+        assert_eq!(delta.payload_len(100), 65);
+        let carried: Vec<_> = delta.carried(0, 100).map(|r| (r.start, r.len)).collect();
+        assert_eq!(carried, [(10, 5), (30, 10), (50, 50)]);
+        let carried: Vec<_> = delta.carried(12, 25).map(|r| (r.start, r.len)).collect();
+        assert_eq!(carried, [(12, 3), (30, 7)]);
+        assert!(Delta::full().carried(0, 0).next().is_none());
+    }
+
+    #[test]
+    fn delta_validation() {
+        let patch = |start, len| ByteRange { start, len };
+        let bad = [
+            Delta {
+                patches: vec![],
+                offset: 11,
+            },
+            Delta {
+                patches: vec![patch(5, 0)],
+                offset: 10,
+            },
+            Delta {
+                patches: vec![patch(5, 3), patch(6, 1)],
+                offset: 10,
+            },
+            Delta {
+                patches: vec![patch(8, 5)],
+                offset: 10,
+            },
+        ];
+        for delta in bad {
+            assert!(delta.validate(10).is_err(), "{delta:?}");
+        }
     }
 
     #[test]

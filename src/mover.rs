@@ -17,7 +17,7 @@ use futures::stream::{self, StreamExt};
 
 pub use self::error::{MoveFileError, Side};
 pub use self::progress::{FileProgress, NoProgress, Progress};
-use crate::model::{DirectoryId, FileEntry, FileState, RelPath};
+use crate::model::{block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath};
 use crate::service::{ReadEvent, Service};
 
 /// How a move runs.
@@ -80,12 +80,14 @@ pub async fn move_files(
             return Err(err);
         }
     };
-    let existing: HashMap<RelPath, FileEntry> = dst_listing
-        .files
-        .into_iter()
-        .filter(|f| f.state == FileState::Final)
-        .map(|f| (f.path.clone(), f))
-        .collect();
+    let mut existing: HashMap<RelPath, FileEntry> = HashMap::new();
+    let mut partials: HashMap<RelPath, FileEntry> = HashMap::new();
+    for file in dst_listing.files {
+        match file.state {
+            FileState::Final => existing.insert(file.path.clone(), file),
+            FileState::Partial => partials.insert(file.path.clone(), file),
+        };
+    }
     let files: Vec<FileEntry> = src_listing
         .files
         .into_iter()
@@ -107,7 +109,10 @@ pub async fn move_files(
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .for_file(&entry.path, entry.stamp.size);
-        let existing = existing.get(&entry.path);
+        let at_destination = AtDestination {
+            complete: existing.get(&entry.path),
+            partial: partials.get(&entry.path),
+        };
         async move {
             let endpoints = Endpoints {
                 source,
@@ -115,7 +120,7 @@ pub async fn move_files(
                 dir,
             };
             let result = endpoints
-                .move_file(&entry, existing, file_progress.as_mut())
+                .move_file(&entry, at_destination, file_progress.as_mut())
                 .await;
             (entry, result, file_progress)
         }
@@ -126,6 +131,7 @@ pub async fn move_files(
     while let Some((entry, result, mut file_progress)) = running.next().await {
         match result {
             Ok(sent) => {
+                tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, "moved");
                 summary.moved += 1;
                 summary.bytes_sent += sent;
                 file_progress.success();
@@ -140,6 +146,15 @@ pub async fn move_files(
     Ok(summary)
 }
 
+/// What the destination already holds of one file.
+#[derive(Clone, Copy)]
+struct AtDestination<'a> {
+    /// A final file at the same path.
+    complete: Option<&'a FileEntry>,
+    /// A partial file left by an interrupted transfer.
+    partial: Option<&'a FileEntry>,
+}
+
 /// The two sides of a move and the directory moved.
 struct Endpoints<'a> {
     source: &'a dyn Service,
@@ -152,10 +167,10 @@ impl Endpoints<'_> {
     async fn move_file(
         &self,
         entry: &FileEntry,
-        existing: Option<&FileEntry>,
+        at_destination: AtDestination<'_>,
         progress: &mut dyn FileProgress,
     ) -> Result<u64, MoveFileError> {
-        let already_there = match existing {
+        let already_there = match at_destination.complete {
             Some(existing) if existing.stamp.size == entry.stamp.size => {
                 progress.verifying();
                 self.same_content(&entry.path).await?
@@ -166,7 +181,16 @@ impl Endpoints<'_> {
             tracing::debug!(dir = %self.dir, path = %entry.path, "destination already has it");
             0
         } else {
-            self.copy(entry, progress).await?
+            let delta = match at_destination.partial {
+                Some(partial)
+                    if partial.stamp.size > 0 && partial.stamp.size <= entry.stamp.size =>
+                {
+                    progress.resuming(partial.stamp.size);
+                    self.plan_resume(entry, partial.stamp.size).await?
+                }
+                _ => Delta::full(),
+            };
+            self.copy(entry, &delta, progress).await?
         };
         progress.deleting();
         self.source
@@ -187,18 +211,63 @@ impl Endpoints<'_> {
         Ok(src == dst)
     }
 
-    /// Streams the file into the destination's partial file, then has the
-    /// destination verify it and make it final. Returns the bytes sent.
+    /// Compares the first `kept` bytes of the destination's partial file
+    /// with the source block by block: the delta re-sends the blocks that
+    /// differ, then everything after `kept`. Only hashes cross the wire.
+    async fn plan_resume(&self, entry: &FileEntry, kept: u64) -> Result<Delta, MoveFileError> {
+        let path = &entry.path;
+        let block = block_size_for(entry.stamp.size);
+        let (src, dst) = tokio::join!(
+            self.source
+                .block_hashes(self.dir, path, FileState::Final, block, kept),
+            self.destination
+                .block_hashes(self.dir, path, FileState::Partial, block, kept)
+        );
+        let src = src.map_err(MoveFileError::at(Side::Source))?;
+        let dst = match dst {
+            Ok(dst) => dst,
+            Err(err) => {
+                tracing::warn!(dir = %self.dir, path = %path, "partial file unusable, copying anew: {err}");
+                return Ok(Delta::full());
+            }
+        };
+        let mut patches: Vec<ByteRange> = Vec::new();
+        let differing = src
+            .iter()
+            .zip(&dst)
+            .enumerate()
+            .filter(|(_, (a, b))| a != b);
+        for (index, _) in differing {
+            let start = index as u64 * block;
+            let len = block.min(kept - start);
+            match patches.last_mut() {
+                Some(last) if last.end() == start => last.len += len,
+                _ => patches.push(ByteRange { start, len }),
+            }
+        }
+        let resent: u64 = patches.iter().map(|p| p.len).sum();
+        tracing::info!(dir = %self.dir, path = %path, kept, resent, "resuming from the partial file");
+        Ok(Delta {
+            patches,
+            offset: kept,
+        })
+    }
+
+    /// Streams the bytes `delta` names into the destination's partial file,
+    /// then has the destination verify the whole file and make it final.
+    /// Returns the bytes sent.
     async fn copy(
         &self,
         entry: &FileEntry,
+        delta: &Delta,
         progress: &mut dyn FileProgress,
     ) -> Result<u64, MoveFileError> {
         progress.moving();
         let path = &entry.path;
         let (reader, writer) = tokio::join!(
-            self.source.read(self.dir, path, 0),
-            self.destination.write(self.dir, path, 0, entry.stamp.size)
+            self.source.read(self.dir, path, delta),
+            self.destination
+                .write(self.dir, path, entry.stamp.size, delta)
         );
         let mut reader = reader.map_err(MoveFileError::at(Side::Source))?;
         let mut writer = writer.map_err(MoveFileError::at(Side::Destination))?;

@@ -12,7 +12,7 @@ pub mod local;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::model::{DirectoryId, FileEntry, FileStamp, Hash, RelPath, Skipped};
+use crate::model::{Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, Skipped};
 use crate::protocol::RealizeError;
 use crate::transport::TransportError;
 
@@ -68,11 +68,12 @@ pub enum ReadEvent {
     Done(ReadSummary),
 }
 
-/// A file being read, in order, from the offset it was opened at.
+/// A file being read: the bytes its [`Delta`] names, in file order.
 #[async_trait]
 pub trait FileReader: Send {
-    /// The file's stamp when it was opened. Exactly `stamp().size - offset`
-    /// bytes of [`ReadEvent::Data`] come before [`ReadEvent::Done`].
+    /// The file's stamp when it was opened. Exactly
+    /// `delta.payload_len(stamp().size)` bytes of [`ReadEvent::Data`] come
+    /// before [`ReadEvent::Done`].
     fn stamp(&self) -> FileStamp;
 
     /// The next chunk, or the end with its summary.
@@ -98,23 +99,36 @@ pub trait Service: Send + Sync {
     /// Lists the regular files under `dir`, final and partial.
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError>;
 
-    /// Opens the final file at `path` for reading from `offset`.
+    /// Opens the final file at `path` to read the bytes `delta` names. The
+    /// whole file is hashed.
     async fn read(
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError>;
 
-    /// Opens the partial file of `path` for writing a file of `size` bytes,
-    /// starting at `offset`; bytes before `offset` are kept.
+    /// Opens the partial file of `path` for a file of `size` bytes, to
+    /// receive the bytes `delta` names; other bytes before `delta.offset` are
+    /// kept, bytes after it are dropped.
     async fn write(
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
         size: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileWriter>, ServiceError>;
+
+    /// BLAKE3 of each `block_size` block of the first `length` bytes of the
+    /// final or partial file at `path`; the last block may be shorter.
+    async fn block_hashes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        state: FileState,
+        block_size: u64,
+        length: u64,
+    ) -> Result<Vec<Hash>, ServiceError>;
 
     /// BLAKE3 of the final file at `path`, whose content and name are
     /// durable (synced) when this returns.

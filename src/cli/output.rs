@@ -216,6 +216,12 @@ impl FileProgress for FileLine {
         self.stage("Checking");
     }
 
+    fn resuming(&mut self, kept: u64) {
+        self.stage("Resuming");
+        self.bar.set_position(kept);
+        self.display.inner.overall.inc(kept);
+    }
+
     fn moving(&mut self) {
         self.stage("Copying");
     }

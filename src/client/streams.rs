@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt, WriteError};
 
-use crate::model::{DirectoryId, FileStamp, Hash, RelPath};
+use crate::model::{Delta, DirectoryId, FileStamp, Hash, RelPath};
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, ListItem, ReadHeader, ReadTrailer, RealizeError,
     StreamRequest, WriteResult, WriteTrailer,
@@ -53,17 +53,18 @@ pub struct RemoteReader {
 }
 
 impl RemoteReader {
-    /// Asks for `path` from `offset` and waits for the header.
+    /// Asks for the bytes of `path` that `delta` names and waits for the
+    /// header.
     pub async fn open(
         connection: &Connection,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
+        delta: &Delta,
     ) -> Result<Self, ServiceError> {
         let request = StreamRequest::Read {
             dir: dir.clone(),
             path: path.clone(),
-            offset,
+            delta: delta.clone(),
         };
         let (mut send, mut recv) = open(connection, &request).await?;
         send.finish().map_err(TransportError::from)?;
@@ -72,7 +73,7 @@ impl RemoteReader {
         Ok(Self {
             recv,
             stamp,
-            remaining: stamp.size.saturating_sub(offset),
+            remaining: delta.payload_len(stamp.size),
             path: path.clone(),
         })
     }
@@ -141,14 +142,14 @@ impl RemoteWriter {
         connection: &Connection,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
         size: u64,
+        delta: &Delta,
     ) -> Result<Self, ServiceError> {
         let request = StreamRequest::Write {
             dir: dir.clone(),
             path: path.clone(),
-            offset,
             size,
+            delta: delta.clone(),
         };
         let (send, recv) = open(connection, &request).await?;
         Ok(Self {

@@ -5,8 +5,9 @@
 //! live at once; each receives its calls in order:
 //!
 //! ```text
-//! for_file ─┬─ verifying ─┬─ deleting ─ success
+//! for_file ─┬─ verifying ─┬─ deleting ─ success          (identical copy there)
 //!           │             └─ moving ─ inc… ─ verifying ─ deleting ─ success
+//!           ├─ resuming ─ moving ─ inc… ─ verifying ─ deleting ─ success
 //!           └─ moving ─ inc… ─ verifying ─ deleting ─ success
 //!  (any step may end in `error` instead; exactly one of success/error ends a file)
 //! ```
@@ -35,6 +36,10 @@ pub trait FileProgress: Send {
     /// Hashing to compare an existing destination copy, or waiting for the
     /// destination to verify and make the file durable.
     fn verifying(&mut self);
+
+    /// A partial file at the destination is being verified block by block;
+    /// `kept` of its bytes are already there and need not all be sent again.
+    fn resuming(&mut self, kept: u64);
 
     /// File data is being sent.
     fn moving(&mut self);
@@ -68,6 +73,7 @@ impl Progress for NoProgress {
 
 impl FileProgress for NoProgress {
     fn verifying(&mut self) {}
+    fn resuming(&mut self, _kept: u64) {}
     fn moving(&mut self) {}
     fn inc(&mut self, _bytes: u64) {}
     fn deleting(&mut self) {}

@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tempfile::TempDir;
 
 use super::*;
-use crate::model::{FileStamp, Hash, Skipped};
+use crate::model::{Delta, FileStamp, Hash, Skipped};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::local::LocalService;
 use crate::service::{FileReader, FileWriter, Listing, ServiceError};
@@ -75,6 +75,9 @@ impl FileRecording {
 impl FileProgress for FileRecording {
     fn verifying(&mut self) {
         self.push("verifying");
+    }
+    fn resuming(&mut self, kept: u64) {
+        self.push(&format!("resuming {kept}"));
     }
     fn moving(&mut self) {
         self.push("moving");
@@ -241,23 +244,34 @@ impl Service for Refusing {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError> {
-        self.inner.read(dir, path, offset).await
+        self.inner.read(dir, path, delta).await
     }
     async fn write(
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
         size: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
         if path.as_str() == self.refused {
-            return Err(
-                RealizeError::new(ErrorKind::NoSpace, format!("{path}: no space left")).into(),
-            );
+            let message = format!("{path}: no space left");
+            return Err(RealizeError::new(ErrorKind::NoSpace, message).into());
         }
-        self.inner.write(dir, path, offset, size).await
+        self.inner.write(dir, path, size, delta).await
+    }
+    async fn block_hashes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        state: FileState,
+        block: u64,
+        length: u64,
+    ) -> Result<Vec<Hash>, ServiceError> {
+        self.inner
+            .block_hashes(dir, path, state, block, length)
+            .await
     }
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         self.inner.hash(dir, path).await
@@ -328,24 +342,34 @@ impl Service for Changing {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError> {
         use std::io::Write;
-        let mut file = std::fs::OpenOptions::new()
-            .append(true)
-            .open(self.root.join(path.as_str()))
-            .unwrap();
+        let full = self.root.join(path.as_str());
+        let mut file = std::fs::OpenOptions::new().append(true).open(full).unwrap();
         file.write_all(b" and more").unwrap();
-        self.inner.read(dir, path, offset).await
+        self.inner.read(dir, path, delta).await
     }
     async fn write(
         &self,
         _: &DirectoryId,
         _: &RelPath,
         _: u64,
-        _: u64,
+        _: &Delta,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
         unreachable!("the source is never written")
+    }
+    async fn block_hashes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        state: FileState,
+        block: u64,
+        length: u64,
+    ) -> Result<Vec<Hash>, ServiceError> {
+        self.inner
+            .block_hashes(dir, path, state, block, length)
+            .await
     }
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         self.inner.hash(dir, path).await
@@ -412,4 +436,189 @@ async fn unknown_directory_fails_the_whole_move() {
         "reported once: {:?}",
         progress.events()
     );
+}
+
+/// Writes `data` at the source and `partial` as the destination's partial
+/// file, moves, and returns the summary and the recorded progress.
+async fn resume_case(data: &[u8], partial: &[u8]) -> (MoveSummary, Recording, Vec<u8>) {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "f.bin", data);
+    write(dst.path(), ".f.bin.part", partial);
+    let mut progress = Recording::default();
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut progress,
+    )
+    .await
+    .unwrap();
+    let arrived = std::fs::read(dst.path().join("f.bin")).unwrap();
+    assert!(!dst.path().join(".f.bin.part").exists());
+    assert!(!src.path().join("f.bin").exists());
+    (summary, progress, arrived)
+}
+
+fn pseudo_random(len: usize) -> Vec<u8> {
+    let mut data = vec![0u8; len];
+    blake3::Hasher::new().finalize_xof().fill(&mut data);
+    data
+}
+
+#[tokio::test]
+async fn resume_sends_only_the_missing_tail() {
+    let data = pseudo_random(5 << 20);
+    let kept = 3 * (1 << 20) + 12345;
+    let (summary, progress, arrived) = resume_case(&data, &data[..kept]).await;
+    assert_eq!(arrived, data);
+    assert_eq!(summary.bytes_sent, (data.len() - kept) as u64);
+    let (stages, bytes) = progress.file("f.bin");
+    assert_eq!(stages[1], format!("resuming {kept}"));
+    assert_eq!(bytes, summary.bytes_sent);
+}
+
+#[tokio::test]
+async fn resume_resends_only_damaged_blocks() {
+    let data = pseudo_random(5 << 20);
+    let mut partial = data[..4 << 20].to_vec();
+    partial[(2 << 20) + 500] ^= 0xff; // one flipped byte in block 2
+    partial[(2 << 20) + 900_000] ^= 0x01; // and another in the same block
+    let (summary, _, arrived) = resume_case(&data, &partial).await;
+    assert_eq!(arrived, data);
+    // One 1 MiB block re-sent, plus the 1 MiB tail.
+    assert_eq!(summary.bytes_sent, 2 << 20);
+}
+
+#[tokio::test]
+async fn a_partial_longer_than_the_source_is_replaced() {
+    let data = pseudo_random(100_000);
+    let (summary, _, arrived) = resume_case(&data, &pseudo_random(200_000)).await;
+    assert_eq!(arrived, data);
+    assert_eq!(summary.bytes_sent, data.len() as u64);
+}
+
+/// A source whose file grows while it is being read.
+struct Growing {
+    inner: LocalService,
+    root: std::path::PathBuf,
+}
+
+struct GrowingReader {
+    inner: Box<dyn FileReader>,
+    file: std::path::PathBuf,
+    grown: bool,
+}
+
+#[async_trait]
+impl FileReader for GrowingReader {
+    fn stamp(&self) -> FileStamp {
+        self.inner.stamp()
+    }
+    async fn next(&mut self) -> Result<crate::service::ReadEvent, ServiceError> {
+        let event = self.inner.next().await;
+        if !self.grown {
+            use std::io::Write;
+            let mut file = std::fs::OpenOptions::new()
+                .append(true)
+                .open(&self.file)
+                .unwrap();
+            file.write_all(b"appended during the transfer").unwrap();
+            self.grown = true;
+        }
+        event
+    }
+}
+
+#[async_trait]
+impl Service for Growing {
+    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+        self.inner.list(dir).await
+    }
+    async fn read(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        delta: &Delta,
+    ) -> Result<Box<dyn FileReader>, ServiceError> {
+        Ok(Box::new(GrowingReader {
+            inner: self.inner.read(dir, path, delta).await?,
+            file: self.root.join(path.as_str()),
+            grown: false,
+        }))
+    }
+    async fn write(
+        &self,
+        _: &DirectoryId,
+        _: &RelPath,
+        _: u64,
+        _: &Delta,
+    ) -> Result<Box<dyn FileWriter>, ServiceError> {
+        unreachable!("the source is never written")
+    }
+    async fn block_hashes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        state: FileState,
+        block: u64,
+        length: u64,
+    ) -> Result<Vec<Hash>, ServiceError> {
+        self.inner
+            .block_hashes(dir, path, state, block, length)
+            .await
+    }
+    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
+        self.inner.hash(dir, path).await
+    }
+    async fn delete(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+    ) -> Result<(), ServiceError> {
+        self.inner.delete(dir, path, expected).await
+    }
+}
+
+#[tokio::test]
+async fn a_source_appended_during_its_transfer_is_kept_and_moved_next_run() {
+    let (src, dst, source, destination) = services();
+    let data = pseudo_random(3 << 20);
+    write(src.path(), "growing.log", &data);
+    let growing = Growing {
+        inner: source.clone(),
+        root: src.path().to_path_buf(),
+    };
+    let mut progress = Recording::default();
+    let summary = move_files(
+        &growing,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut progress,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.moved, summary.failed), (0, 1));
+    assert_eq!(progress.file("growing.log").0.last().unwrap(), "error");
+    assert!(
+        !dst.path().join("growing.log").exists(),
+        "the old version is not made final"
+    );
+    let now = std::fs::read(src.path().join("growing.log")).unwrap();
+    assert_eq!(now.len(), data.len() + 28, "the source is kept, appended");
+
+    // The next run moves the new version, resuming from what was sent.
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!((summary.moved, summary.failed), (1, 0));
+    assert_eq!(std::fs::read(dst.path().join("growing.log")).unwrap(), now);
 }

@@ -106,8 +106,8 @@ mod tests {
         StreamRequest::Write {
             dir: DirectoryId::new("d").unwrap(),
             path: RelPath::new(path).unwrap(),
-            offset: 0,
             size: 10,
+            delta: crate::model::Delta::full(),
         }
     }
 
@@ -154,9 +154,9 @@ mod tests {
             #[allow(dead_code)]
             List(String),
             #[allow(dead_code)]
-            Read(String, String, u64),
+            Read(String, String, Vec<(u64, u64)>, u64),
         }
-        let frame = encode(&Shape::Read("d".into(), "../etc/passwd".into(), 0)).unwrap();
+        let frame = encode(&Shape::Read("d".into(), "../etc/passwd".into(), vec![], 0)).unwrap();
         let result = decode::<StreamRequest>(&frame[4..]);
         assert!(
             matches!(&result, Err(FrameError::Malformed(m)) if m.contains("..")),

@@ -5,7 +5,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::RealizeError;
-use crate::model::{DirectoryId, FileEntry, FileStamp, Hash, RelPath, Skipped};
+use crate::model::{Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, Skipped};
 
 /// First frame on the control stream, client to daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -41,6 +41,20 @@ pub enum ControlRequest {
         /// File path.
         path: RelPath,
     },
+    /// BLAKE3 of each `block_size` block of the first `length` bytes of the
+    /// final or partial file (the last block may be shorter).
+    BlockHashes {
+        /// Directory id.
+        dir: DirectoryId,
+        /// File path.
+        path: RelPath,
+        /// The final file or its partial file.
+        state: FileState,
+        /// Block size in bytes, at least [`crate::model::MIN_BLOCK_SIZE`].
+        block_size: u64,
+        /// Bytes to cover; at most [`crate::model::MAX_BLOCKS`] blocks.
+        length: u64,
+    },
     /// Delete a source file after its move, if its stamp is still `expected`;
     /// then remove the directories this left empty.
     Delete {
@@ -67,6 +81,8 @@ pub struct Response {
 pub enum ControlReply {
     /// Answer to [`ControlRequest::Hash`].
     Hash(Hash),
+    /// Answer to [`ControlRequest::BlockHashes`], one hash per block.
+    BlockHashes(Vec<Hash>),
     /// Answer to [`ControlRequest::Delete`].
     Deleted,
 }
@@ -79,28 +95,30 @@ pub enum StreamRequest {
         /// Directory id.
         dir: DirectoryId,
     },
-    /// Read a file from `offset`. The daemon answers with a [`ReadHeader`],
-    /// `size - offset` raw bytes, and a [`ReadTrailer`].
+    /// Read the bytes of a file that `delta` names. The daemon answers with
+    /// a [`ReadHeader`], `delta.payload_len(size)` raw bytes, and a
+    /// [`ReadTrailer`] whose hash covers the whole file.
     Read {
         /// Directory id.
         dir: DirectoryId,
         /// File path.
         path: RelPath,
-        /// First byte to send. Bytes before it are hashed, not sent.
-        offset: u64,
+        /// Which bytes to send; the rest are read and hashed, not sent.
+        delta: Delta,
     },
     /// Write a file through its partial file. The client follows with
-    /// `size - offset` raw bytes and a [`WriteTrailer`]; the daemon answers
-    /// with a [`WriteResult`].
+    /// `delta.payload_len(size)` raw bytes and a [`WriteTrailer`]; the daemon
+    /// answers with a [`WriteResult`].
     Write {
         /// Directory id.
         dir: DirectoryId,
         /// File path.
         path: RelPath,
-        /// Where the raw bytes start in the file.
-        offset: u64,
         /// The complete file's size.
         size: u64,
+        /// Where the raw bytes go: patches of the kept partial file, then
+        /// everything from the offset.
+        delta: Delta,
     },
 }
 
@@ -118,7 +136,7 @@ pub enum ListItem {
 /// The daemon's first answer to [`StreamRequest::Read`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReadHeader {
-    /// The file's stamp when opened; `size - offset` raw bytes follow.
+    /// The file's stamp when opened; the delta's payload follows.
     pub stamp: Result<FileStamp, RealizeError>,
 }
 

@@ -2,6 +2,7 @@
 //! the daemon to serve its peers.
 
 mod durability;
+mod exclusive;
 mod listing;
 mod reader;
 mod root;
@@ -9,21 +10,26 @@ mod writer;
 
 use std::collections::HashMap;
 use std::fs::{self, File, OpenOptions};
-use std::io;
+use std::io::{self, Read};
 use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
+pub use exclusive::PartialClaim;
 pub use reader::CHUNK_SIZE;
 pub use root::Root;
+pub use writer::LocalWriter;
 
 use self::durability::DirSyncer;
+use self::exclusive::PartialLocks;
 use self::reader::LocalReader;
-use self::writer::{LocalWriter, WriteTarget};
+use self::writer::WriteTarget;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
-use crate::model::{DirectoryId, FileStamp, Hash, RelPath};
+use crate::model::{
+    Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, MAX_BLOCKS, MIN_BLOCK_SIZE,
+};
 use crate::protocol::{ErrorKind, RealizeError};
 
 /// The directories of this host, each a root that requests cannot leave.
@@ -31,6 +37,7 @@ use crate::protocol::{ErrorKind, RealizeError};
 pub struct LocalService {
     roots: Arc<HashMap<DirectoryId, Arc<Root>>>,
     syncer: Arc<DirSyncer>,
+    partials: Arc<PartialLocks>,
 }
 
 impl LocalService {
@@ -51,6 +58,7 @@ impl LocalService {
         Ok(Self {
             roots: Arc::new(roots),
             syncer: Arc::default(),
+            partials: Arc::default(),
         })
     }
 
@@ -62,6 +70,34 @@ impl LocalService {
     /// The canonical root of `dir`, if served.
     pub fn root_path(&self, dir: &DirectoryId) -> Option<&Path> {
         self.roots.get(dir).map(|root| root.path())
+    }
+
+    /// Opens the partial file of `path` like [`Service::write`], with the
+    /// concrete writer, whose [`LocalWriter::superseded`] tells when a newer
+    /// transfer of the same file wants it.
+    pub async fn open_writer(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        size: u64,
+        delta: &Delta,
+    ) -> Result<LocalWriter, RealizeError> {
+        delta
+            .validate(size)
+            .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{path}: {e}")))?;
+        let root = self.root(dir)?;
+        let display = path.clone();
+        let paths = blocking(move || root.resolve_creating(&display))
+            .await
+            .map_err(ServiceError::into_realize)?;
+        let claim = self.partials.claim(&paths.partial_path).await;
+        let target = WriteTarget {
+            paths,
+            display: path.clone(),
+            size,
+            delta: delta.clone(),
+        };
+        LocalWriter::open(target, claim, self.syncer.clone()).await
     }
 
     fn root(&self, dir: &DirectoryId) -> Result<Arc<Root>, RealizeError> {
@@ -95,7 +131,7 @@ impl Service for LocalService {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
@@ -104,46 +140,21 @@ impl Service for LocalService {
             open_for_read(&paths.final_path, &display)
         })
         .await?;
-        if offset > stamp.size {
-            return Err(RealizeError::new(
-                ErrorKind::Protocol,
-                format!(
-                    "{path}: offset {offset} is past the end ({} bytes)",
-                    stamp.size
-                ),
-            )
-            .into());
-        }
-        Ok(Box::new(LocalReader::start(
-            file,
-            stamp,
-            offset,
-            path.clone(),
-        )))
+        delta
+            .validate(stamp.size)
+            .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{path}: {e}")))?;
+        let reader = LocalReader::start(file, stamp, delta.clone(), path.clone());
+        Ok(Box::new(reader))
     }
 
     async fn write(
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        offset: u64,
         size: u64,
+        delta: &Delta,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        if offset > size {
-            let message = format!("{path}: offset {offset} is past the size {size}");
-            return Err(RealizeError::new(ErrorKind::Protocol, message).into());
-        }
-        let root = self.root(dir)?;
-        let display = path.clone();
-        let paths = blocking(move || root.resolve_creating(&display)).await?;
-        let target = WriteTarget {
-            paths,
-            display: path.clone(),
-            offset,
-            size,
-        };
-        let writer = LocalWriter::open(target, self.syncer.clone()).await?;
-        Ok(Box::new(writer))
+        Ok(Box::new(self.open_writer(dir, path, size, delta).await?))
     }
 
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
@@ -162,6 +173,37 @@ impl Service for LocalService {
                 .and_then(|d| d.sync_all())
                 .map_err(io)?;
             Ok(hasher.finalize().into())
+        })
+        .await
+    }
+
+    async fn block_hashes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        state: FileState,
+        block_size: u64,
+        length: u64,
+    ) -> Result<Vec<Hash>, ServiceError> {
+        if block_size < MIN_BLOCK_SIZE || length.div_ceil(block_size) > MAX_BLOCKS {
+            let message =
+                format!("{path}: {length} bytes in blocks of {block_size} is out of bounds");
+            return Err(RealizeError::new(ErrorKind::Protocol, message).into());
+        }
+        let root = self.root(dir)?;
+        let display = path.clone();
+        blocking(move || {
+            let paths = root.resolve(&display)?;
+            let file_path = match state {
+                FileState::Final => &paths.final_path,
+                FileState::Partial => &paths.partial_path,
+            };
+            let (file, stamp) = open_for_read(file_path, &display)?;
+            if stamp.size < length {
+                let message = format!("{display}: has {} bytes, fewer than {length}", stamp.size);
+                return Err(RealizeError::new(ErrorKind::SourceChanged, message));
+            }
+            hash_blocks(file, block_size, length).map_err(|e| RealizeError::io(&display, &e))
         })
         .await
     }
@@ -189,6 +231,24 @@ impl Service for LocalService {
         })
         .await
     }
+}
+
+/// BLAKE3 of each `block_size` block of the first `length` bytes of `file`.
+fn hash_blocks(file: File, block_size: u64, length: u64) -> io::Result<Vec<Hash>> {
+    let mut reader = std::io::BufReader::with_capacity(CHUNK_SIZE, file);
+    let mut hashes = Vec::with_capacity(length.div_ceil(block_size) as usize);
+    let mut position = 0;
+    while position < length {
+        let len = block_size.min(length - position);
+        let mut hasher = blake3::Hasher::new();
+        let copied = io::copy(&mut (&mut reader).take(len), &mut hasher)?;
+        if copied != len {
+            return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "file shrank"));
+        }
+        hashes.push(hasher.finalize().into());
+        position += len;
+    }
+    Ok(hashes)
 }
 
 fn open_for_read(path: &Path, display: &RelPath) -> Result<(File, FileStamp), RealizeError> {

@@ -26,14 +26,21 @@ enum RawRequest {
     Read {
         dir: String,
         path: String,
-        offset: u64,
+        delta: RawDelta,
     },
     Write {
         dir: String,
         path: String,
-        offset: u64,
         size: u64,
+        delta: RawDelta,
     },
+}
+
+/// The shape of `Delta`: patches as (start, len), then the tail offset.
+#[derive(Serialize, Default)]
+struct RawDelta {
+    patches: Vec<(u64, u64)>,
+    offset: u64,
 }
 
 struct Raw {
@@ -91,14 +98,14 @@ fn request(path: &str, write: bool) -> Vec<u8> {
         RawRequest::Write {
             dir: "d".into(),
             path: path.into(),
-            offset: 0,
             size: 4,
+            delta: RawDelta::default(),
         }
     } else {
         RawRequest::Read {
             dir: "d".into(),
             path: path.into(),
-            offset: 0,
+            delta: RawDelta::default(),
         }
     };
     encode(&request).unwrap()
@@ -134,8 +141,8 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     let short = encode(&RawRequest::Write {
         dir: "d".into(),
         path: "short".into(),
-        offset: 0,
         size: 10,
+        delta: RawDelta::default(),
     })
     .unwrap();
     let (mut send, recv) = stream_with(&raw, &short).await;
@@ -143,6 +150,21 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     send.finish().unwrap();
     assert_reset_as_violation(recv).await;
     assert!(!root.path().join("short").exists());
+
+    // A delta that does not fit the file is refused with a reason.
+    let bad_delta = encode(&RawRequest::Write {
+        dir: "d".into(),
+        path: "delta".into(),
+        size: 10,
+        delta: RawDelta {
+            patches: vec![(8, 5)],
+            offset: 10,
+        },
+    })
+    .unwrap();
+    let (_send, mut recv) = stream_with(&raw, &bad_delta).await;
+    let result: WriteResult = read_frame(&mut recv).await.unwrap();
+    assert_eq!(result.result.unwrap_err().kind, ErrorKind::Protocol);
 
     // Valid paths through a symlink out of the root are refused with a reason.
     let (mut send, mut recv) = stream_with(&raw, &request("link/secret", false)).await;

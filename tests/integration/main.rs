@@ -4,5 +4,6 @@
 mod harness;
 mod hostile;
 mod moves;
+mod resume;
 mod trust;
 mod usage;

@@ -71,6 +71,16 @@ async fn execute(
 ) -> Result<ControlReply, RealizeError> {
     let result = match &op {
         ControlRequest::Hash { dir, path } => service.hash(dir, path).await.map(ControlReply::Hash),
+        ControlRequest::BlockHashes {
+            dir,
+            path,
+            state,
+            block_size,
+            length,
+        } => service
+            .block_hashes(dir, path, *state, *block_size, *length)
+            .await
+            .map(ControlReply::BlockHashes),
         ControlRequest::Delete {
             dir,
             path,

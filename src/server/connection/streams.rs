@@ -4,12 +4,12 @@ use bytes::Bytes;
 use quinn::{RecvStream, SendStream, VarInt};
 
 use super::Peer;
-use crate::model::{DirectoryId, RelPath};
+use crate::model::{Delta, DirectoryId, RelPath};
 use crate::protocol::{
     code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
     WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
 };
-use crate::service::local::{LocalService, CHUNK_SIZE};
+use crate::service::local::{LocalService, LocalWriter, CHUNK_SIZE};
 use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
 
 /// Serves one data stream to its end.
@@ -26,20 +26,20 @@ pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalSer
     };
     let outcome = match request {
         StreamRequest::List { dir } => list(&mut send, &service, &dir).await,
-        StreamRequest::Read { dir, path, offset } => {
-            read(&mut send, &service, &dir, &path, offset, &peer).await
+        StreamRequest::Read { dir, path, delta } => {
+            read(&mut send, &service, &dir, &path, &delta, &peer).await
         }
         StreamRequest::Write {
             dir,
             path,
-            offset,
             size,
+            delta,
         } => {
             let target = Target {
                 dir,
                 path,
-                offset,
                 size,
+                delta,
             };
             write(&mut send, &mut recv, &service, target, &peer).await
         }
@@ -101,10 +101,10 @@ async fn read(
     service: &LocalService,
     dir: &DirectoryId,
     path: &RelPath,
-    offset: u64,
+    delta: &Delta,
     peer: &Peer,
 ) -> Result<(), FrameError> {
-    let mut reader = match service.read(dir, path, offset).await {
+    let mut reader = match service.read(dir, path, delta).await {
         Ok(reader) => reader,
         Err(e) => {
             write_frame(
@@ -150,8 +150,8 @@ async fn read(
 struct Target {
     dir: DirectoryId,
     path: RelPath,
-    offset: u64,
     size: u64,
+    delta: Delta,
 }
 
 async fn write(
@@ -164,22 +164,30 @@ async fn write(
     let Target {
         dir,
         path,
-        offset,
         size,
+        delta,
     } = &target;
-    let mut writer = match service.write(dir, path, *offset, *size).await {
+    let mut writer = match service.open_writer(dir, path, *size, delta).await {
         Ok(writer) => writer,
         Err(e) => {
             let _ = recv.stop(VarInt::from_u32(code::REFUSED));
-            return answer(send, Err(local(e))).await;
+            return answer(send, Err(e)).await;
         }
     };
-    let mut remaining = size - offset;
+    let payload = delta.payload_len(*size);
+    let mut remaining = payload;
     while remaining > 0 {
-        let chunk = match recv
-            .read_chunk(CHUNK_SIZE.min(remaining as usize), true)
-            .await
-        {
+        let read = tokio::select! {
+            read = recv.read_chunk(CHUNK_SIZE.min(remaining as usize), true) => read,
+            () = writer.superseded() => {
+                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
+                let cancelled = VarInt::from_u32(code::CANCELLED);
+                let _ = recv.stop(cancelled);
+                let _ = send.reset(cancelled);
+                return Ok(());
+            }
+        };
+        let chunk = match read {
             Ok(Some(chunk)) => chunk.bytes,
             Ok(None) => {
                 tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "write stream ended {remaining} bytes early");
@@ -206,14 +214,17 @@ async fn write(
             return Ok(());
         }
     };
-    let result = writer.finish(trailer.expected).await.map_err(local);
+    let result = Box::new(writer)
+        .finish(trailer.expected)
+        .await
+        .map_err(local);
     match &result {
         Ok(hash) => {
             metrics::counter!("realize_files_received_total", "peer" => peer.id.clone())
                 .increment(1);
             metrics::counter!("realize_bytes_received_total", "peer" => peer.id.clone())
-                .increment(size - offset);
-            tracing::info!(peer = %peer.id, dir = %dir, path = %path, size, hash = %hash, "file finalised");
+                .increment(payload);
+            tracing::info!(peer = %peer.id, dir = %dir, path = %path, size, received = payload, hash = %hash, "file finalised");
         }
         Err(e) => {
             tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "file not finalised: {e}")
@@ -222,10 +233,7 @@ async fn write(
     answer(send, result).await
 }
 
-async fn push(
-    writer: &mut Box<dyn FileWriter>,
-    chunk: Bytes,
-) -> Result<(), crate::protocol::RealizeError> {
+async fn push(writer: &mut LocalWriter, chunk: Bytes) -> Result<(), crate::protocol::RealizeError> {
     writer.write(chunk).await.map_err(local)
 }
 

@@ -8,7 +8,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use crate::model::{FileStamp, RelPath};
+use crate::model::{Delta, FileStamp, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileReader, ReadEvent, ReadSummary, ServiceError};
 
@@ -24,12 +24,12 @@ pub struct LocalReader {
 }
 
 impl LocalReader {
-    /// Starts reading `file` (whose stamp is `stamp`) from `offset`. The bytes
-    /// before `offset` are hashed but not delivered.
-    pub fn start(file: File, stamp: FileStamp, offset: u64, display: RelPath) -> Self {
+    /// Starts reading `file` (whose stamp is `stamp`): every byte is hashed,
+    /// the bytes `delta` names are delivered.
+    pub fn start(file: File, stamp: FileStamp, delta: Delta, display: RelPath) -> Self {
         let (tx, events) = mpsc::channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
-            let result = pump(file, stamp, offset, &display, &tx);
+            let result = pump(file, stamp, &delta, &display, &tx);
             if let Err(err) = result {
                 let _ = tx.blocking_send(Err(err));
             }
@@ -41,7 +41,7 @@ impl LocalReader {
 fn pump(
     mut file: File,
     stamp: FileStamp,
-    offset: u64,
+    delta: &Delta,
     display: &RelPath,
     tx: &mpsc::Sender<Result<ReadEvent, RealizeError>>,
 ) -> Result<(), RealizeError> {
@@ -51,18 +51,14 @@ fn pump(
         let want = CHUNK_SIZE.min((stamp.size - position) as usize);
         let chunk = read_chunk(&mut file, want, display)?;
         hasher.update(&chunk);
-        let start = position;
-        position += chunk.len() as u64;
-        if position <= offset {
-            continue;
+        for part in delta.carried(position, want as u64) {
+            let from = (part.start - position) as usize;
+            let piece = chunk.slice(from..from + part.len as usize);
+            if tx.blocking_send(Ok(ReadEvent::Data(piece))).is_err() {
+                return Ok(()); // The consumer gave up.
+            }
         }
-        let skip = offset.saturating_sub(start) as usize;
-        if tx
-            .blocking_send(Ok(ReadEvent::Data(chunk.slice(skip..))))
-            .is_err()
-        {
-            return Ok(()); // The consumer gave up.
-        }
+        position += want as u64;
     }
     let after = file.metadata().map_err(|e| RealizeError::io(display, &e))?;
     let summary = ReadSummary {

@@ -1,18 +1,24 @@
 //! Writing a file into its partial file on a blocking thread, hashing what is
 //! written, then making it durable and final.
+//!
+//! A fresh copy (`Delta::full`) and a plain resume (no patches) are hashed
+//! as they are written, the kept prefix being read once at open. A resume
+//! that patches blocks inside the kept prefix is hashed by reading the whole
+//! file back at the end, so the final hash always covers the whole file.
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{Read, Seek, SeekFrom};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, Notify};
 
 use super::durability::DirSyncer;
+use super::exclusive::PartialClaim;
 use super::root::FilePaths;
-use crate::model::{Hash, RelPath};
+use crate::model::{ByteRange, Delta, Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileWriter, ServiceError};
 
@@ -30,41 +36,59 @@ pub struct WriteTarget {
     pub paths: FilePaths,
     /// The path as the client named it, for messages.
     pub display: RelPath,
-    /// Where the new bytes start.
-    pub offset: u64,
     /// The complete file's size.
     pub size: u64,
+    /// Which bytes arrive, in order.
+    pub delta: Delta,
 }
 
-/// A partial file being written by a blocking thread.
+/// A partial file being written by a blocking thread, which holds the
+/// file's [`PartialClaim`] until it exits.
 pub struct LocalWriter {
     commands: mpsc::Sender<Command>,
     display: RelPath,
+    superseded: Arc<Notify>,
 }
 
 impl LocalWriter {
-    /// Opens the partial file (creating it, keeping bytes before `offset`,
-    /// dropping any after) and starts the writing thread.
-    pub async fn open(target: WriteTarget, syncer: Arc<DirSyncer>) -> Result<Self, RealizeError> {
+    /// Opens the partial file (creating it, keeping the bytes before the
+    /// delta's offset, dropping any after) and starts the writing thread.
+    pub async fn open(
+        target: WriteTarget,
+        claim: PartialClaim,
+        syncer: Arc<DirSyncer>,
+    ) -> Result<Self, RealizeError> {
         let display = target.display.clone();
-        let (file, hasher) = tokio::task::spawn_blocking({
-            let paths = target.paths.clone();
-            let display = display.clone();
-            move || prepare(&paths, &display, target.offset)
+        let (target, file, hasher) = tokio::task::spawn_blocking(move || {
+            let (file, hasher) = prepare(&target)?;
+            Ok::<_, RealizeError>((target, file, hasher))
         })
         .await
         .map_err(|e| RealizeError::new(ErrorKind::Io, e.to_string()))??;
         let (commands, rx) = mpsc::channel(WRITE_BEHIND);
-        tokio::task::spawn_blocking(move || write_loop(file, hasher, target, rx, &syncer));
-        Ok(Self { commands, display })
+        let superseded = claim.superseded_signal();
+        tokio::task::spawn_blocking(move || {
+            write_loop(file, hasher, target, rx, &syncer);
+            drop(claim); // Only now may another writer open the file.
+        });
+        Ok(Self {
+            commands,
+            display,
+            superseded,
+        })
+    }
+
+    /// Completes when a newer transfer of the same file wants it; the caller
+    /// should then drop this writer (the partial file keeps what was written).
+    pub async fn superseded(&self) {
+        self.superseded.notified().await;
     }
 }
 
-fn prepare(
-    paths: &FilePaths,
-    display: &RelPath,
-    offset: u64,
-) -> Result<(File, blake3::Hasher), RealizeError> {
+/// Opens the partial file; returns it with the running hash of its kept
+/// prefix, or `None` when the whole file will be hashed at the end.
+fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), RealizeError> {
+    let (paths, display, delta) = (&target.paths, &target.display, &target.delta);
     if let Ok(m) = fs::symlink_metadata(&paths.final_path) {
         if !m.is_file() {
             return Err(RealizeError::new(
@@ -73,6 +97,7 @@ fn prepare(
             ));
         }
     }
+    let io = |e| RealizeError::io(display, &e);
     let mut file = OpenOptions::new()
         .read(true)
         .write(true)
@@ -80,32 +105,83 @@ fn prepare(
         .truncate(false)
         .custom_flags(libc::O_NOFOLLOW)
         .open(&paths.partial_path)
-        .map_err(|e| RealizeError::io(display, &e))?;
-    let mut hasher = blake3::Hasher::new();
-    let mut prefix = (&mut file).take(offset);
-    let kept =
-        std::io::copy(&mut prefix, &mut hasher).map_err(|e| RealizeError::io(display, &e))?;
-    if kept != offset {
+        .map_err(io)?;
+    let kept = file.metadata().map_err(io)?.len();
+    if kept < delta.offset {
         return Err(RealizeError::new(
             ErrorKind::Protocol,
-            format!("{display}: cannot resume at {offset}, the partial file has {kept} bytes"),
+            format!(
+                "{display}: cannot resume at {}, the partial file has {kept} bytes",
+                delta.offset
+            ),
         ));
     }
-    let io = |e| RealizeError::io(display, &e);
-    file.set_len(offset).map_err(io)?;
-    file.seek(SeekFrom::Start(offset)).map_err(io)?;
-    Ok((file, hasher))
+    file.set_len(delta.offset).map_err(io)?;
+    if !delta.patches.is_empty() {
+        return Ok((file, None));
+    }
+    let mut hasher = blake3::Hasher::new();
+    std::io::copy(&mut (&mut file).take(delta.offset), &mut hasher).map_err(io)?;
+    Ok((file, Some(hasher)))
+}
+
+/// Where the next received byte goes: the patches, then the tail.
+struct Cursor {
+    segments: std::vec::IntoIter<ByteRange>,
+    current: Option<ByteRange>,
+}
+
+impl Cursor {
+    fn new(delta: &Delta, size: u64) -> Self {
+        let tail = ByteRange {
+            start: delta.offset,
+            len: size - delta.offset,
+        };
+        let mut segments: Vec<_> = delta.patches.clone();
+        segments.push(tail);
+        let mut segments = segments.into_iter();
+        let current = segments.next();
+        Self { segments, current }
+    }
+
+    /// Writes `data` at the cursor and advances it. Fails if more arrives
+    /// than the delta announced.
+    fn write(
+        &mut self,
+        file: &File,
+        mut data: &[u8],
+        display: &RelPath,
+    ) -> Result<(), RealizeError> {
+        while !data.is_empty() {
+            let Some(segment) = self.current.as_mut().filter(|s| s.len > 0) else {
+                self.current = self.segments.next();
+                if self.current.is_none() {
+                    let message = format!("{display}: received more than the announced bytes");
+                    return Err(RealizeError::new(ErrorKind::Protocol, message));
+                }
+                continue;
+            };
+            let n = (segment.len as usize).min(data.len());
+            file.write_all_at(&data[..n], segment.start)
+                .map_err(|e| RealizeError::io(display, &e))?;
+            segment.start += n as u64;
+            segment.len -= n as u64;
+            data = &data[n..];
+        }
+        Ok(())
+    }
 }
 
 fn write_loop(
-    mut file: File,
-    mut hasher: blake3::Hasher,
+    file: File,
+    mut hasher: Option<blake3::Hasher>,
     target: WriteTarget,
     mut rx: mpsc::Receiver<Command>,
     syncer: &DirSyncer,
 ) {
     let display = &target.display;
-    let expected_len = target.size.saturating_sub(target.offset);
+    let expected_len = target.delta.payload_len(target.size);
+    let mut cursor = Cursor::new(&target.delta, target.size);
     let mut written = 0u64;
     // After the first failure, data is drained unwritten and the failure is
     // the answer to `Finish`. The partial file keeps what was written.
@@ -115,16 +191,11 @@ fn write_loop(
             Command::Data(_) if failure.is_some() => {}
             Command::Data(chunk) => {
                 written += chunk.len() as u64;
-                if written > expected_len {
-                    failure = Some(RealizeError::new(
-                        ErrorKind::Protocol,
-                        format!("{display}: received more than the announced {expected_len} bytes"),
-                    ));
-                    continue;
+                if let Some(hasher) = hasher.as_mut() {
+                    hasher.update(&chunk);
                 }
-                hasher.update(&chunk);
-                if let Err(e) = file.write_all(&chunk) {
-                    failure = Some(RealizeError::io(display, &e));
+                if let Err(e) = cursor.write(&file, &chunk, display) {
+                    failure = Some(e);
                 }
             }
             Command::Finish(expected, reply) => {
@@ -134,7 +205,8 @@ fn write_loop(
                         ErrorKind::Protocol,
                         format!("{display}: expected {expected_len} bytes, received {written}"),
                     )),
-                    None => complete(&file, &target, expected, hasher.finalize().into(), syncer),
+                    None => whole_hash(&file, hasher, target.size, display)
+                        .and_then(|actual| complete(&file, &target, expected, actual, syncer)),
                 };
                 let _ = reply.send(result);
                 return;
@@ -143,6 +215,26 @@ fn write_loop(
     }
     // The sender went away without finishing: the partial file stays for a
     // later resume.
+}
+
+/// The hash of the whole written file: the running hash, or a read-back
+/// when blocks inside the file were patched.
+fn whole_hash(
+    file: &File,
+    hasher: Option<blake3::Hasher>,
+    size: u64,
+    display: &RelPath,
+) -> Result<Hash, RealizeError> {
+    if let Some(hasher) = hasher {
+        return Ok(hasher.finalize().into());
+    }
+    let io = |e| RealizeError::io(display, &e);
+    let mut file = file;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    let mut hasher = blake3::Hasher::new();
+    let mut reader = std::io::BufReader::with_capacity(super::CHUNK_SIZE, file).take(size);
+    std::io::copy(&mut reader, &mut hasher).map_err(io)?;
+    Ok(hasher.finalize().into())
 }
 
 /// Verifies, fsyncs, renames into place and makes the rename durable.
