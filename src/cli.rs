@@ -14,7 +14,7 @@ use tracing_subscriber::EnvFilter;
 
 use self::args::{Command, KeygenArgs, MoveArgs, RealizeArgs, RealizedArgs};
 use self::output::{Display, Verbosity};
-use crate::mover::{move_files, MoveOptions};
+use crate::mover::{move_files, stop_pair, MoveOptions, StopHandle, StopReason};
 use crate::server::{Daemon, DaemonConfig};
 use crate::transport::endpoint::Tuning;
 
@@ -104,7 +104,22 @@ fn run_keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
-    let endpoints = endpoints::open(args).await?;
+    let (stop, signal) = stop_pair();
+    watch_interrupts(stop.clone());
+    if let Some(limit) = args.max_duration {
+        tokio::spawn(async move {
+            tokio::time::sleep(limit).await;
+            tracing::warn!(?limit, "time limit reached; stopping");
+            stop.stop(StopReason::TimeLimit);
+        });
+    }
+    let endpoints = tokio::select! {
+        endpoints = endpoints::open(args) => endpoints?,
+        reason = signal.stopped() => {
+            eprintln!("realize: {} before the move started", describe(reason));
+            return Ok(stopped_exit_code(reason));
+        }
+    };
     let verbosity = match (args.quiet, args.verbose) {
         (true, _) => Verbosity::Quiet,
         (false, 0) => Verbosity::Normal,
@@ -113,6 +128,7 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
     let mut display = Display::new(endpoints.dir.clone(), verbosity);
     let options = MoveOptions {
         parallel: args.parallel,
+        stop: signal.clone(),
     };
     let result = move_files(
         endpoints.source.as_ref(),
@@ -122,14 +138,58 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
         &mut display,
     )
     .await;
-    endpoints.close().await;
+    endpoints.close(signal.reason().is_some()).await;
     let summary = result.map_err(|e| CliError::Failed(e.to_string()))?;
     display.finish(&summary);
-    Ok(if summary.failed == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
+    Ok(match signal.reason() {
+        Some(reason) => {
+            eprintln!(
+                "realize: {}; run the same command again to continue",
+                describe(reason)
+            );
+            stopped_exit_code(reason)
+        }
+        None if summary.failed == 0 => ExitCode::SUCCESS,
+        None => ExitCode::from(1),
     })
+}
+
+/// The first Ctrl-C (or SIGTERM) stops the move cleanly; a second Ctrl-C
+/// exits at once.
+fn watch_interrupts(stop: StopHandle) {
+    tokio::spawn(async move {
+        use tokio::signal::unix::{signal, SignalKind};
+        let Ok(mut term) = signal(SignalKind::terminate()) else {
+            return;
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {},
+            _ = term.recv() => {},
+        }
+        eprintln!("realize: interrupted; stopping (press Ctrl-C again to quit at once)");
+        stop.stop(StopReason::Interrupted);
+        let _ = tokio::signal::ctrl_c().await;
+        std::process::exit(i32::from(EXIT_INTERRUPTED));
+    });
+}
+
+/// Exit code of a run stopped by `--max-duration`.
+pub const EXIT_TIME_LIMIT: u8 = 11;
+/// Exit code of a run stopped by Ctrl-C or SIGTERM.
+pub const EXIT_INTERRUPTED: u8 = 20;
+
+fn stopped_exit_code(reason: StopReason) -> ExitCode {
+    ExitCode::from(match reason {
+        StopReason::TimeLimit => EXIT_TIME_LIMIT,
+        StopReason::Interrupted => EXIT_INTERRUPTED,
+    })
+}
+
+fn describe(reason: StopReason) -> &'static str {
+    match reason {
+        StopReason::TimeLimit => "stopped at the --max-duration limit",
+        StopReason::Interrupted => "interrupted",
+    }
 }
 
 async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {

@@ -142,9 +142,15 @@ pub struct RemoteService {
 }
 
 impl RemoteService {
-    /// Closes the connection cleanly.
-    pub fn close(&self) {
-        self.connection.close(VarInt::from_u32(code::DONE), b"done");
+    /// Closes the connection cleanly: [`code::DONE`] after a complete run,
+    /// [`code::INTERRUPTED`] after one stopped early.
+    pub fn close(&self, interrupted: bool) {
+        match interrupted {
+            false => self.connection.close(VarInt::from_u32(code::DONE), b"done"),
+            true => self
+                .connection
+                .close(VarInt::from_u32(code::INTERRUPTED), b"interrupted"),
+        }
     }
 
     /// The daemon's address.

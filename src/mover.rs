@@ -9,14 +9,17 @@
 
 mod error;
 mod progress;
+mod stop;
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 
 use futures::stream::{self, StreamExt};
 
 pub use self::error::{MoveFileError, Side};
 pub use self::progress::{FileProgress, NoProgress, Progress};
+pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 use crate::model::{block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath};
 use crate::service::{ReadEvent, Service};
 
@@ -25,12 +28,15 @@ use crate::service::{ReadEvent, Service};
 pub struct MoveOptions {
     /// Files in flight at once.
     pub parallel: usize,
+    /// Stops the move early (time limit, Ctrl-C).
+    pub stop: StopSignal,
 }
 
 impl Default for MoveOptions {
     fn default() -> Self {
         Self {
             parallel: DEFAULT_PARALLEL,
+            stop: StopSignal::never(),
         }
     }
 }
@@ -47,7 +53,13 @@ pub struct MoveSummary {
     pub failed: usize,
     /// Source entries not moved (symlinks, special files, empty directories).
     pub skipped: usize,
-    /// File bytes sent to the destination (payload only).
+    /// Files in flight when the move was stopped; their partial files are
+    /// kept and the next run resumes them.
+    pub interrupted: usize,
+    /// Files not started because the move was stopped.
+    pub not_started: usize,
+    /// File bytes sent to the destination (payload only), including those of
+    /// files that failed or were interrupted.
     pub bytes_sent: u64,
 }
 
@@ -104,6 +116,8 @@ pub async fn move_files(
     progress.set_length(files.len(), files.iter().map(|f| f.stamp.size).sum());
 
     let progress = Mutex::new(progress);
+    let sent_counter = AtomicU64::new(0);
+    let sent_total = &sent_counter;
     let job = |entry: FileEntry| {
         let mut file_progress = progress
             .lock()
@@ -118,22 +132,33 @@ pub async fn move_files(
                 source,
                 destination,
                 dir,
+                sent_total,
             };
-            let result = endpoints
-                .move_file(&entry, at_destination, file_progress.as_mut())
-                .await;
+            let result = tokio::select! {
+                result = endpoints.move_file(&entry, at_destination, file_progress.as_mut()) => result,
+                _ = options.stop.stopped() => Err(MoveFileError::Interrupted),
+            };
             (entry, result, file_progress)
         }
     };
+    let total = files.len();
+    let stop = &options.stop;
+    let mut started = 0;
     let mut running = stream::iter(files)
+        .take_while(|_| std::future::ready(stop.reason().is_none()))
+        .inspect(|_| started += 1)
         .map(job)
         .buffer_unordered(options.parallel.max(1));
     while let Some((entry, result, mut file_progress)) = running.next().await {
         match result {
+            Err(MoveFileError::Interrupted) => {
+                summary.interrupted += 1;
+                tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
+                file_progress.error(&MoveFileError::Interrupted);
+            }
             Ok(sent) => {
                 tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, "moved");
                 summary.moved += 1;
-                summary.bytes_sent += sent;
                 file_progress.success();
             }
             Err(err) => {
@@ -142,6 +167,18 @@ pub async fn move_files(
                 file_progress.error(&err);
             }
         }
+    }
+    drop(running);
+    summary.not_started = total - started;
+    summary.bytes_sent = sent_counter.load(Ordering::Relaxed);
+    if let Some(reason) = stop.reason() {
+        tracing::warn!(
+            dir = %dir,
+            ?reason,
+            interrupted = summary.interrupted,
+            not_started = summary.not_started,
+            "move stopped early"
+        );
     }
     Ok(summary)
 }
@@ -160,6 +197,8 @@ struct Endpoints<'a> {
     source: &'a dyn Service,
     destination: &'a dyn Service,
     dir: &'a DirectoryId,
+    /// File bytes sent by every file of the move, finished or not.
+    sent_total: &'a AtomicU64,
 }
 
 impl Endpoints<'_> {
@@ -288,6 +327,7 @@ impl Endpoints<'_> {
                         .await
                         .map_err(MoveFileError::at(Side::Destination))?;
                     sent += len;
+                    self.sent_total.fetch_add(len, Ordering::Relaxed);
                     progress.inc(len);
                 }
                 ReadEvent::Done(summary) => break summary,

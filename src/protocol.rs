@@ -50,4 +50,7 @@ pub mod code {
     pub const SHUTDOWN: u32 = 5;
     /// The source could not be read to the end (I/O error, file shrank).
     pub const READ_FAILED: u32 = 6;
+    /// The command stopped early (time limit, Ctrl-C); partial files are
+    /// kept for the next run.
+    pub const INTERRUPTED: u32 = 7;
 }

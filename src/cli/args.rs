@@ -12,9 +12,9 @@ Exit codes:
   0   every file moved
   1   an error, including some files that failed to move
   2   bad usage (flags, configuration, same source and destination)
-  11  --max-duration exceeded (reserved)
+  11  --max-duration exceeded (partial files kept; run again to continue)
   12  everything moved but the metrics push failed (reserved)
-  20  interrupted (reserved)";
+  20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)";
 
 /// Move every file of a directory to another host over QUIC: copy, verify,
 /// make durable, then delete the source.
@@ -97,12 +97,32 @@ pub struct MoveArgs {
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
           value_parser = parse_parallel)]
     pub parallel: usize,
+    /// Stop after this much wall-clock time (e.g. 30s, 5m, 1h30m): no new
+    /// file starts, files in flight keep their partial files, exit code 11.
+    /// Running the command again continues the work.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub max_duration: Option<std::time::Duration>,
     /// Print errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
     /// Show skipped entries and logs on stderr; repeat for more (-vv debug).
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
+}
+
+/// Longest `--max-duration` accepted: anything longer is a typo.
+const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
+
+fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
+    let duration = humantime::parse_duration(value)
+        .map_err(|e| format!("{e}; use a duration such as 30s, 5m or 1h30m"))?;
+    if duration.is_zero() {
+        return Err("the duration must be more than zero".into());
+    }
+    if duration > MAX_DURATION {
+        return Err("the duration must be at most a year".into());
+    }
+    Ok(duration)
 }
 
 fn parse_parallel(value: &str) -> Result<usize, String> {
@@ -172,6 +192,25 @@ mod tests {
         ])
         .unwrap_err();
         assert_eq!(err.exit_code(), 2);
+    }
+
+    #[test]
+    fn durations_parse_with_units_and_are_bounded() {
+        assert_eq!(
+            parse_duration("1h30m"),
+            Ok(std::time::Duration::from_secs(5400))
+        );
+        assert_eq!(
+            parse_duration("30s"),
+            Ok(std::time::Duration::from_secs(30))
+        );
+        assert_eq!(
+            parse_duration("250ms"),
+            Ok(std::time::Duration::from_millis(250))
+        );
+        for bad in ["0s", "-5s", "5", "ten minutes", "", "400days"] {
+            assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

@@ -74,7 +74,7 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| failed(&e))?;
     display.finish(&summary);
-    remote.close();
+    remote.close(false);
     client.shutdown().await;
     let _ = stop.send(());
     let _ = daemon_task.await;

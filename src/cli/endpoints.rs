@@ -29,10 +29,11 @@ pub struct Endpoints {
 }
 
 impl Endpoints {
-    /// Closes connections to daemons cleanly.
-    pub async fn close(self) {
+    /// Closes connections to daemons cleanly, saying whether the run was
+    /// interrupted.
+    pub async fn close(self, interrupted: bool) {
         for remote in &self.remotes {
-            remote.close();
+            remote.close(interrupted);
         }
         if let Some(client) = &self.client {
             client.shutdown().await;

@@ -85,8 +85,16 @@ impl Display {
         }
         let elapsed = self.inner.started.elapsed();
         let rate = summary.bytes_sent as f64 / elapsed.as_secs_f64().max(1e-3);
+        let stopped = if summary.interrupted + summary.not_started > 0 {
+            format!(
+                ", {} interrupted, {} not started",
+                summary.interrupted, summary.not_started
+            )
+        } else {
+            String::new()
+        };
         println!(
-            "{} moved, {} failed, {} skipped; {} sent in {:.1}s ({}/s)",
+            "{} moved, {} failed, {} skipped{stopped}; {} sent in {:.1}s ({}/s)",
             summary.moved,
             summary.failed,
             summary.skipped,
@@ -253,6 +261,15 @@ impl FileProgress for FileLine {
 
     fn error(&mut self, err: &MoveFileError) {
         self.bar.finish_and_clear();
+        if matches!(err, MoveFileError::Interrupted) {
+            if self.display.inner.verbosity != Verbosity::Quiet {
+                let prefix = style(format!("{:<9}", "Stopped")).yellow().bold();
+                let dir = &self.display.inner.dir;
+                let line = format!("{} {prefix} {dir}/{}: {err}", self.label, self.path);
+                self.display.out(line);
+            }
+            return;
+        }
         self.display.file_done();
         let prefix = format!("{:<9}", "ERROR");
         let dir = &self.display.inner.dir;

@@ -53,6 +53,10 @@ pub enum MoveFileError {
     /// run moves the new version.
     #[error("the source changed while it was moved; it is kept and the next run moves it")]
     SourceChanged,
+    /// The move was stopped (time limit, Ctrl-C) while this file was in
+    /// flight; its partial file is kept and the next run resumes it.
+    #[error("interrupted; the partial file is kept and the next run resumes it")]
+    Interrupted,
 }
 
 impl MoveFileError {

@@ -121,7 +121,10 @@ async fn moves_every_file_and_reports_each_stage() {
     write(src.path(), "a/b/small", b"small");
     write(src.path(), "empty", b"");
     let mut progress = Recording::default();
-    let options = MoveOptions { parallel: 2 };
+    let options = MoveOptions {
+        parallel: 2,
+        ..MoveOptions::default()
+    };
     let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
         .await
         .unwrap();
@@ -130,9 +133,8 @@ async fn moves_every_file_and_reports_each_stage() {
         summary,
         MoveSummary {
             moved: 3,
-            failed: 0,
-            skipped: 0,
-            bytes_sent: 1_000_005
+            bytes_sent: 1_000_005,
+            ..MoveSummary::default()
         }
     );
     assert_eq!(std::fs::read(dst.path().join("a/big")).unwrap(), big);
@@ -621,4 +623,105 @@ async fn a_source_appended_during_its_transfer_is_kept_and_moved_next_run() {
     .unwrap();
     assert_eq!((summary.moved, summary.failed), (1, 0));
     assert_eq!(std::fs::read(dst.path().join("growing.log")).unwrap(), now);
+}
+
+#[tokio::test]
+async fn stopping_keeps_partials_and_starts_nothing_new() {
+    let (src, dst, source, destination) = services();
+    let data = pseudo_random(8 << 20);
+    write(src.path(), "a-first.bin", &data);
+    for name in ["b", "c", "d"] {
+        write(src.path(), name, name.as_bytes());
+    }
+    let (stop, signal) = stop_pair();
+    let options = MoveOptions {
+        parallel: 1,
+        stop: signal,
+    };
+    // Stop as soon as the first file has started sending.
+    let mut progress = StopOnFirstByte {
+        inner: Recording::default(),
+        stop,
+    };
+    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(
+        (summary.moved, summary.interrupted, summary.not_started),
+        (0, 1, 3)
+    );
+    assert_eq!(std::fs::read(src.path().join("a-first.bin")).unwrap(), data);
+    assert!(!dst.path().join("a-first.bin").exists());
+    let kept = std::fs::metadata(dst.path().join(".a-first.bin.part"))
+        .unwrap()
+        .len();
+    assert!(kept > 0 && kept < data.len() as u64, "partial kept: {kept}");
+
+    // The next run resumes the partial file and moves everything.
+    let summary = move_files(
+        &source,
+        &destination,
+        &dir(),
+        &MoveOptions::default(),
+        &mut NoProgress,
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.moved, 4);
+    assert!(summary.bytes_sent < data.len() as u64 + 3);
+    assert_eq!(std::fs::read(dst.path().join("a-first.bin")).unwrap(), data);
+}
+
+/// Progress that stops the move at the first byte sent.
+struct StopOnFirstByte {
+    inner: Recording,
+    stop: StopHandle,
+}
+
+impl Progress for StopOnFirstByte {
+    fn set_length(&mut self, files: usize, bytes: u64) {
+        self.inner.set_length(files, bytes);
+    }
+    fn skipped(&mut self, entry: &Skipped) {
+        self.inner.skipped(entry);
+    }
+    fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {
+        Box::new(StopOnInc {
+            inner: self.inner.for_file(path, bytes),
+            stop: self.stop.clone(),
+        })
+    }
+    fn error(&mut self, err: &MoveFileError) {
+        self.inner.error(err);
+    }
+}
+
+struct StopOnInc {
+    inner: Box<dyn FileProgress>,
+    stop: StopHandle,
+}
+
+impl FileProgress for StopOnInc {
+    fn verifying(&mut self) {
+        self.inner.verifying();
+    }
+    fn resuming(&mut self, kept: u64) {
+        self.inner.resuming(kept);
+    }
+    fn moving(&mut self) {
+        self.inner.moving();
+    }
+    fn inc(&mut self, bytes: u64) {
+        self.inner.inc(bytes);
+        self.stop.stop(StopReason::Interrupted);
+    }
+    fn deleting(&mut self) {
+        self.inner.deleting();
+    }
+    fn success(&mut self) {
+        self.inner.success();
+    }
+    fn error(&mut self, err: &MoveFileError) {
+        self.inner.error(err);
+    }
 }

@@ -3,6 +3,7 @@
 
 mod harness;
 mod hostile;
+mod interrupt;
 mod moves;
 mod resume;
 mod trust;
