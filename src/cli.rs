@@ -5,6 +5,7 @@ pub mod args;
 mod demo;
 mod endpoints;
 pub mod output;
+mod retry;
 mod settings;
 
 use std::process::ExitCode;
@@ -14,7 +15,10 @@ use tracing_subscriber::EnvFilter;
 
 use self::args::{Command, KeygenArgs, MoveArgs, RealizeArgs, RealizedArgs};
 use self::output::{Display, Verbosity};
-use crate::mover::{move_files, stop_pair, MoveOptions, StopHandle, StopReason};
+use self::retry::Backoff;
+use crate::mover::{
+    move_files, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
+};
 use crate::server::{Daemon, DaemonConfig};
 use crate::transport::endpoint::Tuning;
 
@@ -27,13 +31,17 @@ pub enum CliError {
     /// Anything else that stops the run: exit code 1.
     #[error("{0}")]
     Failed(String),
+    /// A daemon could not be reached or the connection was lost: the run
+    /// retries; exit code 1 if it ends that way.
+    #[error("{0}")]
+    Unreachable(String),
 }
 
 impl CliError {
     fn exit_code(&self) -> ExitCode {
         match self {
             CliError::Usage(_) => ExitCode::from(2),
-            CliError::Failed(_) => ExitCode::from(1),
+            CliError::Failed(_) | CliError::Unreachable(_) => ExitCode::from(1),
         }
     }
 }
@@ -113,19 +121,74 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
             stop.stop(StopReason::TimeLimit);
         });
     }
+    let mut display = None;
+    let mut total = MoveSummary::default();
+    let mut backoff = Backoff::default();
+    loop {
+        let reason = match attempt(args, &signal, &mut display).await {
+            Ok(summary) => {
+                accumulate(&mut total, &summary);
+                if summary.retryable == 0 || signal.reason().is_some() {
+                    break;
+                }
+                if summary.moved > 0 {
+                    backoff.reset();
+                }
+                format!("{} files lost their connection", summary.retryable)
+            }
+            Err(CliError::Unreachable(reason)) => reason,
+            Err(other) => return Err(other),
+        };
+        if signal.reason().is_some() {
+            break;
+        }
+        let delay = backoff.next_delay();
+        tracing::warn!(?delay, %reason, "retrying");
+        eprintln!(
+            "realize: {reason}; retrying in {}",
+            humantime::format_duration(delay)
+        );
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            _ = signal.stopped() => break,
+        }
+    }
+    match &display {
+        Some(display) => display.finish(&total),
+        None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
+        None => {}
+    }
+    Ok(match signal.reason() {
+        Some(reason) => {
+            eprintln!(
+                "realize: {}; run the same command again to continue",
+                describe(reason)
+            );
+            stopped_exit_code(reason)
+        }
+        None if total.failed == 0 => ExitCode::SUCCESS,
+        None => ExitCode::from(1),
+    })
+}
+
+/// One attempt: connect, list both sides, move what is left, close.
+async fn attempt(
+    args: &MoveArgs,
+    signal: &StopSignal,
+    display: &mut Option<Display>,
+) -> Result<MoveSummary, CliError> {
     let endpoints = tokio::select! {
         endpoints = endpoints::open(args) => endpoints?,
-        reason = signal.stopped() => {
-            eprintln!("realize: {} before the move started", describe(reason));
-            return Ok(stopped_exit_code(reason));
-        }
+        _ = signal.stopped() => return Ok(MoveSummary::default()),
     };
-    let verbosity = match (args.quiet, args.verbose) {
-        (true, _) => Verbosity::Quiet,
-        (false, 0) => Verbosity::Normal,
-        _ => Verbosity::Verbose,
-    };
-    let mut display = Display::new(endpoints.dir.clone(), verbosity);
+    let display = display.get_or_insert_with(|| {
+        let verbosity = match (args.quiet, args.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            _ => Verbosity::Verbose,
+        };
+        Display::new(endpoints.dir.clone(), verbosity)
+    });
     let options = MoveOptions {
         parallel: args.parallel,
         stop: signal.clone(),
@@ -135,23 +198,24 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
         endpoints.destination.as_ref(),
         &endpoints.dir,
         &options,
-        &mut display,
+        display,
     )
     .await;
     endpoints.close(signal.reason().is_some()).await;
-    let summary = result.map_err(|e| CliError::Failed(e.to_string()))?;
-    display.finish(&summary);
-    Ok(match signal.reason() {
-        Some(reason) => {
-            eprintln!(
-                "realize: {}; run the same command again to continue",
-                describe(reason)
-            );
-            stopped_exit_code(reason)
-        }
-        None if summary.failed == 0 => ExitCode::SUCCESS,
-        None => ExitCode::from(1),
+    result.map_err(|e| match e.is_retryable() {
+        true => CliError::Unreachable(e.to_string()),
+        false => CliError::Failed(e.to_string()),
     })
+}
+
+/// Adds an attempt to the run's totals: moved files and bytes add up, the
+/// last attempt says what is still failed, skipped or interrupted.
+fn accumulate(total: &mut MoveSummary, attempt: &MoveSummary) {
+    *total = MoveSummary {
+        moved: total.moved + attempt.moved,
+        bytes_sent: total.bytes_sent + attempt.bytes_sent,
+        ..*attempt
+    };
 }
 
 /// The first Ctrl-C (or SIGTERM) stops the move cleanly; a second Ctrl-C

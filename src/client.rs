@@ -35,6 +35,7 @@ const SERVER_NAME: &str = "realized";
 pub struct Client {
     endpoint: Endpoint,
     fingerprint: Fingerprint,
+    connect_timeout: std::time::Duration,
 }
 
 impl Client {
@@ -49,12 +50,25 @@ impl Client {
         Ok(Self {
             endpoint,
             fingerprint: identity.fingerprint(),
+            connect_timeout: tuning.connect_timeout,
         })
     }
 
     /// Connects to the daemon at `addr` and completes the version handshake.
     /// Only then is the daemon known to have accepted our certificate.
     pub async fn connect(&self, addr: SocketAddr) -> Result<RemoteService, TransportError> {
+        tokio::time::timeout(self.connect_timeout, self.handshake(addr))
+            .await
+            .unwrap_or_else(|_| {
+                Err(TransportError::Connection(format!(
+                    "no answer from {addr} within {:?}: is realized running there and \
+                     reachable over UDP?",
+                    self.connect_timeout
+                )))
+            })
+    }
+
+    async fn handshake(&self, addr: SocketAddr) -> Result<RemoteService, TransportError> {
         let connecting = self
             .endpoint
             .connect(addr, SERVER_NAME)

@@ -58,6 +58,9 @@ pub struct MoveSummary {
     pub interrupted: usize,
     /// Files not started because the move was stopped.
     pub not_started: usize,
+    /// Of the failed files, those that failed because a connection was lost:
+    /// reconnecting and running again may move them.
+    pub retryable: usize,
     /// File bytes sent to the destination (payload only), including those of
     /// files that failed or were interrupted.
     pub bytes_sent: u64,
@@ -163,6 +166,7 @@ pub async fn move_files(
             }
             Err(err) => {
                 summary.failed += 1;
+                summary.retryable += usize::from(err.is_retryable());
                 tracing::error!(dir = %dir, path = %entry.path, "{err}");
                 file_progress.error(&err);
             }

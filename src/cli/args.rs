@@ -102,6 +102,11 @@ pub struct MoveArgs {
     /// Running the command again continues the work.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+    /// How long to wait for a daemon to answer when connecting. A lost
+    /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
+    /// until the move succeeds or --max-duration is reached.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    pub connect_timeout: std::time::Duration,
     /// Print errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,

@@ -79,7 +79,10 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
                     .expect("a client exists when an endpoint is remote")
                     .connect(addr)
                     .await
-                    .map_err(|e| CliError::Failed(e.to_string()))?;
+                    .map_err(|e| match e.is_retryable() {
+                        true => CliError::Unreachable(e.to_string()),
+                        false => CliError::Failed(e.to_string()),
+                    })?;
                 remotes.push(remote.clone());
                 Box::new(remote)
             }
@@ -185,7 +188,11 @@ fn client(args: &MoveArgs) -> Result<Client, CliError> {
     let name = peers_file.display().to_string();
     let peers =
         PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
-    Client::new(&identity, peers, &Tuning::default())
+    let tuning = Tuning {
+        connect_timeout: args.connect_timeout,
+        ..Tuning::default()
+    };
+    Client::new(&identity, peers, &tuning)
         .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
 }
 

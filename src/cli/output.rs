@@ -152,7 +152,12 @@ fn file_style(index: usize, total: usize) -> ProgressStyle {
 
 impl Progress for Display {
     fn set_length(&mut self, total_files: usize, total_bytes: u64) {
-        self.counts().total_files = total_files;
+        // Called again by each retry: its numbering starts over.
+        *self.counts() = Counts {
+            total_files,
+            ..Counts::default()
+        };
+        self.inner.overall.set_position(0);
         self.inner.overall.set_length(total_bytes);
         self.inner
             .overall

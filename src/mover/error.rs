@@ -74,6 +74,12 @@ impl MoveFileError {
         }
     }
 
+    /// Whether running again after reconnecting may cure this error: a lost
+    /// connection, not a refusal or a local failure.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, MoveFileError::Transport { source, .. } if source.is_retryable())
+    }
+
     /// A closure that classifies errors of `side`, for `map_err`.
     pub fn at(side: Side) -> impl Fn(ServiceError) -> Self {
         move |err| Self::from_service(side, err)

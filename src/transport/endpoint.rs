@@ -25,6 +25,8 @@ pub struct Tuning {
     pub keep_alive: Duration,
     /// A connection with no packet from the peer for this long is dead.
     pub idle_timeout: Duration,
+    /// How long a client waits for a daemon to complete the handshake.
+    pub connect_timeout: Duration,
 }
 
 impl Default for Tuning {
@@ -35,8 +37,9 @@ impl Default for Tuning {
             send_window: 32 << 20,
             max_streams: 512,
             socket_buffer: 8 << 20,
-            keep_alive: Duration::from_secs(3),
-            idle_timeout: Duration::from_secs(20),
+            keep_alive: Duration::from_secs(2),
+            idle_timeout: Duration::from_secs(10),
+            connect_timeout: Duration::from_secs(10),
         }
     }
 }

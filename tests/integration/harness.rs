@@ -165,6 +165,24 @@ impl Daemon {
         panic!("{needle:?} not logged; log:\n{}", self.log())
     }
 
+    /// Kills the daemon with SIGKILL, as a crash would.
+    pub fn kill(&mut self) {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap();
+    }
+
+    /// Starts a new daemon with the same configuration on the same address.
+    pub fn restart(&self) -> Daemon {
+        let config = self.config.with_extension("restarted.toml");
+        let text = std::fs::read_to_string(&self.config)
+            .unwrap()
+            .replace("127.0.0.1:0", &self.addr());
+        std::fs::write(&config, text).unwrap();
+        let daemon = Daemon::start_with_config(&config);
+        assert_eq!(daemon.addr, self.addr);
+        daemon
+    }
+
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         self.child.try_wait().unwrap().is_none()

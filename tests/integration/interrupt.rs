@@ -151,7 +151,7 @@ fn max_duration_while_connecting_exits_11() {
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
     assert!(started.elapsed() < Duration::from_secs(5));
     assert!(
-        stderr(&out).contains("before the move started"),
+        stderr(&out).contains("no connection was made"),
         "{}",
         stderr(&out)
     );

@@ -6,5 +6,6 @@ mod hostile;
 mod interrupt;
 mod moves;
 mod resume;
+mod retry;
 mod trust;
 mod usage;
