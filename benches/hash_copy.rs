@@ -7,10 +7,11 @@
 //!
 //! - `realize_local_move`: what the engine does for one file, through the
 //!   public API. Two [`LocalService`]s over two directories with the same
-//!   [`DirectoryId`]: `read(dir, path, 0)` on the source, `write(dir, path, 0,
-//!   size)` on the destination, every [`ReadEvent::Data`] chunk pumped into the
-//!   writer, then `finish` with the hash of [`ReadEvent::Done`]. This hashes on
-//!   both sides (on the reading and the writing blocking threads), fsyncs the
+//!   [`DirectoryId`]: `read(dir, path, &Delta::full())` on the source,
+//!   `write(dir, path, size, &Delta::full())` on the destination (a fresh copy
+//!   from byte 0), every [`ReadEvent::Data`] chunk pumped into the writer,
+//!   then `finish` with the hash of [`ReadEvent::Done`]. This hashes on both
+//!   sides (on the reading and the writing blocking threads), fsyncs the
 //!   partial file, renames it into place and fsyncs the directory. It runs on
 //!   a multi-thread tokio runtime.
 //! - `plain_copy`: the cost floor of the same durable copy. A plain loop reads
@@ -25,13 +26,14 @@
 //!   an outside reference.
 //!
 //! How to read it: compare within a group, not across runs or machines.
-//! `realize_local_move / plain_copy` (in time; the inverse in throughput) is
-//! the overhead of verification and of the thread handoffs; it tends to
-//! `1 + hash cost` on one core and towards 1 when the two hashes overlap with
-//! the I/O on several cores. `realize_local_move` against `hash_only` tells
-//! whether the move is bound by hashing (close to it, or below it if the two
-//! hashes do not overlap) or by writing and fsyncing. `copy_file_range` shows
-//! what the kernel alone achieves without moving the bytes through user space.
+//! `realize_local_move` against `plain_copy` is the price of verification
+//! (two BLAKE3 passes) and of the thread handoffs on top of the same durable
+//! copy. Against `hash_only`: realize hashes every byte twice, on two threads
+//! that may run in parallel with each other and with the I/O. A move near
+//! `hash_only` (or below it, when the two hashes do not overlap) is bound by
+//! hashing; a move near `plain_copy` is bound by writing and fsync.
+//! `copy_file_range` shows what the kernel alone achieves without moving the
+//! bytes through user space.
 //!
 //! The source file is written and fsynced once per size, then read from the
 //! page cache: the numbers are CPU, memory and destination-write cost, not the
@@ -44,8 +46,10 @@
 //! real disk rather than a possible tmpfs `/tmp`), or under the directory in
 //! `REALIZE_BENCH_DIR` if set; the 1 GiB group needs 2 GiB free there. Run
 //! `cargo bench --bench hash_copy`, one size with `-- 64MiB`, or a single
-//! pass of everything as a check with `-- --test`. The 1 GiB group is kept to
-//! ten samples so the whole run takes a few minutes.
+//! pass of everything as a check with `-- --test`. Sampling is flat (the same
+//! iteration count in every sample; fsync-bound iterations are too slow and
+//! noisy for Criterion's linear regression), and the 1 GiB group is kept to
+//! ten samples, so the whole run takes about three to four minutes.
 
 use std::cell::OnceCell;
 use std::fs::{self, File, OpenOptions};
@@ -55,7 +59,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use realize::model::{DirectoryId, Hash, RelPath};
+use realize::model::{Delta, DirectoryId, Hash, RelPath};
 use realize::service::local::{LocalService, CHUNK_SIZE};
 use realize::service::{ReadEvent, Service};
 use tempfile::TempDir;
@@ -71,7 +75,6 @@ struct Case {
     sample_size: usize,
     warm_up: Duration,
     measurement: Duration,
-    sampling: SamplingMode,
 }
 
 const CASES: [Case; 3] = [
@@ -81,7 +84,6 @@ const CASES: [Case; 3] = [
         sample_size: 30,
         warm_up: Duration::from_secs(1),
         measurement: Duration::from_secs(4),
-        sampling: SamplingMode::Auto,
     },
     Case {
         label: "64MiB",
@@ -89,15 +91,13 @@ const CASES: [Case; 3] = [
         sample_size: 15,
         warm_up: Duration::from_secs(2),
         measurement: Duration::from_secs(8),
-        sampling: SamplingMode::Auto,
     },
     Case {
         label: "1GiB",
         bytes: 1024 * MIB,
         sample_size: 10,
         warm_up: Duration::from_secs(1),
-        measurement: Duration::from_secs(12),
-        sampling: SamplingMode::Flat,
+        measurement: Duration::from_secs(15),
     },
 ];
 
@@ -212,14 +212,15 @@ fn read_some(file: &mut File, buf: &mut [u8]) -> io::Result<usize> {
 /// One file moved by the engine's local services: read, write, finish.
 fn realize_local_move(rt: &Runtime, fx: &Fixture) -> Hash {
     rt.block_on(async {
+        let delta = Delta::full();
         let mut reader = fx
             .src
-            .read(&fx.dir, &fx.path, 0)
+            .read(&fx.dir, &fx.path, &delta)
             .await
             .expect("open the source");
         let mut writer = fx
             .dst
-            .write(&fx.dir, &fx.path, 0, reader.stamp().size)
+            .write(&fx.dir, &fx.path, reader.stamp().size, &delta)
             .await
             .expect("open the destination");
         loop {
@@ -293,7 +294,7 @@ fn hash_copy(c: &mut Criterion) {
             .sample_size(case.sample_size)
             .warm_up_time(case.warm_up)
             .measurement_time(case.measurement)
-            .sampling_mode(case.sampling);
+            .sampling_mode(SamplingMode::Flat);
 
         group.bench_function("realize_local_move", |b| {
             let fx = fixture();
