@@ -110,7 +110,20 @@ impl Daemon {
 
     /// Starts `realized --config config` and waits until it listens.
     pub fn start_with_config(config: &Path) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_realized"))
+        Self::spawn(Command::new(env!("CARGO_BIN_EXE_realized")), config)
+    }
+
+    /// Starts `realized` inside the network namespace `netns`.
+    pub fn start_in_namespace(netns: &str, config: &Path) -> Self {
+        let mut command = Command::new("ip");
+        command
+            .args(["netns", "exec", netns])
+            .arg(env!("CARGO_BIN_EXE_realized"));
+        Self::spawn(command, config)
+    }
+
+    fn spawn(mut command: Command, config: &Path) -> Self {
+        let mut child = command
             .arg("--config")
             .arg(config)
             .env("RUST_LOG", "info")
@@ -181,6 +194,23 @@ impl Daemon {
         let daemon = Daemon::start_with_config(&config);
         assert_eq!(daemon.addr, self.addr);
         daemon
+    }
+
+    /// Sends SIGTERM and returns the exit status (waits up to 15 s).
+    pub fn terminate(&mut self) -> std::process::ExitStatus {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGTERM) };
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "realized did not stop on SIGTERM"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// Whether the process is still running.

@@ -9,3 +9,4 @@ mod resume;
 mod retry;
 mod trust;
 mod usage;
+mod wan;

@@ -94,3 +94,71 @@ fn max_duration_during_a_retry_backoff_exits_11() {
     assert!(err.contains("stopped at the --max-duration limit"), "{err}");
     assert!(src.path().join("f").exists());
 }
+
+#[test]
+fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
+    const SIZE: usize = 200 << 20;
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let data = pattern(31, SIZE);
+    write_file(src.path(), "big.bin", &data);
+    let mut daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let mut command = realize();
+    command.args([
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "d",
+    ]);
+    command.args(["--connect-timeout", "1s", "--max-duration", "6s"]);
+    command.args(keys.client_args("client", &["daemon"]));
+    let run = std::thread::spawn(move || command.output().unwrap());
+
+    let partial = dst.path().join(".big.bin.part");
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (SIZE / 8) as u64 {
+        assert!(Instant::now() < deadline, "the transfer did not progress");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    let stopped = Instant::now();
+    let status = daemon.terminate();
+    assert_eq!(status.code(), Some(0), "{}", daemon.log());
+    assert!(stopped.elapsed() < Duration::from_secs(10));
+    let log = daemon.log();
+    assert!(
+        log.contains("shutting down") && log.contains("stopped"),
+        "{log}"
+    );
+    assert!(
+        std::fs::metadata(&partial).unwrap().len() > 0,
+        "partial kept"
+    );
+    assert!(!dst.path().join("big.bin").exists());
+
+    // The command saw the daemon go, retried, and stopped at its limit.
+    let out = run.join().unwrap();
+    assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
+    assert!(stderr(&out).contains("retrying in"), "{}", stderr(&out));
+    assert_eq!(
+        std::fs::read(src.path().join("big.bin")).unwrap().len(),
+        SIZE
+    );
+
+    let daemon = daemon.restart();
+    let mut again = realize();
+    again.args([
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        "d",
+    ]);
+    again.args(keys.client_args("client", &["daemon"]));
+    let out = again.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dst.path().join("big.bin")).unwrap(), data);
+    assert!(is_empty_dir(src.path()));
+}
