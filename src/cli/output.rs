@@ -197,6 +197,8 @@ impl Progress for Display {
             label: format!("[{index}/{total}]"),
             path: path.clone(),
             bar,
+            size: bytes,
+            sent: 0,
         })
     }
 
@@ -216,6 +218,10 @@ struct FileLine {
     label: String,
     path: RelPath,
     bar: ProgressBar,
+    /// The file's size.
+    size: u64,
+    /// Bytes of it that crossed to the destination.
+    sent: u64,
 }
 
 impl FileLine {
@@ -240,6 +246,7 @@ impl FileProgress for FileLine {
     }
 
     fn inc(&mut self, bytes: u64) {
+        self.sent += bytes;
         self.bar.inc(bytes);
         self.display.inner.overall.inc(bytes);
     }
@@ -254,12 +261,20 @@ impl FileProgress for FileLine {
         if self.display.inner.verbosity != Verbosity::Quiet {
             let prefix = format!("{:<9}", "Moved");
             let dir = &self.display.inner.dir;
-            let line = format!(
+            let mut line = format!(
                 "{} {} {dir}/{}",
                 self.label,
                 style(prefix).green().bold(),
                 self.path
             );
+            if self.display.inner.verbosity == Verbosity::Verbose {
+                let details = format!(
+                    " ({}, {} sent)",
+                    HumanBytes(self.size),
+                    HumanBytes(self.sent)
+                );
+                line.push_str(&details);
+            }
             self.display.out(line);
         }
     }

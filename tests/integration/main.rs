@@ -7,6 +7,7 @@ mod interrupt;
 mod moves;
 mod resume;
 mod retry;
+mod terminal;
 mod trust;
 mod usage;
 mod wan;

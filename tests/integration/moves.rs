@@ -275,6 +275,7 @@ fn skipped_entries_stay_and_are_reported() {
         "{stdout}"
     );
     assert!(stdout.contains("2 skipped"), "{stdout}");
+    assert!(stdout.contains("Moved     dir/top.txt (1000 B, 1000 B sent)"), "-v details: {stdout}");
     assert!(s.src.path().join("link").symlink_metadata().is_ok());
     assert!(!s.dst.path().join("link").exists());
 }
