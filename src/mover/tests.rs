@@ -106,6 +106,23 @@ fn write(root: &Path, path: &str, data: &[u8]) {
     std::fs::write(full, data).unwrap();
 }
 
+/// Moves `dir()` with default options; the move must start.
+async fn run(
+    source: &dyn Service,
+    destination: &dyn Service,
+    progress: &mut dyn Progress,
+) -> MoveSummary {
+    move_files(
+        source,
+        destination,
+        &dir(),
+        &MoveOptions::default(),
+        progress,
+    )
+    .await
+    .unwrap()
+}
+
 fn services() -> (TempDir, TempDir, LocalService, LocalService) {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let source = LocalService::single(dir(), src.path()).unwrap();
@@ -183,15 +200,7 @@ async fn identical_destination_copy_is_verified_not_sent() {
     write(src.path(), "differs", b"new content");
     write(dst.path(), "differs", b"old content"); // same size, other bytes
     let mut progress = Recording::default();
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut progress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut progress).await;
     assert_eq!(summary.moved, 2);
     assert_eq!(summary.bytes_sent, 11, "only the differing file is sent");
     let (stages, bytes) = progress.file("same");
@@ -209,15 +218,7 @@ async fn partial_destination_files_are_overwritten_and_source_partials_ignored()
     write(src.path(), "f", b"the real content");
     write(src.path(), ".ignored.part", b"half a file");
     write(dst.path(), ".f.part", b"garbage garbage garbage garbage");
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut NoProgress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut NoProgress).await;
     assert_eq!(summary.moved, 1);
     assert_eq!(
         std::fs::read(dst.path().join("f")).unwrap(),
@@ -230,15 +231,54 @@ async fn partial_destination_files_are_overwritten_and_source_partials_ignored()
     );
 }
 
-/// A destination that refuses one path, as a full disk or a permission
-/// problem would.
-struct Refusing {
+/// A local service with one injected fault, as a full disk or a file still
+/// being written by someone else would cause.
+struct Faulty {
     inner: LocalService,
-    refused: &'static str,
+    root: std::path::PathBuf,
+    fault: Fault,
+}
+
+enum Fault {
+    /// Writing this path fails with "no space left".
+    RefuseWrite(&'static str),
+    /// The file grows as it is opened for reading.
+    AppendOnOpen,
+    /// The file grows after its first chunk is read.
+    AppendWhileReading,
+}
+
+const APPENDED: &[u8] = b"appended by someone else";
+
+fn append(file: &Path) {
+    use std::io::Write;
+    let mut file = std::fs::OpenOptions::new().append(true).open(file).unwrap();
+    file.write_all(APPENDED).unwrap();
+}
+
+/// Appends to its file after delivering the first event.
+struct GrowingReader {
+    inner: Box<dyn FileReader>,
+    file: std::path::PathBuf,
+    grown: bool,
 }
 
 #[async_trait]
-impl Service for Refusing {
+impl FileReader for GrowingReader {
+    fn stamp(&self) -> FileStamp {
+        self.inner.stamp()
+    }
+    async fn next(&mut self) -> Result<crate::service::ReadEvent, ServiceError> {
+        let event = self.inner.next().await;
+        if !std::mem::replace(&mut self.grown, true) {
+            append(&self.file);
+        }
+        event
+    }
+}
+
+#[async_trait]
+impl Service for Faulty {
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
         self.inner.list(dir).await
     }
@@ -248,6 +288,16 @@ impl Service for Refusing {
         path: &RelPath,
         delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError> {
+        let file = self.root.join(path.as_str());
+        match self.fault {
+            Fault::AppendOnOpen => append(&file),
+            Fault::AppendWhileReading => {
+                let inner = self.inner.read(dir, path, delta).await?;
+                let grown = false;
+                return Ok(Box::new(GrowingReader { inner, file, grown }));
+            }
+            Fault::RefuseWrite(_) => {}
+        }
         self.inner.read(dir, path, delta).await
     }
     async fn write(
@@ -257,7 +307,7 @@ impl Service for Refusing {
         size: u64,
         delta: &Delta,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        if path.as_str() == self.refused {
+        if matches!(self.fault, Fault::RefuseWrite(refused) if refused == path.as_str()) {
             let message = format!("{path}: no space left");
             return Err(RealizeError::new(ErrorKind::NoSpace, message).into());
         }
@@ -294,20 +344,13 @@ async fn one_failure_is_counted_and_the_others_go_on() {
     for name in ["a", "b", "c", "d"] {
         write(src.path(), name, name.as_bytes());
     }
-    let destination = Refusing {
+    let destination = Faulty {
         inner: destination,
-        refused: "c",
+        root: dst.path().to_path_buf(),
+        fault: Fault::RefuseWrite("c"),
     };
     let mut progress = Recording::default();
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut progress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut progress).await;
     assert_eq!((summary.moved, summary.failed), (3, 1));
     assert_eq!(
         std::fs::read(src.path().join("c")).unwrap(),
@@ -329,84 +372,20 @@ async fn one_failure_is_counted_and_the_others_go_on() {
     );
 }
 
-/// A source whose files change right after they are listed.
-struct Changing {
-    inner: LocalService,
-    root: std::path::PathBuf,
-}
-
-#[async_trait]
-impl Service for Changing {
-    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
-        self.inner.list(dir).await
-    }
-    async fn read(
-        &self,
-        dir: &DirectoryId,
-        path: &RelPath,
-        delta: &Delta,
-    ) -> Result<Box<dyn FileReader>, ServiceError> {
-        use std::io::Write;
-        let full = self.root.join(path.as_str());
-        let mut file = std::fs::OpenOptions::new().append(true).open(full).unwrap();
-        file.write_all(b" and more").unwrap();
-        self.inner.read(dir, path, delta).await
-    }
-    async fn write(
-        &self,
-        _: &DirectoryId,
-        _: &RelPath,
-        _: u64,
-        _: &Delta,
-    ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        unreachable!("the source is never written")
-    }
-    async fn block_hashes(
-        &self,
-        dir: &DirectoryId,
-        path: &RelPath,
-        state: FileState,
-        block: u64,
-        length: u64,
-    ) -> Result<Vec<Hash>, ServiceError> {
-        self.inner
-            .block_hashes(dir, path, state, block, length)
-            .await
-    }
-    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
-        self.inner.hash(dir, path).await
-    }
-    async fn delete(
-        &self,
-        dir: &DirectoryId,
-        path: &RelPath,
-        expected: FileStamp,
-    ) -> Result<(), ServiceError> {
-        self.inner.delete(dir, path, expected).await
-    }
-}
-
 #[tokio::test]
 async fn a_source_that_changes_is_kept_and_reported() {
     let (src, dst, source, destination) = services();
     write(src.path(), "log.txt", b"first lines");
-    let source = Changing {
+    let source = Faulty {
         inner: source,
         root: src.path().to_path_buf(),
+        fault: Fault::AppendOnOpen,
     };
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut NoProgress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut NoProgress).await;
     assert_eq!((summary.moved, summary.failed), (0, 1));
     assert_eq!(
         std::fs::read(src.path().join("log.txt")).unwrap(),
-        b"first lines and more"
+        [&b"first lines"[..], APPENDED].concat()
     );
     assert!(
         !dst.path().join("log.txt").exists(),
@@ -447,15 +426,7 @@ async fn resume_case(data: &[u8], partial: &[u8]) -> (MoveSummary, Recording, Ve
     write(src.path(), "f.bin", data);
     write(dst.path(), ".f.bin.part", partial);
     let mut progress = Recording::default();
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut progress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut progress).await;
     let arrived = std::fs::read(dst.path().join("f.bin")).unwrap();
     assert!(!dst.path().join(".f.bin.part").exists());
     assert!(!src.path().join("f.bin").exists());
@@ -500,108 +471,18 @@ async fn a_partial_longer_than_the_source_is_replaced() {
     assert_eq!(summary.bytes_sent, data.len() as u64);
 }
 
-/// A source whose file grows while it is being read.
-struct Growing {
-    inner: LocalService,
-    root: std::path::PathBuf,
-}
-
-struct GrowingReader {
-    inner: Box<dyn FileReader>,
-    file: std::path::PathBuf,
-    grown: bool,
-}
-
-#[async_trait]
-impl FileReader for GrowingReader {
-    fn stamp(&self) -> FileStamp {
-        self.inner.stamp()
-    }
-    async fn next(&mut self) -> Result<crate::service::ReadEvent, ServiceError> {
-        let event = self.inner.next().await;
-        if !self.grown {
-            use std::io::Write;
-            let mut file = std::fs::OpenOptions::new()
-                .append(true)
-                .open(&self.file)
-                .unwrap();
-            file.write_all(b"appended during the transfer").unwrap();
-            self.grown = true;
-        }
-        event
-    }
-}
-
-#[async_trait]
-impl Service for Growing {
-    async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
-        self.inner.list(dir).await
-    }
-    async fn read(
-        &self,
-        dir: &DirectoryId,
-        path: &RelPath,
-        delta: &Delta,
-    ) -> Result<Box<dyn FileReader>, ServiceError> {
-        Ok(Box::new(GrowingReader {
-            inner: self.inner.read(dir, path, delta).await?,
-            file: self.root.join(path.as_str()),
-            grown: false,
-        }))
-    }
-    async fn write(
-        &self,
-        _: &DirectoryId,
-        _: &RelPath,
-        _: u64,
-        _: &Delta,
-    ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        unreachable!("the source is never written")
-    }
-    async fn block_hashes(
-        &self,
-        dir: &DirectoryId,
-        path: &RelPath,
-        state: FileState,
-        block: u64,
-        length: u64,
-    ) -> Result<Vec<Hash>, ServiceError> {
-        self.inner
-            .block_hashes(dir, path, state, block, length)
-            .await
-    }
-    async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
-        self.inner.hash(dir, path).await
-    }
-    async fn delete(
-        &self,
-        dir: &DirectoryId,
-        path: &RelPath,
-        expected: FileStamp,
-    ) -> Result<(), ServiceError> {
-        self.inner.delete(dir, path, expected).await
-    }
-}
-
 #[tokio::test]
 async fn a_source_appended_during_its_transfer_is_kept_and_moved_next_run() {
     let (src, dst, source, destination) = services();
     let data = pseudo_random(3 << 20);
     write(src.path(), "growing.log", &data);
-    let growing = Growing {
+    let growing = Faulty {
         inner: source.clone(),
         root: src.path().to_path_buf(),
+        fault: Fault::AppendWhileReading,
     };
     let mut progress = Recording::default();
-    let summary = move_files(
-        &growing,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut progress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&growing, &destination, &mut progress).await;
     assert_eq!((summary.moved, summary.failed), (0, 1));
     assert_eq!(progress.file("growing.log").0.last().unwrap(), "error");
     assert!(
@@ -609,18 +490,14 @@ async fn a_source_appended_during_its_transfer_is_kept_and_moved_next_run() {
         "the old version is not made final"
     );
     let now = std::fs::read(src.path().join("growing.log")).unwrap();
-    assert_eq!(now.len(), data.len() + 28, "the source is kept, appended");
+    assert_eq!(
+        now.len(),
+        data.len() + APPENDED.len(),
+        "the source is kept, appended"
+    );
 
     // The next run moves the new version, resuming from what was sent.
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut NoProgress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut NoProgress).await;
     assert_eq!((summary.moved, summary.failed), (1, 0));
     assert_eq!(std::fs::read(dst.path().join("growing.log")).unwrap(), now);
 }
@@ -658,15 +535,7 @@ async fn stopping_keeps_partials_and_starts_nothing_new() {
     assert!(kept > 0 && kept < data.len() as u64, "partial kept: {kept}");
 
     // The next run resumes the partial file and moves everything.
-    let summary = move_files(
-        &source,
-        &destination,
-        &dir(),
-        &MoveOptions::default(),
-        &mut NoProgress,
-    )
-    .await
-    .unwrap();
+    let summary = run(&source, &destination, &mut NoProgress).await;
     assert_eq!(summary.moved, 4);
     assert!(summary.bytes_sent < data.len() as u64 + 3);
     assert_eq!(std::fs::read(dst.path().join("a-first.bin")).unwrap(), data);

@@ -226,6 +226,50 @@ impl Drop for Daemon {
     }
 }
 
+/// Waits (up to two minutes) until the file at `path` holds at least `len`
+/// bytes; fails early if `command` ends first.
+pub fn wait_for_len(path: &Path, len: u64, mut command: Option<&mut Child>) {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) < len {
+        assert!(
+            Instant::now() < deadline,
+            "{} did not grow to {len} bytes",
+            path.display()
+        );
+        if let Some(command) = command.as_mut() {
+            assert!(
+                command.try_wait().unwrap().is_none(),
+                "the command ended too soon"
+            );
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
+/// Arguments that move `src` into directory `dir` of `daemon`, connecting as
+/// `client` and trusting the certificates of `daemons`.
+pub fn to_daemon(
+    keys: &Keys,
+    src: &Path,
+    daemon: &Daemon,
+    dir: &str,
+    client: &str,
+    daemons: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--src-path",
+        src.to_str().unwrap(),
+        "--dst-addr",
+        &daemon.addr(),
+        "--directory-id",
+        dir,
+    ]
+    .map(String::from)
+    .into();
+    args.extend(keys.client_args(client, daemons));
+    args
+}
+
 /// Writes the standard test tree: nested folders, an empty file, a 20 MiB
 /// file, names with spaces and non-ASCII characters.
 pub fn make_tree(root: &Path) {

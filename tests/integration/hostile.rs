@@ -217,15 +217,7 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     // And a real move still works.
     let src = TempDir::new().unwrap();
     write_file(src.path(), "honest.txt", b"hello");
-    let mut args = vec![
-        "--src-path".to_string(),
-        src.path().display().to_string(),
-        "--dst-addr".into(),
-        daemon.addr(),
-        "--directory-id".into(),
-        "d".into(),
-    ];
-    args.extend(keys.client_args("client", &["daemon"]));
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(

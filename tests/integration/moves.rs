@@ -63,15 +63,14 @@ fn local_to_remote() {
         &[("photos", s.dst.path())],
         &["client"],
     );
-    let mut args = strings(&[
-        "--src-path",
-        s.src.path().to_str().unwrap(),
-        "--dst-addr",
-        &daemon.addr(),
-        "--directory-id",
+    let args = to_daemon(
+        &s.keys,
+        s.src.path(),
+        &daemon,
         "photos",
-    ]);
-    args.extend(s.keys.client_args("client", &["daemon-a"]));
+        "client",
+        &["daemon-a"],
+    );
     assert_moves(&s, &args);
     let log = daemon.log();
     assert!(
@@ -159,15 +158,14 @@ fn identical_destination_file_is_not_sent_again() {
         &[("photos", s.dst.path())],
         &["client"],
     );
-    let mut args = strings(&[
-        "--src-path",
-        src.path().to_str().unwrap(),
-        "--dst-addr",
-        &daemon.addr(),
-        "--directory-id",
+    let args = to_daemon(
+        &s.keys,
+        src.path(),
+        &daemon,
         "photos",
-    ]);
-    args.extend(s.keys.client_args("client", &["daemon-a"]));
+        "client",
+        &["daemon-a"],
+    );
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(
@@ -199,15 +197,14 @@ fn different_destination_file_is_replaced() {
         &[("photos", s.dst.path())],
         &["client"],
     );
-    let mut args = strings(&[
-        "--src-path",
-        s.src.path().to_str().unwrap(),
-        "--dst-addr",
-        &daemon.addr(),
-        "--directory-id",
+    let args = to_daemon(
+        &s.keys,
+        s.src.path(),
+        &daemon,
         "photos",
-    ]);
-    args.extend(s.keys.client_args("client", &["daemon-a"]));
+        "client",
+        &["daemon-a"],
+    );
     assert_moves(&s, &args);
 }
 
@@ -222,15 +219,14 @@ fn one_unwritable_file_fails_alone() {
         &[("photos", s.dst.path())],
         &["client"],
     );
-    let mut args = strings(&[
-        "--src-path",
-        s.src.path().to_str().unwrap(),
-        "--dst-addr",
-        &daemon.addr(),
-        "--directory-id",
+    let args = to_daemon(
+        &s.keys,
+        s.src.path(),
+        &daemon,
         "photos",
-    ]);
-    args.extend(s.keys.client_args("client", &["daemon-a"]));
+        "client",
+        &["daemon-a"],
+    );
     let before = snapshot(s.src.path());
     let out = realize().args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -275,7 +271,10 @@ fn skipped_entries_stay_and_are_reported() {
         "{stdout}"
     );
     assert!(stdout.contains("2 skipped"), "{stdout}");
-    assert!(stdout.contains("Moved     dir/top.txt (1000 B, 1000 B sent)"), "-v details: {stdout}");
+    assert!(
+        stdout.contains("Moved     dir/top.txt (1000 B, 1000 B sent)"),
+        "-v details: {stdout}"
+    );
     assert!(s.src.path().join("link").symlink_metadata().is_ok());
     assert!(!s.dst.path().join("link").exists());
 }

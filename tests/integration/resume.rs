@@ -1,7 +1,5 @@
 //! Interrupted moves continue where they stopped.
 
-use std::time::{Duration, Instant};
-
 use tempfile::TempDir;
 
 use crate::harness::*;
@@ -27,28 +25,12 @@ fn killed_mid_file_then_run_again_sends_little_more_than_the_missing_part() {
     let data = pattern(7, SIZE);
     write_file(src.path(), "big.bin", &data);
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
-    let mut args = vec![
-        "--src-path".to_string(),
-        src.path().display().to_string(),
-        "--dst-addr".into(),
-        daemon.addr(),
-        "--directory-id".into(),
-        "d".into(),
-    ];
-    args.extend(keys.client_args("client", &["daemon"]));
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
 
     // Kill the command with SIGKILL once a quarter of the file has arrived.
     let mut first = realize().args(&args).arg("-q").spawn().unwrap();
     let partial = dst.path().join(".big.bin.part");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (SIZE / 4) as u64 {
-        assert!(Instant::now() < deadline, "the transfer did not progress");
-        assert!(
-            first.try_wait().unwrap().is_none(),
-            "the move ended before it was killed"
-        );
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_len(&partial, (SIZE / 4) as u64, Some(&mut first));
     first.kill().unwrap();
     first.wait().unwrap();
     assert!(

@@ -31,11 +31,7 @@ fn daemon_killed_and_restarted_mid_transfer_the_command_finishes() {
     let run = std::thread::spawn(move || command.output().unwrap());
 
     let partial = dst.path().join(".big.bin.part");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (SIZE / 8) as u64 {
-        assert!(Instant::now() < deadline, "the transfer did not progress");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_len(&partial, (SIZE / 8) as u64, None);
     daemon.kill();
     std::thread::sleep(Duration::from_secs(1));
     let _restarted = daemon.restart();
@@ -117,11 +113,7 @@ fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
     let run = std::thread::spawn(move || command.output().unwrap());
 
     let partial = dst.path().join(".big.bin.part");
-    let deadline = Instant::now() + Duration::from_secs(120);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (SIZE / 8) as u64 {
-        assert!(Instant::now() < deadline, "the transfer did not progress");
-        std::thread::sleep(Duration::from_millis(2));
-    }
+    wait_for_len(&partial, (SIZE / 8) as u64, None);
     let stopped = Instant::now();
     let status = daemon.terminate();
     assert_eq!(status.code(), Some(0), "{}", daemon.log());

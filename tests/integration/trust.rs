@@ -11,15 +11,7 @@ fn daemon_refuses_an_unknown_client() {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     write_file(src.path(), "f", b"data");
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
-    let mut args = vec![
-        "--src-path".to_string(),
-        src.path().display().to_string(),
-        "--dst-addr".into(),
-        daemon.addr(),
-        "--directory-id".into(),
-        "d".into(),
-    ];
-    args.extend(keys.client_args("stranger", &["daemon"]));
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "stranger", &["daemon"]);
     let out = realize().args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(1));
     let stranger = keys.fingerprint("stranger");

@@ -148,14 +148,7 @@ fn a_20_second_outage_mid_transfer_is_survived() {
     let run = std::thread::spawn(move || command.output().unwrap());
 
     let partial = dst.path().join(".big.bin.part");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while std::fs::metadata(&partial).map(|m| m.len()).unwrap_or(0) < (SIZE / 8) as u64 {
-        assert!(
-            Instant::now() < deadline,
-            "the transfer did not progress over the link"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_len(&partial, (SIZE / 8) as u64, None);
     link.set(&["--down"]);
     std::thread::sleep(Duration::from_secs(20));
     link.set(&["--up"]);
