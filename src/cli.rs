@@ -20,6 +20,8 @@ use crate::mover::{
     move_files, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
 };
 use crate::server::{Daemon, DaemonConfig};
+use crate::service::ServiceError;
+use crate::throttle::Throttle;
 use crate::transport::endpoint::Tuning;
 
 /// A failure of the command as a whole, with its exit code.
@@ -189,9 +191,31 @@ async fn attempt(
         };
         Display::new(endpoints.dir.clone(), verbosity)
     });
+    let up = args.throttle_up.or(args.throttle);
+    let down = args.throttle_down.or(args.throttle);
+    let down = match (&endpoints.source_remote, down) {
+        // The source daemon paces what it sends on this connection.
+        (Some(remote), Some(rate)) => {
+            let in_force = remote.configure(Some(rate)).await.map_err(|e| match e {
+                ServiceError::Transport(e) if e.is_retryable() => {
+                    CliError::Unreachable(e.to_string())
+                }
+                e => CliError::Failed(format!("cannot set the source's send limit: {e}")),
+            })?;
+            let show = in_force.map_or("unlimited".into(), |r| r.to_string());
+            tracing::info!(direction = "down", requested = %rate, in_force = %show, "source send limit set");
+            None
+        }
+        (_, down) => down,
+    };
+    if let Some(up) = up {
+        tracing::info!(direction = "up", limit = %up, "pacing what is sent to the destination");
+    }
     let options = MoveOptions {
         parallel: args.parallel,
         stop: signal.clone(),
+        up: Throttle::new(up),
+        down: Throttle::new(down),
     };
     let result = move_files(
         endpoints.source.as_ref(),

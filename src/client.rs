@@ -23,6 +23,7 @@ use crate::protocol::{
     PROTOCOL_VERSION,
 };
 use crate::service::{FileReader, FileWriter, Listing, Service, ServiceError};
+use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::{Fingerprint, Identity};
 use crate::transport::tls::{client_crypto, fingerprint_in, PinnedPeers};
@@ -164,6 +165,21 @@ impl RemoteService {
             true => self
                 .connection
                 .close(VarInt::from_u32(code::INTERRUPTED), b"interrupted"),
+        }
+    }
+
+    /// Sets the limit on what the daemon sends on this connection; returns
+    /// the limit in force, which the daemon may cap lower.
+    pub async fn configure(&self, send_limit: Option<Rate>) -> Result<Option<Rate>, ServiceError> {
+        let op = ControlRequest::Configure {
+            send_limit: send_limit.map(Rate::bytes_per_second),
+        };
+        match self.control.call(op).await? {
+            ControlReply::Configured { send_limit } => send_limit
+                .map(Rate::new)
+                .transpose()
+                .map_err(|e| TransportError::Protocol(e).into()),
+            other => Err(unexpected(other)),
         }
     }
 

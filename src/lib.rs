@@ -19,4 +19,5 @@ pub mod mover;
 pub mod protocol;
 pub mod server;
 pub mod service;
+pub mod throttle;
 pub mod transport;

@@ -22,6 +22,7 @@ pub use self::progress::{FileProgress, NoProgress, Progress};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 use crate::model::{block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath};
 use crate::service::{ReadEvent, Service};
+use crate::throttle::Throttle;
 
 /// How a move runs.
 #[derive(Debug, Clone)]
@@ -30,6 +31,11 @@ pub struct MoveOptions {
     pub parallel: usize,
     /// Stops the move early (time limit, Ctrl-C).
     pub stop: StopSignal,
+    /// Paces the file bytes written to the destination, all files together.
+    pub up: Throttle,
+    /// Paces the file bytes read from the source, all files together (for a
+    /// remote source the daemon paces itself instead).
+    pub down: Throttle,
 }
 
 impl Default for MoveOptions {
@@ -37,6 +43,8 @@ impl Default for MoveOptions {
         Self {
             parallel: DEFAULT_PARALLEL,
             stop: StopSignal::never(),
+            up: Throttle::default(),
+            down: Throttle::default(),
         }
     }
 }
@@ -136,6 +144,8 @@ pub async fn move_files(
                 destination,
                 dir,
                 sent_total,
+                up: &options.up,
+                down: &options.down,
             };
             let result = tokio::select! {
                 result = endpoints.move_file(&entry, at_destination, file_progress.as_mut()) => result,
@@ -203,6 +213,8 @@ struct Endpoints<'a> {
     dir: &'a DirectoryId,
     /// File bytes sent by every file of the move, finished or not.
     sent_total: &'a AtomicU64,
+    up: &'a Throttle,
+    down: &'a Throttle,
 }
 
 impl Endpoints<'_> {
@@ -325,14 +337,18 @@ impl Endpoints<'_> {
                 .map_err(MoveFileError::at(Side::Source))?
             {
                 ReadEvent::Data(chunk) => {
-                    let len = chunk.len() as u64;
-                    writer
-                        .write(chunk)
-                        .await
-                        .map_err(MoveFileError::at(Side::Destination))?;
-                    sent += len;
-                    self.sent_total.fetch_add(len, Ordering::Relaxed);
-                    progress.inc(len);
+                    for piece in self.down.pieces(chunk).flat_map(|p| self.up.pieces(p)) {
+                        let len = piece.len();
+                        self.down.wait(len).await;
+                        self.up.wait(len).await;
+                        writer
+                            .write(piece)
+                            .await
+                            .map_err(MoveFileError::at(Side::Destination))?;
+                        sent += len as u64;
+                        self.sent_total.fetch_add(len as u64, Ordering::Relaxed);
+                        progress.inc(len as u64);
+                    }
                 }
                 ReadEvent::Done(summary) => break summary,
             }

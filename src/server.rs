@@ -9,6 +9,7 @@
 pub mod config;
 mod connection;
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +19,7 @@ use quinn::{Endpoint, VarInt};
 pub use self::config::{ConfigError, DaemonConfig};
 use crate::protocol::code;
 use crate::service::local::LocalService;
+use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::{load_certificates, Identity, IdentityError};
 use crate::transport::tls::{server_crypto, PinnedPeers};
@@ -41,6 +43,7 @@ pub struct Daemon {
     endpoint: Endpoint,
     service: LocalService,
     peers: Arc<PinnedPeers>,
+    send_limits: Arc<BTreeMap<String, Rate>>,
 }
 
 impl Daemon {
@@ -66,6 +69,7 @@ impl Daemon {
             endpoint,
             service,
             peers,
+            send_limits: Arc::new(config.send_limits.clone()),
         })
     }
 
@@ -85,7 +89,8 @@ impl Daemon {
                     Some(incoming) => {
                         let service = self.service.clone();
                         let peers = self.peers.clone();
-                        tokio::spawn(connection::handle(incoming, service, peers));
+                        let limits = self.send_limits.clone();
+                        tokio::spawn(connection::handle(incoming, service, peers, limits));
                     }
                     None => break,
                 },

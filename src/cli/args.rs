@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 use crate::model::DirectoryId;
+use crate::throttle::Rate;
 
 /// Exit codes, shown in `--help` and documented in `docs/operations.md`.
 pub const EXIT_CODES: &str = "\
@@ -102,6 +103,17 @@ pub struct MoveArgs {
     /// Running the command again continues the work.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
+    /// multiples) or plain bytes per second.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle: Option<Rate>,
+    /// Limit what is sent towards the destination (overrides --throttle).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_up: Option<Rate>,
+    /// Limit what is read from the source (overrides --throttle). A remote
+    /// source daemon paces its own sending on this connection.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_down: Option<Rate>,
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
     /// until the move succeeds or --max-duration is reached.
@@ -128,6 +140,10 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
         return Err("the duration must be at most a year".into());
     }
     Ok(duration)
+}
+
+fn parse_rate(value: &str) -> Result<Rate, String> {
+    value.parse()
 }
 
 fn parse_parallel(value: &str) -> Result<usize, String> {
@@ -215,6 +231,24 @@ mod tests {
         );
         for bad in ["0s", "-5s", "5", "ten minutes", "", "400days"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn specific_throttles_parse_and_bad_rates_are_usage_errors() {
+        let parse = |extra: &[&str]| {
+            let mut args = vec!["realize", "--src-path", "a", "--dst-path", "b"];
+            args.extend_from_slice(extra);
+            RealizeArgs::try_parse_from(args)
+        };
+        let args = parse(&["--throttle", "1M", "--throttle-down", "512k"])
+            .unwrap()
+            .transfer;
+        assert_eq!(args.throttle.unwrap().bytes_per_second(), 1 << 20);
+        assert_eq!(args.throttle_down.unwrap().bytes_per_second(), 512 << 10);
+        for bad in ["0", "fast", "-1M", "5000G"] {
+            let err = parse(&["--throttle-up", bad]).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{bad}");
         }
     }
 

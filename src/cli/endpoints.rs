@@ -24,6 +24,8 @@ pub struct Endpoints {
     pub source: Box<dyn Service>,
     /// Where files go.
     pub destination: Box<dyn Service>,
+    /// The source's daemon, when the source is remote.
+    pub source_remote: Option<RemoteService>,
     client: Option<Client>,
     remotes: Vec<RemoteService>,
 }
@@ -90,12 +92,18 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         services.push(service);
     }
     refuse_same(&source, &destination, &addresses)?;
+    let source_spec_is_remote = matches!(source, Spec::Remote(_));
     let destination = services.pop().expect("two services");
     let source = services.pop().expect("two services");
+    let source_remote = match source_spec_is_remote {
+        true => remotes.first().cloned(),
+        false => None,
+    };
     Ok(Endpoints {
         dir,
         source,
         destination,
+        source_remote,
         client,
         remotes,
     })

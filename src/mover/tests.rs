@@ -514,6 +514,7 @@ async fn stopping_keeps_partials_and_starts_nothing_new() {
     let options = MoveOptions {
         parallel: 1,
         stop: signal,
+        ..MoveOptions::default()
     };
     // Stop as soon as the first file has started sending.
     let mut progress = StopOnFirstByte {

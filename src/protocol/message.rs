@@ -55,6 +55,13 @@ pub enum ControlRequest {
         /// Bytes to cover; at most [`crate::model::MAX_BLOCKS`] blocks.
         length: u64,
     },
+    /// Set the limit on the file bytes the daemon sends on this connection
+    /// (all streams together); `None` lifts it. The daemon never goes above
+    /// its own cap for this peer.
+    Configure {
+        /// Bytes per second, or no limit.
+        send_limit: Option<u64>,
+    },
     /// Delete a source file after its move, if its stamp is still `expected`;
     /// then remove the directories this left empty.
     Delete {
@@ -83,6 +90,11 @@ pub enum ControlReply {
     Hash(Hash),
     /// Answer to [`ControlRequest::BlockHashes`], one hash per block.
     BlockHashes(Vec<Hash>),
+    /// Answer to [`ControlRequest::Configure`]: the limit now in force.
+    Configured {
+        /// Bytes per second, or no limit.
+        send_limit: Option<u64>,
+    },
     /// Answer to [`ControlRequest::Delete`].
     Deleted,
 }

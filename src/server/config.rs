@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::model::DirectoryId;
+use crate::throttle::Rate;
 
 /// The default UDP port of `realized`.
 pub const DEFAULT_PORT: u16 = 9771;
@@ -33,6 +34,8 @@ struct RawConfig {
     dirs: BTreeMap<String, PathBuf>,
     #[serde(default)]
     peers: BTreeMap<String, PathBuf>,
+    #[serde(default)]
+    send_limits: BTreeMap<String, String>,
 }
 
 /// A validated daemon configuration, paths resolved against the file's folder.
@@ -50,6 +53,8 @@ pub struct DaemonConfig {
     pub dirs: BTreeMap<DirectoryId, PathBuf>,
     /// Peer id to the PEM file of that peer's certificate(s).
     pub peers: BTreeMap<String, PathBuf>,
+    /// Peer id to the most the daemon sends that peer per connection.
+    pub send_limits: BTreeMap<String, Rate>,
 }
 
 impl DaemonConfig {
@@ -82,7 +87,20 @@ impl DaemonConfig {
                 Ok((id, resolve(&path)))
             })
             .collect::<Result<_, ConfigError>>()?;
+        let mut send_limits = BTreeMap::new();
+        for (peer, rate) in raw.send_limits {
+            if !raw.peers.contains_key(&peer) {
+                return Err(error(format!(
+                    "[send_limits] {peer}: no such peer in [peers]"
+                )));
+            }
+            let rate = rate
+                .parse()
+                .map_err(|e| error(format!("[send_limits] {peer}: {e}")))?;
+            send_limits.insert(peer, rate);
+        }
         Ok(Self {
+            send_limits,
             listen: raw
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),
@@ -131,6 +149,20 @@ mod tests {
         assert!(config.key.ends_with("k.key") && config.key.is_absolute());
         assert_eq!(config.listen.port(), DEFAULT_PORT);
         assert!(config.dirs[&DirectoryId::new("photos").unwrap()].is_absolute());
+    }
+
+    #[test]
+    fn send_limits_name_known_peers_and_valid_rates() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let config = load(&format!("{base}[send_limits]\na = '4M'\n")).unwrap();
+        assert_eq!(config.send_limits["a"].bytes_per_second(), 4 << 20);
+        let err = load(&format!("{base}[send_limits]\nb = '4M'\n")).unwrap_err();
+        assert!(
+            err.to_string().contains("[send_limits] b: no such peer"),
+            "{err}"
+        );
+        let err = load(&format!("{base}[send_limits]\na = 'fast'\n")).unwrap_err();
+        assert!(err.to_string().contains("[send_limits] a:"), "{err}");
     }
 
     #[test]

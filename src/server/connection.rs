@@ -4,6 +4,7 @@
 mod control;
 mod streams;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use quinn::{Connection, Incoming, VarInt};
@@ -13,23 +14,33 @@ use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
 };
 use crate::service::local::LocalService;
+use crate::throttle::{Rate, Throttle};
 use crate::transport::tls::{fingerprint_in, PinnedPeers};
 
 /// How long a peer has to send its [`Hello`] after connecting.
 const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
-/// Who is on the other end, for logs.
+/// Who is on the other end, and what the daemon may send them.
 #[derive(Debug, Clone)]
 pub struct Peer {
     /// The peer id from the daemon's `[peers]`.
     pub id: String,
     /// The peer's address.
     pub address: std::net::SocketAddr,
+    /// The most the daemon sends this peer, from `[send_limits]`.
+    pub cap: Option<Rate>,
+    /// Paces the file bytes the daemon sends on this connection.
+    pub throttle: Throttle,
 }
 
 /// Handles one incoming connection to its end. Never panics the daemon:
 /// every failure is logged and ends this connection only.
-pub async fn handle(incoming: Incoming, service: LocalService, peers: Arc<PinnedPeers>) {
+pub async fn handle(
+    incoming: Incoming,
+    service: LocalService,
+    peers: Arc<PinnedPeers>,
+    send_limits: Arc<BTreeMap<String, Rate>>,
+) {
     let address = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -53,7 +64,13 @@ pub async fn handle(incoming: Incoming, service: LocalService, peers: Arc<Pinned
         connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"unknown peer");
         return;
     };
-    let peer = Peer { id, address };
+    let cap = send_limits.get(&id).copied();
+    let peer = Peer {
+        id,
+        address,
+        cap,
+        throttle: Throttle::new(cap),
+    };
     metrics::counter!("realize_connections_accepted_total").increment(1);
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
     let reason = serve(&connection, &peer, service).await;

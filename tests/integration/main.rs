@@ -8,6 +8,7 @@ mod moves;
 mod resume;
 mod retry;
 mod terminal;
+mod throttle;
 mod trust;
 mod usage;
 mod wan;

@@ -8,11 +8,12 @@ use tokio::sync::{Mutex, Semaphore};
 
 use super::Peer;
 use crate::protocol::{
-    code, read_frame, write_frame, ControlReply, ControlRequest, FrameError, RealizeError, Request,
-    Response,
+    code, read_frame, write_frame, ControlReply, ControlRequest, ErrorKind, FrameError,
+    RealizeError, Request, Response,
 };
 use crate::service::local::LocalService;
 use crate::service::Service;
+use crate::throttle::Rate;
 
 /// Control requests of one connection served at once; more wait unread.
 const MAX_CONCURRENT_REQUESTS: usize = 64;
@@ -64,6 +65,36 @@ pub async fn serve(
     }
 }
 
+/// Sets the connection's send limit, never above the peer's cap; returns the
+/// limit in force.
+fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, RealizeError> {
+    let requested = match requested.map(Rate::new).transpose() {
+        Ok(requested) => requested,
+        Err(e) => {
+            tracing::warn!(peer = %peer.id, "refused send limit: {e}");
+            return Err(RealizeError::new(ErrorKind::Protocol, e));
+        }
+    };
+    let limit = match (requested, peer.cap) {
+        (Some(requested), Some(cap)) => Some(requested.min(cap)),
+        (requested, cap) => requested.or(cap),
+    };
+    let old = peer.throttle.set(limit);
+    let show = |rate: Option<Rate>| rate.map_or("unlimited".to_string(), |r| r.to_string());
+    tracing::info!(
+        peer = %peer.id,
+        direction = "send",
+        old = %show(old),
+        new = %show(limit),
+        requested = %show(requested),
+        cap = %show(peer.cap),
+        "send limit changed"
+    );
+    Ok(ControlReply::Configured {
+        send_limit: limit.map(Rate::bytes_per_second),
+    })
+}
+
 async fn execute(
     service: &LocalService,
     op: ControlRequest,
@@ -81,6 +112,9 @@ async fn execute(
             .block_hashes(dir, path, *state, *block_size, *length)
             .await
             .map(ControlReply::BlockHashes),
+        ControlRequest::Configure { send_limit } => {
+            return configure(*send_limit, peer);
+        }
         ControlRequest::Delete {
             dir,
             path,

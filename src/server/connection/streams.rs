@@ -127,7 +127,12 @@ async fn read(
     .await?;
     loop {
         match reader.next().await {
-            Ok(ReadEvent::Data(chunk)) => send.write_chunk(chunk).await.map_err(io)?,
+            Ok(ReadEvent::Data(chunk)) => {
+                for piece in peer.throttle.pieces(chunk) {
+                    peer.throttle.wait(piece.len()).await;
+                    send.write_chunk(piece).await.map_err(io)?;
+                }
+            }
             Ok(ReadEvent::Done(summary)) => {
                 let trailer = ReadTrailer {
                     hash: summary.hash,
