@@ -160,17 +160,26 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
         None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
         None => {}
     }
-    Ok(match signal.reason() {
-        Some(reason) => {
-            eprintln!(
-                "realize: {}; run the same command again to continue",
-                describe(reason)
-            );
-            stopped_exit_code(reason)
-        }
-        None if total.failed == 0 => ExitCode::SUCCESS,
-        None => ExitCode::from(1),
-    })
+    let code = outcome_code(signal.reason(), display.is_some(), &total);
+    if let (Some(reason), true) = (signal.reason(), code > 1) {
+        eprintln!(
+            "realize: {}; run the same command again to continue",
+            describe(reason)
+        );
+    }
+    Ok(ExitCode::from(code))
+}
+
+/// The exit code of a run. A stop that comes when nothing is left to do
+/// (during the final close) does not change the outcome.
+fn outcome_code(stop: Option<StopReason>, connected: bool, total: &MoveSummary) -> u8 {
+    let work_left = !connected || total.interrupted + total.not_started + total.retryable > 0;
+    match stop {
+        Some(StopReason::TimeLimit) if work_left => EXIT_TIME_LIMIT,
+        Some(StopReason::Interrupted) if work_left => EXIT_INTERRUPTED,
+        _ if total.failed == 0 => 0,
+        _ => 1,
+    }
 }
 
 /// One attempt: connect, list both sides, move what is left, close.
@@ -266,13 +275,6 @@ pub const EXIT_TIME_LIMIT: u8 = 11;
 /// Exit code of a run stopped by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 20;
 
-fn stopped_exit_code(reason: StopReason) -> ExitCode {
-    ExitCode::from(match reason {
-        StopReason::TimeLimit => EXIT_TIME_LIMIT,
-        StopReason::Interrupted => EXIT_INTERRUPTED,
-    })
-}
-
 fn describe(reason: StopReason) -> &'static str {
     match reason {
         StopReason::TimeLimit => "stopped at the --max-duration limit",
@@ -305,5 +307,43 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},
         _ = term.recv() => {},
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exit_codes_follow_what_is_left_to_do() {
+        let done = MoveSummary {
+            moved: 3,
+            ..MoveSummary::default()
+        };
+        let cut = MoveSummary {
+            moved: 1,
+            interrupted: 1,
+            not_started: 1,
+            ..MoveSummary::default()
+        };
+        let failed = MoveSummary {
+            moved: 2,
+            failed: 1,
+            ..MoveSummary::default()
+        };
+        assert_eq!(outcome_code(None, true, &done), 0);
+        assert_eq!(outcome_code(None, true, &failed), 1);
+        assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &cut), 11);
+        assert_eq!(outcome_code(Some(StopReason::Interrupted), true, &cut), 20);
+        assert_eq!(
+            outcome_code(Some(StopReason::TimeLimit), false, &MoveSummary::default()),
+            11
+        );
+        // The limit reached during shutdown, with every file moved.
+        assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &done), 0);
+        assert_eq!(
+            outcome_code(Some(StopReason::Interrupted), true, &failed),
+            1
+        );
     }
 }

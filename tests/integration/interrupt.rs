@@ -177,3 +177,23 @@ fn bad_durations_are_usage_errors() {
         );
     }
 }
+
+#[test]
+fn a_second_ctrl_c_exits_at_once() {
+    let s = setup();
+    let mut child = s.command().spawn().unwrap();
+    wait_for_partial(&s, &mut child);
+    // SAFETY: sending signals to our own child process.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    std::thread::sleep(std::time::Duration::from_millis(50));
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let stopped = Instant::now();
+    let status = child.wait().unwrap();
+    assert_eq!(status.code(), Some(20));
+    assert!(stopped.elapsed() < Duration::from_secs(2));
+    assert_eq!(
+        std::fs::read(s.src.path().join("big.bin")).unwrap().len(),
+        SIZE,
+        "source intact"
+    );
+}

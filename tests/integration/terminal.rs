@@ -28,6 +28,8 @@ fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     write_file(src.path(), "big.bin", &pattern(51, SIZE));
     write_file(src.path(), "sub/small.txt", b"small");
+    write_file(src.path(), "zz-blocked.txt", b"cannot land");
+    std::fs::create_dir_all(dst.path().join("zz-blocked.txt/inside")).unwrap();
     let daemon = Daemon::start(&keys, "daemon", &[("photos", dst.path())], &["client"]);
     let mut args = vec![
         env!("CARGO_BIN_EXE_realize").to_string(),
@@ -71,7 +73,7 @@ fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
         .lines()
         .find(|l| l.contains("photos/big.bin"))
         .unwrap();
-    assert!(bar.starts_with("[1/2] Copying   photos/big.bin ["), "{bar}");
+    assert!(bar.starts_with("[1/3] Copying   photos/big.bin ["), "{bar}");
     assert!(bar.contains("/200.00 MiB"), "{bar}");
     let overall = screen
         .lines()
@@ -84,7 +86,11 @@ fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
         assert!(Instant::now() < deadline, "the move did not end");
         std::thread::sleep(Duration::from_millis(50));
     }
-    assert_eq!(std::fs::read_to_string(&done).unwrap().trim(), "0");
+    assert_eq!(
+        std::fs::read_to_string(&done).unwrap().trim(),
+        "1",
+        "one file failed"
+    );
     let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
     assert!(
@@ -103,9 +109,12 @@ fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
         lines
             .last()
             .unwrap()
-            .starts_with("2 moved, 0 failed, 0 skipped;"),
+            .starts_with("2 moved, 1 failed, 0 skipped;"),
         "{screen}"
     );
+    let error = "ERROR     photos/zz-blocked.txt: destination: zz-blocked.txt: \
+                 something other than a regular file stands at the destination";
+    assert!(lines.iter().any(|l| l.ends_with(error)), "{screen}");
     for line in &lines {
         assert!(
             !line.contains("Copying") && !line.contains("ETA"),
