@@ -14,6 +14,7 @@ use clap::Parser;
 use tracing_subscriber::EnvFilter;
 
 use self::args::{Command, KeygenArgs, MoveArgs, RealizeArgs, RealizedArgs};
+use self::endpoints::Endpoints;
 use self::output::{Display, Verbosity};
 use self::retry::Backoff;
 use crate::mover::{
@@ -21,7 +22,7 @@ use crate::mover::{
 };
 use crate::server::{Daemon, DaemonConfig};
 use crate::service::ServiceError;
-use crate::throttle::Throttle;
+use crate::throttle::{Rate, Throttle};
 use crate::transport::endpoint::Tuning;
 
 /// A failure of the command as a whole, with its exit code.
@@ -34,7 +35,7 @@ pub enum CliError {
     #[error("{0}")]
     Failed(String),
     /// A daemon could not be reached or the connection was lost: the run
-    /// retries; exit code 1 if it ends that way.
+    /// retries until it succeeds or is stopped.
     #[error("{0}")]
     Unreachable(String),
 }
@@ -128,7 +129,8 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
     let mut backoff = Backoff::default();
     loop {
         let reason = match attempt(args, &signal, &mut display).await {
-            Ok(summary) => {
+            Ok(None) => break, // Stopped before connecting.
+            Ok(Some(summary)) => {
                 accumulate(&mut total, &summary);
                 if summary.retryable == 0 || signal.reason().is_some() {
                     break;
@@ -136,7 +138,7 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
                 if summary.moved > 0 {
                     backoff.reset();
                 }
-                format!("{} files lost their connection", summary.retryable)
+                format!("files lost their connection: {}", summary.retryable)
             }
             Err(CliError::Unreachable(reason)) => reason,
             Err(other) => return Err(other),
@@ -183,14 +185,15 @@ fn outcome_code(stop: Option<StopReason>, connected: bool, total: &MoveSummary) 
 }
 
 /// One attempt: connect, list both sides, move what is left, close.
+/// `None` if the run was stopped before it connected.
 async fn attempt(
     args: &MoveArgs,
     signal: &StopSignal,
     display: &mut Option<Display>,
-) -> Result<MoveSummary, CliError> {
+) -> Result<Option<MoveSummary>, CliError> {
     let endpoints = tokio::select! {
         endpoints = endpoints::open(args) => endpoints?,
-        _ = signal.stopped() => return Ok(MoveSummary::default()),
+        _ = signal.stopped() => return Ok(None),
     };
     let display = display.get_or_insert_with(|| {
         let verbosity = match (args.quiet, args.verbose) {
@@ -202,20 +205,12 @@ async fn attempt(
     });
     let up = args.throttle_up.or(args.throttle);
     let down = args.throttle_down.or(args.throttle);
-    let down = match (&endpoints.source_remote, down) {
-        // The source daemon paces what it sends on this connection.
-        (Some(remote), Some(rate)) => {
-            let in_force = remote.configure(Some(rate)).await.map_err(|e| match e {
-                ServiceError::Transport(e) if e.is_retryable() => {
-                    CliError::Unreachable(e.to_string())
-                }
-                e => CliError::Failed(format!("cannot set the source's send limit: {e}")),
-            })?;
-            let show = in_force.map_or("unlimited".into(), |r| r.to_string());
-            tracing::info!(direction = "down", requested = %rate, in_force = %show, "source send limit set");
-            None
+    let down = match limit_source(&endpoints, down).await {
+        Ok(down) => down,
+        Err(e) => {
+            endpoints.close(false).await;
+            return Err(e);
         }
-        (_, down) => down,
     };
     if let Some(up) = up {
         tracing::info!(direction = "up", limit = %up, "pacing what is sent to the destination");
@@ -235,10 +230,25 @@ async fn attempt(
     )
     .await;
     endpoints.close(signal.reason().is_some()).await;
-    result.map_err(|e| match e.is_retryable() {
+    result.map(Some).map_err(|e| match e.is_retryable() {
         true => CliError::Unreachable(e.to_string()),
         false => CliError::Failed(e.to_string()),
     })
+}
+
+/// Applies `--throttle-down`: a remote source is asked to pace what it sends
+/// (returns no local limit); a local source is paced by the mover.
+async fn limit_source(endpoints: &Endpoints, down: Option<Rate>) -> Result<Option<Rate>, CliError> {
+    let (Some(remote), Some(rate)) = (&endpoints.source_remote, down) else {
+        return Ok(down);
+    };
+    let in_force = remote.configure(Some(rate)).await.map_err(|e| match e {
+        ServiceError::Transport(e) if e.is_retryable() => CliError::Unreachable(e.to_string()),
+        e => CliError::Failed(format!("cannot set the source's send limit: {e}")),
+    })?;
+    let show = in_force.map_or("unlimited".into(), |r| r.to_string());
+    tracing::info!(direction = "down", requested = %rate, in_force = %show, "source send limit set");
+    Ok(None)
 }
 
 /// Adds an attempt to the run's totals: moved files and bytes add up, the

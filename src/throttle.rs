@@ -2,10 +2,11 @@
 //!
 //! A [`Throttle`] is a token bucket (governor) counted in 1 KiB cells whose
 //! rate can change while transfers run. Senders ask it before each piece:
-//! pieces are at most ~100 ms worth of data at the current rate (between
-//! 1 KiB and 256 KiB), and the bucket holds at most one piece, so a sender
-//! that was idle bursts at most ~100 ms of data. Only file bytes are counted:
-//! frames and QUIC overhead are not.
+//! pieces are ~50 ms worth of data at the current rate (between 1 KiB and
+//! 256 KiB), and the bucket holds two pieces, so a sender that was idle
+//! bursts at most ~100 ms of data, while a sender woken a little late does
+//! not lose the time. Only file bytes are counted: frames and QUIC overhead
+//! are not.
 
 use std::fmt;
 use std::num::NonZeroU32;
@@ -45,9 +46,9 @@ impl Rate {
         self.0
     }
 
-    /// The largest piece to send before asking again: ~100 ms of data.
+    /// The largest piece to send before asking again: ~50 ms of data.
     pub fn piece(self) -> u64 {
-        (self.0 / 10).clamp(CELL, MAX_PIECE) / CELL * CELL
+        (self.0 / 20).clamp(CELL, MAX_PIECE) / CELL * CELL
     }
 }
 
@@ -161,7 +162,7 @@ impl Throttle {
         // A piece cut at a higher rate may exceed a new, lower rate's burst:
         // then it waits for a full bucket instead.
         if limiter.bucket.until_n_ready(cells).await.is_err() {
-            let burst = NonZeroU32::new((limiter.rate.piece() / CELL) as u32).expect("not 0");
+            let burst = NonZeroU32::new((2 * limiter.rate.piece() / CELL) as u32).expect("not 0");
             let _ = limiter.bucket.until_n_ready(burst).await;
         }
     }
@@ -184,10 +185,10 @@ mod tests {
     }
 
     #[test]
-    fn pieces_are_a_tenth_of_a_second_within_bounds() {
+    fn pieces_are_a_twentieth_of_a_second_within_bounds() {
         let piece = |s: &str| s.parse::<Rate>().unwrap().piece();
-        assert_eq!(piece("512k"), 51 * 1024);
-        assert_eq!(piece("4M"), 256 * 1024);
+        assert_eq!(piece("512k"), 25 * 1024);
+        assert_eq!(piece("4M"), 204 * 1024);
         assert_eq!(piece("10k"), 1024);
         assert_eq!(piece("40M"), 256 * 1024);
     }
@@ -202,7 +203,7 @@ mod tests {
         assert_eq!(unlimited, [300 * 1024]);
         let limited = Throttle::new(Some("512k".parse().unwrap()));
         let sizes: Vec<_> = limited.pieces(chunk).map(|p| p.len()).collect();
-        assert!(sizes.iter().all(|&n| n <= 51 * 1024));
+        assert!(sizes.iter().all(|&n| n <= 25 * 1024));
         assert_eq!(sizes.iter().sum::<usize>(), 300 * 1024);
     }
 

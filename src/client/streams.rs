@@ -6,8 +6,8 @@ use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt, WriteError};
 
 use crate::model::{Delta, DirectoryId, FileStamp, Hash, RelPath};
 use crate::protocol::{
-    code, read_frame, write_frame, ErrorKind, ListItem, ReadHeader, ReadTrailer, RealizeError,
-    StreamRequest, WriteResult, WriteTrailer,
+    code, read_frame, write_frame, ErrorKind, FrameError, ListItem, ReadHeader, ReadTrailer,
+    RealizeError, StreamRequest, WriteResult, WriteTrailer,
 };
 use crate::service::local::CHUNK_SIZE;
 use crate::service::{FileReader, FileWriter, Listing, ReadEvent, ReadSummary, ServiceError};
@@ -161,9 +161,11 @@ impl RemoteWriter {
 
     /// The daemon's verdict, once it has stopped reading or answered.
     async fn result(&mut self) -> Result<Hash, ServiceError> {
-        let result: WriteResult = read_frame(&mut self.recv)
-            .await
-            .map_err(TransportError::from)?;
+        let result: WriteResult = match read_frame(&mut self.recv).await {
+            Ok(result) => result,
+            Err(FrameError::Io(e)) if is_cancelled(&e) => return Err(superseded()),
+            Err(e) => return Err(TransportError::from(e).into()),
+        };
         Ok(result.result?)
     }
 }
@@ -173,6 +175,10 @@ impl FileWriter for RemoteWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
         match self.send.write_chunk(chunk).await {
             Ok(()) => Ok(()),
+            Err(WriteError::Stopped(code)) if code == VarInt::from_u32(code::CANCELLED) => {
+                self.finished = true;
+                Err(superseded())
+            }
             // The daemon refused the file; its reason follows on the stream.
             Err(WriteError::Stopped(_)) => {
                 self.finished = true;
@@ -198,6 +204,22 @@ impl FileWriter for RemoteWriter {
             Err(_) => self.result().await,
         }
     }
+}
+
+/// A write the daemon cancelled because a newer transfer of the same file
+/// took over: not a connection failure, so not retried.
+fn superseded() -> ServiceError {
+    let message = "a newer transfer of this file took over on the daemon";
+    RealizeError::new(ErrorKind::Superseded, message).into()
+}
+
+/// Whether a stream error is the daemon's reset with [`code::CANCELLED`].
+fn is_cancelled(err: &std::io::Error) -> bool {
+    err.get_ref()
+        .and_then(|e| e.downcast_ref::<ReadError>())
+        .is_some_and(
+            |e| matches!(e, ReadError::Reset(c) if *c == VarInt::from_u32(code::CANCELLED)),
+        )
 }
 
 impl Drop for RemoteWriter {

@@ -26,6 +26,8 @@ pub enum ErrorKind {
     Protocol,
     /// The peers speak different protocol versions.
     VersionMismatch,
+    /// A newer transfer of the same file took it over.
+    Superseded,
 }
 
 /// An error reported by a service, local or remote. It crosses the wire as is.

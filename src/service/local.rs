@@ -91,6 +91,10 @@ impl LocalService {
             .await
             .map_err(ServiceError::into_realize)?;
         let claim = self.partials.claim(&paths.partial_path).await;
+        if claim.is_superseded() {
+            let message = format!("{path}: a newer transfer of this file took over");
+            return Err(RealizeError::new(ErrorKind::Superseded, message));
+        }
         let target = WriteTarget {
             paths,
             display: path.clone(),

@@ -211,7 +211,17 @@ async fn write(
             return answer(send, Err(e)).await;
         }
     }
-    let trailer: WriteTrailer = match read_frame(recv).await {
+    let trailer = tokio::select! {
+        trailer = read_frame::<_, WriteTrailer>(recv) => trailer,
+        () = writer.superseded() => {
+            tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
+            let cancelled = VarInt::from_u32(code::CANCELLED);
+            let _ = recv.stop(cancelled);
+            let _ = send.reset(cancelled);
+            return Ok(());
+        }
+    };
+    let trailer = match trailer {
         Ok(trailer) => trailer,
         Err(e) => {
             tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "bad write trailer: {e}");

@@ -21,8 +21,9 @@ pub struct PartialLocks {
 #[derive(Debug, Default, Clone)]
 struct Slot {
     lock: Arc<tokio::sync::Mutex<()>>,
-    /// Notified when a newer writer wants the file.
-    holder: Arc<Notify>,
+    /// The newest claimant, holding the lock or waiting for it: the next
+    /// claimant tells it to stop. Each claimant told its predecessor.
+    newest: Arc<Notify>,
 }
 
 /// The right to write one partial file; released on drop.
@@ -35,18 +36,21 @@ pub struct PartialClaim {
 }
 
 impl PartialLocks {
-    /// Claims `path`: asks the current holder, if any, to stop, and waits
-    /// until it has.
+    /// Claims `path`: asks the newest earlier claimant, if any, to stop, and
+    /// waits until the file is free. Check [`PartialClaim::is_superseded`]
+    /// before using it: a yet newer claimant may have come meanwhile.
     pub async fn claim(self: &Arc<Self>, path: &Path) -> PartialClaim {
-        let slot = self.slots().entry(path.to_path_buf()).or_default().clone();
-        if slot.lock.try_lock().is_err() {
-            slot.holder.notify_one();
-        }
-        let guard = slot.lock.clone().lock_owned().await;
         let superseded = Arc::new(Notify::new());
-        if let Some(current) = self.slots().get_mut(path) {
-            current.holder = superseded.clone();
-        }
+        let lock = {
+            let mut slots = self.slots();
+            let slot = slots.entry(path.to_path_buf()).or_default();
+            let previous = std::mem::replace(&mut slot.newest, superseded.clone());
+            if slot.lock.try_lock().is_err() {
+                previous.notify_one();
+            }
+            slot.lock.clone()
+        };
+        let guard = lock.lock_owned().await;
         PartialClaim {
             guard: Some(guard),
             superseded,
@@ -64,6 +68,13 @@ impl PartialClaim {
     /// Completes when a newer writer claims the same file.
     pub async fn superseded(&self) {
         self.superseded.notified().await;
+    }
+
+    /// Whether a newer claimant already asked for the file (consumes the
+    /// signal).
+    pub fn is_superseded(&self) -> bool {
+        use futures::FutureExt;
+        self.superseded.notified().now_or_never().is_some()
     }
 
     /// The signal behind [`PartialClaim::superseded`], for a holder that
@@ -113,6 +124,35 @@ mod tests {
             .unwrap();
         drop(newer);
         assert!(locks.slots().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_waiting_claimant_is_superseded_by_a_newer_one() {
+        let locks = Arc::new(PartialLocks::default());
+        let path = Path::new("/x/.f.part");
+        let first = locks.claim(path).await;
+        let claim = |locks: Arc<PartialLocks>| {
+            tokio::spawn(async move { locks.claim(Path::new("/x/.f.part")).await })
+        };
+        let second = claim(locks.clone());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let third = claim(locks.clone());
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        drop(first);
+        let second = tokio::time::timeout(Duration::from_secs(5), second)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(
+            second.is_superseded(),
+            "the third claim told the waiting second"
+        );
+        drop(second);
+        let third = tokio::time::timeout(Duration::from_secs(5), third)
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(!third.is_superseded());
     }
 
     #[tokio::test]
