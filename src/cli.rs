@@ -10,10 +10,13 @@ mod settings;
 
 use std::process::ExitCode;
 
+use std::path::Path;
+
 use clap::Parser;
+use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
-use self::args::{Command, KeygenArgs, MoveArgs, RealizeArgs, RealizedArgs};
+use self::args::{Command, KeygenArgs, LogFormat, MoveArgs, RealizeArgs, RealizedArgs};
 use self::endpoints::Endpoints;
 use self::output::{Display, Verbosity};
 use self::retry::Backoff;
@@ -22,6 +25,7 @@ use crate::mover::{
 };
 use crate::server::{Daemon, DaemonConfig};
 use crate::service::ServiceError;
+use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
 use crate::transport::endpoint::Tuning;
 
@@ -52,17 +56,21 @@ impl CliError {
 /// Entry point of `realize`.
 pub fn realize_main() -> ExitCode {
     let args = RealizeArgs::parse();
-    let verbose = args.transfer.verbose;
-    init_logging(match verbose {
-        0 => "off",
-        1 => "info",
-        2 => "debug",
+    let transfer = &args.transfer;
+    let level = match (transfer.verbose, &transfer.log_file) {
+        (0, None) => "off",
+        (0 | 1, _) => "info",
+        (2, _) => "debug",
         _ => "trace",
-    });
+    };
+    if let Err(err) = init_logging(level, transfer.log_format, transfer.log_file.as_deref()) {
+        eprintln!("realize: {err}");
+        return err.exit_code();
+    }
     let result = match args.command {
         Some(Command::Keygen(keygen)) => run_keygen(&keygen),
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
-        None => runtime().and_then(|rt| rt.block_on(run_move(&args.transfer))),
+        None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
     };
     match result {
         Ok(code) => code,
@@ -76,7 +84,7 @@ pub fn realize_main() -> ExitCode {
 /// Entry point of `realized`.
 pub fn realized_main() -> ExitCode {
     let args = RealizedArgs::parse();
-    init_logging("info");
+    init_logging("info", args.log_format, None).expect("stderr needs no setup");
     let result = runtime().and_then(|rt| rt.block_on(run_daemon(&args)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -87,14 +95,31 @@ pub fn realized_main() -> ExitCode {
     }
 }
 
-/// Logs to stderr; `RUST_LOG` overrides `default`.
-fn init_logging(default: &str) {
+/// Logs to `file`, or stderr, in `format`; `RUST_LOG` overrides `default`.
+fn init_logging(default: &str, format: LogFormat, file: Option<&Path>) -> Result<(), CliError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
-    tracing_subscriber::fmt()
+    let (writer, ansi) = match file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| CliError::Usage(format!("--log-file {}: {e}", path.display())))?;
+            (BoxMakeWriter::new(std::sync::Mutex::new(file)), false)
+        }
+        None => (
+            BoxMakeWriter::new(std::io::stderr),
+            std::io::IsTerminal::is_terminal(&std::io::stderr()),
+        ),
+    };
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .init();
+        .with_writer(writer);
+    match format {
+        LogFormat::Text => builder.with_ansi(ansi).init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
@@ -114,7 +139,73 @@ fn run_keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
+/// Exit code of a run that moved everything but could not push its metrics.
+pub const EXIT_METRICS_PUSH_FAILED: u8 = 12;
+
+/// How often a long run pushes its metrics to a Pushgateway.
+const PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs the move with the metrics the flags ask for: a `/metrics` listener
+/// while it runs, and pushes to a Pushgateway during and at the end.
+async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
+    let gateway = match &args.metrics_pushgateway {
+        Some(url) => {
+            let instance = match &args.metrics_instance {
+                Some(instance) => instance.clone(),
+                None => hostname(),
+            };
+            Some(Pushgateway::new(url, &args.metrics_job, &instance).map_err(CliError::Usage)?)
+        }
+        None => None,
+    };
+    if args.metrics_addr.is_none() && gateway.is_none() {
+        return Ok(ExitCode::from(run_move(args).await?));
+    }
+    let handle = telemetry::install(args.metrics_addr).map_err(CliError::Usage)?;
+    let periodic = gateway.clone().map(|gateway| {
+        let handle = handle.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(PUSH_INTERVAL);
+            tick.tick().await;
+            loop {
+                tick.tick().await;
+                if let Err(e) = gateway.push(&handle).await {
+                    tracing::warn!("periodic metrics push failed: {e}");
+                }
+            }
+        })
+    });
+    let code = run_move(args).await?;
+    if let Some(task) = periodic {
+        task.abort();
+    }
+    let Some(gateway) = gateway else {
+        return Ok(ExitCode::from(code));
+    };
+    match gateway.push(&handle).await {
+        Ok(()) => Ok(ExitCode::from(code)),
+        Err(e) => {
+            eprintln!("realize: warning: {e}");
+            tracing::warn!("final metrics push failed: {e}");
+            Ok(ExitCode::from(if code == 0 {
+                EXIT_METRICS_PUSH_FAILED
+            } else {
+                code
+            }))
+        }
+    }
+}
+
+/// This host's name, the default instance label of pushed metrics.
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|name| name.trim().to_string())
+        .ok()
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
     let (stop, signal) = stop_pair();
     watch_interrupts(stop.clone());
     if let Some(limit) = args.max_duration {
@@ -147,6 +238,7 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
             break;
         }
         let delay = backoff.next_delay();
+        metrics::counter!(telemetry::RETRIES).increment(1);
         tracing::warn!(?delay, %reason, "retrying");
         eprintln!(
             "realize: {reason}; retrying in {}",
@@ -169,7 +261,7 @@ async fn run_move(args: &MoveArgs) -> Result<ExitCode, CliError> {
             describe(reason)
         );
     }
-    Ok(ExitCode::from(code))
+    Ok(code)
 }
 
 /// The exit code of a run. A stop that comes when nothing is left to do
@@ -299,10 +391,8 @@ async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {
         config.listen = listen;
     }
     if let Some(addr) = config.metrics {
-        metrics_exporter_prometheus::PrometheusBuilder::new()
-            .with_http_listener(addr)
-            .install()
-            .map_err(|e| CliError::Failed(format!("metrics listener on {addr}: {e}")))?;
+        telemetry::install(Some(addr)).map_err(CliError::Failed)?;
+        tracing::info!(metrics = %addr, "serving metrics at /metrics");
     }
     let daemon =
         Daemon::bind(&config, &Tuning::default()).map_err(|e| CliError::Failed(e.to_string()))?;

@@ -19,5 +19,6 @@ pub mod mover;
 pub mod protocol;
 pub mod server;
 pub mod service;
+pub mod telemetry;
 pub mod throttle;
 pub mod transport;

@@ -22,6 +22,7 @@ pub use self::progress::{FileProgress, NoProgress, Progress};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 use crate::model::{block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath};
 use crate::service::{ReadEvent, Service};
+use crate::telemetry;
 use crate::throttle::Throttle;
 
 /// How a move runs.
@@ -169,12 +170,14 @@ pub async fn move_files(
                 tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
                 file_progress.error(&MoveFileError::Interrupted);
             }
-            Ok(sent) => {
-                tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, "moved");
+            Ok(Moved { sent, method }) => {
+                tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, method, "moved");
+                metrics::counter!(telemetry::FILES_MOVED, "method" => method).increment(1);
                 summary.moved += 1;
                 file_progress.success();
             }
             Err(err) => {
+                metrics::counter!(telemetry::FILES_FAILED, "kind" => err.kind_label()).increment(1);
                 summary.failed += 1;
                 summary.retryable += usize::from(err.is_retryable());
                 tracing::error!(dir = %dir, path = %entry.path, "{err}");
@@ -195,6 +198,14 @@ pub async fn move_files(
         );
     }
     Ok(summary)
+}
+
+/// How one file was moved.
+struct Moved {
+    /// File bytes sent.
+    sent: u64,
+    /// `copy`, `resume` or `existing` (already at the destination).
+    method: &'static str,
 }
 
 /// What the destination already holds of one file.
@@ -218,13 +229,13 @@ struct Endpoints<'a> {
 }
 
 impl Endpoints<'_> {
-    /// Moves one file; returns the bytes sent.
+    /// Moves one file.
     async fn move_file(
         &self,
         entry: &FileEntry,
         at_destination: AtDestination<'_>,
         progress: &mut dyn FileProgress,
-    ) -> Result<u64, MoveFileError> {
+    ) -> Result<Moved, MoveFileError> {
         let already_there = match at_destination.complete {
             Some(existing) if existing.stamp.size == entry.stamp.size => {
                 progress.verifying();
@@ -232,9 +243,12 @@ impl Endpoints<'_> {
             }
             _ => false,
         };
-        let sent = if already_there {
+        let moved = if already_there {
             tracing::debug!(dir = %self.dir, path = %entry.path, "destination already has it");
-            0
+            Moved {
+                sent: 0,
+                method: "existing",
+            }
         } else {
             let delta = match at_destination.partial {
                 Some(partial)
@@ -245,14 +259,16 @@ impl Endpoints<'_> {
                 }
                 _ => Delta::full(),
             };
-            self.copy(entry, &delta, progress).await?
+            let method = if delta.offset > 0 { "resume" } else { "copy" };
+            let sent = self.copy(entry, &delta, progress).await?;
+            Moved { sent, method }
         };
         progress.deleting();
         self.source
             .delete(self.dir, &entry.path, entry.stamp)
             .await
             .map_err(MoveFileError::at(Side::Source))?;
-        Ok(sent)
+        Ok(moved)
     }
 
     /// Whether both sides hold the same content at `path`.
@@ -301,6 +317,7 @@ impl Endpoints<'_> {
             }
         }
         let resent: u64 = patches.iter().map(|p| p.len).sum();
+        metrics::counter!(telemetry::BYTES_SAVED).increment(kept - resent);
         tracing::info!(dir = %self.dir, path = %path, kept, resent, "resuming from the partial file");
         Ok(Delta {
             patches,
@@ -347,6 +364,7 @@ impl Endpoints<'_> {
                             .map_err(MoveFileError::at(Side::Destination))?;
                         sent += len as u64;
                         self.sent_total.fetch_add(len as u64, Ordering::Relaxed);
+                        metrics::counter!(telemetry::BYTES_MOVED).increment(len as u64);
                         progress.inc(len as u64);
                     }
                 }

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::DirectoryId;
 use crate::throttle::Rate;
@@ -14,7 +14,7 @@ Exit codes:
   1   an error, including some files that failed to move
   2   bad usage (flags, configuration, same source and destination)
   11  --max-duration exceeded (partial files kept; run again to continue)
-  12  everything moved but the metrics push failed (reserved)
+  12  everything moved but the metrics push failed
   20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)";
 
 /// Move every file of a directory to another host over QUIC: copy, verify,
@@ -125,6 +125,35 @@ pub struct MoveArgs {
     /// Show skipped entries and logs on stderr; repeat for more (-vv debug).
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
+    /// Write logs to this file instead of stderr (at info level unless -v
+    /// asks for more, or RUST_LOG says otherwise).
+    #[arg(long, value_name = "FILE")]
+    pub log_file: Option<PathBuf>,
+    /// Log line format.
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Serve Prometheus metrics at http://ADDR/metrics while the command runs.
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT) at the
+    /// end and every 30 s; a failed push is a warning and exit code 12.
+    #[arg(long, value_name = "URL")]
+    pub metrics_pushgateway: Option<String>,
+    /// Job label of pushed metrics.
+    #[arg(long, value_name = "NAME", default_value = "realize")]
+    pub metrics_job: String,
+    /// Instance label of pushed metrics (default: this host's name).
+    #[arg(long, value_name = "NAME")]
+    pub metrics_instance: Option<String>,
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    Text,
+    /// One JSON object per line, fields included.
+    Json,
 }
 
 /// Longest `--max-duration` accepted: anything longer is a typo.
@@ -187,6 +216,9 @@ pub struct RealizedArgs {
     /// Listen on this UDP address instead of the configuration's.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
+    /// Log line format (logs go to stderr; RUST_LOG filters, info by default).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
 }
 
 #[cfg(test)]

@@ -80,6 +80,17 @@ impl MoveFileError {
         matches!(self, MoveFileError::Transport { source, .. } if source.is_retryable())
     }
 
+    /// A short label of the kind of failure, for metrics.
+    pub fn kind_label(&self) -> String {
+        match self {
+            MoveFileError::Transport { .. } => "transport".into(),
+            MoveFileError::Service { source, .. } => format!("{:?}", source.kind),
+            MoveFileError::HashMismatch(_) => "hash_mismatch".into(),
+            MoveFileError::SourceChanged => "source_changed".into(),
+            MoveFileError::Interrupted => "interrupted".into(),
+        }
+    }
+
     /// A closure that classifies errors of `side`, for `map_err`.
     pub fn at(side: Side) -> impl Fn(ServiceError) -> Self {
         move |err| Self::from_service(side, err)

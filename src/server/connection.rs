@@ -14,6 +14,7 @@ use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
 };
 use crate::service::local::LocalService;
+use crate::telemetry;
 use crate::throttle::{Rate, Throttle};
 use crate::transport::tls::{fingerprint_in, PinnedPeers};
 
@@ -45,8 +46,12 @@ pub async fn handle(
     let connection = match incoming.await {
         Ok(connection) => connection,
         Err(e) => {
-            metrics::counter!("realize_connections_refused_total").increment(1);
             let reason = e.to_string();
+            let label = match fingerprint_in(&reason) {
+                Some(_) => "unknown_certificate",
+                None => "handshake_failed",
+            };
+            metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => label).increment(1);
             match fingerprint_in(&reason) {
                 Some(fingerprint) => tracing::warn!(
                     remote = %address,
@@ -71,10 +76,31 @@ pub async fn handle(
         cap,
         throttle: Throttle::new(cap),
     };
-    metrics::counter!("realize_connections_accepted_total").increment(1);
+    metrics::counter!(telemetry::CONNECTIONS_ACCEPTED).increment(1);
+    let open = metrics::gauge!(telemetry::CONNECTIONS_OPEN);
+    open.increment(1.0);
+    let limit = cap.map_or(0.0, |rate| rate.bytes_per_second() as f64);
+    metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(limit);
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
+    let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
     let reason = serve(&connection, &peer, service).await;
+    sampler.abort();
+    open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
+}
+
+/// Publishes the connection's path statistics every few seconds.
+async fn sample_path(connection: Connection, peer: String) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
+    loop {
+        tick.tick().await;
+        let stats = connection.stats();
+        let labels = [("peer", peer.clone())];
+        metrics::gauge!(telemetry::PATH_RTT, &labels).set(stats.path.rtt.as_secs_f64());
+        metrics::gauge!(telemetry::PATH_CWND, &labels).set(stats.path.cwnd as f64);
+        metrics::gauge!(telemetry::PATH_SENT_PACKETS, &labels).set(stats.path.sent_packets as f64);
+        metrics::gauge!(telemetry::PATH_LOST_PACKETS, &labels).set(stats.path.lost_packets as f64);
+    }
 }
 
 fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {

@@ -113,6 +113,13 @@ impl Daemon {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_realized")), config)
     }
 
+    /// Starts `realized --config config` with `args` added.
+    pub fn start_with_args(config: &Path, args: &[&str]) -> Self {
+        let mut command = Command::new(env!("CARGO_BIN_EXE_realized"));
+        command.args(args);
+        Self::spawn(command, config)
+    }
+
     /// Starts `realized` inside the network namespace `netns`.
     pub fn start_in_namespace(netns: &str, config: &Path) -> Self {
         let mut command = Command::new("ip");
@@ -138,8 +145,14 @@ impl Daemon {
         let sink = log.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                if let Some(addr) = line.split("address=").nth(1) {
-                    let _ = tx.send(addr.trim().to_string());
+                // `address=127.0.0.1:1234` in text logs, `"address":"..."` in JSON.
+                let text = line.split("address=").nth(1).map(str::trim);
+                let json = line
+                    .split("\"address\":\"")
+                    .nth(1)
+                    .and_then(|a| a.split('"').next());
+                if let Some(addr) = text.or(json) {
+                    let _ = tx.send(addr.to_string());
                 }
                 sink.lock().unwrap().push_str(&(line + "\n"));
             }
@@ -224,6 +237,36 @@ impl Drop for Daemon {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A free TCP port on 127.0.0.1 (free when asked; tests use it at once).
+pub fn free_tcp_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The body of an HTTP GET, or None if it fails.
+pub fn http_get(url: &str) -> Option<String> {
+    ureq::get(url)
+        .timeout(Duration::from_secs(5))
+        .call()
+        .ok()?
+        .into_string()
+        .ok()
+}
+
+/// The value of the sample of `metric` whose labels include all `labels`
+/// (`name="value"` strings) in a Prometheus text exposition.
+pub fn sample(exposition: &str, metric: &str, labels: &[&str]) -> Option<f64> {
+    exposition
+        .lines()
+        .filter(|line| line.starts_with(metric) && !line.starts_with('#'))
+        .filter(|line| line[metric.len()..].starts_with(['{', ' ']))
+        .find(|line| labels.iter().all(|label| line.contains(label)))
+        .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
 /// Waits (up to two minutes) until the file at `path` holds at least `len`

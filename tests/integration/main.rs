@@ -5,6 +5,7 @@ mod harness;
 mod hostile;
 mod interrupt;
 mod moves;
+mod observability;
 mod resume;
 mod retry;
 mod terminal;

@@ -13,6 +13,7 @@ use crate::protocol::{
 };
 use crate::service::local::LocalService;
 use crate::service::Service;
+use crate::telemetry;
 use crate::throttle::Rate;
 
 /// Control requests of one connection served at once; more wait unread.
@@ -52,7 +53,20 @@ pub async fn serve(
         let service = service.clone();
         let peer = peer.clone();
         tokio::spawn(async move {
+            let op = op_name(&request.op);
+            let started = std::time::Instant::now();
             let result = execute(&service, request.op, &peer).await;
+            let status = match &result {
+                Ok(_) => "ok",
+                Err(e) => {
+                    metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", e.kind))
+                        .increment(1);
+                    "error"
+                }
+            };
+            metrics::counter!(telemetry::RPC_REQUESTS, "op" => op, "status" => status).increment(1);
+            metrics::histogram!(telemetry::RPC_DURATION, "op" => op)
+                .record(started.elapsed().as_secs_f64());
             let response = Response {
                 id: request.id,
                 result,
@@ -62,6 +76,15 @@ pub async fn serve(
             }
             drop(permit);
         });
+    }
+}
+
+fn op_name(op: &ControlRequest) -> &'static str {
+    match op {
+        ControlRequest::Hash { .. } => "hash",
+        ControlRequest::BlockHashes { .. } => "block_hashes",
+        ControlRequest::Configure { .. } => "configure",
+        ControlRequest::Delete { .. } => "delete",
     }
 }
 
@@ -80,6 +103,8 @@ fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, Realiz
         (requested, cap) => requested.or(cap),
     };
     let old = peer.throttle.set(limit);
+    let gauge = limit.map_or(0.0, |rate| rate.bytes_per_second() as f64);
+    metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(gauge);
     let show = |rate: Option<Rate>| rate.map_or("unlimited".to_string(), |r| r.to_string());
     tracing::info!(
         peer = %peer.id,

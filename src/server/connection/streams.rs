@@ -11,6 +11,7 @@ use crate::protocol::{
 };
 use crate::service::local::{LocalService, LocalWriter, CHUNK_SIZE};
 use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
+use crate::telemetry;
 
 /// Serves one data stream to its end.
 pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalService, peer: Peer) {
@@ -130,7 +131,10 @@ async fn read(
             Ok(ReadEvent::Data(chunk)) => {
                 for piece in peer.throttle.pieces(chunk) {
                     peer.throttle.wait(piece.len()).await;
+                    let len = piece.len() as u64;
                     send.write_chunk(piece).await.map_err(io)?;
+                    metrics::counter!(telemetry::BYTES_SENT, "peer" => peer.id.clone())
+                        .increment(len);
                 }
             }
             Ok(ReadEvent::Done(summary)) => {
@@ -140,6 +144,7 @@ async fn read(
                 };
                 write_frame(send, &trailer).await?;
                 let _ = send.finish();
+                metrics::counter!(telemetry::FILES_SENT, "peer" => peer.id.clone()).increment(1);
                 tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "sent file");
                 return Ok(());
             }
@@ -235,13 +240,14 @@ async fn write(
         .map_err(local);
     match &result {
         Ok(hash) => {
-            metrics::counter!("realize_files_received_total", "peer" => peer.id.clone())
-                .increment(1);
-            metrics::counter!("realize_bytes_received_total", "peer" => peer.id.clone())
-                .increment(payload);
+            let method = if delta.offset > 0 { "resume" } else { "copy" };
+            let labels = [("peer", peer.id.clone()), ("method", method.to_string())];
+            metrics::counter!(telemetry::FILES_RECEIVED, &labels).increment(1);
+            metrics::counter!(telemetry::BYTES_RECEIVED, &labels).increment(payload);
             tracing::info!(peer = %peer.id, dir = %dir, path = %path, size, received = payload, hash = %hash, "file finalised");
         }
         Err(e) => {
+            metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", e.kind)).increment(1);
             tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "file not finalised: {e}")
         }
     }

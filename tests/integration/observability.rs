@@ -1,0 +1,242 @@
+//! Metrics and logs, checked against real parts: a daemon's `/metrics`
+//! scraped during and after a move, a real Prometheus Pushgateway, and the
+//! daemon's JSON log lines.
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use tempfile::TempDir;
+
+use crate::harness::*;
+
+fn daemon_config(keys: &Keys, dst: &std::path::Path, metrics_port: u16) -> std::path::PathBuf {
+    let config = keys.dir.path().join("observed.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\nmetrics = \"127.0.0.1:{metrics_port}\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
+            dst.display().to_string()
+        ),
+    )
+    .unwrap();
+    config
+}
+
+#[test]
+fn daemon_metrics_count_moves_and_refusals() {
+    let keys = Keys::generate(&["client", "daemon", "stranger"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let sizes = [4 << 20, 1000, 0];
+    for (i, size) in sizes.iter().enumerate() {
+        write_file(src.path(), &format!("f{i}"), &pattern(i as u64, *size));
+    }
+    let port = free_tcp_port();
+    let daemon = Daemon::start_with_config(&daemon_config(&keys, dst.path(), port));
+    let url = format!("http://127.0.0.1:{port}/metrics");
+
+    // During a throttled move: one connection open.
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let mut mover = realize()
+        .args(&args)
+        .args(["--throttle-up", "2M", "-q"])
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open = http_get(&url).and_then(|m| sample(&m, "realize_connections_open", &[]));
+        if open == Some(1.0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no open connection seen: {:?}",
+            http_get(&url)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(mover.wait().unwrap().success());
+
+    // A stranger is refused.
+    let stranger = to_daemon(&keys, src.path(), &daemon, "d", "stranger", &["daemon"]);
+    assert_eq!(
+        realize().args(&stranger).output().unwrap().status.code(),
+        Some(1)
+    );
+    daemon.wait_for_log("refused connection");
+
+    let metrics = http_get(&url).expect("/metrics answers");
+    let client = ["peer=\"client\"", "method=\"copy\""];
+    assert_eq!(
+        sample(&metrics, "realize_files_received_total", &client),
+        Some(3.0),
+        "{metrics}"
+    );
+    let total: usize = sizes.iter().sum();
+    assert_eq!(
+        sample(&metrics, "realize_received_bytes_total", &client),
+        Some(total as f64)
+    );
+    let refused = ["reason=\"unknown_certificate\""];
+    assert_eq!(
+        sample(&metrics, "realize_connections_refused_total", &refused),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&metrics, "realize_connections_accepted_total", &[]),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(
+            &metrics,
+            "realize_rpc_requests_total",
+            &["op=\"delete\"", "status=\"ok\""]
+        ),
+        None,
+        "deletes are local here"
+    );
+    assert!(
+        metrics.contains("# HELP realize_files_received_total Files received and made final"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("process_resident_memory_bytes"),
+        "process metrics: {metrics}"
+    );
+}
+
+struct Gateway {
+    process: Child,
+    url: String,
+}
+
+impl Gateway {
+    fn start() -> Self {
+        let port = free_tcp_port();
+        let process = Command::new("prometheus-pushgateway")
+            .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("prometheus-pushgateway is installed (.ci/run installs it)");
+        let url = format!("http://127.0.0.1:{port}");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http_get(&format!("{url}/-/ready")).is_none() {
+            assert!(Instant::now() < deadline, "the Pushgateway did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Self { process, url }
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.process.kill();
+        let _ = self.process.wait();
+    }
+}
+
+#[test]
+fn the_command_pushes_its_metrics_to_a_pushgateway() {
+    let gateway = Gateway::start();
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_file(src.path(), "a", &pattern(1, 5000));
+    write_file(src.path(), "b/c", &pattern(2, 7000));
+    let out = run(&[
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-path",
+        dst.path().to_str().unwrap(),
+        "--metrics-pushgateway",
+        &gateway.url,
+        "--metrics-job",
+        "nightly",
+        "--metrics-instance",
+        "host-a",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
+    let group = ["job=\"nightly\"", "instance=\"host-a\""];
+    let copied = [group[0], group[1], "method=\"copy\""];
+    assert_eq!(
+        sample(&pushed, "realize_files_moved_total", &copied),
+        Some(2.0),
+        "{pushed}"
+    );
+    assert_eq!(
+        sample(&pushed, "realize_moved_bytes_total", &group),
+        Some(12000.0),
+        "{pushed}"
+    );
+}
+
+#[test]
+fn a_failed_push_is_a_warning_and_exit_code_12() {
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_file(src.path(), "a", b"data");
+    let nobody = format!("http://127.0.0.1:{}", free_tcp_port());
+    let out = run(&[
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-path",
+        dst.path().to_str().unwrap(),
+        "--metrics-pushgateway",
+        &nobody,
+    ]);
+    assert_eq!(out.status.code(), Some(12), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("warning: pushing metrics to"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(
+        std::fs::read(dst.path().join("a")).unwrap(),
+        b"data",
+        "the move itself succeeded"
+    );
+}
+
+#[test]
+fn daemon_json_logs_parse_and_carry_the_documented_fields() {
+    let keys = Keys::generate(&["client", "daemon", "stranger"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_file(src.path(), "logged.txt", b"some content");
+    let config = daemon_config(&keys, dst.path(), free_tcp_port());
+    let daemon = Daemon::start_with_args(&config, &["--log-format", "json"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    assert!(realize().args(&args).output().unwrap().status.success());
+    let stranger = to_daemon(&keys, src.path(), &daemon, "d", "stranger", &["daemon"]);
+    realize().args(&stranger).output().unwrap();
+    daemon.wait_for_log("refused connection");
+    let log = daemon.log();
+    let events: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let find = |message: &str| {
+        events
+            .iter()
+            .find(|e| {
+                e["message"]
+                    .as_str()
+                    .is_some_and(|m| m.starts_with(message))
+            })
+            .unwrap_or_else(|| panic!("no {message:?} in {log}"))
+    };
+    let finalised = find("file finalised");
+    for field in ["peer", "dir", "path", "size", "hash", "timestamp", "level"] {
+        assert!(!finalised[field].is_null(), "{field} missing: {finalised}");
+    }
+    assert_eq!(finalised["path"], "logged.txt");
+    let refused = find("refused connection");
+    assert_eq!(
+        refused["fingerprint"],
+        keys.fingerprint("stranger").as_str()
+    );
+    assert!(!refused["remote"].is_null());
+    let key = std::fs::read_to_string(keys.key("daemon")).unwrap();
+    let secret = key.lines().nth(1).unwrap();
+    assert!(
+        !log.contains("PRIVATE KEY") && !log.contains(secret),
+        "key material logged"
+    );
+}
