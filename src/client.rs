@@ -17,7 +17,7 @@ use async_trait::async_trait;
 use quinn::{ConnectionError, Endpoint, VarInt};
 
 use self::control::ControlChannel;
-use crate::model::{Delta, DirectoryId, FileStamp, FileState, Hash, RelPath};
+use crate::model::{Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity};
 use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, Hello, HelloReply,
     PROTOCOL_VERSION,
@@ -248,6 +248,14 @@ impl Service for RemoteService {
             {
                 Ok(hashes)
             }
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError> {
+        let op = ControlRequest::RootIdentity { dir: dir.clone() };
+        match self.control.call(op).await? {
+            ControlReply::RootIdentity(identity) => Ok(identity),
             other => Err(unexpected(other)),
         }
     }

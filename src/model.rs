@@ -250,6 +250,33 @@ pub struct Skipped {
     pub reason: SkipReason,
 }
 
+/// Where a served directory lives: the machine, its canonical path and its
+/// device and inode. The command compares the two endpoints' identities and
+/// refuses to move a directory into itself, however it is reached.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RootIdentity {
+    /// The machine id (`/etc/machine-id`), or the host name without one.
+    pub machine: String,
+    /// The root's canonical absolute path.
+    pub path: String,
+    /// The root directory's device number.
+    pub device: u64,
+    /// The root directory's inode number.
+    pub inode: u64,
+}
+
+impl RootIdentity {
+    /// Whether the two roots are on one machine and are the same directory,
+    /// or one contains the other.
+    pub fn overlaps(&self, other: &RootIdentity) -> bool {
+        let within = |inner: &str, outer: &str| std::path::Path::new(inner).starts_with(outer);
+        self.machine == other.machine
+            && ((self.device, self.inode) == (other.device, other.inode)
+                || within(&self.path, &other.path)
+                || within(&other.path, &self.path))
+    }
+}
+
 /// Most blocks a file is split into for resuming; bounds the block-hash
 /// list a peer must hold and send.
 pub const MAX_BLOCKS: u64 = 16_384;
@@ -423,6 +450,25 @@ mod tests {
         assert_eq!(p.file_name(), "c.txt");
         assert_eq!(p.parent(), Some("a/b"));
         assert_eq!(RelPath::new("c").unwrap().parent(), None);
+    }
+
+    #[test]
+    fn roots_overlap_when_equal_or_nested_on_one_machine() {
+        let root = |machine: &str, path: &str, inode| RootIdentity {
+            machine: machine.into(),
+            path: path.into(),
+            device: 1,
+            inode,
+        };
+        assert!(root("m", "/data", 1).overlaps(&root("m", "/data", 1)));
+        assert!(root("m", "/data", 1).overlaps(&root("m", "/data/photos", 2)));
+        assert!(root("m", "/data/photos", 2).overlaps(&root("m", "/data", 1)));
+        assert!(
+            root("m", "/mnt/bind", 7).overlaps(&root("m", "/data", 7)),
+            "same inode"
+        );
+        assert!(!root("m", "/data", 1).overlaps(&root("m", "/database", 3)));
+        assert!(!root("m", "/data", 1).overlaps(&root("other", "/data", 1)));
     }
 
     #[test]

@@ -12,7 +12,9 @@ pub mod local;
 use async_trait::async_trait;
 use bytes::Bytes;
 
-use crate::model::{Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, Skipped};
+use crate::model::{
+    Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, RootIdentity, Skipped,
+};
 use crate::protocol::RealizeError;
 use crate::transport::TransportError;
 
@@ -133,6 +135,9 @@ pub trait Service: Send + Sync {
     /// BLAKE3 of the final file at `path`, whose content and name are
     /// durable (synced) when this returns.
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError>;
+
+    /// Where the root of `dir` lives.
+    async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError>;
 
     /// Deletes the final file at `path` if its stamp is still `expected`,
     /// then removes the directories this left empty.

@@ -8,10 +8,10 @@ use super::args::MoveArgs;
 use super::settings::ClientSettings;
 use super::CliError;
 use crate::client::{Client, RemoteService};
-use crate::model::DirectoryId;
+use crate::model::{DirectoryId, RootIdentity};
 use crate::server::config::DEFAULT_PORT;
 use crate::service::local::LocalService;
-use crate::service::Service;
+use crate::service::{Service, ServiceError};
 use crate::transport::endpoint::Tuning;
 use crate::transport::identity::{load_certificates, Identity};
 use crate::transport::tls::PinnedPeers;
@@ -68,14 +68,12 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         None
     };
     let mut remotes = Vec::new();
-    let mut addresses = Vec::new();
     let mut services = Vec::new();
     for (spec, create) in [(&source, false), (&destination, true)] {
         let service: Box<dyn Service> = match spec {
             Spec::Local(path) => Box::new(local(&dir, path, create)?),
             Spec::Remote(addr) => {
                 let addr = resolve(addr).await?;
-                addresses.push(addr);
                 let remote = client
                     .as_ref()
                     .expect("a client exists when an endpoint is remote")
@@ -91,10 +89,10 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         };
         services.push(service);
     }
-    refuse_same(&source, &destination, &addresses)?;
     let source_spec_is_remote = matches!(source, Spec::Remote(_));
     let destination = services.pop().expect("two services");
     let source = services.pop().expect("two services");
+    refuse_overlap(source.as_ref(), destination.as_ref(), &dir).await?;
     let source_remote = match source_spec_is_remote {
         true => remotes.first().cloned(),
         false => None,
@@ -126,29 +124,30 @@ fn local(dir: &DirectoryId, path: &Path, create: bool) -> Result<LocalService, C
         .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
 }
 
-fn refuse_same(
-    source: &Spec,
-    destination: &Spec,
-    addresses: &[SocketAddr],
+/// Refuses a move whose source and destination are the same directory, or
+/// nested, however they are reached (local path, daemon, another address of
+/// the same daemon): every file would look already moved and be deleted.
+async fn refuse_overlap(
+    source: &dyn Service,
+    destination: &dyn Service,
+    dir: &DirectoryId,
 ) -> Result<(), CliError> {
-    let same = match (source, destination) {
-        (Spec::Local(a), Spec::Local(b)) => {
-            let (a, b) = (canonical(a)?, canonical(b)?);
-            a.starts_with(&b) || b.starts_with(&a)
-        }
-        (Spec::Remote(_), Spec::Remote(_)) => addresses[0] == addresses[1],
-        _ => false,
+    let (src, dst) = tokio::join!(source.root_identity(dir), destination.root_identity(dir));
+    let identity = |result: Result<RootIdentity, ServiceError>, side: &str| {
+        result.map_err(|e| match e {
+            ServiceError::Transport(e) if e.is_retryable() => CliError::Unreachable(e.to_string()),
+            e => CliError::Failed(format!("{side}: {e}")),
+        })
     };
-    if same {
-        return Err(CliError::Usage(
-            "source and destination are the same directory (or one contains the other)".into(),
-        ));
+    let (src, dst) = (identity(src, "source")?, identity(dst, "destination")?);
+    if src.overlaps(&dst) {
+        return Err(CliError::Usage(format!(
+            "source and destination are the same directory, or one contains the other \
+             ({} and {})",
+            src.path, dst.path
+        )));
     }
     Ok(())
-}
-
-fn canonical(path: &Path) -> Result<PathBuf, CliError> {
-    std::fs::canonicalize(path).map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
 }
 
 /// Resolves `HOST:PORT`, `HOST`, `IP`, `IP:PORT` or `[IPv6]:PORT`; the port

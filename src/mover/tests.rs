@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tempfile::TempDir;
 
 use super::*;
-use crate::model::{Delta, FileStamp, Hash, Skipped};
+use crate::model::{Delta, FileStamp, Hash, RootIdentity, Skipped};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::local::LocalService;
 use crate::service::{FileReader, FileWriter, Listing, ServiceError};
@@ -327,6 +327,9 @@ impl Service for Faulty {
     }
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         self.inner.hash(dir, path).await
+    }
+    async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError> {
+        self.inner.root_identity(dir).await
     }
     async fn delete(
         &self,

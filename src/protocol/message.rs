@@ -5,7 +5,9 @@
 use serde::{Deserialize, Serialize};
 
 use super::RealizeError;
-use crate::model::{Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, Skipped};
+use crate::model::{
+    Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, RootIdentity, Skipped,
+};
 
 /// First frame on the control stream, client to daemon.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +64,12 @@ pub enum ControlRequest {
         /// Bytes per second, or no limit.
         send_limit: Option<u64>,
     },
+    /// Where the directory's root lives, so the command can refuse to move a
+    /// directory into itself.
+    RootIdentity {
+        /// Directory id.
+        dir: DirectoryId,
+    },
     /// Delete a source file after its move, if its stamp is still `expected`;
     /// then remove the directories this left empty.
     Delete {
@@ -95,6 +103,8 @@ pub enum ControlReply {
         /// Bytes per second, or no limit.
         send_limit: Option<u64>,
     },
+    /// Answer to [`ControlRequest::RootIdentity`].
+    RootIdentity(RootIdentity),
     /// Answer to [`ControlRequest::Delete`].
     Deleted,
 }

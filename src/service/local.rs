@@ -28,7 +28,8 @@ use self::reader::LocalReader;
 use self::writer::WriteTarget;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::model::{
-    Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, MAX_BLOCKS, MIN_BLOCK_SIZE,
+    Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, MAX_BLOCKS,
+    MIN_BLOCK_SIZE,
 };
 use crate::protocol::{ErrorKind, RealizeError};
 
@@ -212,6 +213,22 @@ impl Service for LocalService {
         .await
     }
 
+    async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError> {
+        use std::os::unix::fs::MetadataExt;
+        let root = self.root(dir)?;
+        blocking(move || {
+            let metadata =
+                fs::metadata(root.path()).map_err(|e| RealizeError::io("directory root", &e))?;
+            Ok(RootIdentity {
+                machine: machine_id().to_string(),
+                path: root.path().to_string_lossy().into_owned(),
+                device: metadata.dev(),
+                inode: metadata.ino(),
+            })
+        })
+        .await
+    }
+
     async fn delete(
         &self,
         dir: &DirectoryId,
@@ -235,6 +252,24 @@ impl Service for LocalService {
         })
         .await
     }
+}
+
+/// This machine's id: `/etc/machine-id`, else the host name.
+fn machine_id() -> &'static str {
+    static ID: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    ID.get_or_init(|| {
+        [
+            "/etc/machine-id",
+            "/var/lib/dbus/machine-id",
+            "/proc/sys/kernel/hostname",
+        ]
+        .iter()
+        .find_map(|file| {
+            let id = fs::read_to_string(file).ok()?.trim().to_string();
+            (!id.is_empty()).then_some(id)
+        })
+        .unwrap_or_default()
+    })
 }
 
 /// BLAKE3 of each `block_size` block of the first `length` bytes of `file`.

@@ -138,3 +138,52 @@ fn daemon_reports_a_port_in_use() {
         stderr(&out)
     );
 }
+
+/// Every file would look already moved and be deleted: refused before any.
+fn assert_refused_as_overlap(args: &[String], root: &std::path::Path) {
+    let before = snapshot(root);
+    let out = realize().args(args).output().unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("source and destination are the same directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(snapshot(root), before, "nothing changed");
+}
+
+#[test]
+fn a_directory_is_never_moved_into_itself_however_it_is_reached() {
+    let keys = Keys::generate(&["client", "daemon", "daemon-b"]);
+    let root = TempDir::new().unwrap();
+    write_file(root.path(), "keep/me.txt", b"precious");
+    write_file(root.path(), "sub/inner.txt", b"precious too");
+    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+
+    // A local path that the destination daemon serves.
+    let args = to_daemon(&keys, root.path(), &daemon, "d", "client", &["daemon"]);
+    assert_refused_as_overlap(&args, root.path());
+
+    // A local path containing the daemon's root.
+    let nested = Daemon::start(
+        &keys,
+        "daemon-b",
+        &[("d", &root.path().join("sub"))],
+        &["client"],
+    );
+    let args = to_daemon(&keys, root.path(), &nested, "d", "client", &["daemon-b"]);
+    assert_refused_as_overlap(&args, root.path());
+
+    // Two daemons serving the same directory.
+    let twin = Daemon::start(&keys, "daemon-b", &[("d", root.path())], &["client"]);
+    let mut args = vec![
+        "--src-addr".to_string(),
+        daemon.addr(),
+        "--dst-addr".into(),
+        twin.addr(),
+        "--directory-id".into(),
+        "d".into(),
+    ];
+    args.extend(keys.client_args("client", &["daemon", "daemon-b"]));
+    assert_refused_as_overlap(&args, root.path());
+}

@@ -84,6 +84,7 @@ fn op_name(op: &ControlRequest) -> &'static str {
         ControlRequest::Hash { .. } => "hash",
         ControlRequest::BlockHashes { .. } => "block_hashes",
         ControlRequest::Configure { .. } => "configure",
+        ControlRequest::RootIdentity { .. } => "root_identity",
         ControlRequest::Delete { .. } => "delete",
     }
 }
@@ -137,6 +138,10 @@ async fn execute(
             .block_hashes(dir, path, *state, *block_size, *length)
             .await
             .map(ControlReply::BlockHashes),
+        ControlRequest::RootIdentity { dir } => service
+            .root_identity(dir)
+            .await
+            .map(ControlReply::RootIdentity),
         ControlRequest::Configure { send_limit } => {
             return configure(*send_limit, peer);
         }
