@@ -173,26 +173,31 @@ impl fmt::Display for RelPath {
     }
 }
 
-/// Size and modification time of a file: if either differs between two
-/// observations, the file changed in between.
+/// Size, modification time, inode and change time of a file: if any
+/// differs between two observations, the file changed in between (the
+/// change time also catches a replacement that keeps size and mtime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStamp {
     /// Length in bytes.
     pub size: u64,
     /// Modification time, nanoseconds since the Unix epoch.
     pub modified_ns: i64,
+    /// Inode number.
+    pub inode: u64,
+    /// Status change time (ctime), nanoseconds since the Unix epoch.
+    pub changed_ns: i64,
 }
 
 impl FileStamp {
     /// Reads the stamp out of file metadata.
     pub fn from_metadata(metadata: &std::fs::Metadata) -> Self {
         use std::os::unix::fs::MetadataExt;
+        let ns = |secs: i64, nanos: i64| secs.saturating_mul(1_000_000_000).saturating_add(nanos);
         Self {
             size: metadata.len(),
-            modified_ns: metadata
-                .mtime()
-                .saturating_mul(1_000_000_000)
-                .saturating_add(metadata.mtime_nsec()),
+            modified_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
+            inode: metadata.ino(),
+            changed_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
         }
     }
 }

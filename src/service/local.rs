@@ -315,3 +315,38 @@ fn remove_empty_parents(dir: &Path, root: &Path) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn two_services_never_write_one_partial_file_at_once() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirectoryId::new("d").unwrap();
+        // Two services over one root stand for two processes.
+        let first = LocalService::single(dir.clone(), root.path()).unwrap();
+        let second = LocalService::single(dir.clone(), root.path()).unwrap();
+        let path = RelPath::new("f").unwrap();
+        let writer = first.write(&dir, &path, 10, &Delta::full()).await.unwrap();
+        let err = match second.write(&dir, &path, 10, &Delta::full()).await {
+            Err(ServiceError::Realize(e)) => e,
+            Err(e) => panic!("{e}"),
+            Ok(_) => panic!("two writers on one partial file"),
+        };
+        assert_eq!(err.kind, ErrorKind::Superseded);
+        assert!(err.message.contains("another process"), "{err}");
+        // Once the first is done, the file is free again.
+        drop(writer);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        loop {
+            match second.write(&dir, &path, 10, &Delta::full()).await {
+                Ok(_) => break,
+                Err(_) if std::time::Instant::now() < deadline => {
+                    tokio::time::sleep(std::time::Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("still locked: {e}"),
+            }
+        }
+    }
+}

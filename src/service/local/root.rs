@@ -96,11 +96,19 @@ fn check_directory(dir: &Path, path: &RelPath, create: bool) -> Result<(), Reali
         )),
         Ok(_) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(dir) {
-            Ok(()) => Ok(()),
+            // The new entry must be durable before files renamed into it are.
+            Ok(()) => sync_parent(dir).map_err(|e| RealizeError::io(path, &e)),
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_directory(dir, path, false),
             Err(e) => Err(RealizeError::io(path, &e)),
         },
         Err(e) => Err(RealizeError::io(path, &e)),
+    }
+}
+
+fn sync_parent(dir: &Path) -> io::Result<()> {
+    match dir.parent() {
+        Some(parent) => fs::File::open(parent)?.sync_all(),
+        None => Ok(()),
     }
 }
 

@@ -98,14 +98,7 @@ fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), Reali
         }
     }
     let io = |e| RealizeError::io(display, &e);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(&paths.partial_path)
-        .map_err(io)?;
+    let mut file = open_exclusive(&paths.partial_path, display)?;
     let kept = file.metadata().map_err(io)?.len();
     if kept < delta.offset {
         return Err(RealizeError::new(
@@ -123,6 +116,40 @@ fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), Reali
     let mut hasher = blake3::Hasher::new();
     std::io::copy(&mut (&mut file).take(delta.offset), &mut hasher).map_err(io)?;
     Ok((file, Some(hasher)))
+}
+
+/// Opens (creating) the partial file and locks it against writers in other
+/// processes (another command, a daemon serving the same directory). The
+/// lock lasts as long as the file stays open, until the writer is done.
+fn open_exclusive(path: &std::path::Path, display: &RelPath) -> Result<File, RealizeError> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::MetadataExt;
+    let io = |e| RealizeError::io(display, &e);
+    loop {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .custom_flags(libc::O_NOFOLLOW)
+            .open(path)
+            .map_err(io)?;
+        // SAFETY: flock on a descriptor this function owns.
+        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
+            let message =
+                format!("{display}: another process is writing this file; run again later");
+            return Err(RealizeError::new(ErrorKind::Superseded, message));
+        }
+        // The other writer may have finished and renamed the file away
+        // between our open and our lock: then start over on the new path.
+        let still_there = fs::symlink_metadata(path).is_ok_and(|m| {
+            file.metadata()
+                .is_ok_and(|f| (f.dev(), f.ino()) == (m.dev(), m.ino()))
+        });
+        if still_there {
+            return Ok(file);
+        }
+    }
 }
 
 /// Where the next received byte goes: the patches, then the tail.
