@@ -10,6 +10,28 @@ struct Setup {
     dst: TempDir,
 }
 
+impl Setup {
+    /// Starts a daemon serving the destination as `photos`; returns it with
+    /// the arguments that move the source there.
+    fn to_destination_daemon(&self) -> (Daemon, Vec<String>) {
+        let daemon = Daemon::start(
+            &self.keys,
+            "daemon-a",
+            &[("photos", self.dst.path())],
+            &["client"],
+        );
+        let args = to_daemon(
+            &self.keys,
+            self.src.path(),
+            &daemon,
+            "photos",
+            "client",
+            &["daemon-a"],
+        );
+        (daemon, args)
+    }
+}
+
 fn setup() -> Setup {
     let setup = Setup {
         keys: Keys::generate(&["client", "daemon-a", "daemon-b"]),
@@ -57,20 +79,7 @@ fn strings(args: &[&str]) -> Vec<String> {
 #[test]
 fn local_to_remote() {
     let s = setup();
-    let daemon = Daemon::start(
-        &s.keys,
-        "daemon-a",
-        &[("photos", s.dst.path())],
-        &["client"],
-    );
-    let args = to_daemon(
-        &s.keys,
-        s.src.path(),
-        &daemon,
-        "photos",
-        "client",
-        &["daemon-a"],
-    );
+    let (daemon, args) = s.to_destination_daemon();
     assert_moves(&s, &args);
     let log = daemon.log();
     assert!(
@@ -191,20 +200,7 @@ fn different_destination_file_is_replaced() {
         b"an older, different version of the file",
     );
     write_file(s.dst.path(), "big/twenty.bin", &pattern(1234, 20 << 20)); // same size, other bytes
-    let daemon = Daemon::start(
-        &s.keys,
-        "daemon-a",
-        &[("photos", s.dst.path())],
-        &["client"],
-    );
-    let args = to_daemon(
-        &s.keys,
-        s.src.path(),
-        &daemon,
-        "photos",
-        "client",
-        &["daemon-a"],
-    );
+    let (_daemon, args) = s.to_destination_daemon();
     assert_moves(&s, &args);
 }
 
@@ -213,20 +209,7 @@ fn one_unwritable_file_fails_alone() {
     let s = setup();
     // A directory where a file must go: fails for root too.
     std::fs::create_dir_all(s.dst.path().join("a/b/c/deep.dat/blocker")).unwrap();
-    let daemon = Daemon::start(
-        &s.keys,
-        "daemon-a",
-        &[("photos", s.dst.path())],
-        &["client"],
-    );
-    let args = to_daemon(
-        &s.keys,
-        s.src.path(),
-        &daemon,
-        "photos",
-        "client",
-        &["daemon-a"],
-    );
+    let (_daemon, args) = s.to_destination_daemon();
     let before = snapshot(s.src.path());
     let out = realize().args(&args).output().unwrap();
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
