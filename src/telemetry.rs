@@ -23,9 +23,9 @@ pub const RPC_DURATION: &str = "realize_rpc_duration_seconds";
 pub const FILES_RECEIVED: &str = "realize_files_received_total";
 /// File bytes received, by `peer` and `method` (daemon).
 pub const BYTES_RECEIVED: &str = "realize_received_bytes_total";
-/// Files read to the end for a peer, by `peer` (daemon).
+/// Files read to the end for a peer, by `peer` and `method` (daemon).
 pub const FILES_SENT: &str = "realize_files_sent_total";
-/// File bytes sent, by `peer` (daemon).
+/// File bytes sent, by `peer` and `method` (daemon).
 pub const BYTES_SENT: &str = "realize_sent_bytes_total";
 /// Failed requests and streams, by error `kind` (daemon).
 pub const ERRORS: &str = "realize_errors_total";
@@ -39,13 +39,16 @@ pub const PATH_CWND: &str = "realize_path_congestion_window_bytes";
 pub const PATH_SENT_PACKETS: &str = "realize_path_sent_packets";
 /// Packets declared lost, by `peer` (daemon).
 pub const PATH_LOST_PACKETS: &str = "realize_path_lost_packets";
+/// UDP datagrams received, by `peer` (daemon).
+pub const PATH_RECEIVED_DATAGRAMS: &str = "realize_path_received_datagrams";
 /// Files moved, by `method` (`copy`, `resume`, `existing`) (command).
 pub const FILES_MOVED: &str = "realize_files_moved_total";
 /// Files that failed, by `kind` (command).
 pub const FILES_FAILED: &str = "realize_files_failed_total";
 /// File bytes sent to the destination (command).
 pub const BYTES_MOVED: &str = "realize_moved_bytes_total";
-/// Bytes a resume did not have to send again (command).
+/// Bytes a resume did not have to send again: by the command, and by the
+/// daemon for what it received, by `peer`.
 pub const BYTES_SAVED: &str = "realize_resume_saved_bytes_total";
 /// Reconnections after a lost connection (command).
 pub const RETRIES: &str = "realize_retries_total";
@@ -73,8 +76,15 @@ pub fn describe() {
         Unit::Bytes,
         "File bytes received, by peer and method."
     );
-    describe_counter!(FILES_SENT, "Files read to the end for a peer.");
-    describe_counter!(BYTES_SENT, Unit::Bytes, "File bytes sent, by peer.");
+    describe_counter!(
+        FILES_SENT,
+        "Files read to the end for a peer, by peer and method."
+    );
+    describe_counter!(
+        BYTES_SENT,
+        Unit::Bytes,
+        "File bytes sent, by peer and method."
+    );
     describe_counter!(ERRORS, "Failed requests and streams, by error kind.");
     describe_gauge!(
         SEND_LIMIT,
@@ -95,6 +105,10 @@ pub fn describe() {
         "UDP datagrams sent on a peer's connection."
     );
     describe_gauge!(PATH_LOST_PACKETS, "Packets lost on a peer's connection.");
+    describe_gauge!(
+        PATH_RECEIVED_DATAGRAMS,
+        "UDP datagrams received on a peer's connection."
+    );
     describe_counter!(
         FILES_MOVED,
         "Files moved, by method (copy, resume, existing)."

@@ -100,6 +100,8 @@ async fn sample_path(connection: Connection, peer: String) {
         metrics::gauge!(telemetry::PATH_CWND, &labels).set(stats.path.cwnd as f64);
         metrics::gauge!(telemetry::PATH_SENT_PACKETS, &labels).set(stats.path.sent_packets as f64);
         metrics::gauge!(telemetry::PATH_LOST_PACKETS, &labels).set(stats.path.lost_packets as f64);
+        metrics::gauge!(telemetry::PATH_RECEIVED_DATAGRAMS, &labels)
+            .set(stats.udp_rx.datagrams as f64);
     }
 }
 

@@ -72,6 +72,16 @@ async fn list(
     Ok(())
 }
 
+/// `copy` for a whole file, `resume` for a transfer that keeps part of a
+/// partial file.
+fn method(delta: &Delta) -> &'static str {
+    if delta.offset > 0 {
+        "resume"
+    } else {
+        "copy"
+    }
+}
+
 /// Splits `items` into runs that fit a frame: at most [`MAX_LIST_CHUNK`]
 /// entries and at most half the frame limit of path bytes (paths are at most
 /// [`crate::model::MAX_PATH_LEN`] bytes, the rest of an entry a few dozen).
@@ -133,8 +143,8 @@ async fn read(
                     peer.throttle.wait(piece.len()).await;
                     let len = piece.len() as u64;
                     send.write_chunk(piece).await.map_err(io)?;
-                    metrics::counter!(telemetry::BYTES_SENT, "peer" => peer.id.clone())
-                        .increment(len);
+                    let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
+                    metrics::counter!(telemetry::BYTES_SENT, &labels).increment(len);
                 }
             }
             Ok(ReadEvent::Done(summary)) => {
@@ -144,7 +154,8 @@ async fn read(
                 };
                 write_frame(send, &trailer).await?;
                 let _ = send.finish();
-                metrics::counter!(telemetry::FILES_SENT, "peer" => peer.id.clone()).increment(1);
+                let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
+                metrics::counter!(telemetry::FILES_SENT, &labels).increment(1);
                 tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "sent file");
                 return Ok(());
             }
@@ -240,10 +251,11 @@ async fn write(
         .map_err(local);
     match &result {
         Ok(hash) => {
-            let method = if delta.offset > 0 { "resume" } else { "copy" };
-            let labels = [("peer", peer.id.clone()), ("method", method.to_string())];
+            let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
             metrics::counter!(telemetry::FILES_RECEIVED, &labels).increment(1);
             metrics::counter!(telemetry::BYTES_RECEIVED, &labels).increment(payload);
+            let saved = size.saturating_sub(payload);
+            metrics::counter!(telemetry::BYTES_SAVED, "peer" => peer.id.clone()).increment(saved);
             tracing::info!(peer = %peer.id, dir = %dir, path = %path, size, received = payload, hash = %hash, "file finalised");
         }
         Err(e) => {
