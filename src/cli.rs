@@ -175,23 +175,27 @@ async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
             }
         })
     });
-    let code = run_move(args).await?;
+    // The final push happens whatever the outcome, failed runs included.
+    let outcome = run_move(args).await;
     if let Some(task) = periodic {
         task.abort();
     }
-    let Some(gateway) = gateway else {
-        return Ok(ExitCode::from(code));
+    let pushed = match &gateway {
+        Some(gateway) => gateway.push(&handle).await,
+        None => Ok(()),
     };
-    match gateway.push(&handle).await {
+    let code = outcome?;
+    match pushed {
         Ok(()) => Ok(ExitCode::from(code)),
         Err(e) => {
             eprintln!("realize: warning: {e}");
             tracing::warn!("final metrics push failed: {e}");
-            Ok(ExitCode::from(if code == 0 {
+            let code = if code == 0 {
                 EXIT_METRICS_PUSH_FAILED
             } else {
                 code
-            }))
+            };
+            Ok(ExitCode::from(code))
         }
     }
 }

@@ -92,7 +92,15 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     let source_spec_is_remote = matches!(source, Spec::Remote(_));
     let destination = services.pop().expect("two services");
     let source = services.pop().expect("two services");
-    refuse_overlap(source.as_ref(), destination.as_ref(), &dir).await?;
+    if let Err(refused) = refuse_overlap(source.as_ref(), destination.as_ref(), &dir).await {
+        for remote in &remotes {
+            remote.close(false);
+        }
+        if let Some(client) = &client {
+            client.shutdown().await;
+        }
+        return Err(refused);
+    }
     let source_remote = match source_spec_is_remote {
         true => remotes.first().cloned(),
         false => None,

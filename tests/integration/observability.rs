@@ -240,3 +240,37 @@ fn daemon_json_logs_parse_and_carry_the_documented_fields() {
         "key material logged"
     );
 }
+
+#[test]
+fn a_run_that_fails_still_pushes_its_metrics() {
+    let gateway = Gateway::start();
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_file(src.path(), "fine", b"ok");
+    write_file(src.path(), "blocked", b"cannot land");
+    std::fs::create_dir_all(dst.path().join("blocked/dir")).unwrap();
+    let out = run(&[
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-path",
+        dst.path().to_str().unwrap(),
+        "--metrics-pushgateway",
+        &gateway.url,
+        "--metrics-job",
+        "nightly",
+        "--metrics-instance",
+        "host-b",
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
+    let group = ["job=\"nightly\"", "instance=\"host-b\""];
+    assert_eq!(
+        sample(&pushed, "realize_files_failed_total", &group),
+        Some(1.0),
+        "{pushed}"
+    );
+    assert_eq!(
+        sample(&pushed, "realize_files_moved_total", &group),
+        Some(1.0),
+        "{pushed}"
+    );
+}
