@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
-use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Connections accepted after mutual TLS (daemon).
 pub const CONNECTIONS_ACCEPTED: &str = "realize_connections_accepted_total";
@@ -52,6 +52,10 @@ pub const BYTES_MOVED: &str = "realize_moved_bytes_total";
 pub const BYTES_SAVED: &str = "realize_resume_saved_bytes_total";
 /// Reconnections after a lost connection (command).
 pub const RETRIES: &str = "realize_retries_total";
+
+/// Buckets of [`RPC_DURATION`], in seconds: a hash of a large file takes
+/// seconds, a delete a fraction of a millisecond.
+const RPC_BUCKETS: &[f64] = &[0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0];
 
 /// Registers the help text and unit of every metric.
 pub fn describe() {
@@ -130,7 +134,9 @@ pub fn describe() {
 /// Installs the metrics recorder, serving `/metrics` on `listen` if given,
 /// and starts collecting process metrics. Call inside a tokio runtime.
 pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
-    let builder = PrometheusBuilder::new();
+    let builder = PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Full(RPC_DURATION.into()), RPC_BUCKETS)
+        .map_err(|e| e.to_string())?;
     let handle = match listen {
         Some(addr) => {
             let (recorder, exporter) = builder

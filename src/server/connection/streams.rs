@@ -26,7 +26,7 @@ pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalSer
         }
     };
     let outcome = match request {
-        StreamRequest::List { dir } => list(&mut send, &service, &dir).await,
+        StreamRequest::List { dir } => list(&mut send, &service, &dir, &peer).await,
         StreamRequest::Read { dir, path, delta } => {
             read(&mut send, &service, &dir, &path, &delta, &peer).await
         }
@@ -54,6 +54,7 @@ async fn list(
     send: &mut SendStream,
     service: &LocalService,
     dir: &DirectoryId,
+    peer: &Peer,
 ) -> Result<(), FrameError> {
     let end = match service.list(dir).await {
         Ok(listing) => {
@@ -65,11 +66,18 @@ async fn list(
             }
             Ok(())
         }
-        Err(e) => Err(local(e)),
+        Err(e) => Err(counted(local(e), peer)),
     };
     write_frame(send, &ListItem::End(end)).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// Logs and counts an error the daemon answers a stream with.
+fn counted(err: crate::protocol::RealizeError, peer: &Peer) -> crate::protocol::RealizeError {
+    metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", err.kind)).increment(1);
+    tracing::warn!(peer = %peer.id, kind = ?err.kind, "refused: {err}");
+    err
 }
 
 /// `copy` for a whole file, `resume` for a transfer that keeps part of a
@@ -121,7 +129,7 @@ async fn read(
             write_frame(
                 send,
                 &ReadHeader {
-                    stamp: Err(local(e)),
+                    stamp: Err(counted(local(e), peer)),
                 },
             )
             .await?;
@@ -192,7 +200,7 @@ async fn write(
         Ok(writer) => writer,
         Err(e) => {
             let _ = recv.stop(VarInt::from_u32(code::REFUSED));
-            return answer(send, Err(e)).await;
+            return answer(send, Err(counted(e, peer))).await;
         }
     };
     let payload = delta.payload_len(*size);
@@ -224,7 +232,7 @@ async fn write(
         remaining -= chunk.len() as u64;
         if let Err(e) = push(&mut writer, chunk).await {
             let _ = recv.stop(VarInt::from_u32(code::REFUSED));
-            return answer(send, Err(e)).await;
+            return answer(send, Err(counted(e, peer))).await;
         }
     }
     let trailer = tokio::select! {
