@@ -313,6 +313,30 @@ pub fn to_daemon(
     args
 }
 
+/// Arguments that move directory `dir` of `daemon` into the local `dst`,
+/// connecting as `client` and trusting the certificates of `daemons`.
+pub fn from_daemon(
+    keys: &Keys,
+    daemon: &Daemon,
+    dir: &str,
+    dst: &Path,
+    client: &str,
+    daemons: &[&str],
+) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--src-addr",
+        &daemon.addr(),
+        "--dst-path",
+        dst.to_str().unwrap(),
+        "--directory-id",
+        dir,
+    ]
+    .map(String::from)
+    .into();
+    args.extend(keys.client_args(client, daemons));
+    args
+}
+
 /// Writes the standard test tree: nested folders, an empty file, a 20 MiB
 /// file, names with spaces and non-ASCII characters.
 pub fn make_tree(root: &Path) {

@@ -98,15 +98,14 @@ fn remote_to_local() {
         &[("photos", s.src.path())],
         &["client"],
     );
-    let mut args = strings(&[
-        "--src-addr",
-        &daemon.addr(),
-        "--dst-path",
-        s.dst.path().to_str().unwrap(),
-        "--directory-id",
+    let args = from_daemon(
+        &s.keys,
+        &daemon,
         "photos",
-    ]);
-    args.extend(s.keys.client_args("client", &["daemon-a"]));
+        s.dst.path(),
+        "client",
+        &["daemon-a"],
+    );
     assert_moves(&s, &args);
     assert!(daemon.log().contains("deleted source file"));
 }

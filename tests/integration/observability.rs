@@ -128,6 +128,29 @@ impl Gateway {
     }
 }
 
+impl Gateway {
+    /// Moves `src` into `dst`, pushing to this gateway as job `nightly`.
+    fn push_run(
+        &self,
+        src: &std::path::Path,
+        dst: &std::path::Path,
+        instance: &str,
+    ) -> std::process::Output {
+        run(&[
+            "--src-path",
+            src.to_str().unwrap(),
+            "--dst-path",
+            dst.to_str().unwrap(),
+            "--metrics-pushgateway",
+            &self.url,
+            "--metrics-job",
+            "nightly",
+            "--metrics-instance",
+            instance,
+        ])
+    }
+}
+
 impl Drop for Gateway {
     fn drop(&mut self) {
         let _ = self.process.kill();
@@ -141,18 +164,7 @@ fn the_command_pushes_its_metrics_to_a_pushgateway() {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     write_file(src.path(), "a", &pattern(1, 5000));
     write_file(src.path(), "b/c", &pattern(2, 7000));
-    let out = run(&[
-        "--src-path",
-        src.path().to_str().unwrap(),
-        "--dst-path",
-        dst.path().to_str().unwrap(),
-        "--metrics-pushgateway",
-        &gateway.url,
-        "--metrics-job",
-        "nightly",
-        "--metrics-instance",
-        "host-a",
-    ]);
+    let out = gateway.push_run(src.path(), dst.path(), "host-a");
     assert!(out.status.success(), "{}", stderr(&out));
     let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
     let group = ["job=\"nightly\"", "instance=\"host-a\""];
@@ -248,18 +260,7 @@ fn a_run_that_fails_still_pushes_its_metrics() {
     write_file(src.path(), "fine", b"ok");
     write_file(src.path(), "blocked", b"cannot land");
     std::fs::create_dir_all(dst.path().join("blocked/dir")).unwrap();
-    let out = run(&[
-        "--src-path",
-        src.path().to_str().unwrap(),
-        "--dst-path",
-        dst.path().to_str().unwrap(),
-        "--metrics-pushgateway",
-        &gateway.url,
-        "--metrics-job",
-        "nightly",
-        "--metrics-instance",
-        "host-b",
-    ]);
+    let out = gateway.push_run(src.path(), dst.path(), "host-b");
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
     let group = ["job=\"nightly\"", "instance=\"host-b\""];

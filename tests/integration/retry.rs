@@ -17,17 +17,15 @@ fn daemon_killed_and_restarted_mid_transfer_the_command_finishes() {
     write_file(src.path(), "small/one.txt", b"one");
     let mut daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
     let mut command = realize();
-    command.args([
-        "--src-path",
-        src.path().to_str().unwrap(),
-        "--dst-addr",
-        &daemon.addr(),
-        "--directory-id",
+    command.args(to_daemon(
+        &keys,
+        src.path(),
+        &daemon,
         "d",
-        "--parallel",
-        "1",
-    ]);
-    command.args(keys.client_args("client", &["daemon"]));
+        "client",
+        &["daemon"],
+    ));
+    command.args(["--parallel", "1"]);
     let run = std::thread::spawn(move || command.output().unwrap());
 
     let partial = dst.path().join(".big.bin.part");
@@ -100,16 +98,15 @@ fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
     write_file(src.path(), "big.bin", &data);
     let mut daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
     let mut command = realize();
-    command.args([
-        "--src-path",
-        src.path().to_str().unwrap(),
-        "--dst-addr",
-        &daemon.addr(),
-        "--directory-id",
+    command.args(to_daemon(
+        &keys,
+        src.path(),
+        &daemon,
         "d",
-    ]);
+        "client",
+        &["daemon"],
+    ));
     command.args(["--connect-timeout", "1s", "--max-duration", "6s"]);
-    command.args(keys.client_args("client", &["daemon"]));
     let run = std::thread::spawn(move || command.output().unwrap());
 
     let partial = dst.path().join(".big.bin.part");

@@ -76,15 +76,7 @@ fn throttle_up_paces_the_command_sending_to_a_daemon() {
 fn throttle_down_makes_the_source_daemon_pace_itself() {
     let s = setup();
     let daemon = Daemon::start(&s.keys, "daemon", &[("d", s.src.path())], &["client"]);
-    let mut args = vec![
-        "--src-addr".to_string(),
-        daemon.addr(),
-        "--dst-path".into(),
-        s.dst.path().display().to_string(),
-        "--directory-id".into(),
-        "d".into(),
-    ];
-    args.extend(s.keys.client_args("client", &["daemon"]));
+    let args = from_daemon(&s.keys, &daemon, "d", s.dst.path(), "client", &["daemon"]);
     assert_about_three_seconds(timed(&s, &with(args, &["--throttle", "4M"])));
     let log = daemon.wait_for_log("send limit changed");
     assert!(log.contains("old=unlimited new=4.00 MiB/s"), "{log}");
@@ -103,15 +95,7 @@ fn the_daemon_caps_what_a_peer_may_ask_for() {
     )
     .unwrap();
     let daemon = Daemon::start_with_config(&config);
-    let mut args = vec![
-        "--src-addr".to_string(),
-        daemon.addr(),
-        "--dst-path".into(),
-        s.dst.path().display().to_string(),
-        "--directory-id".into(),
-        "d".into(),
-    ];
-    args.extend(s.keys.client_args("client", &["daemon"]));
+    let args = from_daemon(&s.keys, &daemon, "d", s.dst.path(), "client", &["daemon"]);
     // Asking for more than the cap gets the cap; asking for nothing too.
     assert_about_three_seconds(timed(&s, &with(args, &["--throttle-down", "100M"])));
     let log = daemon.wait_for_log("send limit changed");
