@@ -4,8 +4,10 @@
 mod harness;
 mod hostile;
 mod interrupt;
+mod lossy;
 mod moves;
 mod observability;
+mod relay;
 mod resume;
 mod retry;
 mod terminal;
