@@ -27,7 +27,6 @@ use crate::server::{Daemon, DaemonConfig};
 use crate::service::ServiceError;
 use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
-use crate::transport::endpoint::Tuning;
 
 /// A failure of the command as a whole, with its exit code.
 #[derive(Debug, thiserror::Error)]
@@ -398,8 +397,8 @@ async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {
         telemetry::install(Some(addr)).map_err(CliError::Failed)?;
         tracing::info!(metrics = %addr, "serving metrics at /metrics");
     }
-    let daemon =
-        Daemon::bind(&config, &Tuning::default()).map_err(|e| CliError::Failed(e.to_string()))?;
+    let daemon = Daemon::bind(&config, &args.transport.tuning())
+        .map_err(|e| CliError::Failed(e.to_string()))?;
     daemon.run(shutdown_signal()).await;
     Ok(())
 }

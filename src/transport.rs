@@ -1,6 +1,7 @@
 //! QUIC transport: identities and pinned mutual TLS, endpoints tuned for long
 //! fat links, and the errors of the connection layer.
 
+pub mod congestion;
 pub mod endpoint;
 pub mod identity;
 pub mod tls;

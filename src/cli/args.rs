@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::DirectoryId;
-use crate::throttle::Rate;
+use crate::throttle::{parse_bytes, Rate};
+use crate::transport::congestion::Congestion;
+use crate::transport::endpoint::Tuning;
 
 /// Exit codes, shown in `--help` and documented in `docs/operations.md`.
 pub const EXIT_CODES: &str = "\
@@ -119,6 +121,8 @@ pub struct MoveArgs {
     /// until the move succeeds or --max-duration is reached.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub transport: TransportArgs,
     /// Print errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
@@ -219,6 +223,59 @@ pub struct RealizedArgs {
     /// Log line format (logs go to stderr; RUST_LOG filters, info by default).
     #[arg(long, value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+/// How this process's QUIC connections send and receive. The defaults fill
+/// links up to about 600 Mbit/s per file and 2.5 Gbit/s in all at a 100 ms
+/// round trip; `realize bench` shows what a link gives.
+#[derive(Debug, Clone, Args)]
+#[command(next_help_heading = "Transport")]
+pub struct TransportArgs {
+    /// Congestion controller for what this process sends. `rate` sizes the
+    /// window from the measured delivery rate and keeps lossy long links
+    /// full without flooding them; `cubic` and `new-reno` halve their speed
+    /// at every loss (fine on clean links, collapse on lossy ones); `bbr` is
+    /// quinn's experimental BBR, which over-sends.
+    #[arg(long, value_enum, value_name = "NAME", default_value_t = Congestion::Rate)]
+    pub congestion: Congestion,
+    /// Bytes a peer may send on one stream (one file) ahead of this process:
+    /// one file moves at most this much per round trip. Raise it above
+    /// rate x RTT for very fast, long links (e.g. 1 Gbit/s x 200 ms = 25M).
+    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_window)]
+    pub stream_window: u32,
+    /// Bytes a peer may send on all streams together ahead of this process,
+    /// and bytes this process buffers for sending: the whole connection
+    /// moves at most this much per round trip.
+    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_window)]
+    pub connection_window: u32,
+}
+
+impl TransportArgs {
+    /// The connection tuning these flags ask for.
+    pub fn tuning(&self) -> Tuning {
+        Tuning {
+            congestion: self.congestion,
+            stream_window: self.stream_window,
+            connection_window: self.connection_window.max(self.stream_window),
+            send_window: u64::from(self.connection_window.max(self.stream_window)),
+            ..Tuning::default()
+        }
+    }
+}
+
+/// Smallest and largest flow-control windows accepted.
+const WINDOWS: std::ops::RangeInclusive<f64> = (64u64 << 10) as f64..=(1u64 << 30) as f64;
+
+fn parse_window(value: &str) -> Result<u32, String> {
+    match parse_bytes(value) {
+        Some(bytes) if WINDOWS.contains(&bytes) => Ok(bytes as u32),
+        Some(_) => Err("a window must be from 64k to 1G".into()),
+        None => Err(format!(
+            "{value:?} is not a size: use e.g. 512k, 8M or 1G (binary multiples)"
+        )),
+    }
 }
 
 #[cfg(test)]

@@ -205,7 +205,7 @@ fn client(args: &MoveArgs) -> Result<Client, CliError> {
         PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
     let tuning = Tuning {
         connect_timeout: args.connect_timeout,
-        ..Tuning::default()
+        ..args.transport.tuning()
     };
     Client::new(&identity, peers, &tuning)
         .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))

@@ -5,6 +5,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::congestion::Congestion;
 use quinn::{Endpoint, EndpointConfig, TransportConfig, VarInt};
 use socket2::{Domain, Protocol, Socket, Type};
 
@@ -27,6 +28,8 @@ pub struct Tuning {
     pub idle_timeout: Duration,
     /// How long a client waits for a daemon to complete the handshake.
     pub connect_timeout: Duration,
+    /// The congestion controller of what we send.
+    pub congestion: Congestion,
 }
 
 impl Default for Tuning {
@@ -40,6 +43,7 @@ impl Default for Tuning {
             keep_alive: Duration::from_secs(2),
             idle_timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(10),
+            congestion: Congestion::default(),
         }
     }
 }
@@ -54,6 +58,7 @@ impl Tuning {
             .send_window(self.send_window)
             .max_concurrent_bidi_streams(VarInt::from_u32(self.max_streams))
             .max_concurrent_uni_streams(VarInt::from_u32(0))
+            .congestion_controller_factory(self.congestion.factory())
             .keep_alive_interval(Some(self.keep_alive))
             .max_idle_timeout(Some(
                 self.idle_timeout

@@ -1,0 +1,453 @@
+//! The delivery-rate model: a congestion controller that sizes its window
+//! from what the path delivers, not from what it loses.
+//!
+//! Loss-based controllers (Cubic, NewReno) read every lost packet as a full
+//! queue and halve their window; on a long path with 1% random loss they
+//! never grow past a few Mbit/s. This model instead measures, at every
+//! acknowledgement, the rate at which the peer acknowledged data over the
+//! last round trip, keeps the highest rate of the last
+//! [`RATE_WINDOW_ROUNDS`] round trips, and allows in flight a small
+//! multiple of that rate times the smallest round-trip time seen: the
+//! bandwidth-delay product. Random loss lowers the measured rate by the loss
+//! fraction and nothing more. Only heavy loss, which a random process on a
+//! sane path does not produce, shrinks the window at once.
+//!
+//! The model is sans-IO: it is driven with instants, byte counts and the
+//! minimum RTT, so the simulated link in `simulation.rs` exercises it without
+//! sockets. [`super::DeliveryRate`] adapts it to quinn's `Controller` trait.
+//!
+//! Phases:
+//! - **Startup** doubles the window each round trip, as slow start does, but
+//!   never beyond [`STARTUP_GAIN`] times the measured bandwidth-delay
+//!   product, and leaves when three rounds in a row fail to raise the rate
+//!   by a quarter (the pipe is full) or when a round loses heavily.
+//! - **Drain** holds the window to one bandwidth-delay product until the
+//!   queue built in Startup has drained.
+//! - **Cruise** allows [`CRUISE_GAIN`] bandwidth-delay products in flight:
+//!   the pipe stays full, with a queue of a quarter of the minimum RTT, even
+//!   while lost packets wait to be detected. The extra quarter also probes:
+//!   if the path got faster, the extra data is delivered, the measured rate
+//!   rises and the window follows, a quarter more each round trip. A
+//!   separate probing round, as in BBR, bought nothing on the emulated
+//!   links but a dip in the round that drains it.
+
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+
+/// Rounds over which the highest delivery rate is remembered.
+pub const RATE_WINDOW_ROUNDS: u64 = 10;
+
+/// Startup's cap on the window, in bandwidth-delay products.
+pub const STARTUP_GAIN: f64 = 2.0;
+
+/// Cruise's window, in bandwidth-delay products.
+pub const CRUISE_GAIN: f64 = 1.25;
+
+/// Startup is over when the rate has not grown by this factor...
+const STARTUP_GROWTH: f64 = 1.25;
+
+/// ...in this many rounds in a row.
+const STARTUP_FLAT_ROUNDS: u32 = 3;
+
+/// A round losing more than this fraction of its bytes is congestion, not
+/// random loss: the rate estimate is reset to what the round delivered.
+const HEAVY_LOSS: f64 = 0.15;
+
+/// Rounds with fewer packets than this say too little about loss.
+const LOSS_MIN_PACKETS: u64 = 20;
+
+/// The smallest RTT the window is sized for. End hosts on a LAN or on
+/// loopback acknowledge in bursts set by their schedulers, not by the path;
+/// sizing for a 30 µs minimum would starve the window. The cost is at most
+/// this much queueing delay on such short paths.
+pub const RTT_FLOOR: Duration = Duration::from_millis(4);
+
+/// The window never falls below this many full-size packets.
+const MIN_WINDOW_PACKETS: u64 = 4;
+
+/// The window extra that covers acknowledgements arriving in bursts.
+const HEADROOM_PACKETS: u64 = 8;
+
+/// The window when a connection starts, in full-size packets.
+pub const INITIAL_WINDOW_PACKETS: u64 = 32;
+
+/// Where the model is in its cycle.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Phase {
+    /// Growing exponentially until the delivery rate stops rising.
+    Startup,
+    /// Holding one bandwidth-delay product until the queue has drained.
+    Drain,
+    /// Steady state: the window follows the measured rate.
+    Cruise,
+}
+
+/// What had been delivered when a batch of packets was sent.
+#[derive(Debug, Clone, Copy)]
+struct SendSnapshot {
+    /// When the batch was sent.
+    sent: Instant,
+    /// Bytes acknowledged before it was sent.
+    delivered: u64,
+    /// When the last of those bytes was acknowledged.
+    delivered_at: Instant,
+}
+
+/// Snapshots kept at most; beyond, the oldest are dropped (a window of
+/// this many batches in flight is far beyond any path's needs).
+const MAX_SNAPSHOTS: usize = 1 << 16;
+
+/// Counters of the round trip in progress.
+#[derive(Debug, Clone)]
+struct Round {
+    /// When the round began (the acknowledgement that ended the previous one).
+    start: Instant,
+    /// Bytes acknowledged since the connection began, when the round began.
+    delivered_at_start: u64,
+    /// Bytes declared lost during this round.
+    lost: u64,
+    /// Packets acknowledged or lost during this round.
+    packets: u64,
+    /// Whether the sender ran out of data at some point in this round, so
+    /// the rate it measures says less about the path than about the sender.
+    app_limited: bool,
+}
+
+/// The highest delivery rate of recent rounds (bytes per second).
+#[derive(Debug, Clone, Default)]
+struct MaxRate {
+    /// (round number, rate) pairs, oldest first, rates decreasing.
+    samples: VecDeque<(u64, f64)>,
+}
+
+impl MaxRate {
+    /// Records `rate` measured in `round` and forgets rounds that fell out of
+    /// the window.
+    fn record(&mut self, round: u64, rate: f64) {
+        while self.samples.back().is_some_and(|&(_, r)| r <= rate) {
+            self.samples.pop_back();
+        }
+        self.samples.push_back((round, rate));
+        while self
+            .samples
+            .front()
+            .is_some_and(|&(r, _)| r + RATE_WINDOW_ROUNDS <= round)
+        {
+            self.samples.pop_front();
+        }
+    }
+
+    /// The highest rate in the window, zero before the first sample.
+    fn get(&self) -> f64 {
+        self.samples.front().map_or(0.0, |&(_, rate)| rate)
+    }
+
+    /// Forgets every sample and starts again from `rate`.
+    fn reset(&mut self, round: u64, rate: f64) {
+        self.samples.clear();
+        self.record(round, rate);
+    }
+}
+
+/// The state of the delivery-rate controller for one path.
+#[derive(Debug, Clone)]
+pub struct Model {
+    /// Largest packet size on the path, in bytes.
+    mtu: u64,
+    /// Bytes that may be in flight.
+    window: u64,
+    /// Where the model is in its cycle.
+    phase: Phase,
+    /// Bytes acknowledged since the connection began.
+    delivered: u64,
+    /// When the last acknowledgement arrived.
+    delivered_at: Instant,
+    /// What had been delivered when each batch still in flight was sent.
+    snapshots: VecDeque<SendSnapshot>,
+    /// Round trips completed.
+    rounds: u64,
+    /// The round trip in progress.
+    round: Round,
+    /// Highest recent delivery rate.
+    max_rate: MaxRate,
+    /// Startup's best rate so far.
+    startup_best: f64,
+    /// Rounds in a row in which Startup's rate did not grow enough.
+    flat_rounds: u32,
+    /// Smallest round-trip time seen.
+    min_rtt: Duration,
+}
+
+impl Model {
+    /// A model for a new path whose packets are at most `mtu` bytes.
+    pub fn new(now: Instant, mtu: u16) -> Self {
+        let mtu = u64::from(mtu);
+        Self {
+            mtu,
+            window: INITIAL_WINDOW_PACKETS * mtu,
+            phase: Phase::Startup,
+            delivered: 0,
+            delivered_at: now,
+            snapshots: VecDeque::new(),
+            rounds: 0,
+            round: Round {
+                start: now,
+                delivered_at_start: 0,
+                lost: 0,
+                packets: 0,
+                app_limited: false,
+            },
+            max_rate: MaxRate::default(),
+            startup_best: 0.0,
+            flat_rounds: 0,
+            min_rtt: Duration::MAX,
+        }
+    }
+
+    /// Bytes that may be in flight now.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Where the model is in its cycle.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// The delivery rate the window is sized for, in bytes per second.
+    pub fn rate(&self) -> f64 {
+        self.max_rate.get()
+    }
+
+    /// The window when a connection starts.
+    pub fn initial_window(&self) -> u64 {
+        INITIAL_WINDOW_PACKETS * self.mtu
+    }
+
+    /// The path's packet size changed.
+    pub fn on_mtu(&mut self, mtu: u16) {
+        self.mtu = u64::from(mtu);
+        self.window = self.window.max(self.min_window());
+    }
+
+    /// Packets were sent at `now`.
+    pub fn on_sent(&mut self, now: Instant) {
+        if self.snapshots.back().is_some_and(|last| last.sent == now) {
+            return;
+        }
+        if self.snapshots.len() == MAX_SNAPSHOTS {
+            self.snapshots.pop_front();
+        }
+        self.snapshots.push_back(SendSnapshot {
+            sent: now,
+            delivered: self.delivered,
+            delivered_at: self.delivered_at,
+        });
+    }
+
+    /// `bytes` of a packet sent at `sent` were acknowledged at `now`;
+    /// `min_rtt` is the smallest round trip seen so far.
+    pub fn on_ack(
+        &mut self,
+        now: Instant,
+        sent: Instant,
+        bytes: u64,
+        app_limited: bool,
+        min_rtt: Duration,
+    ) {
+        self.delivered += bytes;
+        self.delivered_at = now;
+        self.min_rtt = self.min_rtt.min(min_rtt);
+        self.round.packets += 1;
+        self.round.app_limited |= app_limited;
+        if let Some(rate) = self.rate_sample(now, sent) {
+            if !app_limited || rate > self.max_rate.get() {
+                self.max_rate.record(self.rounds, rate);
+            }
+        }
+        if self.phase == Phase::Startup {
+            self.window = (self.window + bytes).min(self.startup_cap());
+        }
+        if sent >= self.round.start {
+            self.end_round(now);
+        }
+    }
+
+    /// The delivery rate over the round trip of the packet sent at `sent`:
+    /// bytes acknowledged since it was sent, over the time since the
+    /// acknowledgement before it was sent.
+    fn rate_sample(&mut self, now: Instant, sent: Instant) -> Option<f64> {
+        let older = self.snapshots.partition_point(|s| s.sent < sent);
+        self.snapshots.drain(..older);
+        let snapshot = self.snapshots.front().filter(|s| s.sent == sent)?;
+        let elapsed = now.saturating_duration_since(snapshot.delivered_at);
+        if elapsed.is_zero() {
+            return None;
+        }
+        Some((self.delivered - snapshot.delivered) as f64 / elapsed.as_secs_f64())
+    }
+
+    /// A batch of acknowledgements is done; `in_flight` bytes remain
+    /// unacknowledged.
+    pub fn on_end_acks(&mut self, in_flight: u64) {
+        if self.phase == Phase::Drain && in_flight <= self.bdp() {
+            self.phase = Phase::Cruise;
+            self.set_window();
+        }
+    }
+
+    /// `bytes` of packets sent up to `sent` were declared lost at `now`.
+    /// `persistent` means everything sent over several round trips was lost:
+    /// the path went away, so the model starts again from scratch.
+    pub fn on_loss(&mut self, now: Instant, persistent: bool, bytes: u64) {
+        self.round.lost += bytes;
+        self.round.packets += bytes.div_ceil(self.mtu);
+        if persistent {
+            *self = Self {
+                min_rtt: self.min_rtt,
+                delivered: self.delivered,
+                rounds: self.rounds,
+                ..Self::new(now, self.mtu as u16)
+            };
+            self.window = self.min_window();
+            self.round.delivered_at_start = self.delivered;
+        }
+    }
+
+    /// Closes the round trip in progress: samples its delivery rate, moves
+    /// between phases and resizes the window.
+    fn end_round(&mut self, now: Instant) {
+        let elapsed = now.saturating_duration_since(self.round.start);
+        let delivered = self.delivered - self.round.delivered_at_start;
+        let rate = if elapsed.is_zero() {
+            0.0
+        } else {
+            delivered as f64 / elapsed.as_secs_f64()
+        };
+        let heavy_loss = self.heavy_loss(delivered);
+        let app_limited = self.round.app_limited;
+        self.rounds += 1;
+        if heavy_loss {
+            self.max_rate.reset(self.rounds, rate);
+        }
+        self.advance_phase(heavy_loss, app_limited);
+        tracing::trace!(
+            round = self.rounds,
+            phase = ?self.phase,
+            window = self.window,
+            rate_mbit = self.max_rate.get() * 8e-6,
+            round_mbit = rate * 8e-6,
+            min_rtt_ms = self.min_rtt.as_secs_f64() * 1e3,
+            lost = self.round.lost,
+            app_limited,
+            "congestion round"
+        );
+        self.round = Round {
+            start: now,
+            delivered_at_start: self.delivered,
+            lost: 0,
+            packets: 0,
+            app_limited: false,
+        };
+    }
+
+    /// Whether this round lost too much to be random loss.
+    fn heavy_loss(&self, delivered: u64) -> bool {
+        let lost = self.round.lost;
+        self.round.packets >= LOSS_MIN_PACKETS
+            && lost as f64 > HEAVY_LOSS * (lost + delivered) as f64
+    }
+
+    /// Moves to the next phase at the end of a round.
+    fn advance_phase(&mut self, heavy_loss: bool, app_limited: bool) {
+        match self.phase {
+            Phase::Startup => {
+                let rate = self.max_rate.get();
+                if rate >= self.startup_best * STARTUP_GROWTH {
+                    self.startup_best = rate;
+                    self.flat_rounds = 0;
+                } else if !app_limited {
+                    self.flat_rounds += 1;
+                }
+                if heavy_loss || self.flat_rounds >= STARTUP_FLAT_ROUNDS {
+                    self.phase = Phase::Drain;
+                    self.set_window();
+                }
+            }
+            Phase::Drain | Phase::Cruise => self.set_window(),
+        }
+    }
+
+    /// Sizes the window for the phase from the rate and the minimum RTT.
+    fn set_window(&mut self) {
+        let gain = match self.phase {
+            Phase::Startup => return,
+            Phase::Drain => 1.0,
+            Phase::Cruise => CRUISE_GAIN,
+        };
+        let target = (gain * self.bdp() as f64) as u64 + HEADROOM_PACKETS * self.mtu;
+        self.window = target.max(self.min_window());
+    }
+
+    /// Startup's limit on the window: a multiple of the measured
+    /// bandwidth-delay product, once there is a measurement.
+    fn startup_cap(&self) -> u64 {
+        if self.max_rate.get() == 0.0 {
+            return u64::MAX;
+        }
+        let cap = (STARTUP_GAIN * self.bdp() as f64) as u64 + HEADROOM_PACKETS * self.mtu;
+        cap.max(self.initial_window())
+    }
+
+    /// The bandwidth-delay product: bytes the path holds in one minimum RTT
+    /// at the highest recent delivery rate.
+    pub fn bdp(&self) -> u64 {
+        if self.min_rtt == Duration::MAX {
+            return self.initial_window();
+        }
+        let rtt = self.min_rtt.max(RTT_FLOOR);
+        (self.max_rate.get() * rtt.as_secs_f64()) as u64
+    }
+
+    /// The smallest window the model allows.
+    fn min_window(&self) -> u64 {
+        MIN_WINDOW_PACKETS * self.mtu
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_highest_rate_is_kept_for_the_window_then_forgotten() {
+        let mut max = MaxRate::default();
+        max.record(1, 100.0);
+        max.record(2, 50.0);
+        assert_eq!(max.get(), 100.0);
+        max.record(RATE_WINDOW_ROUNDS + 1, 60.0);
+        assert_eq!(max.get(), 60.0, "round 1 fell out of the window");
+        max.record(RATE_WINDOW_ROUNDS + 2, 70.0);
+        assert_eq!(max.get(), 70.0);
+    }
+
+    #[test]
+    fn startup_grows_the_window_by_what_is_acknowledged() {
+        let start = Instant::now();
+        let mut model = Model::new(start, 1200);
+        let initial = model.window();
+        let rtt = Duration::from_millis(100);
+        model.on_ack(start + rtt, start - rtt, 1200, false, rtt);
+        assert_eq!(model.window(), initial + 1200);
+        assert_eq!(model.phase(), Phase::Startup);
+    }
+
+    #[test]
+    fn a_persistent_loss_starts_again_from_the_smallest_window() {
+        let start = Instant::now();
+        let mut model = Model::new(start, 1200);
+        model.on_loss(start, true, 50_000);
+        assert_eq!(model.window(), MIN_WINDOW_PACKETS * 1200);
+        assert_eq!(model.phase(), Phase::Startup);
+    }
+}
