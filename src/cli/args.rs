@@ -229,7 +229,8 @@ pub struct RealizedArgs {
 
 /// How this process's QUIC connections send and receive. The defaults fill
 /// links up to about 600 Mbit/s per file and 2.5 Gbit/s in all at a 100 ms
-/// round trip; `realize bench` shows what a link gives.
+/// round trip (half of the window, as a lost packet holds the rest back
+/// until it is resent); `realize bench` shows what a link gives.
 #[derive(Debug, Clone, Args)]
 #[command(next_help_heading = "Transport")]
 pub struct TransportArgs {
@@ -242,13 +243,13 @@ pub struct TransportArgs {
     pub congestion: Congestion,
     /// Bytes a peer may send on one stream (one file) ahead of this process:
     /// one file moves at most this much per round trip. Raise it above
-    /// rate x RTT for very fast, long links (e.g. 1 Gbit/s x 200 ms = 25M).
-    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_window)]
+    /// 2 x rate x RTT for very fast, long links (1 Gbit/s x 200 ms: 50M).
+    #[arg(long, value_name = "SIZE", default_value = "16M", value_parser = parse_window)]
     pub stream_window: u32,
     /// Bytes a peer may send on all streams together ahead of this process,
     /// and bytes this process buffers for sending: the whole connection
     /// moves at most this much per round trip.
-    #[arg(long, value_name = "SIZE", default_value = "32M", value_parser = parse_window)]
+    #[arg(long, value_name = "SIZE", default_value = "64M", value_parser = parse_window)]
     pub connection_window: u32,
 }
 

@@ -35,9 +35,9 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            stream_window: 8 << 20,
-            connection_window: 32 << 20,
-            send_window: 32 << 20,
+            stream_window: 16 << 20,
+            connection_window: 64 << 20,
+            send_window: 64 << 20,
             max_streams: 512,
             socket_buffer: 8 << 20,
             keep_alive: Duration::from_secs(2),

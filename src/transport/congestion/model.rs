@@ -91,6 +91,8 @@ struct SendSnapshot {
     delivered: u64,
     /// When the last of those bytes was acknowledged.
     delivered_at: Instant,
+    /// When the packet whose acknowledgement that was had been sent.
+    first_sent: Instant,
 }
 
 /// Snapshots kept at most; beyond, the oldest are dropped (a window of
@@ -162,6 +164,8 @@ pub struct Model {
     delivered: u64,
     /// When the last acknowledgement arrived.
     delivered_at: Instant,
+    /// When the packet last acknowledged had been sent.
+    last_acked_sent: Instant,
     /// What had been delivered when each batch still in flight was sent.
     snapshots: VecDeque<SendSnapshot>,
     /// Round trips completed.
@@ -188,6 +192,7 @@ impl Model {
             phase: Phase::Startup,
             delivered: 0,
             delivered_at: now,
+            last_acked_sent: now,
             snapshots: VecDeque::new(),
             rounds: 0,
             round: Round {
@@ -242,6 +247,7 @@ impl Model {
             sent: now,
             delivered: self.delivered,
             delivered_at: self.delivered_at,
+            first_sent: self.last_acked_sent,
         });
     }
 
@@ -257,6 +263,7 @@ impl Model {
     ) {
         self.delivered += bytes;
         self.delivered_at = now;
+        self.last_acked_sent = self.last_acked_sent.max(sent);
         self.min_rtt = self.min_rtt.min(min_rtt);
         self.round.packets += 1;
         self.round.app_limited |= app_limited;
@@ -274,13 +281,17 @@ impl Model {
     }
 
     /// The delivery rate over the round trip of the packet sent at `sent`:
-    /// bytes acknowledged since it was sent, over the time since the
-    /// acknowledgement before it was sent.
+    /// bytes acknowledged since it was sent, over the longer of the time
+    /// since the acknowledgement before it was sent and the time it took to
+    /// send them (acknowledgements bunched on the way back would otherwise
+    /// overstate the rate).
     fn rate_sample(&mut self, now: Instant, sent: Instant) -> Option<f64> {
         let older = self.snapshots.partition_point(|s| s.sent < sent);
         self.snapshots.drain(..older);
         let snapshot = self.snapshots.front().filter(|s| s.sent == sent)?;
-        let elapsed = now.saturating_duration_since(snapshot.delivered_at);
+        let acked_over = now.saturating_duration_since(snapshot.delivered_at);
+        let sent_over = sent.saturating_duration_since(snapshot.first_sent);
+        let elapsed = acked_over.max(sent_over);
         if elapsed.is_zero() {
             return None;
         }
