@@ -299,9 +299,8 @@ async fn attempt(
         };
         Display::new(endpoints.dir.clone(), verbosity)
     });
-    let up = args.throttle_up.or(args.throttle);
-    let down = args.throttle_down.or(args.throttle);
-    let down = match limit_source(&endpoints, down).await {
+    let up = args.limits.up();
+    let down = match limit_source(&endpoints, args.limits.down()).await {
         Ok(down) => down,
         Err(e) => {
             endpoints.close(false).await;

@@ -81,19 +81,9 @@ pub struct MoveArgs {
     /// defaults to "dir" for two local paths.
     #[arg(long, value_name = "ID")]
     pub directory_id: Option<DirectoryId>,
-    /// This host's private key (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// This host's certificate (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// PEM file with the certificates of the daemons to trust.
-    #[arg(long, value_name = "FILE")]
-    pub peers: Option<PathBuf>,
-    /// Client configuration holding key, cert and peers, so the common call
-    /// is short. Default: $XDG_CONFIG_HOME/realize/config.toml if it exists.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// This host's key and the daemons it trusts.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
           value_parser = parse_parallel)]
@@ -103,17 +93,9 @@ pub struct MoveArgs {
     /// Running the command again continues the work.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
-    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
-    /// multiples) or plain bytes per second.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub throttle: Option<Rate>,
-    /// Limit what is sent towards the destination (overrides --throttle).
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub throttle_up: Option<Rate>,
-    /// Limit what is read from the source (overrides --throttle). A remote
-    /// source daemon paces its own sending on this connection.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub throttle_down: Option<Rate>,
+    /// Send limits.
+    #[command(flatten)]
+    pub limits: ThrottleArgs,
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
     /// until the move succeeds or --max-duration is reached.
@@ -145,6 +127,52 @@ pub struct MoveArgs {
     /// Instance label of pushed metrics (default: this host's name).
     #[arg(long, value_name = "NAME")]
     pub metrics_instance: Option<String>,
+}
+
+/// This host's identity and the daemons it trusts, for remote endpoints.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// This host's private key (PEM), for remote endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// This host's certificate (PEM), for remote endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM file with the certificates of the daemons to trust.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+    /// Client configuration holding key, cert and peers, so the common call
+    /// is short. Default: $XDG_CONFIG_HOME/realize/config.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Send limits in each direction.
+#[derive(Debug, Args)]
+pub struct ThrottleArgs {
+    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
+    /// multiples) or plain bytes per second.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle: Option<Rate>,
+    /// Limit what is sent towards the destination (overrides --throttle).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_up: Option<Rate>,
+    /// Limit what is read from the source (overrides --throttle). A remote
+    /// source daemon paces its own sending on this connection.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_down: Option<Rate>,
+}
+
+impl ThrottleArgs {
+    /// The limit on what is sent towards the destination.
+    pub fn up(&self) -> Option<Rate> {
+        self.throttle_up.or(self.throttle)
+    }
+
+    /// The limit on what is read from the source.
+    pub fn down(&self) -> Option<Rate> {
+        self.throttle_down.or(self.throttle)
+    }
 }
 
 /// How log lines are written.
@@ -273,11 +301,12 @@ mod tests {
             args.extend_from_slice(extra);
             RealizeArgs::try_parse_from(args)
         };
-        let args = parse(&["--throttle", "1M", "--throttle-down", "512k"])
+        let limits = parse(&["--throttle", "1M", "--throttle-down", "512k"])
             .unwrap()
-            .transfer;
-        assert_eq!(args.throttle.unwrap().bytes_per_second(), 1 << 20);
-        assert_eq!(args.throttle_down.unwrap().bytes_per_second(), 512 << 10);
+            .transfer
+            .limits;
+        assert_eq!(limits.up().unwrap().bytes_per_second(), 1 << 20);
+        assert_eq!(limits.down().unwrap().bytes_per_second(), 512 << 10);
         for bad in ["0", "fast", "-1M", "5000G"] {
             let err = parse(&["--throttle-up", bad]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");

@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::args::MoveArgs;
+use super::args::{MoveArgs, TrustArgs};
 use super::settings::ClientSettings;
 use super::CliError;
 use crate::client::{Client, RemoteService};
@@ -63,7 +63,7 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         }
     };
     let client = if any_remote {
-        Some(client(args)?)
+        Some(client(&args.trust, args.connect_timeout)?)
     } else {
         None
     };
@@ -160,7 +160,7 @@ async fn refuse_overlap(
 
 /// Resolves `HOST:PORT`, `HOST`, `IP`, `IP:PORT` or `[IPv6]:PORT`; the port
 /// defaults to 9771.
-async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
+pub(super) async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
     if let Ok(socket) = addr.parse::<SocketAddr>() {
         return Ok(socket);
     }
@@ -186,8 +186,13 @@ async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
         .ok_or_else(|| CliError::Usage(format!("{addr} resolves to no address")))
 }
 
-fn client(args: &MoveArgs) -> Result<Client, CliError> {
-    let settings = ClientSettings::load(args.config.as_deref())?;
+/// A QUIC client with the identity and pinned daemons that `trust` names
+/// (or the client configuration holds).
+pub(super) fn client(
+    trust: &TrustArgs,
+    connect_timeout: std::time::Duration,
+) -> Result<Client, CliError> {
+    let settings = ClientSettings::load(trust.config.as_deref())?;
     let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
         flag.clone().or(setting).ok_or_else(|| {
             CliError::Usage(format!(
@@ -195,16 +200,16 @@ fn client(args: &MoveArgs) -> Result<Client, CliError> {
             ))
         })
     };
-    let key = pick(&args.key, settings.key, "key")?;
-    let cert = pick(&args.cert, settings.cert, "cert")?;
-    let peers_file = pick(&args.peers, settings.peers, "peers")?;
+    let key = pick(&trust.key, settings.key, "key")?;
+    let cert = pick(&trust.cert, settings.cert, "cert")?;
+    let peers_file = pick(&trust.peers, settings.peers, "peers")?;
     let identity = Identity::load(&key, &cert).map_err(|e| CliError::Usage(e.to_string()))?;
     let certs = load_certificates(&peers_file).map_err(|e| CliError::Usage(e.to_string()))?;
     let name = peers_file.display().to_string();
     let peers =
         PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
     let tuning = Tuning {
-        connect_timeout: args.connect_timeout,
+        connect_timeout,
         ..Tuning::default()
     };
     Client::new(&identity, peers, &tuning)
