@@ -1,11 +1,12 @@
 //! `realize bench`: measures the path to a daemon with generated data sent
 //! through the real protocol, touching no disk on either side.
 //!
-//! [`run`] opens streams on one connection: discard streams carry what the
-//! command sends, generate streams what the daemon sends ([`streams`]). They
-//! run for a duration or until a size has crossed, and the bytes, the time and
-//! quinn's statistics of the sending side's path make a [`BenchReport`]
-//! ([`report`]).
+//! [`run`] opens streams on one connection: discard streams
+//! ([`DiscardStream`](crate::client::DiscardStream)) carry what the command
+//! sends, generate streams ([`GeneratedStream`](crate::client::GeneratedStream))
+//! what the daemon sends. They run for a duration or until a size has
+//! crossed, and the bytes, the time and quinn's statistics of the sending
+//! side's path make a [`BenchReport`].
 
 mod report;
 mod streams;

@@ -6,7 +6,8 @@
 //! [`control::ControlChannel`]; listings and file transfers each open their
 //! own stream ([`streams`]), so many files are in flight at once and none
 //! waits for a round trip before its data flows. The streams of
-//! `realize bench` carry generated data instead of files ([`bench`]).
+//! `realize bench` carry generated data instead of files ([`DiscardStream`],
+//! [`GeneratedStream`]).
 
 mod bench;
 mod control;
