@@ -2,6 +2,7 @@
 //! and turn the outcome into an exit code. `src/bin/*` only call in here.
 
 pub mod args;
+mod bench;
 mod demo;
 mod endpoints;
 pub mod output;
@@ -70,6 +71,7 @@ pub fn realize_main() -> ExitCode {
     let result = match args.command {
         Some(Command::Keygen(keygen)) => run_keygen(&keygen),
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
+        Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
         None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
     };
     match result {

@@ -57,25 +57,28 @@ impl FromStr for Rate {
 
     fn from_str(text: &str) -> Result<Self, String> {
         let text = text.trim();
-        let (number, multiple) = match text.char_indices().last() {
-            Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
-            Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
-            Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
-            _ => (text, 1),
-        };
-        let value: f64 = number
-            .parse()
-            .ok()
-            .filter(|v: &f64| v.is_finite() && *v > 0.0)
-            .ok_or_else(|| {
-                format!("{text:?} is not a rate: use e.g. 512k, 4M, 1.5G or bytes per second")
-            })?;
-        let bytes = value * multiple as f64;
+        let bytes = parse_bytes(text).ok_or_else(|| {
+            format!("{text:?} is not a rate: use e.g. 512k, 4M, 1.5G or bytes per second")
+        })?;
         if bytes > MAX_RATE as f64 {
             return Err(format!("{text} is more than 1024G per second"));
         }
         Rate::new(bytes.round() as u64)
     }
+}
+
+/// A positive number of bytes written plain or with a binary multiple:
+/// `512k`, `4M`, `1.5G`. `None` if `text` is not one.
+pub fn parse_bytes(text: &str) -> Option<f64> {
+    let text = text.trim();
+    let (number, multiple) = match text.char_indices().last() {
+        Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
+        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
+        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
+        _ => (text, 1),
+    };
+    let value: f64 = number.parse().ok()?;
+    (value.is_finite() && value > 0.0).then_some(value * multiple as f64)
 }
 
 impl fmt::Display for Rate {
