@@ -53,14 +53,20 @@ impl RemoteService {
         }
     }
 
-    /// A failure of a bench request, with a hint when the daemon broke off
-    /// because it does not know the request.
+    /// A failure of a bench request. When the connection is closed, says
+    /// why, with a hint when the daemon broke off because it does not know
+    /// the request.
     fn explain_bench_failure(&self, err: ServiceError) -> ServiceError {
         match self.connection.close_reason() {
             Some(ConnectionError::ApplicationClosed(close)) if is_violation(close.error_code) => {
                 self.unsupported()
             }
-            _ => err,
+            Some(reason) => TransportError::Connection(format!(
+                "connection to {} lost: {reason}",
+                self.remote_address()
+            ))
+            .into(),
+            None => err,
         }
     }
 
@@ -96,7 +102,9 @@ impl DiscardStream {
         match self.send.write_chunks(std::slice::from_mut(chunk)).await {
             Ok(written) => Ok(written.bytes as u64),
             Err(WriteError::Stopped(code)) if is_violation(code) => Err(self.service.unsupported()),
-            Err(e) => Err(TransportError::from(e).into()),
+            Err(e) => Err(self
+                .service
+                .explain_bench_failure(TransportError::from(e).into())),
         }
     }
 
@@ -167,7 +175,9 @@ impl GeneratedStream {
             ))
             .into()),
             Err(ReadError::Reset(code)) if is_violation(code) => Err(self.service.unsupported()),
-            Err(e) => Err(TransportError::from(e).into()),
+            Err(e) => Err(self
+                .service
+                .explain_bench_failure(TransportError::from(e).into())),
         }
     }
 

@@ -214,3 +214,26 @@ fn bench_usage_errors_exit_2() {
         stderr(&out)
     );
 }
+
+#[test]
+fn bench_says_why_when_the_daemon_stops_during_the_run() {
+    let mut s = setup();
+    let bench = realize()
+        .args(["bench", &s.daemon.addr(), "--send", "--receive"])
+        .args(s.keys.client_args("client", &["daemon"]))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    s.daemon.wait_for_log("connection accepted");
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert!(s.daemon.terminate().success());
+    let out = bench.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("lost: closed by peer: daemon shutting down"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
+}
