@@ -2,6 +2,7 @@
 //! and turn the outcome into an exit code. `src/bin/*` only call in here.
 
 pub mod args;
+mod bench;
 mod demo;
 mod endpoints;
 pub mod output;
@@ -69,6 +70,7 @@ pub fn realize_main() -> ExitCode {
     let result = match args.command {
         Some(Command::Keygen(keygen)) => run_keygen(&keygen),
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
+        Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
         None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
     };
     match result {
@@ -298,9 +300,8 @@ async fn attempt(
         };
         Display::new(endpoints.dir.clone(), verbosity)
     });
-    let up = args.throttle_up.or(args.throttle);
-    let down = args.throttle_down.or(args.throttle);
-    let down = match limit_source(&endpoints, down).await {
+    let up = args.limits.up();
+    let down = match limit_source(&endpoints, args.limits.down()).await {
         Ok(down) => down,
         Err(e) => {
             endpoints.close(false).await;

@@ -5,8 +5,11 @@
 //! Control requests (hash, delete) are pipelined on the control stream by
 //! [`control::ControlChannel`]; listings and file transfers each open their
 //! own stream ([`streams`]), so many files are in flight at once and none
-//! waits for a round trip before its data flows.
+//! waits for a round trip before its data flows. The streams of
+//! `realize bench` carry generated data instead of files ([`DiscardStream`],
+//! [`GeneratedStream`]).
 
+mod bench;
 mod control;
 mod streams;
 
@@ -16,6 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use quinn::{ConnectionError, Endpoint, VarInt};
 
+pub use self::bench::{DiscardStream, GeneratedStream};
 use self::control::ControlChannel;
 use crate::model::{Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity};
 use crate::protocol::{
@@ -191,9 +195,10 @@ impl RemoteService {
         }
     }
 
-    /// The daemon's address.
+    /// The daemon's address (an IPv4 address as such, not IPv4-mapped IPv6).
     pub fn remote_address(&self) -> SocketAddr {
-        self.connection.remote_address()
+        let address = self.connection.remote_address();
+        SocketAddr::new(address.ip().to_canonical(), address.port())
     }
 }
 

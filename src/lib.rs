@@ -10,8 +10,10 @@
 //! - [`service`]: the [`service::Service`] trait and its local implementation.
 //! - [`client`] / [`server`]: the same service over QUIC, both ends.
 //! - [`mover`]: the move algorithm, written against the service trait only.
+//! - [`bench`](mod@bench): `realize bench`, generated data through the real protocol.
 //! - [`cli`]: flags, output and exit codes of both binaries.
 
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod model;

@@ -2,7 +2,8 @@
 //! the wire, and the bounded frame codec.
 //!
 //! A connection carries one **control stream** (the first bidirectional stream
-//! the client opens) and one **data stream** per listing or file transfer.
+//! the client opens) and one **data stream** per listing or file transfer,
+//! or per stream of generated data that `realize bench` measures.
 //! Every message is a *frame*: a 4-byte big-endian length followed by that
 //! many bytes of bincode. File content travels as raw bytes between frames.
 //! `docs/protocol.md` is the full specification; this module is its code.
@@ -17,8 +18,9 @@ mod message;
 pub use codec::{decode, encode, read_frame, write_frame, FrameError};
 pub use error::{ErrorKind, RealizeError};
 pub use message::{
-    ControlReply, ControlRequest, Hello, HelloReply, ListItem, ReadHeader, ReadTrailer, Request,
-    Response, StreamRequest, WriteResult, WriteTrailer,
+    ControlReply, ControlRequest, Discarded, GenerateHeader, Hello, HelloReply, ListItem,
+    PathSample, ReadHeader, ReadTrailer, Request, Response, StreamRequest, WriteResult,
+    WriteTrailer,
 };
 
 /// The ALPN protocol id negotiated by TLS.
@@ -33,6 +35,9 @@ pub const MAX_FRAME_LEN: usize = 1 << 20;
 
 /// Most entries in one [`ListItem::Files`] frame.
 pub const MAX_LIST_CHUNK: usize = 1024;
+
+/// Most bytes one [`StreamRequest::Generate`] may ask for: 1 TiB.
+pub const MAX_GENERATE_LEN: u64 = 1 << 40;
 
 /// QUIC application error codes, used to close streams and connections.
 pub mod code {

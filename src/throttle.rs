@@ -56,21 +56,19 @@ impl FromStr for Rate {
     type Err = String;
 
     fn from_str(text: &str) -> Result<Self, String> {
+        let text = text.trim();
         let bytes = parse_bytes(text).ok_or_else(|| {
-            format!(
-                "{:?} is not a rate: use e.g. 512k, 4M, 1.5G or bytes per second",
-                text.trim()
-            )
+            format!("{text:?} is not a rate: use e.g. 512k, 4M, 1.5G or bytes per second")
         })?;
         if bytes > MAX_RATE as f64 {
-            return Err(format!("{} is more than 1024G per second", text.trim()));
+            return Err(format!("{text} is more than 1024G per second"));
         }
         Rate::new(bytes.round() as u64)
     }
 }
 
-/// A positive number of bytes written `512k`, `4M`, `1.5G` (binary
-/// multiples) or plain; `None` if the text is not one.
+/// A positive number of bytes written plain or with a binary multiple:
+/// `512k`, `4M`, `1.5G`. `None` if `text` is not one.
 pub fn parse_bytes(text: &str) -> Option<f64> {
     let text = text.trim();
     let (number, multiple) = match text.char_indices().last() {
@@ -79,11 +77,8 @@ pub fn parse_bytes(text: &str) -> Option<f64> {
         Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
         _ => (text, 1),
     };
-    number
-        .parse()
-        .ok()
-        .filter(|v: &f64| v.is_finite() && *v > 0.0)
-        .map(|value| value * multiple as f64)
+    let value: f64 = number.parse().ok()?;
+    (value.is_finite() && value > 0.0).then_some(value * multiple as f64)
 }
 
 impl fmt::Display for Rate {

@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
+use crate::bench::{self, BenchLimit, Directions};
 use crate::model::DirectoryId;
 use crate::throttle::{parse_bytes, Rate};
 use crate::transport::congestion::Congestion;
@@ -46,6 +47,10 @@ pub enum Command {
     /// Move a generated tree to a daemon started on loopback, with fresh keys:
     /// a full real move over QUIC, no setup needed.
     Demo(DemoArgs),
+    /// Measure the path to a daemon before a big move: generated data crosses
+    /// through the real protocol (no disk is touched on either side), then
+    /// goodput, round trip, loss and congestion are reported.
+    Bench(BenchArgs),
 }
 
 /// `realize keygen`.
@@ -70,6 +75,77 @@ pub struct DemoArgs {
     pub max_mib: u64,
 }
 
+/// How `realize bench` reads its send limits, and its exit codes.
+pub const BENCH_NOTES: &str = "\
+Here the daemon is the destination of what this command sends and the source
+of what it receives: --throttle-up paces this command, --throttle-down asks the
+daemon to pace itself (its own cap for this host still applies).
+
+Exit codes:
+  0   the report is printed
+  1   the daemon cannot be reached, refuses this host's key, or the connection fails
+  2   bad usage (flags, client configuration, keys, an address that does not resolve)";
+
+/// `realize bench`.
+#[derive(Debug, Args)]
+#[command(after_help = BENCH_NOTES)]
+pub struct BenchArgs {
+    /// The daemon to measure, HOST:PORT (port 9771 if omitted).
+    #[arg(value_name = "HOST:PORT")]
+    pub address: String,
+    /// How long to run, 1s to 1h (e.g. 10s, 2m). The goodput counts from the
+    /// first stream opened, so on a long path a short run reads a little low.
+    #[arg(long, value_name = "DURATION", default_value = "10s",
+          value_parser = parse_bench_duration, conflicts_with = "size")]
+    pub duration: std::time::Duration,
+    /// Carry this many bytes each way instead of running for a time: 512M, 4G
+    /// (binary multiples) or plain bytes, at most 1024G.
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub size: Option<u64>,
+    /// QUIC streams per direction, like files in flight in a move.
+    #[arg(long, value_name = "N", default_value_t = bench::DEFAULT_STREAMS,
+          value_parser = parse_streams)]
+    pub streams: usize,
+    /// Measure what this command sends to the daemon (the default, unless
+    /// --receive is given).
+    #[arg(long)]
+    pub send: bool,
+    /// Measure what the daemon sends to this command; with --send, both
+    /// directions at once.
+    #[arg(long)]
+    pub receive: bool,
+    /// Print the report as one JSON object, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// This host's key and the daemons it trusts.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// Send limits: up paces this command, down the daemon.
+    #[command(flatten)]
+    pub limits: ThrottleArgs,
+    #[command(flatten)]
+    pub transport: TransportArgs,
+}
+
+impl BenchArgs {
+    /// When the run stops: after `--size` bytes if given, else the duration.
+    pub fn limit(&self) -> BenchLimit {
+        match self.size {
+            Some(size) => BenchLimit::Size(size),
+            None => BenchLimit::Duration(self.duration),
+        }
+    }
+
+    /// Which way the generated data goes.
+    pub fn directions(&self) -> Directions {
+        match (self.send, self.receive) {
+            (true, true) => Directions::Both,
+            (false, true) => Directions::Receive,
+            _ => Directions::Send,
+        }
+    }
+}
+
 /// The flags of a move.
 #[derive(Debug, Args)]
 pub struct MoveArgs {
@@ -83,19 +159,9 @@ pub struct MoveArgs {
     /// defaults to "dir" for two local paths.
     #[arg(long, value_name = "ID")]
     pub directory_id: Option<DirectoryId>,
-    /// This host's private key (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
-    pub key: Option<PathBuf>,
-    /// This host's certificate (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
-    pub cert: Option<PathBuf>,
-    /// PEM file with the certificates of the daemons to trust.
-    #[arg(long, value_name = "FILE")]
-    pub peers: Option<PathBuf>,
-    /// Client configuration holding key, cert and peers, so the common call
-    /// is short. Default: $XDG_CONFIG_HOME/realize/config.toml if it exists.
-    #[arg(long, value_name = "FILE")]
-    pub config: Option<PathBuf>,
+    /// This host's key and the daemons it trusts.
+    #[command(flatten)]
+    pub trust: TrustArgs,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
           value_parser = parse_parallel)]
@@ -105,17 +171,9 @@ pub struct MoveArgs {
     /// Running the command again continues the work.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
-    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
-    /// multiples) or plain bytes per second.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub throttle: Option<Rate>,
-    /// Limit what is sent towards the destination (overrides --throttle).
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub throttle_up: Option<Rate>,
-    /// Limit what is read from the source (overrides --throttle). A remote
-    /// source daemon paces its own sending on this connection.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
-    pub throttle_down: Option<Rate>,
+    /// Send limits.
+    #[command(flatten)]
+    pub limits: ThrottleArgs,
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
     /// until the move succeeds or --max-duration is reached.
@@ -151,6 +209,52 @@ pub struct MoveArgs {
     pub metrics_instance: Option<String>,
 }
 
+/// This host's identity and the daemons it trusts, for remote endpoints.
+#[derive(Debug, Args)]
+pub struct TrustArgs {
+    /// This host's private key (PEM), for remote endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub key: Option<PathBuf>,
+    /// This host's certificate (PEM), for remote endpoints.
+    #[arg(long, value_name = "FILE")]
+    pub cert: Option<PathBuf>,
+    /// PEM file with the certificates of the daemons to trust.
+    #[arg(long, value_name = "FILE")]
+    pub peers: Option<PathBuf>,
+    /// Client configuration holding key, cert and peers, so the common call
+    /// is short. Default: $XDG_CONFIG_HOME/realize/config.toml if it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+/// Send limits in each direction.
+#[derive(Debug, Args)]
+pub struct ThrottleArgs {
+    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
+    /// multiples) or plain bytes per second.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle: Option<Rate>,
+    /// Limit what is sent towards the destination (overrides --throttle).
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_up: Option<Rate>,
+    /// Limit what is read from the source (overrides --throttle). A remote
+    /// source daemon paces its own sending on this connection.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub throttle_down: Option<Rate>,
+}
+
+impl ThrottleArgs {
+    /// The limit on what is sent towards the destination.
+    pub fn up(&self) -> Option<Rate> {
+        self.throttle_up.or(self.throttle)
+    }
+
+    /// The limit on what is read from the source.
+    pub fn down(&self) -> Option<Rate> {
+        self.throttle_down.or(self.throttle)
+    }
+}
+
 /// How log lines are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -177,6 +281,33 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
 
 fn parse_rate(value: &str) -> Result<Rate, String> {
     value.parse()
+}
+
+fn parse_bench_duration(value: &str) -> Result<std::time::Duration, String> {
+    let duration = parse_duration(value)?;
+    if !(bench::MIN_DURATION..=bench::MAX_DURATION).contains(&duration) {
+        return Err("a bench runs from 1s to 1h".into());
+    }
+    Ok(duration)
+}
+
+fn parse_size(value: &str) -> Result<u64, String> {
+    let bytes = crate::throttle::parse_bytes(value)
+        .ok_or_else(|| format!("{value:?} is not a size: use e.g. 512M, 4G or bytes"))?;
+    if bytes > bench::MAX_SIZE as f64 {
+        return Err(format!("{value} is more than 1024G"));
+    }
+    Ok((bytes.round() as u64).max(1))
+}
+
+fn parse_streams(value: &str) -> Result<usize, String> {
+    match value.parse::<usize>() {
+        Ok(n) if (1..=bench::MAX_STREAMS).contains(&n) => Ok(n),
+        _ => Err(format!(
+            "expected a number of streams from 1 to {}",
+            bench::MAX_STREAMS
+        )),
+    }
 }
 
 fn parse_parallel(value: &str) -> Result<usize, String> {
@@ -331,15 +462,69 @@ mod tests {
             args.extend_from_slice(extra);
             RealizeArgs::try_parse_from(args)
         };
-        let args = parse(&["--throttle", "1M", "--throttle-down", "512k"])
+        let limits = parse(&["--throttle", "1M", "--throttle-down", "512k"])
             .unwrap()
-            .transfer;
-        assert_eq!(args.throttle.unwrap().bytes_per_second(), 1 << 20);
-        assert_eq!(args.throttle_down.unwrap().bytes_per_second(), 512 << 10);
+            .transfer
+            .limits;
+        assert_eq!(limits.up().unwrap().bytes_per_second(), 1 << 20);
+        assert_eq!(limits.down().unwrap().bytes_per_second(), 512 << 10);
         for bad in ["0", "fast", "-1M", "5000G"] {
             let err = parse(&["--throttle-up", bad]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
         }
+    }
+
+    fn bench(extra: &[&str]) -> Result<BenchArgs, clap::Error> {
+        let mut args = vec!["realize", "bench", "host:9771"];
+        args.extend_from_slice(extra);
+        match RealizeArgs::try_parse_from(args)?.command {
+            Some(Command::Bench(bench)) => Ok(bench),
+            other => panic!("not a bench: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn bench_runs_ten_seconds_sending_on_eight_streams_by_default() {
+        let args = bench(&[]).unwrap();
+        assert_eq!(
+            args.limit(),
+            BenchLimit::Duration(std::time::Duration::from_secs(10))
+        );
+        assert_eq!(args.directions(), Directions::Send);
+        assert_eq!(args.streams, 8);
+        assert!(!args.json);
+    }
+
+    #[test]
+    fn bench_takes_a_size_and_directions() {
+        let args = bench(&["--size", "1G", "--receive", "--streams", "4"]).unwrap();
+        assert_eq!(args.limit(), BenchLimit::Size(1 << 30));
+        assert_eq!(args.directions(), Directions::Receive);
+        assert_eq!(args.streams, 4);
+        let both = bench(&["--send", "--receive", "--throttle-up", "1M"]).unwrap();
+        assert_eq!(both.directions(), Directions::Both);
+        assert_eq!(both.limits.up().unwrap().bytes_per_second(), 1 << 20);
+        assert_eq!(both.limits.down(), None);
+    }
+
+    #[test]
+    fn bad_bench_flags_are_usage_errors() {
+        let bad: &[&[&str]] = &[
+            &["--size", "1G", "--duration", "5s"],
+            &["--duration", "500ms"],
+            &["--duration", "2h"],
+            &["--size", "0"],
+            &["--size", "2000G"],
+            &["--size", "lots"],
+            &["--streams", "0"],
+            &["--streams", "129"],
+        ];
+        for extra in bad {
+            let err = bench(extra).unwrap_err();
+            assert_eq!(err.exit_code(), 2, "{extra:?}");
+        }
+        let err = RealizeArgs::try_parse_from(["realize", "bench"]).unwrap_err();
+        assert_eq!(err.exit_code(), 2);
     }
 
     #[test]

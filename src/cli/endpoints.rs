@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
-use super::args::MoveArgs;
+use super::args::{MoveArgs, TrustArgs};
 use super::settings::ClientSettings;
 use super::CliError;
 use crate::client::{Client, RemoteService};
@@ -63,7 +63,11 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         }
     };
     let client = if any_remote {
-        Some(client(args)?)
+        let tuning = Tuning {
+            connect_timeout: args.connect_timeout,
+            ..args.transport.tuning()
+        };
+        Some(client(&args.trust, &tuning)?)
     } else {
         None
     };
@@ -160,7 +164,7 @@ async fn refuse_overlap(
 
 /// Resolves `HOST:PORT`, `HOST`, `IP`, `IP:PORT` or `[IPv6]:PORT`; the port
 /// defaults to 9771.
-async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
+pub(super) async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
     if let Ok(socket) = addr.parse::<SocketAddr>() {
         return Ok(socket);
     }
@@ -186,8 +190,10 @@ async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
         .ok_or_else(|| CliError::Usage(format!("{addr} resolves to no address")))
 }
 
-fn client(args: &MoveArgs) -> Result<Client, CliError> {
-    let settings = ClientSettings::load(args.config.as_deref())?;
+/// A QUIC client with the identity and pinned daemons that `trust` names
+/// (or the client configuration holds), tuned as `tuning` says.
+pub(super) fn client(trust: &TrustArgs, tuning: &Tuning) -> Result<Client, CliError> {
+    let settings = ClientSettings::load(trust.config.as_deref())?;
     let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
         flag.clone().or(setting).ok_or_else(|| {
             CliError::Usage(format!(
@@ -195,19 +201,15 @@ fn client(args: &MoveArgs) -> Result<Client, CliError> {
             ))
         })
     };
-    let key = pick(&args.key, settings.key, "key")?;
-    let cert = pick(&args.cert, settings.cert, "cert")?;
-    let peers_file = pick(&args.peers, settings.peers, "peers")?;
+    let key = pick(&trust.key, settings.key, "key")?;
+    let cert = pick(&trust.cert, settings.cert, "cert")?;
+    let peers_file = pick(&trust.peers, settings.peers, "peers")?;
     let identity = Identity::load(&key, &cert).map_err(|e| CliError::Usage(e.to_string()))?;
     let certs = load_certificates(&peers_file).map_err(|e| CliError::Usage(e.to_string()))?;
     let name = peers_file.display().to_string();
     let peers =
         PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
-    let tuning = Tuning {
-        connect_timeout: args.connect_timeout,
-        ..args.transport.tuning()
-    };
-    Client::new(&identity, peers, &tuning)
+    Client::new(&identity, peers, tuning)
         .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
 }
 

@@ -17,7 +17,8 @@ use crate::transport::TransportError;
 /// than allowed to exhaust memory.
 pub const MAX_LISTING_FILES: usize = 10_000_000;
 
-async fn open(
+/// Opens a data stream and sends its request.
+pub(super) async fn open(
     connection: &Connection,
     request: &StreamRequest,
 ) -> Result<(SendStream, RecvStream), TransportError> {

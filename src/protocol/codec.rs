@@ -178,6 +178,59 @@ mod tests {
         ));
     }
 
+    /// A message's frame in hex, bytes separated by spaces.
+    fn frame<T: serde::Serialize>(message: &T) -> String {
+        let bytes = encode(message).unwrap();
+        bytes
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// The bench frames as `docs/protocol.md` §4.3 shows them.
+    #[test]
+    fn bench_frames_encode_as_documented() {
+        use crate::protocol::{
+            ControlReply, ControlRequest, Discarded, GenerateHeader, PathSample, Request, Response,
+        };
+        let size = 16 << 20;
+        assert_eq!(frame(&StreamRequest::Discard), "00 00 00 01 03");
+        assert_eq!(
+            frame(&StreamRequest::Generate { size }),
+            "00 00 00 06 04 fc 01 00 00 00"
+        );
+        assert_eq!(frame(&Discarded { received: 300 }), "00 00 00 03 fb 01 2c");
+        assert_eq!(
+            frame(&GenerateHeader { size: Ok(size) }),
+            "00 00 00 06 00 fc 01 00 00 00"
+        );
+        let request = Request {
+            id: 6,
+            op: ControlRequest::PathStats,
+        };
+        assert_eq!(frame(&request), "00 00 00 02 06 05");
+        let sample = PathSample {
+            rtt_us: 40_000,
+            min_rtt_us: 39_000,
+            cwnd: 1_000_000,
+            congestion_events: 2,
+            sent_packets: 5000,
+            lost_packets: 3,
+            lost_bytes: 3600,
+            sent_bytes: 6_000_000,
+        };
+        let response = Response {
+            id: 6,
+            result: Ok(ControlReply::PathStats(sample)),
+        };
+        assert_eq!(
+            frame(&response),
+            "00 00 00 1b 06 00 05 fb 9c 40 fb 98 58 fc 00 0f 42 40 02 fb 13 88 03 fb 0e 10 \
+             fc 00 5b 8d 80"
+        );
+    }
+
     #[test]
     fn oversized_message_is_refused_when_encoding() {
         let big = crate::protocol::RealizeError::new(

@@ -80,6 +80,9 @@ pub enum ControlRequest {
         /// The stamp the file had when it was read.
         expected: FileStamp,
     },
+    /// The daemon's statistics of this connection's path, so `realize bench`
+    /// can report what the daemon's sending met (loss, congestion window).
+    PathStats,
 }
 
 /// The answer to one [`Request`].
@@ -107,6 +110,32 @@ pub enum ControlReply {
     RootIdentity(RootIdentity),
     /// Answer to [`ControlRequest::Delete`].
     Deleted,
+    /// Answer to [`ControlRequest::PathStats`].
+    PathStats(PathSample),
+}
+
+/// One side's statistics of a connection's path at one moment, as quinn
+/// counts them since the connection started. Counts cover what that side
+/// sent; two samples give the figures of the time between them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PathSample {
+    /// Smoothed round-trip time, in microseconds.
+    pub rtt_us: u64,
+    /// Smallest round-trip time seen, in microseconds.
+    pub min_rtt_us: u64,
+    /// Congestion window, in bytes.
+    pub cwnd: u64,
+    /// Congestion events (losses or ECN marks that shrank the window).
+    pub congestion_events: u64,
+    /// Packets sent.
+    pub sent_packets: u64,
+    /// Packets declared lost; their stream data is sent again.
+    pub lost_packets: u64,
+    /// Bytes of the packets declared lost.
+    pub lost_bytes: u64,
+    /// Bytes of the UDP datagrams sent (QUIC headers, encryption and
+    /// retransmissions included).
+    pub sent_bytes: u64,
 }
 
 /// First frame of a data stream, client to daemon: what the stream is for.
@@ -142,6 +171,30 @@ pub enum StreamRequest {
         /// everything from the offset.
         delta: Delta,
     },
+    /// Measure sending: the client follows with raw bytes of any content
+    /// until it finishes or resets its side; the daemon reads and drops them,
+    /// then answers with a [`Discarded`].
+    Discard,
+    /// Measure receiving: the daemon answers with a [`GenerateHeader`], then
+    /// `size` raw bytes of generated data, paced like reads.
+    Generate {
+        /// Bytes to send, at most [`super::MAX_GENERATE_LEN`].
+        size: u64,
+    },
+}
+
+/// The daemon's answer on a discard stream, once the client's side ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Discarded {
+    /// Raw bytes the daemon read (and dropped) on this stream.
+    pub received: u64,
+}
+
+/// The daemon's first answer to [`StreamRequest::Generate`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GenerateHeader {
+    /// The number of raw bytes that follow, or why none do.
+    pub size: Result<u64, RealizeError>,
 }
 
 /// One frame of a listing: files, skipped entries, then the end.

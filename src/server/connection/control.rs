@@ -7,6 +7,7 @@ use quinn::{Connection, RecvStream, SendStream, VarInt};
 use tokio::sync::{Mutex, Semaphore};
 
 use super::Peer;
+use crate::bench::path_sample;
 use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, ErrorKind, FrameError,
     RealizeError, Request, Response,
@@ -52,10 +53,11 @@ pub async fn serve(
         let send = send.clone();
         let service = service.clone();
         let peer = peer.clone();
+        let connection = connection.clone();
         tokio::spawn(async move {
             let op = op_name(&request.op);
             let started = std::time::Instant::now();
-            let result = execute(&service, request.op, &peer).await;
+            let result = execute(&service, request.op, &peer, &connection).await;
             let status = match &result {
                 Ok(_) => "ok",
                 Err(e) => {
@@ -86,6 +88,7 @@ fn op_name(op: &ControlRequest) -> &'static str {
         ControlRequest::Configure { .. } => "configure",
         ControlRequest::RootIdentity { .. } => "root_identity",
         ControlRequest::Delete { .. } => "delete",
+        ControlRequest::PathStats => "path_stats",
     }
 }
 
@@ -125,6 +128,7 @@ async fn execute(
     service: &LocalService,
     op: ControlRequest,
     peer: &Peer,
+    connection: &Connection,
 ) -> Result<ControlReply, RealizeError> {
     let result = match &op {
         ControlRequest::Hash { dir, path } => service.hash(dir, path).await.map(ControlReply::Hash),
@@ -144,6 +148,9 @@ async fn execute(
             .map(ControlReply::RootIdentity),
         ControlRequest::Configure { send_limit } => {
             return configure(*send_limit, peer);
+        }
+        ControlRequest::PathStats => {
+            return Ok(ControlReply::PathStats(path_sample(connection)));
         }
         ControlRequest::Delete {
             dir,

@@ -1,4 +1,7 @@
-//! The daemon's side of data streams: listings, reads and writes.
+//! The daemon's side of data streams: listings, reads and writes, and the
+//! generated data of `realize bench` ([`bench`]).
+
+mod bench;
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream, VarInt};
@@ -44,6 +47,8 @@ pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalSer
             };
             write(&mut send, &mut recv, &service, target, &peer).await
         }
+        StreamRequest::Discard => bench::discard(&mut send, &mut recv, &peer).await,
+        StreamRequest::Generate { size } => bench::generate(&mut send, size, &peer).await,
     };
     if let Err(e) = outcome {
         tracing::debug!(peer = %peer.id, "stream ended early: {e}");
