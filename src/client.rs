@@ -36,8 +36,12 @@ use crate::transport::TransportError;
 /// The server name sent in TLS; pinning makes it irrelevant to trust.
 const SERVER_NAME: &str = "realized";
 
-/// How long [`Client::shutdown`] waits for close frames to leave.
+/// How long [`Client::shutdown`] waits for close frames to leave idle
+/// connections.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How long [`Client::shutdown`] lets busy connections drain.
+const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A QUIC client endpoint with this host's identity and the pinned daemons.
 pub struct Client {
@@ -118,15 +122,18 @@ impl Client {
         })
     }
 
-    /// Gives closed connections a moment to send their close frames.
+    /// Gives closed connections time to tell their daemons.
     ///
-    /// A closed connection sends its close frame at once, then drains for
-    /// three probe timeouts (about half a second on a 100 ms path) only to
-    /// answer stray packets; waiting that out would delay every exit. A lost
-    /// close frame costs the daemon an idle timeout, nothing more.
-    pub async fn shutdown(&self) {
+    /// A connection closed while idle sends its close frame at once; it then
+    /// drains for three probe timeouts (about half a second on a 100 ms
+    /// path) only to answer stray packets, which would delay every exit, so
+    /// this waits [`CLOSE_GRACE`]. A connection closed with data in flight
+    /// (`busy`) may lose its close frame among full buffers; draining
+    /// resends it, so this waits for the drain, at most [`DRAIN_LIMIT`].
+    pub async fn shutdown(&self, busy: bool) {
         let idle = self.endpoint.wait_idle();
-        let _ = tokio::time::timeout(CLOSE_GRACE, idle).await;
+        let limit = if busy { DRAIN_LIMIT } else { CLOSE_GRACE };
+        let _ = tokio::time::timeout(limit, idle).await;
     }
 
     /// Turns a connection failure into the one line the user sees.

@@ -29,7 +29,7 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     }
     let measured = bench::run(&remote, &options).await;
     remote.close(false);
-    client.shutdown().await;
+    client.shutdown(true).await;
     let report = measured.map_err(|e| CliError::Failed(format!("bench failed: {e}")))?;
     match args.json {
         true => println!("{}", report.to_json()),

@@ -76,7 +76,7 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         .map_err(|e| failed(&e))?;
     display.finish(&summary);
     remote.close(false);
-    client.shutdown().await;
+    client.shutdown(false).await;
     let _ = stop.send(());
     let _ = daemon_task.await;
 

@@ -34,14 +34,24 @@ impl Endpoints {
     /// Closes connections to daemons cleanly, saying whether the run was
     /// interrupted.
     pub async fn close(self, interrupted: bool) {
+        if interrupted && !self.remotes.is_empty() {
+            // The streams of the files in flight were just reset. Let the
+            // packets already sent reach the daemon first: a receive buffer
+            // full of them could drop the one close frame that tells it why
+            // the connection ends.
+            tokio::time::sleep(SETTLE_BEFORE_CLOSE).await;
+        }
         for remote in &self.remotes {
             remote.close(interrupted);
         }
         if let Some(client) = &self.client {
-            client.shutdown().await;
+            client.shutdown(interrupted).await;
         }
     }
 }
+
+/// How long a stopped run waits between abandoning its streams and closing.
+const SETTLE_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_millis(50);
 
 enum Spec {
     Local(PathBuf),
@@ -101,7 +111,7 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
             remote.close(false);
         }
         if let Some(client) = &client {
-            client.shutdown().await;
+            client.shutdown(false).await;
         }
         return Err(refused);
     }
