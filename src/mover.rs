@@ -51,7 +51,7 @@ impl Default for MoveOptions {
 }
 
 /// Files in flight by default (see `docs/operations.md` for the measurement).
-pub const DEFAULT_PARALLEL: usize = 32;
+pub const DEFAULT_PARALLEL: usize = 128;
 
 /// What a move did.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]

@@ -6,6 +6,7 @@ mod harness;
 mod hostile;
 mod interrupt;
 mod lossy;
+mod memory;
 mod moves;
 mod observability;
 mod relay;

@@ -6,7 +6,7 @@ use std::io::Read;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
 use crate::model::{Delta, FileStamp, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
@@ -16,6 +16,29 @@ use crate::service::{FileReader, ReadEvent, ReadSummary, ServiceError};
 pub const CHUNK_SIZE: usize = 256 * 1024;
 /// Chunks read ahead of the consumer.
 const READ_AHEAD: usize = 4;
+
+/// Chunks read from local files that may be held in memory at once, by all
+/// readers of the process together (48 MiB): read ahead, waiting to be
+/// sent, or in the transport's send buffer until the peer acknowledges
+/// them. Without it, memory grows with the files in flight (`--parallel`).
+/// It is far more than the bandwidth-delay product of the links served.
+const READ_BUDGET_CHUNKS: usize = 192;
+
+/// The permits of [`READ_BUDGET_CHUNKS`].
+static READ_BUDGET: Semaphore = Semaphore::const_new(READ_BUDGET_CHUNKS);
+
+/// A chunk's bytes and its share of the read budget, returned when the last
+/// reference to the chunk is dropped.
+struct BudgetedChunk {
+    bytes: Vec<u8>,
+    _permit: SemaphorePermit<'static>,
+}
+
+impl AsRef<[u8]> for BudgetedChunk {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes
+    }
+}
 
 /// A local file being read by a blocking thread.
 pub struct LocalReader {
@@ -70,8 +93,10 @@ fn pump(
 }
 
 /// Reads exactly `want` bytes into a new buffer (not zeroed first: the
-/// kernel fills it).
+/// kernel fills it), once the read budget allows.
 fn read_chunk(file: &mut File, want: usize, display: &RelPath) -> Result<Bytes, RealizeError> {
+    let permit = futures::executor::block_on(READ_BUDGET.acquire())
+        .expect("the read budget is never closed");
     let mut buf = Vec::with_capacity(want);
     file.take(want as u64)
         .read_to_end(&mut buf)
@@ -82,7 +107,10 @@ fn read_chunk(file: &mut File, want: usize, display: &RelPath) -> Result<Bytes, 
             format!("{display}: the file shrank while it was read"),
         ));
     }
-    Ok(Bytes::from(buf))
+    Ok(Bytes::from_owner(BudgetedChunk {
+        bytes: buf,
+        _permit: permit,
+    }))
 }
 
 #[async_trait]
