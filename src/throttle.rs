@@ -20,6 +20,10 @@ use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 const CELL: u64 = 1024;
 /// Largest piece sent at once, whatever the rate.
 const MAX_PIECE: u64 = 256 * 1024;
+/// Pieces the bucket holds: a sender woken up to one piece late (timers
+/// fire a millisecond or so late) keeps the time it lost, and a sender that
+/// was idle bursts at most two pieces (~100 ms).
+const BUCKET_PIECES: u64 = 2;
 /// Slowest rate accepted: 1 KiB/s.
 pub const MIN_RATE: u64 = CELL;
 /// Fastest rate accepted: 1 TiB/s.
@@ -123,8 +127,8 @@ impl Throttle {
     pub fn set(&self, rate: Option<Rate>) -> Option<Rate> {
         let limiter = rate.map(|rate| {
             let cells = |bytes: u64| NonZeroU32::new((bytes / CELL).max(1) as u32).expect("not 0");
-            let quota =
-                Quota::per_second(cells(rate.bytes_per_second())).allow_burst(cells(rate.piece()));
+            let quota = Quota::per_second(cells(rate.bytes_per_second()))
+                .allow_burst(cells(BUCKET_PIECES * rate.piece()));
             Arc::new(Limiter {
                 rate,
                 bucket: RateLimiter::direct(quota),
@@ -165,7 +169,8 @@ impl Throttle {
         // A piece cut at a higher rate may exceed a new, lower rate's burst:
         // then it waits for a full bucket instead.
         if limiter.bucket.until_n_ready(cells).await.is_err() {
-            let burst = NonZeroU32::new((2 * limiter.rate.piece() / CELL) as u32).expect("not 0");
+            let burst = NonZeroU32::new((BUCKET_PIECES * limiter.rate.piece() / CELL) as u32)
+                .expect("not 0");
             let _ = limiter.bucket.until_n_ready(burst).await;
         }
     }
@@ -208,6 +213,19 @@ mod tests {
         let sizes: Vec<_> = limited.pieces(chunk).map(|p| p.len()).collect();
         assert!(sizes.iter().all(|&n| n <= 25 * 1024));
         assert_eq!(sizes.iter().sum::<usize>(), 300 * 1024);
+    }
+
+    #[test]
+    fn the_bucket_holds_two_pieces_and_no_more() {
+        let throttle = Throttle::new(Some("4M".parse().unwrap()));
+        let limiter = throttle.current().unwrap();
+        let piece = NonZeroU32::new((limiter.rate.piece() / CELL) as u32).unwrap();
+        assert!(limiter.bucket.check_n(piece).unwrap().is_ok());
+        assert!(limiter.bucket.check_n(piece).unwrap().is_ok());
+        assert!(
+            limiter.bucket.check_n(piece).unwrap().is_err(),
+            "a third piece must wait ~50 ms"
+        );
     }
 
     #[test]
