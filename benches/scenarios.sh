@@ -45,6 +45,7 @@ done
 for c in ip tc ssh scp ssh-keygen rsync /usr/sbin/sshd /usr/bin/time timeout; do
     command -v "$c" >/dev/null || die "$c is missing (see Prerequisites in docs/benchmarks.md)"
 done
+[ -d /run/sshd ] || mkdir -m 0755 /run/sshd   # sshd's privilege separation folder, made by its service
 hasher=$(command -v b3sum || command -v sha256sum)
 
 # The scenarios to run: the arguments or all, T1 split into its two links.
@@ -319,20 +320,21 @@ client_cmd() {
     esac
 }
 
-# Runs cmd in $link-a (or on loopback) under timeout and GNU time, output to
-# FILE. Sets rc (124 or 137: timed out), secs (wall time) and rss_cmd (KiB).
+# Runs cmd in $link-a (or on loopback) under GNU time and timeout (inside
+# time, so that a run stopped by the timeout still has its peak RSS; in the
+# foreground, so that a Ctrl-C reaches the command), output to FILE.
+# Sets rc (124 or 137: timed out), secs (wall time) and rss_cmd (KiB).
 run_client() {
     local out=$1 t0
     rm -f "$work/client.rss"
     t0=$EPOCHREALTIME
-    timeout -k 10 "$timeout_s" "${ns_a[@]}" /usr/bin/time -f %M -o "$work/client.rss" "${cmd[@]}" > "$out" 2>&1 &
+    "${ns_a[@]}" /usr/bin/time -f %M -o "$work/client.rss" timeout --foreground -k 10 "$timeout_s" "${cmd[@]}" > "$out" 2>&1 &
     client_pid=$!
     rc=0
     wait "$client_pid" || rc=$?
     client_pid=
     secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
-    rss_cmd=-
-    if ((rc != 124 && rc != 137)); then rss_cmd=$(tail -n 1 "$work/client.rss" 2>/dev/null || echo -); fi
+    rss_cmd=$(tail -n 1 "$work/client.rss" 2>/dev/null || echo -)
 }
 
 # Checks a finished run of TOOL: the destination holds exactly the generated
@@ -515,7 +517,10 @@ report() {
 
 # Stops what is still running and removes the link and the data.
 cleanup() {
-    if [ -n "${client_pid:-}" ]; then kill -TERM "$client_pid" 2>/dev/null || true; wait "$client_pid" 2>/dev/null || true; fi
+    if [ -n "${client_pid:-}" ]; then    # GNU time; its child, timeout, passes SIGTERM on to the command
+        kill -TERM "$(ps -o pid= --ppid "$client_pid" | tr -d ' ')" 2>/dev/null || true
+        wait "$client_pid" 2>/dev/null || true
+    fi
     if [ -n "${server_pid:-}" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_time_pid" 2>/dev/null || true; fi
     link_down
     rm -rf "${base:?}"
