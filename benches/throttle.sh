@@ -11,39 +11,22 @@
 # Prints one line per window: setting, limit, window, achieved rate, error.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+. benches/lib.sh
 rates=("${@:-512k 4M 40M}")
 read -r -a rates <<< "${rates[*]}"
 
 cargo build --release --quiet
-bin=$PWD/target/release
 work=$(mktemp -d /tmp/realize-throttle.XXXXXX)
 trap 'kill $(jobs -p) 2>/dev/null || true; [ -n "${wan_pid:-}" ] && kill "$wan_pid" 2>/dev/null; rm -rf "$work"' EXIT
-"$bin/realize" keygen --name daemon --out "$work" >/dev/null
-"$bin/realize" keygen --name client --out "$work" >/dev/null
-
-bytes_of() { # RATE -> bytes per second
-    awk -v r="$1" 'BEGIN { m = 1; u = substr(r, length(r)); n = r
-        if (u == "k" || u == "K") { m = 1024; n = substr(r, 1, length(r) - 1) }
-        if (u == "M") { m = 1048576; n = substr(r, 1, length(r) - 1) }
-        if (u == "G") { m = 1073741824; n = substr(r, 1, length(r) - 1) }
-        printf "%d", n * m }'
-}
+make_keys "$work"
 
 run_setting() { # NAME DAEMON_PREFIX CLIENT_PREFIX ADDRESS
     local name=$1 dprefix=$2 cprefix=$3 addr=$4
     mkdir -p "$work/dst" "$work/src"
-    cat > "$work/daemon.toml" <<TOML
-listen = "$addr"
-key = "daemon.key"
-cert = "daemon.crt"
-[dirs]
-bench = "$work/dst"
-[peers]
-client = "client.crt"
-TOML
+    write_daemon_config "$work/daemon.toml" "$addr" "$work/dst" "$work"
     $dprefix "$bin/realized" --config "$work/daemon.toml" 2>"$work/daemon-$name.log" &
     local daemon=$!
-    sleep 1
+    wait_for_line "$work/daemon-$name.log" listening "$daemon"
     for rate in "${rates[@]}"; do
         local bps; bps=$(bytes_of "$rate")
         rm -rf "$work/src" "$work/dst"   # partial files too: a run must not resume the last one
@@ -81,8 +64,6 @@ if [ "$(id -u)" = 0 ] && [ -e /dev/net/tun ]; then
         CARGO_TARGET_DIR=$PWD/target/wanemu cargo build --release --quiet --manifest-path ../shared/wanemu/Cargo.toml
         wanemu=$PWD/target/wanemu/release/wanemu
     fi
-    "$wanemu" up rzthr --delay-ms 50 --rate-mbit 100 --queue-ms 100 --loss 1 --seed 7 > "$work/wan.log" 2>&1 &
-    wan_pid=$!
-    until grep -q '^ready' "$work/wan.log"; do sleep 0.1; done
+    wanemu_up "$wanemu" rzthr "$work/wan.log" --delay-ms 50 --rate-mbit 100 --queue-ms 100 --loss 1 --seed 7
     run_setting "wan-1%" "ip netns exec rzthr-b" "ip netns exec rzthr-a" 198.18.0.2:9791
 fi

@@ -1,0 +1,554 @@
+#!/usr/bin/env bash
+# The benchmark scenarios of docs/benchmarks.md: realize against scp and
+# rsync over ssh, on the same link in the same run, printed as one table.
+#
+#   benches/scenarios.sh [SCENARIO...]    W1 W2 W3 W4 L1 L2 R1 T1 (default: all)
+#
+# Run as root. The W scenarios, R1 and T1 run between two network namespaces
+# joined by an emulated link: tc netem when the kernel has it, else the
+# userspace emulator wanemu (WANEMU=path/to/wanemu). Environment, defaults
+# in brackets (docs/benchmarks.md explains each):
+#   SCALE [1]                  multiplies file sizes, and file counts of trees
+#   TOOLS [realize,scp,rsync]  the tools to run
+#   TIMEOUT [300]              seconds each run of a tool may take
+#   REALIZE_ARGS []            extra flags for realize, e.g. "--parallel 64"
+#   WANEMU []                  the wanemu binary, used when netem is missing
+#   EMULATOR [auto]            netem or wanemu, to choose when both are there
+#   BENCH_TMP [$TMPDIR or /tmp] where the data and the logs are written
+#   CSV []                     also write the results to this CSV file
+#   SEED [7]                   seed of wanemu's loss generator
+#   REALIZE_PORT [39771], SSH_PORT [39722]   ports of realized and sshd
+set -euo pipefail
+export LC_ALL=C
+cd "$(dirname "$0")/.."
+. benches/lib.sh
+
+die() {
+    echo "scenarios.sh: $*" >&2
+    exit 1
+}
+
+scale=${SCALE:-1}
+timeout_s=${TIMEOUT:-300}
+IFS=, read -r -a tools <<< "${TOOLS:-realize,scp,rsync}"
+read -r -a realize_args <<< "${REALIZE_ARGS:-}"
+rport=${REALIZE_PORT:-39771}
+sport=${SSH_PORT:-39722}
+link=rzsc$$                    # link and namespace names, unique to this run
+
+awk -v s="$scale" 'BEGIN { exit !(s + 0 > 0) }' || die "SCALE must be a positive number, not '$scale'"
+[[ $timeout_s =~ ^[1-9][0-9]*$ ]] || die "TIMEOUT must be a whole number of seconds, not '$timeout_s'"
+for t in "${tools[@]}"; do
+    [[ $t =~ ^(realize|scp|rsync)$ ]] || die "unknown tool '$t' in TOOLS (realize, scp, rsync)"
+done
+[ "$(id -u)" = 0 ] || die "run as root: it creates network namespaces and starts sshd"
+for c in ip tc ssh scp ssh-keygen rsync /usr/sbin/sshd /usr/bin/time timeout; do
+    command -v "$c" >/dev/null || die "$c is missing (see Prerequisites in docs/benchmarks.md)"
+done
+[ -d /run/sshd ] || mkdir -m 0755 /run/sshd   # sshd's privilege separation folder, made by its service
+hasher=$(command -v b3sum || command -v sha256sum)
+
+# The scenarios to run: the arguments or all, T1 split into its two links.
+units=()
+(($#)) || set -- W1 W2 W3 W4 L1 L2 R1 T1
+for u in "$@"; do
+    case $u in
+        W[1-4] | L[12] | R1 | T1-lo | T1-W1) units+=("$u") ;;
+        T1) units+=(T1-lo T1-W1) ;;
+        *) die "unknown scenario '$u' (W1 W2 W3 W4 L1 L2 R1 T1)" ;;
+    esac
+done
+
+# Prints BYTES times SCALE, in whole bytes.
+scaled() {
+    awk -v b="$1" -v s="$scale" 'BEGIN { printf "%d", b * s }'
+}
+
+# Sets the globals of scenario UNIT: link_spec (empty on loopback, else
+# "DELAY_MS RATE_MBIT QUEUE_MS LOSS_PCT", the same both ways), data_spec
+# ("file BYTES" or "tree DIRS FILES_PER_DIR BYTES"), direction (up: the
+# command's side is the source; down: the daemon's) and throttle (a rate or empty).
+spec() {
+    local w1="50 100 100 1" w2="50 300 100 0"
+    direction=up throttle=""
+    case $1 in
+        W1) link_spec=$w1 data_spec="file $(scaled $((256 << 20)))" ;;
+        W2 | R1) link_spec=$w2 data_spec="file $(scaled $((1 << 30)))" ;;
+        W3) link_spec="50 100 100 0.1" data_spec="tree 50 $(tree_files 5000 50) 16384" ;;
+        W4) link_spec=$w1 data_spec="file $(scaled $((256 << 20)))" direction=down ;;
+        L1) link_spec="" data_spec="file $(scaled $((2 << 30)))" ;;
+        L2) link_spec="" data_spec="tree 100 $(tree_files 20000 100) 4096" ;;
+        T1-lo) link_spec="" data_spec="file $(scaled $((160 << 20)))" throttle=4M ;;
+        T1-W1) link_spec=$w1 data_spec="file $(scaled $((160 << 20)))" throttle=4M ;;
+    esac
+}
+
+# Prints the files per folder of a tree of FILES files in DIRS folders, scaled (at least 1).
+tree_files() {
+    awk -v n="$1" -v d="$2" -v s="$scale" 'BEGIN { f = int(n * s / d + 0.5); print (f < 1 ? 1 : f) }'
+}
+
+# Prints the bytes of data that data_spec describes.
+data_bytes() {
+    local kind a b c
+    read -r kind a b c <<< "$data_spec"
+    if [ "$kind" = file ]; then echo "$a"; else echo $((a * b * c)); fi
+}
+
+# Writes the data of data_spec to $src (random, so nothing compresses) and its manifest to $work/expected.
+generate() {
+    local kind a b c d
+    read -r kind a b c <<< "$data_spec"
+    rm -rf "$src" "$dst"
+    mkdir -p "$src" "$dst"
+    if [ "$kind" = file ]; then
+        head -c "$a" /dev/urandom > "$src/file.bin"
+    else
+        for ((d = 0; d < a; d++)); do
+            mkdir "$src/d$d"
+            head -c $((b * c)) /dev/urandom | split -b "$c" -d -a 5 - "$src/d$d/f"
+        done
+    fi
+    manifest "$src" > "$work/expected"
+}
+
+# Prints the hash and path of every file under DIR, sorted by path.
+manifest() {
+    (cd "$1" && find . -type f -print0 | sort -z | xargs -0 -r "$hasher")
+}
+
+# True if the kernel has the netem qdisc: tried on the loopback device of a throwaway namespace.
+have_netem() {
+    local ok=0
+    ip netns add "$link-p"
+    tc -n "$link-p" qdisc add dev lo root netem delay 1ms 2>/dev/null || ok=1
+    ip netns del "$link-p"
+    return "$ok"
+}
+
+# Chooses the link emulator (netem, else $WANEMU; EMULATOR overrides) and the
+# TCP congestion control of the namespaces: bbr if the kernel has it.
+choose_emulator() {
+    case ${EMULATOR:-auto} in
+        auto)
+            if have_netem; then emulator=netem
+            elif [ -n "${WANEMU:-}" ]; then emulator=wanemu
+            else die "no link emulator: this kernel has no netem qdisc (sch_netem) and WANEMU is not set; build wanemu and set WANEMU=/path/to/wanemu, or run only the loopback scenarios (L1 L2 T1-lo)"
+            fi ;;
+        netem) have_netem || die "EMULATOR=netem, but this kernel has no netem qdisc" ; emulator=netem ;;
+        wanemu) emulator=wanemu ;;
+        *) die "EMULATOR must be netem or wanemu, not '$EMULATOR'" ;;
+    esac
+    if [ "$emulator" = wanemu ]; then
+        [ -x "${WANEMU:-}" ] || die "WANEMU='${WANEMU:-}' is not an executable wanemu binary"
+    fi
+    wan_cc=$(sysctl -n net.ipv4.tcp_congestion_control)
+    if grep -qw bbr /proc/sys/net/ipv4/tcp_available_congestion_control; then wan_cc=bbr; fi
+}
+
+# Brings up the link of link_spec between namespaces $link-a (198.18.0.1) and
+# $link-b (198.18.0.2), or selects loopback when link_spec is empty. Sets
+# ns_a/ns_b (command prefixes entering each side), addr (the server's
+# address), cc, and dev_a/dev_b/hdr, which link_counters reads.
+link_up() {
+    if [ -z "$link_spec" ]; then
+        ns_a=() ns_b=() addr=127.0.0.1 dev_a="" cc=$(sysctl -n net.ipv4.tcp_congestion_control)
+        return
+    fi
+    local delay rate queue loss
+    read -r delay rate queue loss <<< "$link_spec"
+    if [ "$emulator" = wanemu ]; then
+        wanemu_up "$WANEMU" "$link" "$work/wanemu.log" --delay-ms "$delay" --rate-mbit "$rate" \
+            --queue-ms "$queue" --loss "$loss" --seed "${SEED:-7}" --tcp-cc "$wan_cc"
+        hdr=0
+    else
+        netem_up "$delay" "$rate" "$queue" "$loss"
+        hdr=14
+    fi
+    ns_a=(ip netns exec "$link-a") ns_b=(ip netns exec "$link-b") addr=198.18.0.2
+    dev_a=wa$link dev_b=wb$link cc=$wan_cc
+}
+
+# Builds the link with tc: $link-a and $link-b are joined by veth pairs to a
+# bridge in a third namespace, $link-m, whose two ports each delay, drop and
+# rate-limit what they send on (netem, then tbf holding the queue). The
+# impairments sit on a box in the middle, as wanemu does, so the hosts' own
+# TCP stacks feel no local queue. gso_max_segs 1 makes the hosts send
+# packets of at most one MTU, so netem drops packets, not 64 KiB bursts, and
+# the device counters count every packet's headers.
+netem_up() {
+    local delay=$1 rate=$2 queue=$3 loss=$4 ns port loss_opt=()
+    [ "$loss" = 0 ] || loss_opt=(loss "$loss%")
+    for ns in a b m; do
+        ip netns add "$link-$ns"
+        ip netns exec "$link-$ns" sysctl -q -w net.ipv6.conf.all.disable_ipv6=1 net.ipv6.conf.default.disable_ipv6=1
+    done
+    ip -n "$link-m" link add br0 type bridge
+    for ns in a b; do
+        ip netns exec "$link-$ns" sysctl -q -w net.ipv4.tcp_rmem="4096 131072 67108864" \
+            net.ipv4.tcp_wmem="4096 16384 67108864" net.ipv4.tcp_no_metrics_save=1 \
+            net.ipv4.tcp_congestion_control="$wan_cc"
+        ip -n "$link-m" link add "to-$ns" type veth peer name "w$ns$link" netns "$link-$ns"
+        ip -n "$link-m" link set "to-$ns" master br0 up
+        ip -n "$link-$ns" link set lo up
+        ip -n "$link-$ns" link set "w$ns$link" gso_max_segs 1 up
+    done
+    ip -n "$link-a" addr add 198.18.0.1/24 dev "wa$link"
+    ip -n "$link-b" addr add 198.18.0.2/24 dev "wb$link"
+    ip -n "$link-m" link set br0 up
+    for port in to-a to-b; do
+        tc -n "$link-m" qdisc add dev "$port" root handle 1: netem delay "${delay}ms" "${loss_opt[@]}" limit 1000000
+        tc -n "$link-m" qdisc add dev "$port" parent 1:1 handle 2: tbf rate "${rate}mbit" \
+            burst $((rate * 125 > 3028 ? rate * 125 : 3028)) limit $((queue * rate * 125))
+    done
+    # As wanemu does: UDP socket buffers of up to 64 MiB (host-wide, never lowered).
+    for s in net.core.rmem_max net.core.wmem_max; do
+        (($(sysctl -n "$s") >= 67108864)) || sysctl -q -w "$s=67108864"
+    done
+}
+
+# Removes the link made by link_up, if any.
+link_down() {
+    [ -n "${dev_a:-}" ] || return 0
+    if [ "$emulator" = wanemu ]; then
+        kill "$wan_pid" 2>/dev/null || true
+        wait "$wan_pid" 2>/dev/null || true
+        "$WANEMU" down "$link" >/dev/null 2>&1 || true
+    else
+        for ns in a b m; do ip netns del "$link-$ns" 2>/dev/null || true; done
+    fi
+    dev_a=
+}
+
+# Prints the IP bytes each side has sent into the link so far (lost and
+# dropped packets included: counted by the sending device) and the packets
+# the devices dropped, as "A2B B2A DROPS"; "- - 0" on loopback.
+link_counters() {
+    if [ -z "$dev_a" ]; then echo "- - 0"; return; fi
+    local a b
+    a=$(ip netns exec "$link-a" cat /sys/class/net/"$dev_a"/statistics/{tx_bytes,tx_packets,tx_dropped})
+    b=$(ip netns exec "$link-b" cat /sys/class/net/"$dev_b"/statistics/{tx_bytes,tx_packets,tx_dropped})
+    # shellcheck disable=SC2086 # one number per word
+    set -- $a $b
+    echo "$(($1 - hdr * $2)) $(($4 - hdr * $5)) $(($3 + $6))"
+}
+
+# Writes sshd's configuration (listening at $addr) and the client's ssh
+# configuration (host alias "bench"), both in $base/ssh; no system file is read or changed.
+write_ssh_configs() {
+    cat > "$base/ssh/sshd_config" <<EOF
+ListenAddress $addr:$sport
+HostKey $base/ssh/host_key
+PidFile none
+AuthorizedKeysFile $base/ssh/authorized_keys
+StrictModes no
+UsePAM no
+PermitRootLogin prohibit-password
+PasswordAuthentication no
+KbdInteractiveAuthentication no
+Subsystem sftp internal-sftp
+EOF
+    cat > "$base/ssh/ssh_config" <<EOF
+Host bench
+  HostName $addr
+  Port $sport
+  User $(id -un)
+  IdentityFile $base/ssh/user_key
+  IdentitiesOnly yes
+  HostKeyAlias bench
+  UserKnownHostsFile $base/ssh/known_hosts
+  GlobalKnownHostsFile /dev/null
+  StrictHostKeyChecking yes
+  BatchMode yes
+  LogLevel ERROR
+EOF
+}
+
+# Starts the server side for TOOL in $link-b (or on loopback) under GNU time:
+# realized serving the daemon's side of the data as "bench", or sshd. Sets
+# server_pid (the server) and server_time_pid (GNU time, its parent).
+start_server() {
+    local cmd ready
+    if [ "$1" = realize ]; then
+        local served=$dst
+        [ "$direction" = up ] || served=$src
+        write_daemon_config "$work/realized.toml" "$addr:$rport" "$served" "$base/keys"
+        cmd=("$bin/realized" --config "$work/realized.toml") ready=listening
+    else
+        cmd=(/usr/sbin/sshd -D -e -f "$base/ssh/sshd_config") ready='Server listening'
+    fi
+    rm -f "$work/server.rss"
+    "${ns_b[@]}" /usr/bin/time -f %M -o "$work/server.rss" "${cmd[@]}" 2> "$work/server.log" &
+    server_time_pid=$!
+    wait_for_line "$work/server.log" "$ready" "$server_time_pid" || die "the server did not start: ${cmd[*]}"
+    server_pid=$(ps -o pid= --ppid "$server_time_pid" | tr -d ' ')
+}
+
+# Stops the server with SIGTERM and sets rss_server to its peak RSS in KiB
+# (for sshd: the largest of its processes, connections included).
+stop_server() {
+    kill -TERM "$server_pid"
+    wait "$server_time_pid" || true
+    rss_server=$(tail -n 1 "$work/server.rss" 2>/dev/null || echo -)
+    server_pid=
+}
+
+# Sets cmd to the command line of TOOL moving (scp: copying) the data from
+# $src to $dst, in the direction of the scenario.
+client_cmd() {
+    local ssh=(-F "$base/ssh/ssh_config") bps
+    [ -z "$throttle" ] || bps=$(bytes_of "$throttle")
+    case $1/$direction in
+        realize/*)
+            cmd=("$bin/realize" --directory-id bench --key "$base/keys/client.key"
+                --cert "$base/keys/client.crt" --peers "$base/keys/daemon.crt" --quiet)
+            if [ "$direction" = up ]; then
+                cmd+=(--src-path "$src" --dst-addr "$addr:$rport")
+            else
+                cmd+=(--src-addr "$addr:$rport" --dst-path "$dst")
+            fi
+            [ -z "$throttle" ] || cmd+=(--throttle "$throttle")
+            cmd+=("${realize_args[@]}") ;;
+        scp/*)
+            cmd=(scp "${ssh[@]}" -r -q)
+            [ -z "$throttle" ] || cmd+=(-l $((bps * 8 / 1024)))     # Kbit/s of 1024 bits
+            if [ "$direction" = up ]; then cmd+=("$src"/* "bench:$dst/"); else cmd+=("bench:$src/*" "$dst/"); fi ;;
+        rsync/*)
+            cmd=(rsync -a --remove-source-files -e "ssh ${ssh[*]}")
+            [ -z "$throttle" ] || cmd+=(--bwlimit=$((bps / 1024)))  # KiB/s
+            if [ "$direction" = up ]; then cmd+=("$src/" "bench:$dst/"); else cmd+=("bench:$src/" "$dst/"); fi ;;
+    esac
+}
+
+# Runs cmd in $link-a (or on loopback) under GNU time and timeout (inside
+# time, so that a run stopped by the timeout still has its peak RSS; in the
+# foreground, so that a Ctrl-C reaches the command), output to FILE.
+# Sets rc (124 or 137: timed out), secs (wall time) and rss_cmd (KiB).
+run_client() {
+    local out=$1 t0
+    rm -f "$work/client.rss"
+    t0=$EPOCHREALTIME
+    "${ns_a[@]}" /usr/bin/time -f %M -o "$work/client.rss" timeout --foreground -k 10 "$timeout_s" "${cmd[@]}" > "$out" 2>&1 &
+    client_pid=$!
+    rc=0
+    wait "$client_pid" || rc=$?
+    client_pid=
+    secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+    rss_cmd=$(tail -n 1 "$work/client.rss" 2>/dev/null || echo -)
+}
+
+# Checks a finished run of TOOL: the destination holds exactly the generated
+# files, and (but for scp, which copies) the source holds none. Prints what is wrong.
+verify() {
+    manifest "$dst" > "$work/got"
+    if ! cmp -s "$work/expected" "$work/got"; then
+        echo "destination differs: $(comm -23 <(sort "$work/expected") <(sort "$work/got") | wc -l) files missing or different, $(comm -13 <(sort "$work/expected") <(sort "$work/got") | wc -l) unexpected"
+        return 1
+    fi
+    if [ "$1" != scp ] && [ -n "$(find "$src" -type f -print -quit)" ]; then
+        echo "$(find "$src" -type f | wc -l) files left at the source"
+        return 1
+    fi
+}
+
+# Puts the data back at the source for the next run: moved back from the
+# destination after a verified run, else generated anew. STATUS TOOL.
+restore() {
+    if [ "$1" != ok ]; then generate; return; fi
+    if [ "$2" = scp ]; then rm -rf "$dst"; else rm -rf "$src"; mv "$dst" "$src"; fi
+    mkdir "$dst"
+}
+
+# Classifies the run that run_client made: sets status (ok, timeout or FAIL)
+# and note (why it failed). TOOL.
+judge() {
+    status=ok note=""
+    if ((rc == 124 || rc == 137)); then
+        status=timeout
+    elif ((rc != 0)); then
+        status=FAIL note="exit $rc: $(grep -E 'error|ERROR|realize:' "$work/client.out" | tail -n 1)"
+    elif ! note=$(verify "$1"); then
+        status=FAIL
+    fi
+    if [ "$status" = FAIL ]; then
+        echo "FAIL: $unit $1: $note; command: ${cmd[*]}" >&2
+        tail -n 5 "$work/client.out" "$work/server.log" >&2
+    fi
+}
+
+# Appends one result row: TOOL STATUS SECONDS FILE_BYTES WIRE_BEFORE WIRE_AFTER NOTE.
+# Uses rss_cmd and rss_server.
+record() {
+    local tool=$1 st=$2 s=$3 bytes=$4 w0=$5 w1=$6 note=$7 a0 b0 d0 a1 b1 d1 a2b=- b2a=- tcp=$cc
+    [ "$tool" != realize ] || tcp=-
+    read -r a0 b0 d0 <<< "$w0"
+    read -r a1 b1 d1 <<< "$w1"
+    if [ "$a0" != - ]; then
+        a2b=$((a1 - a0)) b2a=$((b1 - b0))
+        if ((d1 > d0)); then note="${note:+$note; }the link's devices dropped $((d1 - d0)) packets"; fi
+    fi
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$unit" "$tool" "$st" "$s" "$bytes" \
+        "$a2b" "$b2a" "$rss_cmd" "$rss_server" "$tcp" "$note" >> "$base/results.tsv"
+    printf '%-6s %-7s %-7s %8s s  %s\n' "$unit" "$tool" "$st" "$s" "$note" >&2
+}
+
+# One timed run of TOOL on the current scenario, checked and recorded.
+run_tool() {
+    local tool=$1 w0 w1
+    client_cmd "$tool"
+    start_server "$tool"
+    w0=$(link_counters)
+    run_client "$work/client.out"
+    w1=$(link_counters)
+    stop_server
+    judge "$tool"
+    if [ -n "$throttle" ] && [ "$status" = ok ]; then
+        note=$(awk -v b="$(data_bytes)" -v s="$secs" -v l="$(bytes_of "$throttle")" -v t="$throttle" \
+            'BEGIN { a = b / s; printf "%.2f MiB/s for a limit of %s (%+.1f%%)", a / 1048576, t, (a - l) * 100 / l }')
+    fi
+    record "$tool" "$status" "$secs" "$(data_bytes)" "$w0" "$w1" "$note"
+    restore "$status" "$tool"
+}
+
+# R1: realize is killed (SIGKILL) once half of the file is at the
+# destination, then run again; the second run is timed and recorded, its
+# bytes against the part still missing at its start.
+run_resume() {
+    local size part=$dst/.file.bin.part have=0 w0 w1 sent pid
+    size=$(data_bytes)
+    client_cmd realize
+    start_server realize
+    "${ns_a[@]}" "${cmd[@]}" > "$work/first.out" 2>&1 &
+    pid=$!
+    local deadline=$((SECONDS + timeout_s))
+    while kill -0 "$pid" 2>/dev/null && ((have < size / 2 && SECONDS < deadline)); do
+        sleep 0.05
+        have=$(stat -c %s "$part" 2>/dev/null || echo 0)
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true   # no "Killed" notice
+    sleep 1    # the daemon writes what was already in flight
+    have=$(stat -c %s "$part" 2>/dev/null || echo 0)
+    if ((have == 0)); then
+        stop_server
+        rss_cmd=- note="no partial file to resume: the first run ended before half of the file was sent"
+        record realize FAIL - "$size" "- - 0" "- - 0" "$note"
+        generate
+        return
+    fi
+    cmd+=(--log-file "$work/second.log")
+    w0=$(link_counters)
+    run_client "$work/client.out"
+    w1=$(link_counters)
+    stop_server
+    judge realize
+    if [ "$status" = ok ]; then
+        sent=$(grep -o 'bytes_sent=[0-9]*' "$work/second.log" | awk -F= '{ s += $2 } END { print s + 0 }')
+        note=$(awk -v h="$have" -v n="$size" -v s="$sent" 'BEGIN { m = n - h
+            printf "killed at %.0f%%; the second run sent %.1f MiB for %.1f MiB missing (%+.2f%%)", h * 100 / n, s / 1048576, m / 1048576, (s - m) * 100 / m }')
+    fi
+    record realize "$status" "$secs" "$((size - have))" "$w0" "$w1" "$note"
+    restore "$status" realize
+}
+
+# Runs every selected tool on scenario UNIT.
+run_unit() {
+    unit=$1
+    spec "$unit"
+    local need avail
+    need=$(($(data_bytes) * 2 + (64 << 20)))
+    avail=$(df -B1 --output=avail "$base" | tail -n 1)
+    ((avail > need)) || die "$unit needs $((need >> 20)) MiB free in $base, which has $((avail >> 20)) MiB; set BENCH_TMP or SCALE"
+    work=$base/$unit src=$base/$unit/src dst=$base/$unit/dst
+    mkdir -p "$work"
+    echo "== $unit: generating $(($(data_bytes) >> 20)) MiB" >&2
+    generate
+    link_up
+    write_ssh_configs
+    for tool in "${tools[@]}"; do
+        if [ "$unit" = R1 ]; then
+            [ "$tool" != realize ] || run_resume
+        else
+            run_tool "$tool"
+        fi
+    done
+    link_down
+    rm -rf "$work"
+}
+
+# Prints the results as a Markdown table (and writes $CSV if set): goodput
+# in Mbit/s, realize's goodput over the best peer's, wire bytes per file
+# byte each way, peak RSS in MiB.
+report() {
+    awk -F'\t' -v to="$timeout_s" -v csv="${CSV:-}" '
+        function mbit(b, s) { return b * 8 / s / 1e6 }
+        function peer(t) { return t == "scp" || t == "rsync" }
+        NR == FNR {                     # first pass: best and bound of the peers per scenario
+            if (peer($2) && $3 == "ok" && mbit($5, $4) > best[$1]) best[$1] = mbit($5, $4)
+            if (peer($2) && $3 == "timeout" && mbit($5, to) > bound[$1]) bound[$1] = mbit($5, to)
+            next
+        }
+        {
+            g = "FAIL"; r = "-"; rv = ""; s = $4; a = "-"; b = "-"; gv = ""
+            if ($3 == "ok") { gv = mbit($5, $4); g = sprintf("%.1f", gv) }
+            if ($3 == "timeout") { s = ">" to; g = sprintf("<%.1f", mbit($5, to)) }
+            if ($2 == "realize" && $1 !~ /^(R1|T1)/) {
+                if ($3 == "ok" && best[$1] > 0) { rv = gv / best[$1]; r = sprintf("%.2f", rv) }
+                else if ($3 == "ok" && bound[$1] > 0) r = sprintf(">%.2f", gv / bound[$1])
+                else if ($3 == "timeout" && best[$1] > 0) r = sprintf("<%.2f", mbit($5, to) / best[$1])
+            }
+            if ($3 == "ok" && $6 != "-") { a = sprintf("%.3f", $6 / $5); b = sprintf("%.3f", $7 / $5) }
+            rc = ($8 == "-" ? "-" : sprintf("%.0f", $8 / 1024)); rd = ($9 == "-" ? "-" : sprintf("%.0f", $9 / 1024))
+            row[++n] = $2 "\t" $1 "\t" s "\t" g "\t" r "\t" a "\t" b "\t" rc "\t" rd "\t" $10 "\t" $11
+            if (csv != "") printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,\"%s\"\n", $1, $2, $3, ($3 == "timeout" ? to : $4), $5, gv, rv,
+                (a == "-" ? "" : a), (b == "-" ? "" : b), (rc == "-" ? "" : rc), (rd == "-" ? "" : rd), $10, $11 >> csv
+        }
+        END {
+            row[0] = "tool\tscenario\tseconds\tgoodput Mbit/s\tratio to best peer\twire a2b/byte\twire b2a/byte\tRSS cmd MiB\tRSS daemon MiB\ttcp cc\tnote"
+            for (i = 0; i <= n; i++) { k = split(row[i], c, "\t"); for (j = 1; j <= k; j++) if (length(c[j]) > w[j]) w[j] = length(c[j]) }
+            for (i = 0; i <= n; i++) {
+                k = split(row[i], c, "\t"); line = "|"
+                for (j = 1; j <= k; j++) line = line sprintf(" %-" w[j] "s |", c[j])
+                print line
+                if (i == 0) { line = "|"; for (j = 1; j <= k; j++) { d = ""; for (x = 0; x < w[j] + 2; x++) d = d "-"; line = line d "|" }; print line }
+            }
+        }' "$base/results.tsv" "$base/results.tsv"
+}
+
+# Stops what is still running and removes the link and the data.
+cleanup() {
+    if [ -n "${client_pid:-}" ]; then    # GNU time; its child, timeout, passes SIGTERM on to the command
+        kill -TERM "$(ps -o pid= --ppid "$client_pid" | tr -d ' ')" 2>/dev/null || true
+        wait "$client_pid" 2>/dev/null || true
+    fi
+    if [ -n "${server_pid:-}" ]; then kill -TERM "$server_pid" 2>/dev/null || true; wait "$server_time_pid" 2>/dev/null || true; fi
+    link_down
+    rm -rf "${base:?}"
+}
+
+wan=0
+for u in "${units[@]}"; do spec "$u"; [ -z "$link_spec" ] || wan=1; done
+emulator=loopback
+if ((wan)); then choose_emulator; fi
+
+cargo build --release --quiet
+base=$(mktemp -d "${BENCH_TMP:-${TMPDIR:-/tmp}}/realize-scenarios.XXXXXX")
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+: > "$base/results.tsv"
+mkdir "$base/keys" "$base/ssh"
+make_keys "$base/keys"
+ssh-keygen -q -t ed25519 -N '' -C bench-host -f "$base/ssh/host_key"
+ssh-keygen -q -t ed25519 -N '' -C bench-user -f "$base/ssh/user_key"
+cp "$base/ssh/user_key.pub" "$base/ssh/authorized_keys"
+echo "bench $(cut -d' ' -f1,2 "$base/ssh/host_key.pub")" > "$base/ssh/known_hosts"
+if [ -n "${CSV:-}" ]; then
+    echo "scenario,tool,status,seconds,file_bytes,goodput_mbit,ratio_to_best_peer,wire_a2b_per_byte,wire_b2a_per_byte,rss_cmd_mib,rss_daemon_mib,tcp_cc,note" > "$CSV"
+fi
+
+for u in "${units[@]}"; do run_unit "$u"; done
+
+echo
+echo "$("$bin/realize" --version) ($(git describe --always --dirty 2>/dev/null || echo unknown)); REALIZE_ARGS: ${REALIZE_ARGS:-none}; SCALE $scale; timeout ${timeout_s} s; link emulator: $emulator; $(date -u '+%Y-%m-%d %H:%M UTC'), $(nproc) cores"
+echo
+report
