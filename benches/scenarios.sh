@@ -162,7 +162,8 @@ link_up() {
     dev_a=wa$link dev_b=wb$link cc=$wan_cc
     if [ "$emulator" = wanemu ]; then
         wanemu_up "$WANEMU" "$link" "$work/wanemu.log" --delay-ms "$delay" --rate-mbit "$rate" \
-            --queue-ms "$queue" --loss "$loss" --seed "${SEED:-7}" --tcp-cc "$wan_cc"
+            --queue-ms "$queue" --loss "$loss" --seed "${SEED:-7}" --tcp-cc "$wan_cc" ||
+            die "$WANEMU did not bring the link up"
         hdr=0
     else
         netem_up "$delay" "$rate" "$queue" "$loss"
