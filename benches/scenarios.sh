@@ -157,16 +157,18 @@ link_up() {
     fi
     local delay rate queue loss
     read -r delay rate queue loss <<< "$link_spec"
+    # Set first, so that link_down also removes a link that failed half-way.
+    ns_a=(ip netns exec "$link-a") ns_b=(ip netns exec "$link-b") addr=198.18.0.2
+    dev_a=wa$link dev_b=wb$link cc=$wan_cc
     if [ "$emulator" = wanemu ]; then
         wanemu_up "$WANEMU" "$link" "$work/wanemu.log" --delay-ms "$delay" --rate-mbit "$rate" \
-            --queue-ms "$queue" --loss "$loss" --seed "${SEED:-7}" --tcp-cc "$wan_cc"
+            --queue-ms "$queue" --loss "$loss" --seed "${SEED:-7}" --tcp-cc "$wan_cc" ||
+            die "$WANEMU did not bring the link up"
         hdr=0
     else
         netem_up "$delay" "$rate" "$queue" "$loss"
         hdr=14
     fi
-    ns_a=(ip netns exec "$link-a") ns_b=(ip netns exec "$link-b") addr=198.18.0.2
-    dev_a=wa$link dev_b=wb$link cc=$wan_cc
 }
 
 # Builds the link with tc: $link-a and $link-b are joined by veth pairs to a
@@ -177,7 +179,7 @@ link_up() {
 # packets of at most one MTU, so netem drops packets, not 64 KiB bursts, and
 # the device counters count every packet's headers.
 netem_up() {
-    local delay=$1 rate=$2 queue=$3 loss=$4 ns port loss_opt=()
+    local delay=$1 rate=$2 queue=$3 loss=$4 ns port s loss_opt=()
     [ "$loss" = 0 ] || loss_opt=(loss "$loss%")
     for ns in a b m; do
         ip netns add "$link-$ns"
@@ -362,11 +364,13 @@ restore() {
 # Classifies the run that run_client made: sets status (ok, timeout or FAIL)
 # and note (why it failed). TOOL.
 judge() {
+    local why
     status=ok note=""
     if ((rc == 124 || rc == 137)); then
         status=timeout
     elif ((rc != 0)); then
-        status=FAIL note="exit $rc: $(grep -E 'error|ERROR|realize:' "$work/client.out" | tail -n 1)"
+        why=$(grep -E 'error|ERROR|realize:' "$work/client.out" | tail -n 1) || why=$(tail -n 1 "$work/client.out")
+        status=FAIL note="exit $rc: $why"
     elif ! note=$(verify "$1"); then
         status=FAIL
     fi
@@ -414,19 +418,19 @@ run_tool() {
 # destination, then run again; the second run is timed and recorded, its
 # bytes against the part still missing at its start.
 run_resume() {
-    local size part=$dst/.file.bin.part have=0 w0 w1 sent pid
+    local size part=$dst/.file.bin.part have=0 w0 w1 sent deadline=$((SECONDS + timeout_s))
     size=$(data_bytes)
     client_cmd realize
     start_server realize
     "${ns_a[@]}" "${cmd[@]}" > "$work/first.out" 2>&1 &
-    pid=$!
-    local deadline=$((SECONDS + timeout_s))
-    while kill -0 "$pid" 2>/dev/null && ((have < size / 2 && SECONDS < deadline)); do
+    first_pid=$!
+    while kill -0 "$first_pid" 2>/dev/null && ((have < size / 2 && SECONDS < deadline)); do
         sleep 0.05
         have=$(stat -c %s "$part" 2>/dev/null || echo 0)
     done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true   # no "Killed" notice
+    kill -KILL "$first_pid" 2>/dev/null || true
+    wait "$first_pid" 2>/dev/null || true   # no "Killed" notice
+    first_pid=
     sleep 1    # the daemon writes what was already in flight
     have=$(stat -c %s "$part" 2>/dev/null || echo 0)
     if ((have == 0)); then
@@ -517,6 +521,7 @@ report() {
 
 # Stops what is still running and removes the link and the data.
 cleanup() {
+    if [ -n "${first_pid:-}" ]; then kill -KILL "$first_pid" 2>/dev/null || true; fi
     if [ -n "${client_pid:-}" ]; then    # GNU time; its child, timeout, passes SIGTERM on to the command
         kill -TERM "$(ps -o pid= --ppid "$client_pid" | tr -d ' ')" 2>/dev/null || true
         wait "$client_pid" 2>/dev/null || true
