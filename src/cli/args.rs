@@ -387,11 +387,13 @@ pub struct TransportArgs {
 impl TransportArgs {
     /// The connection tuning these flags ask for.
     pub fn tuning(&self) -> Tuning {
+        // A connection window below one stream's would cap that stream.
+        let connection_window = self.connection_window.max(self.stream_window);
         Tuning {
             congestion: self.congestion,
             stream_window: self.stream_window,
-            connection_window: self.connection_window.max(self.stream_window),
-            send_window: u64::from(self.connection_window.max(self.stream_window)),
+            connection_window,
+            send_window: u64::from(connection_window),
             ..Tuning::default()
         }
     }

@@ -173,7 +173,7 @@ impl Simulation {
         while let Some(index) = self.next_acknowledged() {
             let packet = self.in_flight.remove(index).expect("index is in range");
             let rtt = self.now - packet.sent;
-            self.srtt = if self.tally_first_rtt() {
+            self.srtt = if self.no_rtt_measured() {
                 rtt
             } else {
                 (self.srtt * 7 + rtt) / 8
@@ -197,7 +197,7 @@ impl Simulation {
     }
 
     /// Whether no round trip has been measured yet.
-    fn tally_first_rtt(&self) -> bool {
+    fn no_rtt_measured(&self) -> bool {
         self.min_rtt == Duration::MAX
     }
 
