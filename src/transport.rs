@@ -4,6 +4,7 @@
 pub mod congestion;
 pub mod endpoint;
 pub mod identity;
+pub mod stream;
 pub mod tls;
 
 use crate::protocol::FrameError;

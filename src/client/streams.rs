@@ -9,8 +9,8 @@ use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, FrameError, ListItem, ReadHeader, ReadTrailer,
     RealizeError, StreamRequest, WriteResult, WriteTrailer,
 };
-use crate::service::local::CHUNK_SIZE;
 use crate::service::{FileReader, FileWriter, Listing, ReadEvent, ReadSummary, ServiceError};
+use crate::transport::stream::{read_piece, RECEIVE_PIECE};
 use crate::transport::TransportError;
 
 /// Most files a listing may hold; a daemon announcing more is refused rather
@@ -113,11 +113,11 @@ impl FileReader for RemoteReader {
                 stamp: trailer.stamp,
             }));
         }
-        let max = CHUNK_SIZE.min(self.remaining as usize);
-        match self.recv.read_chunk(max, true).await {
-            Ok(Some(chunk)) => {
-                self.remaining -= chunk.bytes.len() as u64;
-                Ok(ReadEvent::Data(chunk.bytes))
+        let want = RECEIVE_PIECE.min(self.remaining as usize);
+        match read_piece(&mut self.recv, want).await {
+            Ok(Some(piece)) => {
+                self.remaining -= piece.len() as u64;
+                Ok(ReadEvent::Data(piece))
             }
             Ok(None) => Err(TransportError::Protocol(format!(
                 "{}: the stream ended {} bytes early",

@@ -1,6 +1,7 @@
 //! [`LocalService`]: the [`Service`] over local roots, used in process and by
 //! the daemon to serve its peers.
 
+mod direct;
 mod durability;
 mod exclusive;
 mod listing;

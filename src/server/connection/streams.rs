@@ -12,9 +12,10 @@ use crate::protocol::{
     code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
     WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
 };
-use crate::service::local::{LocalService, LocalWriter, CHUNK_SIZE};
+use crate::service::local::{LocalService, LocalWriter};
 use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
 use crate::telemetry;
+use crate::transport::stream::{read_piece, RECEIVE_PIECE};
 
 /// Serves one data stream to its end.
 pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalService, peer: Peer) {
@@ -212,7 +213,7 @@ async fn write(
     let mut remaining = payload;
     while remaining > 0 {
         let read = tokio::select! {
-            read = recv.read_chunk(CHUNK_SIZE.min(remaining as usize), true) => read,
+            read = read_piece(recv, RECEIVE_PIECE.min(remaining as usize)) => read,
             () = writer.superseded() => {
                 tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
                 let cancelled = VarInt::from_u32(code::CANCELLED);
@@ -222,7 +223,7 @@ async fn write(
             }
         };
         let chunk = match read {
-            Ok(Some(chunk)) => chunk.bytes,
+            Ok(Some(chunk)) => chunk,
             Ok(None) => {
                 tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "write stream ended {remaining} bytes early");
                 let _ = send.reset(VarInt::from_u32(code::PROTOCOL_VIOLATION));

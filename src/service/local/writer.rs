@@ -8,22 +8,24 @@
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 
+use super::direct::{PartialFile, DIRECT_MIN};
 use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
 use super::root::FilePaths;
 use crate::model::{ByteRange, Delta, Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileWriter, ServiceError};
+use crate::transport::stream::PIECE_ALIGNMENT;
 
 /// Chunks queued for the writing thread.
-const WRITE_BEHIND: usize = 4;
+const WRITE_BEHIND: usize = 2;
 
 enum Command {
     Data(Bytes),
@@ -175,7 +177,7 @@ impl Cursor {
     /// than the delta announced.
     fn write(
         &mut self,
-        file: &File,
+        file: &mut PartialFile,
         mut data: &[u8],
         display: &RelPath,
     ) -> Result<(), RealizeError> {
@@ -208,6 +210,7 @@ fn write_loop(
 ) {
     let display = &target.display;
     let expected_len = target.delta.payload_len(target.size);
+    let mut file = PartialFile::new(file, wants_direct(&target));
     let mut cursor = Cursor::new(&target.delta, target.size);
     let mut written = 0u64;
     // After the first failure, data is drained unwritten and the failure is
@@ -221,7 +224,7 @@ fn write_loop(
                 if let Some(hasher) = hasher.as_mut() {
                     hasher.update(&chunk);
                 }
-                if let Err(e) = cursor.write(&file, &chunk, display) {
+                if let Err(e) = cursor.write(&mut file, &chunk, display) {
                     failure = Some(e);
                 }
             }
@@ -232,8 +235,13 @@ fn write_loop(
                         ErrorKind::Protocol,
                         format!("{display}: expected {expected_len} bytes, received {written}"),
                     )),
-                    None => whole_hash(&file, hasher, target.size, display)
-                        .and_then(|actual| complete(&file, &target, expected, actual, syncer)),
+                    None => file
+                        .buffered()
+                        .map_err(|e| RealizeError::io(display, &e))
+                        .and_then(|()| whole_hash(file.file(), hasher, target.size, display))
+                        .and_then(|actual| {
+                            complete(file.file(), &target, expected, actual, syncer)
+                        }),
                 };
                 let _ = reply.send(result);
                 return;
@@ -242,6 +250,15 @@ fn write_loop(
     }
     // The sender went away without finishing: the partial file stays for a
     // later resume.
+}
+
+/// Whether to write past the page cache: a plain copy or resume whose
+/// bytes to come are many and start at an aligned offset.
+fn wants_direct(target: &WriteTarget) -> bool {
+    let delta = &target.delta;
+    delta.patches.is_empty()
+        && delta.offset % PIECE_ALIGNMENT as u64 == 0
+        && target.size - delta.offset >= DIRECT_MIN
 }
 
 /// The hash of the whole written file: the running hash, or a read-back
