@@ -22,7 +22,7 @@ use self::endpoints::Endpoints;
 use self::output::{Display, Verbosity};
 use self::retry::Backoff;
 use crate::mover::{
-    move_files, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
+    list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
 };
 use crate::server::{Daemon, DaemonConfig};
 use crate::service::ServiceError;
@@ -301,7 +301,19 @@ async fn attempt(
         Display::new(endpoints.dir.clone(), verbosity)
     });
     let up = args.limits.up();
-    let down = match limit_source(&endpoints, args.limits.down()).await {
+    // The checks and the listings are round trips to the daemons: overlap
+    // them. Listing changes nothing, so it may start before the checks pass.
+    let checks = async {
+        endpoints.refuse_overlap().await?;
+        limit_source(&endpoints, args.limits.down()).await
+    };
+    let listing = list_both(
+        endpoints.source.as_ref(),
+        endpoints.destination.as_ref(),
+        &endpoints.dir,
+    );
+    let (down, listings) = tokio::join!(checks, listing);
+    let down = match down {
         Ok(down) => down,
         Err(e) => {
             endpoints.close(false).await;
@@ -317,10 +329,11 @@ async fn attempt(
         up: Throttle::new(up),
         down: Throttle::new(down),
     };
-    let result = move_files(
+    let result = move_listed(
         endpoints.source.as_ref(),
         endpoints.destination.as_ref(),
         &endpoints.dir,
+        listings,
         &options,
         display,
     )

@@ -21,7 +21,7 @@ pub use self::error::{MoveFileError, Side};
 pub use self::progress::{FileProgress, NoProgress, Progress};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 use crate::model::{block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath};
-use crate::service::{ReadEvent, Service};
+use crate::service::{Listing, ReadEvent, Service};
 use crate::telemetry;
 use crate::throttle::Throttle;
 
@@ -87,16 +87,39 @@ pub async fn move_files(
     options: &MoveOptions,
     progress: &mut dyn Progress,
 ) -> Result<MoveSummary, MoveFileError> {
+    let listings = list_both(source, destination, dir).await;
+    move_listed(source, destination, dir, listings, options, progress).await
+}
+
+/// What both sides hold before a move: the source's listing, then the
+/// destination's.
+pub type Listings = (Listing, Listing);
+
+/// Lists `dir` on both sides at once.
+pub async fn list_both(
+    source: &dyn Service,
+    destination: &dyn Service,
+    dir: &DirectoryId,
+) -> Result<Listings, MoveFileError> {
     let (src_listing, dst_listing) = tokio::join!(source.list(dir), destination.list(dir));
-    let listed = src_listing
-        .map_err(MoveFileError::at(Side::Source))
-        .and_then(|s| {
-            Ok((
-                s,
-                dst_listing.map_err(MoveFileError::at(Side::Destination))?,
-            ))
-        });
-    let (src_listing, dst_listing) = match listed {
+    Ok((
+        src_listing.map_err(MoveFileError::at(Side::Source))?,
+        dst_listing.map_err(MoveFileError::at(Side::Destination))?,
+    ))
+}
+
+/// [`move_files`] once [`list_both`] has answered: a caller with checks of
+/// its own to make before a move (each a round trip to a daemon) lists
+/// while it checks, and starts the move a round trip sooner.
+pub async fn move_listed(
+    source: &dyn Service,
+    destination: &dyn Service,
+    dir: &DirectoryId,
+    listings: Result<Listings, MoveFileError>,
+    options: &MoveOptions,
+    progress: &mut dyn Progress,
+) -> Result<MoveSummary, MoveFileError> {
+    let (src_listing, dst_listing) = match listings {
         Ok(listings) => listings,
         Err(err) => {
             tracing::error!(dir = %dir, "cannot list: {err}");

@@ -106,15 +106,6 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     let source_spec_is_remote = matches!(source, Spec::Remote(_));
     let destination = services.pop().expect("two services");
     let source = services.pop().expect("two services");
-    if let Err(refused) = refuse_overlap(source.as_ref(), destination.as_ref(), &dir).await {
-        for remote in &remotes {
-            remote.close(false);
-        }
-        if let Some(client) = &client {
-            client.shutdown(false).await;
-        }
-        return Err(refused);
-    }
     let source_remote = match source_spec_is_remote {
         true => remotes.first().cloned(),
         false => None,
@@ -146,9 +137,16 @@ fn local(dir: &DirectoryId, path: &Path, create: bool) -> Result<LocalService, C
         .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
 }
 
-/// Refuses a move whose source and destination are the same directory, or
-/// nested, however they are reached (local path, daemon, another address of
-/// the same daemon): every file would look already moved and be deleted.
+impl Endpoints {
+    /// Refuses a move whose source and destination are the same directory,
+    /// or nested, however they are reached (local path, daemon, another
+    /// address of the same daemon): every file would look already moved and
+    /// be deleted. Call it before anything is changed on either side.
+    pub async fn refuse_overlap(&self) -> Result<(), CliError> {
+        refuse_overlap(self.source.as_ref(), self.destination.as_ref(), &self.dir).await
+    }
+}
+
 async fn refuse_overlap(
     source: &dyn Service,
     destination: &dyn Service,
