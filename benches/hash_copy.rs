@@ -11,8 +11,9 @@
 //!   `write(dir, path, size, &Delta::full())` on the destination (a fresh copy
 //!   from byte 0), every [`ReadEvent::Data`] chunk pumped into the writer,
 //!   then `finish` with the hash of [`ReadEvent::Done`]. This hashes on both
-//!   sides (on the reading and the writing blocking threads), fsyncs the
-//!   partial file, renames it into place and fsyncs the directory. It runs on
+//!   sides (on the reading and the writing blocking threads), writes files
+//!   of 1 MiB and more past the page cache (`O_DIRECT`, one write at a time),
+//!   fsyncs the partial file, renames it into place and fsyncs the directory. It runs on
 //!   a multi-thread tokio runtime.
 //! - `plain_copy`: the cost floor of the same durable copy. A plain loop reads
 //!   the source and writes a partial file in [`CHUNK_SIZE`] chunks on the

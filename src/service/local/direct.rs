@@ -9,8 +9,8 @@
 //! leave the final fsync little to do.
 //!
 //! Direct I/O wants the buffer, the length and the file offset aligned to the
-//! device's block. Received pieces start at a page boundary in memory
-//! ([`PIECE_ALIGNMENT`]); a write that is not aligned (the file's last
+//! device's block. Received pieces and chunks read from local files start at
+//! a page boundary in memory ([`crate::aligned`]); a write that is not aligned (the file's last
 //! piece, a resume at an odd offset) goes through the page cache instead,
 //! and so does every write on a file system without direct I/O.
 
@@ -19,7 +19,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use crate::transport::stream::PIECE_ALIGNMENT;
+use crate::aligned::is_aligned;
 
 /// Files whose bytes still to come are fewer than this are written through
 /// the page cache: direct writes are synchronous, and small files gain
@@ -71,11 +71,6 @@ impl PartialFile {
     }
 }
 
-fn is_aligned(data: &[u8], offset: u64) -> bool {
-    let align = PIECE_ALIGNMENT;
-    (data.as_ptr() as usize) % align == 0 && data.len() % align == 0 && offset % align as u64 == 0
-}
-
 /// Turns `O_DIRECT` on or off for the open file.
 fn set_direct(file: &File, on: bool) -> io::Result<()> {
     let fd = file.as_raw_fd();
@@ -99,12 +94,13 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::aligned::ALIGNMENT;
     use std::io::Read;
 
     /// `len` bytes of a pattern, starting at a page boundary in memory.
     fn aligned_bytes(len: usize) -> (Vec<u8>, usize) {
-        let mut storage = vec![0u8; len + PIECE_ALIGNMENT];
-        let start = storage.as_ptr().align_offset(PIECE_ALIGNMENT);
+        let mut storage = vec![0u8; len + ALIGNMENT];
+        let start = storage.as_ptr().align_offset(ALIGNMENT);
         for (i, b) in storage[start..start + len].iter_mut().enumerate() {
             *b = (i % 253) as u8;
         }
@@ -123,8 +119,8 @@ mod tests {
             .open(&path)
             .unwrap();
         let mut partial = PartialFile::new(file, true);
-        let (storage, start) = aligned_bytes(3 * PIECE_ALIGNMENT);
-        let aligned = &storage[start..start + 2 * PIECE_ALIGNMENT];
+        let (storage, start) = aligned_bytes(3 * ALIGNMENT);
+        let aligned = &storage[start..start + 2 * ALIGNMENT];
         partial.write_all_at(aligned, 0).unwrap();
         let tail = &storage[start + 1..start + 1 + 1000];
         partial.write_all_at(tail, aligned.len() as u64).unwrap();
@@ -152,13 +148,13 @@ mod tests {
             .open(&path)
             .unwrap();
         let mut partial = PartialFile::new(file, true);
-        let (storage, start) = aligned_bytes(PIECE_ALIGNMENT);
+        let (storage, start) = aligned_bytes(ALIGNMENT);
         partial
-            .write_all_at(&storage[start..start + PIECE_ALIGNMENT], 0)
+            .write_all_at(&storage[start..start + ALIGNMENT], 0)
             .unwrap();
         partial.buffered().unwrap();
         let mut back = Vec::new();
         partial.file().read_to_end(&mut back).unwrap();
-        assert_eq!(back, &storage[start..start + PIECE_ALIGNMENT]);
+        assert_eq!(back, &storage[start..start + ALIGNMENT]);
     }
 }

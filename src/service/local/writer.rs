@@ -19,10 +19,10 @@ use super::direct::{PartialFile, DIRECT_MIN};
 use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
 use super::root::FilePaths;
+use crate::aligned::ALIGNMENT;
 use crate::model::{ByteRange, Delta, Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileWriter, ServiceError};
-use crate::transport::stream::PIECE_ALIGNMENT;
 
 /// Chunks queued for the writing thread.
 const WRITE_BEHIND: usize = 2;
@@ -257,7 +257,7 @@ fn write_loop(
 fn wants_direct(target: &WriteTarget) -> bool {
     let delta = &target.delta;
     delta.patches.is_empty()
-        && delta.offset % PIECE_ALIGNMENT as u64 == 0
+        && delta.offset % ALIGNMENT as u64 == 0
         && target.size - delta.offset >= DIRECT_MIN
 }
 
