@@ -12,7 +12,7 @@
 //!   from byte 0), every [`ReadEvent::Data`] chunk pumped into the writer,
 //!   then `finish` with the hash of [`ReadEvent::Done`]. This hashes on both
 //!   sides (on the reading and the writing blocking threads), writes files
-//!   of 1 MiB and more past the page cache (`O_DIRECT`, one write at a time),
+//!   of 1 MiB and more past the page cache (`O_DIRECT`, 1 MiB per write),
 //!   fsyncs the partial file, renames it into place and fsyncs the directory. It runs on
 //!   a multi-thread tokio runtime.
 //! - `plain_copy`: the cost floor of the same durable copy. A plain loop reads

@@ -13,7 +13,6 @@
 //! - [`bench`](mod@bench): `realize bench`, generated data through the real protocol.
 //! - [`cli`]: flags, output and exit codes of both binaries.
 
-pub mod aligned;
 pub mod bench;
 pub mod cli;
 pub mod client;

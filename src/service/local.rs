@@ -320,6 +320,44 @@ fn remove_empty_parents(dir: &Path, root: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use bytes::Bytes;
+
+    /// Writes `data[delta.offset..]` over whatever the partial file holds
+    /// and finishes; returns the final file's bytes.
+    async fn write_whole(service: &LocalService, root: &Path, data: &[u8], offset: u64) -> Vec<u8> {
+        let (dir, path) = (DirectoryId::new("d").unwrap(), RelPath::new("big").unwrap());
+        let delta = Delta {
+            patches: Vec::new(),
+            offset,
+        };
+        let size = data.len() as u64;
+        let mut writer = service.write(&dir, &path, size, &delta).await.unwrap();
+        for piece in data[offset as usize..].chunks(100_000) {
+            writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
+        }
+        let hash: Hash = blake3::hash(data).into();
+        assert_eq!(writer.finish(hash).await.unwrap(), hash);
+        fs::read(root.join("big")).unwrap()
+    }
+
+    #[tokio::test]
+    async fn large_files_written_past_the_page_cache_land_whole() {
+        let root = tempfile::tempdir().unwrap();
+        let service = LocalService::single(DirectoryId::new("d").unwrap(), root.path()).unwrap();
+        let data: Vec<u8> = (0..3 * 1024 * 1024 + 777u32)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
+        assert_eq!(write_whole(&service, root.path(), &data, 0).await, data);
+        // Resumes at an aligned and at an odd offset keep the prefix.
+        for offset in [1 << 20, 1_000_001] {
+            fs::write(root.path().join(".big.part"), &data[..offset as usize]).unwrap();
+            fs::remove_file(root.path().join("big")).unwrap();
+            assert_eq!(
+                write_whole(&service, root.path(), &data, offset).await,
+                data
+            );
+        }
+    }
 
     #[tokio::test]
     async fn two_services_never_write_one_partial_file_at_once() {

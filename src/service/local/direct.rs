@@ -1,4 +1,4 @@
-//! Writing large received files past the page cache (`O_DIRECT`).
+//! Writing large files past the page cache (`O_DIRECT`).
 //!
 //! A move writes each byte once and does not read it again, and it must
 //! make every byte durable before the source is deleted. Through the page
@@ -9,65 +9,168 @@
 //! leave the final fsync little to do.
 //!
 //! Direct I/O wants the buffer, the length and the file offset aligned to the
-//! device's block. Received pieces and chunks read from local files start at
-//! a page boundary in memory ([`crate::aligned`]); a write that is not aligned (the file's last
-//! piece, a resume at an odd offset) goes through the page cache instead,
-//! and so does every write on a file system without direct I/O.
+//! device's block, and it is synchronous, so it pays only in large writes.
+//! Bytes are therefore staged in a page-aligned buffer of [`STAGING_SIZE`]
+//! and written a whole buffer at a time. Staging buffers come from a
+//! process-wide pool of [`STAGING_BUFFERS`]: a file that finds none free,
+//! like one on a file system without direct I/O, is written through the page
+//! cache, so memory does not grow with the files in flight.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::FileExt;
 
-use crate::aligned::is_aligned;
+use tokio::sync::{Semaphore, SemaphorePermit};
 
 /// Files whose bytes still to come are fewer than this are written through
-/// the page cache: direct writes are synchronous, and small files gain
-/// nothing from them.
-pub const DIRECT_MIN: u64 = 1 << 20;
+/// the page cache: they would not fill a staging buffer.
+pub const DIRECT_MIN: u64 = STAGING_SIZE as u64;
 
-/// A partial file being written, past the page cache while the writes allow.
+/// The size of one direct write.
+const STAGING_SIZE: usize = 1 << 20;
+
+/// Staging buffers that may exist at once in the process (16 MiB).
+const STAGING_BUFFERS: usize = 16;
+
+/// The permits of [`STAGING_BUFFERS`].
+static STAGING: Semaphore = Semaphore::const_new(STAGING_BUFFERS);
+
+/// What direct I/O wants aligned: buffers, lengths and file offsets.
+pub const ALIGNMENT: usize = 4096;
+
+/// A partial file being written: past the page cache through a staging
+/// buffer while the writes come in order, else through the page cache.
 pub struct PartialFile {
     file: File,
-    direct: bool,
+    direct: Option<Staging>,
+}
+
+/// Bytes waiting for a direct write, and where they go.
+struct Staging {
+    buffer: AlignedBuffer,
+    /// The file offset of the buffer's first byte, aligned.
+    offset: u64,
+    _permit: SemaphorePermit<'static>,
 }
 
 impl PartialFile {
-    /// Wraps `file`, writing past the page cache if `direct` is asked for
-    /// and the file system allows it.
-    pub fn new(file: File, direct: bool) -> Self {
-        let direct = direct && set_direct(&file, true).is_ok();
+    /// Wraps `file`. With `direct_from`, an [`ALIGNMENT`]-aligned offset
+    /// where the writes will start, they go past the page cache if a staging
+    /// buffer is free and the file system allows it.
+    pub fn new(file: File, direct_from: Option<u64>) -> Self {
+        let direct = direct_from
+            .filter(|offset| offset % ALIGNMENT as u64 == 0)
+            .and_then(|offset| {
+                let permit = STAGING.try_acquire().ok()?;
+                set_direct(&file, true).ok()?;
+                Some(Staging {
+                    buffer: AlignedBuffer::with_capacity(STAGING_SIZE),
+                    offset,
+                    _permit: permit,
+                })
+            });
         Self { file, direct }
     }
 
-    /// The open file.
+    /// The open file. Call [`PartialFile::finish_writes`] before reading it
+    /// or syncing it.
     pub fn file(&self) -> &File {
         &self.file
     }
 
-    /// Writes all of `data` at `offset`: directly when both are aligned,
-    /// else (and from then on) through the page cache.
-    pub fn write_all_at(&mut self, data: &[u8], offset: u64) -> io::Result<()> {
-        if self.direct {
-            if is_aligned(data, offset) {
-                match self.file.write_all_at(data, offset) {
-                    // The device wants a coarser alignment than ours.
-                    Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {}
-                    done => return done,
+    /// Writes all of `data` at `offset`: staged for a direct write when it
+    /// follows the staged bytes, else (and from then on) through the page
+    /// cache.
+    pub fn write_all_at(&mut self, mut data: &[u8], offset: u64) -> io::Result<()> {
+        let Some(staging) = self.direct.as_mut() else {
+            return self.file.write_all_at(data, offset);
+        };
+        if offset != staging.offset + staging.buffer.len() as u64 {
+            self.finish_writes()?;
+            return self.file.write_all_at(data, offset);
+        }
+        let mut at = offset;
+        while !data.is_empty() {
+            let staging = self.direct.as_mut().expect("still direct");
+            let n = (STAGING_SIZE - staging.buffer.len()).min(data.len());
+            staging.buffer.extend_from_slice(&data[..n]);
+            (data, at) = (&data[n..], at + n as u64);
+            if staging.buffer.len() == STAGING_SIZE {
+                self.write_staged()?;
+                if self.direct.is_none() {
+                    return self.file.write_all_at(data, at);
                 }
             }
-            self.buffered()?;
-        }
-        self.file.write_all_at(data, offset)
-    }
-
-    /// Goes through the page cache from now on (to read the file back).
-    pub fn buffered(&mut self) -> io::Result<()> {
-        if self.direct {
-            set_direct(&self.file, false)?;
-            self.direct = false;
         }
         Ok(())
+    }
+
+    /// Writes the full staging buffer directly, or, if the device refuses
+    /// our alignment, through the page cache from now on.
+    fn write_staged(&mut self) -> io::Result<()> {
+        let staging = self.direct.as_mut().expect("direct mode");
+        match self
+            .file
+            .write_all_at(staging.buffer.as_ref(), staging.offset)
+        {
+            Ok(()) => {
+                staging.offset += staging.buffer.len() as u64;
+                staging.buffer.clear();
+                Ok(())
+            }
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => self.finish_writes(),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Writes what is staged through the page cache and leaves direct mode,
+    /// so that the file holds every byte written: before reading it back,
+    /// syncing it, or abandoning it for a later resume.
+    pub fn finish_writes(&mut self) -> io::Result<()> {
+        let Some(staging) = self.direct.take() else {
+            return Ok(());
+        };
+        set_direct(&self.file, false)?;
+        self.file
+            .write_all_at(staging.buffer.as_ref(), staging.offset)
+    }
+}
+
+/// A buffer whose bytes start at an [`ALIGNMENT`] boundary in memory, as
+/// long as it stays within the capacity it was made with.
+struct AlignedBuffer {
+    storage: Vec<u8>,
+    start: usize,
+}
+
+impl AlignedBuffer {
+    fn with_capacity(capacity: usize) -> Self {
+        let mut storage: Vec<u8> = Vec::with_capacity(capacity + ALIGNMENT - 1);
+        // `align_offset` may give up (usize::MAX): then direct writes fail
+        // with EINVAL and the file falls back to the page cache.
+        let start = storage.as_ptr().align_offset(ALIGNMENT);
+        let start = if start < ALIGNMENT { start } else { 0 };
+        storage.resize(start, 0);
+        Self { storage, start }
+    }
+
+    fn len(&self) -> usize {
+        self.storage.len() - self.start
+    }
+
+    fn extend_from_slice(&mut self, data: &[u8]) {
+        self.storage.extend_from_slice(data);
+    }
+
+    fn clear(&mut self) {
+        self.storage.truncate(self.start);
+    }
+}
+
+impl AsRef<[u8]> for AlignedBuffer {
+    fn as_ref(&self) -> &[u8] {
+        &self.storage[self.start..]
     }
 }
 
@@ -94,67 +197,67 @@ fn set_direct(file: &File, on: bool) -> io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::aligned::ALIGNMENT;
     use std::io::Read;
 
-    /// `len` bytes of a pattern, starting at a page boundary in memory.
-    fn aligned_bytes(len: usize) -> (Vec<u8>, usize) {
-        let mut storage = vec![0u8; len + ALIGNMENT];
-        let start = storage.as_ptr().align_offset(ALIGNMENT);
-        for (i, b) in storage[start..start + len].iter_mut().enumerate() {
-            *b = (i % 253) as u8;
-        }
-        (storage, start)
+    fn pattern(len: usize) -> Vec<u8> {
+        (0..len)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect()
     }
 
-    #[test]
-    fn aligned_then_unaligned_writes_land_where_asked() {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = File::options()
+    fn new_file(dir: &tempfile::TempDir) -> File {
+        File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
-            .open(&path)
-            .unwrap();
-        let mut partial = PartialFile::new(file, true);
-        let (storage, start) = aligned_bytes(3 * ALIGNMENT);
-        let aligned = &storage[start..start + 2 * ALIGNMENT];
-        partial.write_all_at(aligned, 0).unwrap();
-        let tail = &storage[start + 1..start + 1 + 1000];
-        partial.write_all_at(tail, aligned.len() as u64).unwrap();
-        assert!(!partial.direct, "an unaligned write ends direct mode");
-        partial.file().sync_data().unwrap();
+            .open(dir.path().join("f"))
+            .unwrap()
+    }
+
+    fn content(dir: &tempfile::TempDir) -> Vec<u8> {
         let mut content = Vec::new();
-        File::open(&path)
+        File::open(dir.path().join("f"))
             .unwrap()
             .read_to_end(&mut content)
             .unwrap();
-        assert_eq!(content.len(), aligned.len() + tail.len());
-        assert_eq!(&content[..aligned.len()], aligned);
-        assert_eq!(&content[aligned.len()..], tail);
+        content
     }
 
     #[test]
-    fn buffered_mode_lets_the_file_be_read_back() {
+    fn writes_in_order_of_any_size_land_where_asked() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("f");
-        let file = File::options()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(true)
-            .open(&path)
-            .unwrap();
-        let mut partial = PartialFile::new(file, true);
-        let (storage, start) = aligned_bytes(ALIGNMENT);
-        partial
-            .write_all_at(&storage[start..start + ALIGNMENT], 0)
-            .unwrap();
-        partial.buffered().unwrap();
-        let mut back = Vec::new();
-        partial.file().read_to_end(&mut back).unwrap();
-        assert_eq!(back, &storage[start..start + ALIGNMENT]);
+        let mut partial = PartialFile::new(new_file(&dir), Some(0));
+        let data = pattern(2 * STAGING_SIZE + 5000);
+        let mut offset = 0;
+        for part in data.chunks(1200).chain([&[][..]]) {
+            partial.write_all_at(part, offset).unwrap();
+            offset += part.len() as u64;
+        }
+        partial.finish_writes().unwrap();
+        assert!(partial.direct.is_none(), "finishing leaves direct mode");
+        partial.file().sync_data().unwrap();
+        assert_eq!(content(&dir), data);
+    }
+
+    #[test]
+    fn a_write_out_of_order_flushes_the_staged_bytes_first() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut partial = PartialFile::new(new_file(&dir), Some(0));
+        let data = pattern(STAGING_SIZE + 3 * ALIGNMENT);
+        partial.write_all_at(&data[..STAGING_SIZE + 10], 0).unwrap();
+        // A jump back (as when a patch is written) ends direct mode.
+        partial.write_all_at(&data[..10], 0).unwrap();
+        assert!(partial.direct.is_none());
+        let rest = STAGING_SIZE as u64 + 10;
+        partial.write_all_at(&data[rest as usize..], rest).unwrap();
+        assert_eq!(content(&dir), data);
+    }
+
+    #[test]
+    fn an_unaligned_start_is_written_through_the_page_cache() {
+        let dir = tempfile::tempdir().unwrap();
+        let partial = PartialFile::new(new_file(&dir), Some(100));
+        assert!(partial.direct.is_none());
     }
 }

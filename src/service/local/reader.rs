@@ -2,12 +2,12 @@
 //! consumer by a few chunks so disk and network overlap.
 
 use std::fs::File;
+use std::io::Read;
 
 use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
 
-use crate::aligned::AlignedBuffer;
 use crate::model::{Delta, FileStamp, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileReader, ReadEvent, ReadSummary, ServiceError};
@@ -30,13 +30,13 @@ static READ_BUDGET: Semaphore = Semaphore::const_new(READ_BUDGET_CHUNKS);
 /// A chunk's bytes and its share of the read budget, returned when the last
 /// reference to the chunk is dropped.
 struct BudgetedChunk {
-    bytes: AlignedBuffer,
+    bytes: Vec<u8>,
     _permit: SemaphorePermit<'static>,
 }
 
 impl AsRef<[u8]> for BudgetedChunk {
     fn as_ref(&self) -> &[u8] {
-        self.bytes.as_ref()
+        &self.bytes
     }
 }
 
@@ -93,13 +93,13 @@ fn pump(
 }
 
 /// Reads exactly `want` bytes into a new buffer (not zeroed first: the
-/// kernel fills it) that starts at a page boundary, so that a local
-/// destination may write it directly; once the read budget allows.
+/// kernel fills it), once the read budget allows.
 fn read_chunk(file: &mut File, want: usize, display: &RelPath) -> Result<Bytes, RealizeError> {
     let permit = futures::executor::block_on(READ_BUDGET.acquire())
         .expect("the read budget is never closed");
-    let mut buf = AlignedBuffer::with_capacity(want);
-    buf.read_from(file, want as u64)
+    let mut buf = Vec::with_capacity(want);
+    file.take(want as u64)
+        .read_to_end(&mut buf)
         .map_err(|e| RealizeError::io(display, &e))?;
     if buf.len() < want {
         return Err(RealizeError::new(

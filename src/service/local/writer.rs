@@ -15,11 +15,10 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Notify};
 
-use super::direct::{PartialFile, DIRECT_MIN};
+use super::direct::{PartialFile, ALIGNMENT, DIRECT_MIN};
 use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
 use super::root::FilePaths;
-use crate::aligned::ALIGNMENT;
 use crate::model::{ByteRange, Delta, Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileWriter, ServiceError};
@@ -210,7 +209,7 @@ fn write_loop(
 ) {
     let display = &target.display;
     let expected_len = target.delta.payload_len(target.size);
-    let mut file = PartialFile::new(file, wants_direct(&target));
+    let mut file = PartialFile::new(file, direct_from(&target));
     let mut cursor = Cursor::new(&target.delta, target.size);
     let mut written = 0u64;
     // After the first failure, data is drained unwritten and the failure is
@@ -236,7 +235,7 @@ fn write_loop(
                         format!("{display}: expected {expected_len} bytes, received {written}"),
                     )),
                     None => file
-                        .buffered()
+                        .finish_writes()
                         .map_err(|e| RealizeError::io(display, &e))
                         .and_then(|()| whole_hash(file.file(), hasher, target.size, display))
                         .and_then(|actual| {
@@ -248,17 +247,21 @@ fn write_loop(
             }
         }
     }
-    // The sender went away without finishing: the partial file stays for a
-    // later resume.
+    // The sender went away without finishing: the partial file keeps what
+    // arrived, for a later resume.
+    if let Err(e) = file.finish_writes() {
+        tracing::warn!(path = %target.display, "partial file may be missing its last bytes: {e}");
+    }
 }
 
-/// Whether to write past the page cache: a plain copy or resume whose
-/// bytes to come are many and start at an aligned offset.
-fn wants_direct(target: &WriteTarget) -> bool {
+/// Where to start writing past the page cache, if at all: a plain copy or
+/// resume whose bytes to come are many and start at an aligned offset.
+fn direct_from(target: &WriteTarget) -> Option<u64> {
     let delta = &target.delta;
-    delta.patches.is_empty()
+    let wanted = delta.patches.is_empty()
         && delta.offset % ALIGNMENT as u64 == 0
-        && target.size - delta.offset >= DIRECT_MIN
+        && target.size - delta.offset >= DIRECT_MIN;
+    wanted.then_some(delta.offset)
 }
 
 /// The hash of the whole written file: the running hash, or a read-back
