@@ -17,6 +17,8 @@
 #   BENCH_TMP [$TMPDIR or /tmp] where the data and the logs are written
 #   CSV []                     also write the results to this CSV file
 #   SEED [7]                   seed of wanemu's loss generator
+#   SETTLE [6]                 seconds of quiet after a sync before each timed run
+#   SETTLE [6]                 seconds of quiet after a sync before each timed run
 #   REALIZE_PORT [39771], SSH_PORT [39722]   ports of realized and sshd
 set -euo pipefail
 export LC_ALL=C
@@ -396,9 +398,20 @@ record() {
     printf '%-6s %-7s %-7s %8s s  %s\n' "$unit" "$tool" "$st" "$s" "$note" >&2
 }
 
+# Lets the disk settle before a timed run, so that no tool pays for the
+# one before it: the generated data and the last run's writes are written
+# back, and the files the last run deleted stop counting as recently
+# deleted (an ext4 without a journal skips such inodes one by one when it
+# allocates new ones: for 5 s once written back, for 300 s while dirty).
+settle() {
+    sync
+    sleep "${SETTLE:-6}"
+}
+
 # One timed run of TOOL on the current scenario, checked and recorded.
 run_tool() {
     local tool=$1 w0 w1
+    settle
     client_cmd "$tool"
     start_server "$tool"
     w0=$(link_counters)
@@ -420,6 +433,7 @@ run_tool() {
 run_resume() {
     local size part=$dst/.file.bin.part have=0 w0 w1 sent deadline=$((SECONDS + timeout_s))
     size=$(data_bytes)
+    settle
     client_cmd realize
     start_server realize
     "${ns_a[@]}" "${cmd[@]}" > "$work/first.out" 2>&1 &
