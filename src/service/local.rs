@@ -141,15 +141,16 @@ impl Service for LocalService {
     ) -> Result<Box<dyn FileReader>, ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
-        let (file, stamp) = blocking(move || {
+        let delta = delta.clone();
+        let reader = blocking(move || {
             let paths = root.resolve(&display)?;
-            open_for_read(&paths.final_path, &display)
+            let (file, stamp) = open_for_read(&paths.final_path, &display)?;
+            delta
+                .validate(stamp.size)
+                .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{display}: {e}")))?;
+            LocalReader::open(file, stamp, delta, display)
         })
         .await?;
-        delta
-            .validate(stamp.size)
-            .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{path}: {e}")))?;
-        let reader = LocalReader::start(file, stamp, delta.clone(), path.clone());
         Ok(Box::new(reader))
     }
 
@@ -360,6 +361,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn an_abandoned_write_keeps_what_arrived_in_the_partial_file() {
+        // A small file (gathered in memory) and a large one (its own thread).
+        for size in [10, 1 << 20] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = DirectoryId::new("d").unwrap();
+            let service = LocalService::single(dir.clone(), root.path()).unwrap();
+            let path = RelPath::new("f").unwrap();
+            let mut writer = service.write(&dir, &path, size, &Delta::full()).await.unwrap();
+            writer.write(Bytes::from_static(b"arrived")).await.unwrap();
+            drop(writer);
+            // A blocking thread writes the bytes out after the drop.
+            let partial = root.path().join(".f.part");
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+            while fs::read(&partial).ok().as_deref() != Some(b"arrived") {
+                assert!(std::time::Instant::now() < deadline, "size {size}: {partial:?}");
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+            assert!(!root.path().join("f").exists());
+        }
+    }
+
+    #[tokio::test]
     async fn two_services_never_write_one_partial_file_at_once() {
         let root = tempfile::tempdir().unwrap();
         let dir = DirectoryId::new("d").unwrap();
@@ -367,19 +390,36 @@ mod tests {
         let first = LocalService::single(dir.clone(), root.path()).unwrap();
         let second = LocalService::single(dir.clone(), root.path()).unwrap();
         let path = RelPath::new("f").unwrap();
-        let writer = first.write(&dir, &path, 10, &Delta::full()).await.unwrap();
-        let err = match second.write(&dir, &path, 10, &Delta::full()).await {
-            Err(ServiceError::Realize(e)) => e,
+        // A large file's partial file is locked from the start...
+        let large = 1 << 20;
+        let writer = first
+            .write(&dir, &path, large, &Delta::full())
+            .await
+            .unwrap();
+        let refused = |result: Result<_, ServiceError>| match result {
+            Err(ServiceError::Realize(e)) => {
+                assert_eq!(e.kind, ErrorKind::Superseded);
+                assert!(e.message.contains("another process"), "{e}");
+            }
             Err(e) => panic!("{e}"),
             Ok(_) => panic!("two writers on one partial file"),
         };
-        assert_eq!(err.kind, ErrorKind::Superseded);
-        assert!(err.message.contains("another process"), "{err}");
+        refused(
+            second
+                .write(&dir, &path, large, &Delta::full())
+                .await
+                .map(|_| ()),
+        );
+        // ...a small file's, gathered in memory, when it is written.
+        let mut small = second.write(&dir, &path, 2, &Delta::full()).await.unwrap();
+        small.write(Bytes::from_static(b"hi")).await.unwrap();
+        refused(small.finish(blake3::hash(b"hi").into()).await.map(|_| ()));
+        assert!(!root.path().join("f").exists());
         // Once the first is done, the file is free again.
         drop(writer);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            match second.write(&dir, &path, 10, &Delta::full()).await {
+            match second.write(&dir, &path, large, &Delta::full()).await {
                 Ok(_) => break,
                 Err(_) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await

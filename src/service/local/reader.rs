@@ -1,5 +1,7 @@
 //! Reading a file on a blocking thread, hashing as it goes, ahead of the
-//! consumer by a few chunks so disk and network overlap.
+//! consumer by a few chunks so disk and network overlap. A file of one
+//! chunk is read whole by the caller's blocking call instead, sparing a
+//! thread hand-off per small file.
 
 use std::fs::File;
 use std::io::Read;
@@ -40,33 +42,68 @@ impl AsRef<[u8]> for BudgetedChunk {
     }
 }
 
-/// A local file being read by a blocking thread.
+/// A local file being read by a blocking thread, or read already.
 pub struct LocalReader {
     stamp: FileStamp,
-    events: mpsc::Receiver<Result<ReadEvent, RealizeError>>,
+    events: Events,
+}
+
+/// Where a [`LocalReader`]'s events come from.
+enum Events {
+    /// The reading thread, as it reads.
+    Thread(mpsc::Receiver<Result<ReadEvent, RealizeError>>),
+    /// The whole file, read at once.
+    Ready(std::vec::IntoIter<ReadEvent>),
 }
 
 impl LocalReader {
-    /// Starts reading `file` (whose stamp is `stamp`): every byte is hashed,
-    /// the bytes `delta` names are delivered.
-    pub fn start(file: File, stamp: FileStamp, delta: Delta, display: RelPath) -> Self {
+    /// Reads `file` (whose stamp is `stamp`): every byte is hashed, the
+    /// bytes `delta` names are delivered. Blocking: a file of one chunk is
+    /// read before this returns, a larger one by a thread of its own.
+    pub fn open(
+        file: File,
+        stamp: FileStamp,
+        delta: Delta,
+        display: RelPath,
+    ) -> Result<Self, RealizeError> {
+        if stamp.size > CHUNK_SIZE as u64 {
+            return Ok(Self::start(file, stamp, delta, display));
+        }
+        let mut events = Vec::new();
+        pump(file, stamp, &delta, &display, |event| {
+            events.push(event);
+            true
+        })?;
+        Ok(Self {
+            stamp,
+            events: Events::Ready(events.into_iter()),
+        })
+    }
+
+    /// Starts the thread that reads `file`.
+    fn start(file: File, stamp: FileStamp, delta: Delta, display: RelPath) -> Self {
         let (tx, events) = mpsc::channel(READ_AHEAD);
         tokio::task::spawn_blocking(move || {
-            let result = pump(file, stamp, &delta, &display, &tx);
-            if let Err(err) = result {
+            let emit = |event| tx.blocking_send(Ok(event)).is_ok();
+            if let Err(err) = pump(file, stamp, &delta, &display, emit) {
                 let _ = tx.blocking_send(Err(err));
             }
         });
-        Self { stamp, events }
+        Self {
+            stamp,
+            events: Events::Thread(events),
+        }
     }
 }
 
+/// Reads, hashes and hands `emit` the events of `file`, until the end or
+/// until `emit` returns false (the consumer gave up).
 fn pump(
     mut file: File,
     stamp: FileStamp,
     delta: &Delta,
     display: &RelPath,
-    tx: &mpsc::Sender<Result<ReadEvent, RealizeError>>,
+    mut emit: impl FnMut(ReadEvent) -> bool,
 ) -> Result<(), RealizeError> {
     let mut hasher = blake3::Hasher::new();
     let mut position = 0u64;
@@ -76,9 +113,8 @@ fn pump(
         hasher.update(&chunk);
         for part in delta.carried(position, want as u64) {
             let from = (part.start - position) as usize;
-            let piece = chunk.slice(from..from + part.len as usize);
-            if tx.blocking_send(Ok(ReadEvent::Data(piece))).is_err() {
-                return Ok(()); // The consumer gave up.
+            if !emit(ReadEvent::Data(chunk.slice(from..from + part.len as usize))) {
+                return Ok(());
             }
         }
         position += want as u64;
@@ -88,7 +124,7 @@ fn pump(
         hash: hasher.finalize().into(),
         stamp: FileStamp::from_metadata(&after),
     };
-    let _ = tx.blocking_send(Ok(ReadEvent::Done(summary)));
+    emit(ReadEvent::Done(summary));
     Ok(())
 }
 
@@ -120,7 +156,11 @@ impl FileReader for LocalReader {
     }
 
     async fn next(&mut self) -> Result<ReadEvent, ServiceError> {
-        match self.events.recv().await {
+        let event = match &mut self.events {
+            Events::Thread(events) => events.recv().await,
+            Events::Ready(events) => events.next().map(Ok),
+        };
+        match event {
             Some(event) => Ok(event?),
             None => Err(RealizeError::new(ErrorKind::Io, "the reading thread stopped").into()),
         }

@@ -1,6 +1,12 @@
 //! Writing a file into its partial file on a blocking thread, hashing what is
 //! written, then making it durable and final.
 //!
+//! A large file gets a thread of its own that writes the pieces as they
+//! arrive. A small one is gathered in memory and written, hashed, synced
+//! and renamed in one blocking call when it finishes: with thousands of
+//! small files, the hand-offs between threads would cost more than the
+//! writing.
+//!
 //! A fresh copy (`Delta::full`) and a plain resume (no patches) are hashed
 //! as they are written, the kept prefix being read once at open. A resume
 //! that patches blocks inside the kept prefix is hashed by reading the whole
@@ -26,12 +32,17 @@ use crate::service::{FileWriter, ServiceError};
 /// Chunks queued for the writing thread.
 const WRITE_BEHIND: usize = 2;
 
+/// Files that receive at most this many bytes are gathered in memory and
+/// written when they finish.
+const GATHERED_MAX: u64 = 64 * 1024;
+
 enum Command {
     Data(Bytes),
     Finish(Hash, oneshot::Sender<Result<Hash, RealizeError>>),
 }
 
 /// What a [`LocalWriter`] writes and how it completes.
+#[derive(Clone)]
 pub struct WriteTarget {
     /// The file's paths on disk.
     pub paths: FilePaths,
@@ -43,37 +54,56 @@ pub struct WriteTarget {
     pub delta: Delta,
 }
 
-/// A partial file being written by a blocking thread, which holds the
-/// file's [`PartialClaim`] until it exits.
+/// A partial file being written, which holds the file's [`PartialClaim`]
+/// until it is written and closed.
 pub struct LocalWriter {
-    commands: mpsc::Sender<Command>,
+    sink: Sink,
     display: RelPath,
     superseded: Arc<Notify>,
 }
 
+/// Where a [`LocalWriter`]'s pieces go.
+enum Sink {
+    /// To the blocking thread that writes them as they arrive.
+    Thread(mpsc::Sender<Command>),
+    /// Into memory, written when the file finishes.
+    Gathered(Box<Gathered>),
+}
+
+/// A small file's pieces, gathered until it finishes.
+struct Gathered {
+    target: WriteTarget,
+    /// Taken when the pieces go to the partial file on abandonment.
+    claim: Option<PartialClaim>,
+    syncer: Arc<DirSyncer>,
+    pieces: Vec<Bytes>,
+    len: u64,
+}
+
 impl LocalWriter {
     /// Opens the partial file (creating it, keeping the bytes before the
-    /// delta's offset, dropping any after) and starts the writing thread.
+    /// delta's offset, dropping any after) and starts the writing thread;
+    /// for a small file, only gets ready to gather its pieces.
     pub async fn open(
         target: WriteTarget,
         claim: PartialClaim,
         syncer: Arc<DirSyncer>,
     ) -> Result<Self, RealizeError> {
         let display = target.display.clone();
-        let (target, file, hasher) = tokio::task::spawn_blocking(move || {
-            let (file, hasher) = prepare(&target)?;
-            Ok::<_, RealizeError>((target, file, hasher))
-        })
-        .await
-        .map_err(|e| RealizeError::new(ErrorKind::Io, e.to_string()))??;
-        let (commands, rx) = mpsc::channel(WRITE_BEHIND);
         let superseded = claim.superseded_signal();
-        tokio::task::spawn_blocking(move || {
-            write_loop(file, hasher, target, rx, &syncer);
-            drop(claim); // Only now may another writer open the file.
-        });
+        let sink = if target.delta.payload_len(target.size) <= GATHERED_MAX {
+            Sink::Gathered(Box::new(Gathered {
+                target,
+                claim: Some(claim),
+                syncer,
+                pieces: Vec::new(),
+                len: 0,
+            }))
+        } else {
+            Sink::Thread(start_thread(target, claim, syncer).await?)
+        };
         Ok(Self {
-            commands,
+            sink,
             display,
             superseded,
         })
@@ -84,6 +114,92 @@ impl LocalWriter {
     pub async fn superseded(&self) {
         self.superseded.notified().await;
     }
+}
+
+/// Opens the partial file and starts the thread that writes it.
+async fn start_thread(
+    target: WriteTarget,
+    claim: PartialClaim,
+    syncer: Arc<DirSyncer>,
+) -> Result<mpsc::Sender<Command>, RealizeError> {
+    let (target, progress) = tokio::task::spawn_blocking(move || {
+        let progress = Progress::open(&target)?;
+        Ok::<_, RealizeError>((target, progress))
+    })
+    .await
+    .map_err(|e| RealizeError::new(ErrorKind::Io, e.to_string()))??;
+    let (commands, rx) = mpsc::channel(WRITE_BEHIND);
+    tokio::task::spawn_blocking(move || {
+        write_loop(progress, &target, rx, &syncer);
+        drop(claim); // Only now may another writer open the file.
+    });
+    Ok(commands)
+}
+
+impl Gathered {
+    /// Keeps `chunk`; fails if more arrives than the delta announced.
+    fn push(&mut self, chunk: Bytes) -> Result<(), RealizeError> {
+        self.len += chunk.len() as u64;
+        if self.len > self.target.delta.payload_len(self.target.size) {
+            let message = format!(
+                "{}: received more than the announced bytes",
+                self.target.display
+            );
+            return Err(RealizeError::new(ErrorKind::Protocol, message));
+        }
+        self.pieces.push(chunk);
+        Ok(())
+    }
+
+    /// Writes the gathered pieces and completes the file, on a blocking
+    /// thread.
+    async fn finish(mut self: Box<Self>, expected: Hash) -> Result<Hash, RealizeError> {
+        let pieces = std::mem::take(&mut self.pieces);
+        tokio::task::spawn_blocking(move || {
+            let result = write_pieces(&self.target, pieces)
+                .and_then(|progress| progress.finish(&self.target, expected, &self.syncer));
+            drop(self); // Only now may another writer open the file.
+            result
+        })
+        .await
+        .map_err(|e| RealizeError::new(ErrorKind::Io, e.to_string()))?
+    }
+}
+
+impl Drop for Gathered {
+    /// A transfer that stops before its end leaves what arrived in the
+    /// partial file for a later resume, as a large file's thread does.
+    fn drop(&mut self) {
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        if self.pieces.is_empty() {
+            return;
+        }
+        let (target, pieces, claim) = (
+            self.target.clone(),
+            std::mem::take(&mut self.pieces),
+            self.claim.take(),
+        );
+        runtime.spawn_blocking(move || {
+            match write_pieces(&target, pieces) {
+                Ok(progress) => progress.abandon(&target.display),
+                Err(e) => {
+                    tracing::warn!(path = %target.display, "the bytes that arrived are lost: {e}")
+                }
+            }
+            drop(claim);
+        });
+    }
+}
+
+/// Opens the partial file of `target` and writes `pieces` into it.
+fn write_pieces(target: &WriteTarget, pieces: Vec<Bytes>) -> Result<Progress, RealizeError> {
+    let mut progress = Progress::open(target)?;
+    for piece in pieces {
+        progress.write(&piece, &target.display);
+    }
+    Ok(progress)
 }
 
 /// Opens the partial file; returns it with the running hash of its kept
@@ -200,58 +316,100 @@ impl Cursor {
     }
 }
 
+/// The partial file being written, and what is known of it so far.
+struct Progress {
+    file: PartialFile,
+    /// The running hash, or `None` when the whole file is hashed at the end.
+    hasher: Option<blake3::Hasher>,
+    cursor: Cursor,
+    written: u64,
+    /// After the first failure, data is dropped unwritten and the failure
+    /// is the answer to `finish`. The partial file keeps what was written.
+    failure: Option<RealizeError>,
+}
+
+impl Progress {
+    /// Opens the partial file of `target`: see [`prepare`].
+    fn open(target: &WriteTarget) -> Result<Self, RealizeError> {
+        let (file, hasher) = prepare(target)?;
+        Ok(Self {
+            file: PartialFile::new(file, direct_from(target)),
+            hasher,
+            cursor: Cursor::new(&target.delta, target.size),
+            written: 0,
+            failure: None,
+        })
+    }
+
+    /// Hashes and writes the next received bytes, unless a write failed.
+    fn write(&mut self, chunk: &[u8], display: &RelPath) {
+        if self.failure.is_some() {
+            return;
+        }
+        self.written += chunk.len() as u64;
+        if let Some(hasher) = self.hasher.as_mut() {
+            hasher.update(chunk);
+        }
+        if let Err(e) = self.cursor.write(&mut self.file, chunk, display) {
+            self.failure = Some(e);
+        }
+    }
+
+    /// Checks that every announced byte arrived, then verifies and
+    /// completes the file: see [`complete`].
+    fn finish(
+        mut self,
+        target: &WriteTarget,
+        expected: Hash,
+        syncer: &DirSyncer,
+    ) -> Result<Hash, RealizeError> {
+        let display = &target.display;
+        let expected_len = target.delta.payload_len(target.size);
+        if let Some(failure) = self.failure {
+            return Err(failure);
+        }
+        if self.written != expected_len {
+            return Err(RealizeError::new(
+                ErrorKind::Protocol,
+                format!(
+                    "{display}: expected {expected_len} bytes, received {}",
+                    self.written
+                ),
+            ));
+        }
+        self.file
+            .finish_writes()
+            .map_err(|e| RealizeError::io(display, &e))?;
+        let actual = whole_hash(self.file.file(), self.hasher, target.size, display)?;
+        complete(self.file.file(), target, expected, actual, syncer)
+    }
+
+    /// Leaves the partial file with what arrived, for a later resume.
+    fn abandon(mut self, path: &RelPath) {
+        if let Err(e) = self.file.finish_writes() {
+            tracing::warn!(%path, "partial file may be missing its last bytes: {e}");
+        }
+    }
+}
+
+/// The writing thread of a large file: writes pieces until told to finish.
 fn write_loop(
-    file: File,
-    mut hasher: Option<blake3::Hasher>,
-    target: WriteTarget,
+    mut progress: Progress,
+    target: &WriteTarget,
     mut rx: mpsc::Receiver<Command>,
     syncer: &DirSyncer,
 ) {
-    let display = &target.display;
-    let expected_len = target.delta.payload_len(target.size);
-    let mut file = PartialFile::new(file, direct_from(&target));
-    let mut cursor = Cursor::new(&target.delta, target.size);
-    let mut written = 0u64;
-    // After the first failure, data is drained unwritten and the failure is
-    // the answer to `Finish`. The partial file keeps what was written.
-    let mut failure: Option<RealizeError> = None;
     while let Some(command) = rx.blocking_recv() {
         match command {
-            Command::Data(_) if failure.is_some() => {}
-            Command::Data(chunk) => {
-                written += chunk.len() as u64;
-                if let Some(hasher) = hasher.as_mut() {
-                    hasher.update(&chunk);
-                }
-                if let Err(e) = cursor.write(&mut file, &chunk, display) {
-                    failure = Some(e);
-                }
-            }
+            Command::Data(chunk) => progress.write(&chunk, &target.display),
             Command::Finish(expected, reply) => {
-                let result = match failure {
-                    Some(failure) => Err(failure),
-                    None if written != expected_len => Err(RealizeError::new(
-                        ErrorKind::Protocol,
-                        format!("{display}: expected {expected_len} bytes, received {written}"),
-                    )),
-                    None => file
-                        .finish_writes()
-                        .map_err(|e| RealizeError::io(display, &e))
-                        .and_then(|()| whole_hash(file.file(), hasher, target.size, display))
-                        .and_then(|actual| {
-                            complete(file.file(), &target, expected, actual, syncer)
-                        }),
-                };
-                let _ = reply.send(result);
+                let _ = reply.send(progress.finish(target, expected, syncer));
                 return;
             }
         }
     }
-    // The sender went away without finishing: the partial file keeps what
-    // arrived, for a later resume.
-    if let Err(e) = file.finish_writes() {
-        tracing::warn!(path = %target.display, "partial file may be missing its last bytes: {e}");
-    }
+    // The sender went away without finishing.
+    progress.abandon(&target.display);
 }
 
 /// Where to start writing past the page cache, if at all: a plain copy or
@@ -309,28 +467,34 @@ fn complete(
 #[async_trait]
 impl FileWriter for LocalWriter {
     async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError> {
-        self.commands
-            .send(Command::Data(chunk))
-            .await
-            .map_err(|_| self.stopped())
+        match &mut self.sink {
+            Sink::Thread(commands) => commands
+                .send(Command::Data(chunk))
+                .await
+                .map_err(|_| stopped(&self.display)),
+            Sink::Gathered(gathered) => Ok(gathered.push(chunk)?),
+        }
     }
 
     async fn finish(self: Box<Self>, expected: Hash) -> Result<Hash, ServiceError> {
+        let commands = match self.sink {
+            Sink::Thread(commands) => commands,
+            Sink::Gathered(gathered) => return Ok(gathered.finish(expected).await?),
+        };
         let (reply, result) = oneshot::channel();
-        self.commands
+        commands
             .send(Command::Finish(expected, reply))
             .await
-            .map_err(|_| self.stopped())?;
-        Ok(result.await.map_err(|_| self.stopped())??)
+            .map_err(|_| stopped(&self.display))?;
+        Ok(result.await.map_err(|_| stopped(&self.display))??)
     }
 }
 
-impl LocalWriter {
-    fn stopped(&self) -> ServiceError {
-        RealizeError::new(
-            ErrorKind::Io,
-            format!("{}: the writing thread stopped", self.display),
-        )
-        .into()
-    }
+/// The error of a writer whose thread is gone.
+fn stopped(display: &RelPath) -> ServiceError {
+    RealizeError::new(
+        ErrorKind::Io,
+        format!("{display}: the writing thread stopped"),
+    )
+    .into()
 }
