@@ -368,14 +368,20 @@ mod tests {
             let dir = DirectoryId::new("d").unwrap();
             let service = LocalService::single(dir.clone(), root.path()).unwrap();
             let path = RelPath::new("f").unwrap();
-            let mut writer = service.write(&dir, &path, size, &Delta::full()).await.unwrap();
+            let mut writer = service
+                .write(&dir, &path, size, &Delta::full())
+                .await
+                .unwrap();
             writer.write(Bytes::from_static(b"arrived")).await.unwrap();
             drop(writer);
             // A blocking thread writes the bytes out after the drop.
             let partial = root.path().join(".f.part");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while fs::read(&partial).ok().as_deref() != Some(b"arrived") {
-                assert!(std::time::Instant::now() < deadline, "size {size}: {partial:?}");
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "size {size}: {partial:?}"
+                );
                 tokio::time::sleep(std::time::Duration::from_millis(10)).await;
             }
             assert!(!root.path().join("f").exists());
