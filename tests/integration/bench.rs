@@ -219,7 +219,7 @@ fn bench_usage_errors_exit_2() {
 fn bench_says_why_when_the_daemon_stops_during_the_run() {
     let mut s = setup();
     let bench = realize()
-        .args(["bench", &s.daemon.addr(), "--send", "--receive"])
+        .args(["bench", &s.daemon.addr(), "--send"])
         .args(s.keys.client_args("client", &["daemon"]))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
