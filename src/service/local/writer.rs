@@ -122,12 +122,11 @@ async fn start_thread(
     claim: PartialClaim,
     syncer: Arc<DirSyncer>,
 ) -> Result<mpsc::Sender<Command>, RealizeError> {
-    let (target, progress) = tokio::task::spawn_blocking(move || {
+    let (target, progress) = on_blocking_thread(move || {
         let progress = Progress::open(&target)?;
-        Ok::<_, RealizeError>((target, progress))
+        Ok((target, progress))
     })
-    .await
-    .map_err(|e| RealizeError::new(ErrorKind::Io, e.to_string()))??;
+    .await?;
     let (commands, rx) = mpsc::channel(WRITE_BEHIND);
     tokio::task::spawn_blocking(move || {
         write_loop(progress, &target, rx, &syncer);
@@ -155,14 +154,13 @@ impl Gathered {
     /// thread.
     async fn finish(mut self: Box<Self>, expected: Hash) -> Result<Hash, RealizeError> {
         let pieces = std::mem::take(&mut self.pieces);
-        tokio::task::spawn_blocking(move || {
+        on_blocking_thread(move || {
             let result = write_pieces(&self.target, pieces)
                 .and_then(|progress| progress.finish(&self.target, expected, &self.syncer));
             drop(self); // Only now may another writer open the file.
             result
         })
         .await
-        .map_err(|e| RealizeError::new(ErrorKind::Io, e.to_string()))?
     }
 }
 
@@ -170,12 +168,12 @@ impl Drop for Gathered {
     /// A transfer that stops before its end leaves what arrived in the
     /// partial file for a later resume, as a large file's thread does.
     fn drop(&mut self) {
-        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
         if self.pieces.is_empty() {
             return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         let (target, pieces, claim) = (
             self.target.clone(),
             std::mem::take(&mut self.pieces),
@@ -191,6 +189,15 @@ impl Drop for Gathered {
             drop(claim);
         });
     }
+}
+
+/// Runs blocking file work off the async runtime's worker threads.
+async fn on_blocking_thread<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
+) -> Result<T, RealizeError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
 }
 
 /// Opens the partial file of `target` and writes `pieces` into it.
