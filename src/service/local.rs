@@ -117,13 +117,19 @@ impl LocalService {
 }
 
 /// Runs blocking file-system work off the async runtime's worker threads.
-async fn blocking<T: Send + 'static>(
+async fn on_blocking_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
-) -> Result<T, ServiceError> {
+) -> Result<T, RealizeError> {
     tokio::task::spawn_blocking(work)
         .await
         .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
-        .map_err(ServiceError::from)
+}
+
+/// [`on_blocking_thread`], answering as a [`Service`] does.
+async fn blocking<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
+) -> Result<T, ServiceError> {
+    on_blocking_thread(work).await.map_err(ServiceError::from)
 }
 
 #[async_trait]

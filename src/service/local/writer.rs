@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::direct::{PartialFile, ALIGNMENT, DIRECT_MIN};
 use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
+use super::on_blocking_thread;
 use super::root::FilePaths;
 use crate::model::{ByteRange, Delta, Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
@@ -189,15 +190,6 @@ impl Drop for Gathered {
             drop(claim);
         });
     }
-}
-
-/// Runs blocking file work off the async runtime's worker threads.
-async fn on_blocking_thread<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
-) -> Result<T, RealizeError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
 }
 
 /// Opens the partial file of `target` and writes `pieces` into it.
