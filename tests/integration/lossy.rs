@@ -13,8 +13,9 @@ use tempfile::TempDir;
 use crate::harness::*;
 use crate::relay::Relay;
 
-/// Size of the one large file of the tree.
-const LARGE_FILE: usize = 32 << 20;
+/// Size of the one large file of the tree: enough for a thousand
+/// acknowledgement datagrams back, so the relay's damage is measurable.
+const LARGE_FILE: usize = 128 << 20;
 /// Number of small files of the tree, spread over subfolders.
 const SMALL_FILES: usize = 36;
 
