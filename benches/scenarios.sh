@@ -18,7 +18,6 @@
 #   CSV []                     also write the results to this CSV file
 #   SEED [7]                   seed of wanemu's loss generator
 #   SETTLE [6]                 seconds of quiet after a sync before each timed run
-#   SETTLE [6]                 seconds of quiet after a sync before each timed run
 #   REALIZE_PORT [39771], SSH_PORT [39722]   ports of realized and sshd
 set -euo pipefail
 export LC_ALL=C
