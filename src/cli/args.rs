@@ -375,7 +375,7 @@ pub struct TransportArgs {
     /// Bytes a peer may send on one stream (one file) ahead of this process:
     /// one file moves at most this much per round trip. Raise it above
     /// 2 x rate x RTT for very fast, long links (1 Gbit/s x 200 ms: 50M).
-    #[arg(long, value_name = "SIZE", default_value = "8M", value_parser = parse_window)]
+    #[arg(long, value_name = "SIZE", default_value = "12M", value_parser = parse_window)]
     pub stream_window: u32,
     /// Bytes a peer may send on all streams together ahead of this process,
     /// and bytes this process buffers for sending: the whole connection

@@ -47,7 +47,7 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Self {
-            stream_window: 8 << 20,
+            stream_window: 12 << 20,
             connection_window: 64 << 20,
             send_window: 64 << 20,
             max_streams: 512,
