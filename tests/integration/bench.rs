@@ -115,6 +115,23 @@ fn bench_sends_a_size_to_the_daemon_which_drops_it() {
     assert!(log.contains("direction=\"received\""), "{log}");
 }
 
+/// Path MTU discovery raises the datagram size above Ethernet's where the
+/// path carries more: loopback does, and bigger packets cost less work
+/// per byte.
+#[test]
+fn bench_on_loopback_sends_datagrams_larger_than_ethernet_frames() {
+    let s = setup();
+    let report = s.report(&["--size", "64M"]);
+    let send = &report["send"];
+    let wire = send["wire_bytes"].as_f64().unwrap();
+    let packets = send["sent_packets"].as_f64().unwrap();
+    let average = wire / packets;
+    assert!(
+        average > 2_000.0,
+        "average datagram of {average:.0} bytes; Ethernet carries at most 1,472: {send}"
+    );
+}
+
 #[test]
 fn bench_receive_reads_generated_data_from_the_daemon() {
     let s = setup();
