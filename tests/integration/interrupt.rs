@@ -51,6 +51,14 @@ impl Setup {
         command
     }
 
+    /// [`Setup::command`] paced to 50 MiB/s: the big file takes 4 s, long
+    /// enough to be stopped midway however fast the machine and the build.
+    fn paced_command(&self) -> Command {
+        let mut command = self.command();
+        command.args(["--throttle", "50M"]);
+        command
+    }
+
     fn partial_len(&self) -> u64 {
         std::fs::metadata(self.dst.path().join(".big.bin.part"))
             .map(|m| m.len())
@@ -96,7 +104,11 @@ fn wait_for_partial(setup: &Setup, child: &mut Child) {
 fn max_duration_during_a_transfer_exits_11_and_keeps_the_partial() {
     let s = setup();
     let started = Instant::now();
-    let out = s.command().args(["--max-duration", "1s"]).output().unwrap();
+    let out = s
+        .paced_command()
+        .args(["--max-duration", "1s"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));
     assert!(
         started.elapsed() < Duration::from_secs(10),
@@ -154,7 +166,7 @@ fn max_duration_while_connecting_exits_11() {
 #[test]
 fn ctrl_c_during_a_transfer_exits_20_and_keeps_the_partial() {
     let s = setup();
-    let mut child = s.command().spawn().unwrap();
+    let mut child = s.paced_command().spawn().unwrap();
     wait_for_partial(&s, &mut child);
     // SAFETY: sending a signal to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
@@ -181,7 +193,7 @@ fn bad_durations_are_usage_errors() {
 #[test]
 fn a_second_ctrl_c_exits_at_once() {
     let s = setup();
-    let mut child = s.command().spawn().unwrap();
+    let mut child = s.paced_command().spawn().unwrap();
     wait_for_partial(&s, &mut child);
     // SAFETY: sending signals to our own child process.
     unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
