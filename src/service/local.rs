@@ -4,9 +4,11 @@
 mod direct;
 mod durability;
 mod exclusive;
+mod finisher;
 mod listing;
 mod reader;
 mod root;
+mod workers;
 mod writer;
 
 use std::collections::HashMap;
@@ -25,7 +27,9 @@ pub use writer::LocalWriter;
 
 use self::durability::DirSyncer;
 use self::exclusive::PartialLocks;
+use self::finisher::Finisher;
 use self::reader::LocalReader;
+use self::workers::ShortOps;
 use self::writer::WriteTarget;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::model::{
@@ -39,6 +43,8 @@ use crate::protocol::{ErrorKind, RealizeError};
 pub struct LocalService {
     roots: Arc<HashMap<DirectoryId, Arc<Root>>>,
     syncer: Arc<DirSyncer>,
+    finisher: Finisher,
+    ops: ShortOps,
     partials: Arc<PartialLocks>,
 }
 
@@ -57,9 +63,13 @@ impl LocalService {
                 Ok((id, Arc::new(root)))
             })
             .collect::<io::Result<_>>()?;
+        let syncer = Arc::<DirSyncer>::default();
+        let finisher = Finisher::start(syncer.clone())?;
         Ok(Self {
             roots: Arc::new(roots),
-            syncer: Arc::default(),
+            syncer,
+            finisher,
+            ops: ShortOps::start()?,
             partials: Arc::default(),
         })
     }
@@ -89,9 +99,10 @@ impl LocalService {
             .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{path}: {e}")))?;
         let root = self.root(dir)?;
         let display = path.clone();
-        let paths = blocking(move || root.resolve_creating(&display))
-            .await
-            .map_err(ServiceError::into_realize)?;
+        let paths = self
+            .ops
+            .run(move || root.resolve_creating(&display))
+            .await?;
         let claim = self.partials.claim(&paths.partial_path).await;
         if claim.is_superseded() {
             let message = format!("{path}: a newer transfer of this file took over");
@@ -103,7 +114,7 @@ impl LocalService {
             size,
             delta: delta.clone(),
         };
-        LocalWriter::open(target, claim, self.syncer.clone()).await
+        LocalWriter::open(target, claim, self.syncer.clone(), &self.finisher).await
     }
 
     fn root(&self, dir: &DirectoryId) -> Result<Arc<Root>, RealizeError> {
@@ -148,15 +159,18 @@ impl Service for LocalService {
         let root = self.root(dir)?;
         let display = path.clone();
         let delta = delta.clone();
-        let reader = blocking(move || {
-            let paths = root.resolve(&display)?;
-            let (file, stamp) = open_for_read(&paths.final_path, &display)?;
-            delta
-                .validate(stamp.size)
-                .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{display}: {e}")))?;
-            LocalReader::open(file, stamp, delta, display)
-        })
-        .await?;
+        let runtime = tokio::runtime::Handle::current();
+        let reader = self
+            .ops
+            .run(move || {
+                let paths = root.resolve(&display)?;
+                let (file, stamp) = open_for_read(&paths.final_path, &display)?;
+                delta.validate(stamp.size).map_err(|e| {
+                    RealizeError::new(ErrorKind::Protocol, format!("{display}: {e}"))
+                })?;
+                LocalReader::open(file, stamp, delta, display, &runtime)
+            })
+            .await?;
         Ok(Box::new(reader))
     }
 
@@ -245,7 +259,7 @@ impl Service for LocalService {
     ) -> Result<(), ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
-        blocking(move || {
+        let deleted = self.ops.run(move || {
             let paths = root.resolve(&display)?;
             let metadata = root::regular_file(&paths.final_path, &display)?;
             if FileStamp::from_metadata(&metadata) != expected {
@@ -257,8 +271,8 @@ impl Service for LocalService {
             fs::remove_file(&paths.final_path).map_err(|e| RealizeError::io(&display, &e))?;
             remove_empty_parents(&paths.parent, root.path());
             Ok(())
-        })
-        .await
+        });
+        Ok(deleted.await?)
     }
 }
 
@@ -363,6 +377,48 @@ mod tests {
                 write_whole(&service, root.path(), &data, offset).await,
                 data
             );
+        }
+    }
+
+    #[tokio::test]
+    async fn small_files_finishing_together_land_except_the_one_that_fails() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirectoryId::new("d").unwrap();
+        let service = LocalService::single(dir.clone(), root.path()).unwrap();
+        let mut writers = Vec::new();
+        for i in 0..40u32 {
+            let path = RelPath::new(format!("sub{}/f{i}", i % 3)).unwrap();
+            let data = format!("file {i}").into_bytes();
+            let mut writer = service
+                .write(&dir, &path, data.len() as u64, &Delta::full())
+                .await
+                .unwrap();
+            writer.write(Bytes::from(data.clone())).await.unwrap();
+            // File 7 claims a hash its bytes do not have.
+            let hash: Hash = blake3::hash(if i == 7 { b"other" } else { &data }).into();
+            writers.push(writer.finish(hash));
+        }
+        let results = futures::future::join_all(writers).await;
+        for (i, result) in results.into_iter().enumerate() {
+            let (name, partial) = (
+                format!("sub{}/f{i}", i % 3),
+                format!("sub{}/.f{i}.part", i % 3),
+            );
+            if i == 7 {
+                match result {
+                    Err(ServiceError::Realize(e)) => assert_eq!(e.kind, ErrorKind::HashMismatch),
+                    other => panic!("file 7: {other:?}"),
+                }
+                assert!(!root.path().join(&name).exists());
+                assert!(root.path().join(&partial).exists(), "kept for a resume");
+            } else {
+                result.unwrap();
+                assert_eq!(
+                    fs::read(root.path().join(&name)).unwrap(),
+                    format!("file {i}").into_bytes()
+                );
+                assert!(!root.path().join(&partial).exists());
+            }
         }
     }
 

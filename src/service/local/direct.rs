@@ -79,6 +79,12 @@ impl PartialFile {
         &self.file
     }
 
+    /// The open file, once [`PartialFile::finish_writes`] has been called.
+    pub fn into_file(self) -> File {
+        debug_assert!(self.direct.is_none(), "staged bytes left unwritten");
+        self.file
+    }
+
     /// Writes all of `data` at `offset`: staged for a direct write when it
     /// follows the staged bytes, else (and from then on) through the page
     /// cache.

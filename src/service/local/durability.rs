@@ -31,8 +31,14 @@ impl DirSyncer {
     /// Records a completed rename in `dir` and returns once that rename is
     /// durable, fsyncing `dir` unless a later sync already covered it.
     pub fn rename_done(&self, dir: &Path) -> io::Result<()> {
+        self.renames_done(dir, 1)
+    }
+
+    /// Records `count` completed renames in `dir` and returns once they are
+    /// durable, like [`DirSyncer::rename_done`].
+    pub fn renames_done(&self, dir: &Path, count: u64) -> io::Result<()> {
         let state = self.state(dir);
-        let ticket = state.renamed.fetch_add(1, Ordering::SeqCst) + 1;
+        let ticket = state.renamed.fetch_add(count, Ordering::SeqCst) + count;
         let result = {
             let mut synced = state.synced.lock().unwrap_or_else(|p| p.into_inner());
             if *synced >= ticket {

@@ -59,18 +59,24 @@ enum Events {
 impl LocalReader {
     /// Reads `file` (whose stamp is `stamp`): every byte is hashed, the
     /// bytes `delta` names are delivered. Blocking: a file of one chunk is
-    /// read before this returns, a larger one by a thread of its own.
+    /// read before this returns, if the read budget has room at once; a
+    /// larger one, or one that would wait for the budget, is read by a
+    /// blocking thread of `runtime`, so the caller's thread never waits for
+    /// other files.
     pub fn open(
         file: File,
         stamp: FileStamp,
         delta: Delta,
         display: RelPath,
+        runtime: &tokio::runtime::Handle,
     ) -> Result<Self, RealizeError> {
-        if stamp.size > CHUNK_SIZE as u64 {
-            return Ok(Self::start(file, stamp, delta, display));
-        }
+        // A thread that serves many files must not wait for the budget.
+        let permit = match READ_BUDGET.try_acquire() {
+            Ok(permit) if stamp.size <= CHUNK_SIZE as u64 => permit,
+            _ => return Ok(Self::start(file, stamp, delta, display, runtime)),
+        };
         let mut events = Vec::new();
-        pump(file, stamp, &delta, &display, |event| {
+        pump(file, stamp, &delta, &display, Some(permit), |event| {
             events.push(event);
             true
         })?;
@@ -81,11 +87,17 @@ impl LocalReader {
     }
 
     /// Starts the thread that reads `file`.
-    fn start(file: File, stamp: FileStamp, delta: Delta, display: RelPath) -> Self {
+    fn start(
+        file: File,
+        stamp: FileStamp,
+        delta: Delta,
+        display: RelPath,
+        runtime: &tokio::runtime::Handle,
+    ) -> Self {
         let (tx, events) = mpsc::channel(READ_AHEAD);
-        tokio::task::spawn_blocking(move || {
+        runtime.spawn_blocking(move || {
             let emit = |event| tx.blocking_send(Ok(event)).is_ok();
-            if let Err(err) = pump(file, stamp, &delta, &display, emit) {
+            if let Err(err) = pump(file, stamp, &delta, &display, None, emit) {
                 let _ = tx.blocking_send(Err(err));
             }
         });
@@ -97,19 +109,25 @@ impl LocalReader {
 }
 
 /// Reads, hashes and hands `emit` the events of `file`, until the end or
-/// until `emit` returns false (the consumer gave up).
+/// until `emit` returns false (the consumer gave up). The first chunk may
+/// come with its share of the read budget taken already.
 fn pump(
     mut file: File,
     stamp: FileStamp,
     delta: &Delta,
     display: &RelPath,
+    mut permit: Option<SemaphorePermit<'static>>,
     mut emit: impl FnMut(ReadEvent) -> bool,
 ) -> Result<(), RealizeError> {
     let mut hasher = blake3::Hasher::new();
     let mut position = 0u64;
     while position < stamp.size {
         let want = CHUNK_SIZE.min((stamp.size - position) as usize);
-        let chunk = read_chunk(&mut file, want, display)?;
+        let permit = permit.take().unwrap_or_else(|| {
+            futures::executor::block_on(READ_BUDGET.acquire())
+                .expect("the read budget is never closed")
+        });
+        let chunk = read_chunk(&mut file, want, display, permit)?;
         hasher.update(&chunk);
         for part in delta.carried(position, want as u64) {
             let from = (part.start - position) as usize;
@@ -129,10 +147,13 @@ fn pump(
 }
 
 /// Reads exactly `want` bytes into a new buffer (not zeroed first: the
-/// kernel fills it), once the read budget allows.
-fn read_chunk(file: &mut File, want: usize, display: &RelPath) -> Result<Bytes, RealizeError> {
-    let permit = futures::executor::block_on(READ_BUDGET.acquire())
-        .expect("the read budget is never closed");
+/// kernel fills it), which holds `permit` of the read budget.
+fn read_chunk(
+    file: &mut File,
+    want: usize,
+    display: &RelPath,
+    permit: SemaphorePermit<'static>,
+) -> Result<Bytes, RealizeError> {
     let mut buf = Vec::with_capacity(want);
     file.take(want as u64)
         .read_to_end(&mut buf)

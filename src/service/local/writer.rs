@@ -2,10 +2,10 @@
 //! written, then making it durable and final.
 //!
 //! A large file gets a thread of its own that writes the pieces as they
-//! arrive. A small one is gathered in memory and written, hashed, synced
-//! and renamed in one blocking call when it finishes: with thousands of
-//! small files, the hand-offs between threads would cost more than the
-//! writing.
+//! arrive. A small one is gathered in memory and handed whole to the
+//! [`Finisher`] when it finishes, which completes small files in batches:
+//! with thousands of small files, per-file hand-offs between threads and
+//! per-file journal commits would cost more than the writing.
 //!
 //! A fresh copy (`Delta::full`) and a plain resume (no patches) are hashed
 //! as they are written, the kept prefix being read once at open. A resume
@@ -24,6 +24,7 @@ use tokio::sync::{mpsc, oneshot, Notify};
 use super::direct::{PartialFile, ALIGNMENT, DIRECT_MIN};
 use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
+use super::finisher::Finisher;
 use super::on_blocking_thread;
 use super::root::FilePaths;
 use crate::model::{ByteRange, Delta, Hash, RelPath};
@@ -74,21 +75,23 @@ enum Sink {
 /// A small file's pieces, gathered until it finishes.
 struct Gathered {
     target: WriteTarget,
-    /// Taken when the pieces go to the partial file on abandonment.
+    /// Taken when the file is finished or abandoned.
     claim: Option<PartialClaim>,
-    syncer: Arc<DirSyncer>,
+    finisher: Finisher,
     pieces: Vec<Bytes>,
     len: u64,
 }
 
 impl LocalWriter {
     /// Opens the partial file (creating it, keeping the bytes before the
-    /// delta's offset, dropping any after) and starts the writing thread;
-    /// for a small file, only gets ready to gather its pieces.
+    /// delta's offset, dropping any after) and starts the writing thread,
+    /// which makes it final through `syncer`; for a small file, only gets
+    /// ready to gather its pieces for `finisher`.
     pub async fn open(
         target: WriteTarget,
         claim: PartialClaim,
         syncer: Arc<DirSyncer>,
+        finisher: &Finisher,
     ) -> Result<Self, RealizeError> {
         let display = target.display.clone();
         let superseded = claim.superseded_signal();
@@ -96,7 +99,7 @@ impl LocalWriter {
             Sink::Gathered(Box::new(Gathered {
                 target,
                 claim: Some(claim),
-                syncer,
+                finisher: finisher.clone(),
                 pieces: Vec::new(),
                 len: 0,
             }))
@@ -151,17 +154,12 @@ impl Gathered {
         Ok(())
     }
 
-    /// Writes the gathered pieces and completes the file, on a blocking
-    /// thread.
+    /// Has the finisher write the gathered pieces and complete the file.
     async fn finish(mut self: Box<Self>, expected: Hash) -> Result<Hash, RealizeError> {
         let pieces = std::mem::take(&mut self.pieces);
-        on_blocking_thread(move || {
-            let result = write_pieces(&self.target, pieces)
-                .and_then(|progress| progress.finish(&self.target, expected, &self.syncer));
-            drop(self); // Only now may another writer open the file.
-            result
-        })
-        .await
+        let claim = self.claim.take().expect("a gathered file is finished once");
+        let target = self.target.clone();
+        self.finisher.finish(target, pieces, expected, claim).await
     }
 }
 
@@ -225,7 +223,9 @@ fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), Reali
             ),
         ));
     }
-    file.set_len(delta.offset).map_err(io)?;
+    if kept > delta.offset {
+        file.set_len(delta.offset).map_err(io)?;
+    }
     if !delta.patches.is_empty() {
         return Ok((file, None));
     }
@@ -354,14 +354,9 @@ impl Progress {
         }
     }
 
-    /// Checks that every announced byte arrived, then verifies and
-    /// completes the file: see [`complete`].
-    fn finish(
-        mut self,
-        target: &WriteTarget,
-        expected: Hash,
-        syncer: &DirSyncer,
-    ) -> Result<Hash, RealizeError> {
+    /// Checks that every announced byte arrived and that the whole file
+    /// hashes to `expected`; returns the file, written but not yet durable.
+    fn verified(mut self, target: &WriteTarget, expected: Hash) -> Result<File, RealizeError> {
         let display = &target.display;
         let expected_len = target.delta.payload_len(target.size);
         if let Some(failure) = self.failure {
@@ -380,7 +375,29 @@ impl Progress {
             .finish_writes()
             .map_err(|e| RealizeError::io(display, &e))?;
         let actual = whole_hash(self.file.file(), self.hasher, target.size, display)?;
-        complete(self.file.file(), target, expected, actual, syncer)
+        if actual != expected {
+            return Err(RealizeError::new(
+                ErrorKind::HashMismatch,
+                format!("{display}: received data hashes to {actual}, the source to {expected}"),
+            ));
+        }
+        Ok(self.file.into_file())
+    }
+
+    /// Verifies the file (see [`Progress::verified`]), makes it durable and
+    /// renames it into place, and makes the rename durable.
+    fn finish(
+        self,
+        target: &WriteTarget,
+        expected: Hash,
+        syncer: &DirSyncer,
+    ) -> Result<Hash, RealizeError> {
+        let file = self.verified(target, expected)?;
+        sync_and_rename(&file, target)?;
+        syncer
+            .rename_done(&target.paths.parent)
+            .map_err(|e| RealizeError::io(&target.display, &e))?;
+        Ok(expected)
     }
 
     /// Leaves the partial file with what arrived, for a later resume.
@@ -441,26 +458,22 @@ fn whole_hash(
     Ok(hasher.finalize().into())
 }
 
-/// Verifies, fsyncs, renames into place and makes the rename durable.
-fn complete(
-    file: &File,
+/// Writes `pieces`, all the bytes of a small file, into the partial file of
+/// `target` and verifies it (see [`Progress::verified`]).
+pub(super) fn write_verified(
     target: &WriteTarget,
+    pieces: Vec<Bytes>,
     expected: Hash,
-    actual: Hash,
-    syncer: &DirSyncer,
-) -> Result<Hash, RealizeError> {
-    let display = &target.display;
-    if actual != expected {
-        return Err(RealizeError::new(
-            ErrorKind::HashMismatch,
-            format!("{display}: received data hashes to {actual}, the source to {expected}"),
-        ));
-    }
-    let io = |e| RealizeError::io(display, &e);
+) -> Result<File, RealizeError> {
+    write_pieces(target, pieces)?.verified(target, expected)
+}
+
+/// Makes the verified partial file's data durable, then renames it into
+/// place. The rename is durable once its directory is synced.
+pub(super) fn sync_and_rename(file: &File, target: &WriteTarget) -> Result<(), RealizeError> {
+    let io = |e| RealizeError::io(&target.display, &e);
     file.sync_data().map_err(io)?;
-    fs::rename(&target.paths.partial_path, &target.paths.final_path).map_err(io)?;
-    syncer.rename_done(&target.paths.parent).map_err(io)?;
-    Ok(actual)
+    fs::rename(&target.paths.partial_path, &target.paths.final_path).map_err(io)
 }
 
 #[async_trait]

@@ -1,0 +1,232 @@
+//! A few threads for the blocking work of many small files, sharing one
+//! queue.
+//!
+//! The runtime's blocking pool grows a thread for every task that finds none
+//! idle, and wakes a sleeping thread for each task after: with a hundred
+//! files in flight, every file costs several thread wake-ups and context
+//! switches, which cost more than a small file's work. These threads take
+//! the next job without sleeping while work waits, so a busy queue costs no
+//! wake-up at all. There are a few, not one, so that a slow disk still sees
+//! several requests at once.
+//!
+//! [`ShortOps`] runs short operations one by one: resolving a path, opening
+//! and reading a small file, deleting one. The finisher takes jobs in
+//! batches. Long operations (reading or writing a large file, hashing) keep
+//! threads of their own: they would hold up the queue.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Condvar, Mutex};
+
+use tokio::sync::oneshot;
+
+use crate::protocol::{ErrorKind, RealizeError};
+
+/// Threads sharing a queue of jobs `J`; they stop, once the queue is empty,
+/// when the last handle is dropped.
+pub struct Workers<J> {
+    shared: Arc<Shared<J>>,
+    _closer: Arc<Closer<J>>,
+}
+
+impl<J> Clone for Workers<J> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+            _closer: self._closer.clone(),
+        }
+    }
+}
+
+impl<J> std::fmt::Debug for Workers<J> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Workers").finish_non_exhaustive()
+    }
+}
+
+/// Closes the queue when dropped, with the last [`Workers`] handle.
+struct Closer<J>(Arc<Shared<J>>);
+
+struct Shared<J> {
+    state: Mutex<State<J>>,
+    work: Condvar,
+}
+
+struct State<J> {
+    jobs: VecDeque<J>,
+    /// Threads waiting for work.
+    idle: usize,
+    closed: bool,
+}
+
+impl<J: Send + 'static> Workers<J> {
+    /// Starts `threads` threads named `name-N`; each hands `handle` up to
+    /// `batch` jobs at a time, all that wait when fewer do.
+    pub fn start(
+        name: &str,
+        threads: usize,
+        batch: usize,
+        handle: impl Fn(Vec<J>) + Send + Sync + 'static,
+    ) -> std::io::Result<Self> {
+        let shared = Arc::new(Shared {
+            state: Mutex::new(State {
+                jobs: VecDeque::new(),
+                idle: 0,
+                closed: false,
+            }),
+            work: Condvar::new(),
+        });
+        let handle = Arc::new(handle);
+        for index in 0..threads {
+            let (shared, handle) = (shared.clone(), handle.clone());
+            std::thread::Builder::new()
+                .name(format!("{name}-{index}"))
+                .spawn(move || serve(&shared, batch, &*handle))?;
+        }
+        Ok(Self {
+            _closer: Arc::new(Closer(shared.clone())),
+            shared,
+        })
+    }
+
+    /// Queues `job`, waking a thread only if none is at work.
+    pub fn push(&self, job: J) {
+        let mut state = self.shared.lock();
+        state.jobs.push_back(job);
+        if state.idle > 0 {
+            self.shared.work.notify_one();
+        }
+    }
+}
+
+impl<J> Shared<J> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, State<J>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+impl<J> Drop for Closer<J> {
+    fn drop(&mut self) {
+        self.0.lock().closed = true;
+        self.0.work.notify_all();
+    }
+}
+
+/// One thread: handles queued jobs until the queue is closed and empty.
+fn serve<J>(shared: &Shared<J>, batch: usize, handle: &dyn Fn(Vec<J>)) {
+    let mut state = shared.lock();
+    loop {
+        if !state.jobs.is_empty() {
+            let take = batch.min(state.jobs.len());
+            let jobs: Vec<J> = state.jobs.drain(..take).collect();
+            drop(state);
+            handle(jobs);
+            state = shared.lock();
+        } else if state.closed {
+            return;
+        } else {
+            state.idle += 1;
+            state = shared.work.wait(state).unwrap_or_else(|p| p.into_inner());
+            state.idle -= 1;
+        }
+    }
+}
+
+/// A short blocking operation, answering through its own channel.
+type Op = Box<dyn FnOnce() + Send>;
+
+/// Threads for short blocking operations (see the module's documentation).
+#[derive(Debug, Clone)]
+pub struct ShortOps {
+    workers: Workers<Op>,
+}
+
+/// Threads of a [`ShortOps`].
+const SHORT_OPS_THREADS: usize = 4;
+
+impl ShortOps {
+    /// Starts the threads.
+    pub fn start() -> std::io::Result<Self> {
+        let workers = Workers::start("realize-io", SHORT_OPS_THREADS, 1, |ops: Vec<Op>| {
+            ops.into_iter().for_each(|op| op())
+        })?;
+        Ok(Self { workers })
+    }
+
+    /// Runs `op` on one of the threads and returns its result.
+    pub async fn run<T: Send + 'static>(
+        &self,
+        op: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
+    ) -> Result<T, RealizeError> {
+        let (reply, outcome) = oneshot::channel();
+        self.workers.push(Box::new(move || {
+            let _ = reply.send(op());
+        }));
+        outcome
+            .await
+            .map_err(|_| RealizeError::new(ErrorKind::Io, "a file-system thread stopped"))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::mpsc;
+
+    #[tokio::test]
+    async fn short_ops_run_and_return_their_results() {
+        let ops = ShortOps::start().unwrap();
+        let results = futures::future::join_all((0..100u32).map(|i| ops.run(move || Ok(i * 2))));
+        let results: Vec<u32> = results.await.into_iter().map(Result::unwrap).collect();
+        assert_eq!(results, (0..100).map(|i| i * 2).collect::<Vec<_>>());
+        let failed = ops
+            .run(|| Err::<(), _>(RealizeError::new(ErrorKind::Io, "disk on fire")))
+            .await;
+        assert_eq!(failed.unwrap_err().message, "disk on fire");
+    }
+
+    #[test]
+    fn jobs_queued_while_a_thread_works_come_in_one_batch() {
+        let (done, batches) = mpsc::channel();
+        let (started, holding) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        let (started, gate) = (Mutex::new(started), Mutex::new(gate));
+        let workers = Workers::start("test", 1, 10, move |jobs: Vec<u32>| {
+            if jobs == [0] {
+                started.lock().unwrap().send(()).unwrap();
+                gate.lock().unwrap().recv().unwrap(); // Hold the thread.
+            }
+            done.send(jobs).unwrap();
+        })
+        .unwrap();
+        workers.push(0);
+        holding.recv().unwrap();
+        // Jobs pushed while the thread is held wait, then come together,
+        // at most `batch` at a time.
+        for job in 1..=15 {
+            workers.push(job);
+        }
+        release.send(()).unwrap();
+        let received: Vec<Vec<u32>> = (0..3).map(|_| batches.recv().unwrap()).collect();
+        assert_eq!(
+            received,
+            [vec![0], (1..=10).collect(), (11..=15).collect::<Vec<_>>()]
+        );
+    }
+
+    #[test]
+    fn threads_finish_the_queue_then_stop_with_the_last_handle() {
+        let (done, handled) = mpsc::channel();
+        let workers = Workers::start("test", 2, 1, move |jobs: Vec<u32>| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            done.send(jobs).unwrap();
+        })
+        .unwrap();
+        (0..20).for_each(|job| workers.push(job));
+        drop(workers);
+        let mut seen: Vec<u32> = handled.iter().flatten().collect();
+        seen.sort_unstable();
+        // The iteration above ends only when both threads (which hold the
+        // senders) have stopped.
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    }
+}
