@@ -75,6 +75,9 @@ impl<J: Send + 'static> Workers<J> {
             }),
             work: Condvar::new(),
         });
+        // Made first, so that the threads already started stop if a later
+        // one cannot be.
+        let closer = Arc::new(Closer(shared.clone()));
         let handle = Arc::new(handle);
         for index in 0..threads {
             let (shared, handle) = (shared.clone(), handle.clone());
@@ -83,7 +86,7 @@ impl<J: Send + 'static> Workers<J> {
                 .spawn(move || serve(&shared, batch, &*handle))?;
         }
         Ok(Self {
-            _closer: Arc::new(Closer(shared.clone())),
+            _closer: closer,
             shared,
         })
     }
