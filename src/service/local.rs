@@ -64,7 +64,7 @@ impl LocalService {
             })
             .collect::<io::Result<_>>()?;
         let syncer = Arc::<DirSyncer>::default();
-        let finisher = Finisher::start(syncer.clone())?;
+        let finisher = Finisher::start()?;
         Ok(Self {
             roots: Arc::new(roots),
             syncer,

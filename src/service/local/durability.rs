@@ -1,13 +1,20 @@
-//! Making renames durable cheaply when many files finish at once.
+//! Making many files and renames durable at the cost of a few syncs.
 //!
 //! A rename is durable once its directory is fsynced. When many files of one
 //! directory finish together, one directory fsync that starts after all their
 //! renames covers them all. [`DirSyncer`] hands out a ticket per rename and
 //! lets a caller skip its fsync when a sync that started later has completed.
+//!
+//! A batch of small files is made durable whole by [`sync_file_systems`]:
+//! one `syncfs` writes out every file and rename of the batch where a sync
+//! per file would each wait for the disk.
 
 use std::collections::HashMap;
+use std::collections::HashSet;
 use std::fs::File;
 use std::io;
+use std::os::fd::AsRawFd;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -31,14 +38,8 @@ impl DirSyncer {
     /// Records a completed rename in `dir` and returns once that rename is
     /// durable, fsyncing `dir` unless a later sync already covered it.
     pub fn rename_done(&self, dir: &Path) -> io::Result<()> {
-        self.renames_done(dir, 1)
-    }
-
-    /// Records `count` completed renames in `dir` and returns once they are
-    /// durable, like [`DirSyncer::rename_done`].
-    pub fn renames_done(&self, dir: &Path, count: u64) -> io::Result<()> {
         let state = self.state(dir);
-        let ticket = state.renamed.fetch_add(count, Ordering::SeqCst) + count;
+        let ticket = state.renamed.fetch_add(1, Ordering::SeqCst) + 1;
         let result = {
             let mut synced = state.synced.lock().unwrap_or_else(|p| p.into_inner());
             if *synced >= ticket {
@@ -69,6 +70,32 @@ impl DirSyncer {
             dirs.remove(dir);
         }
     }
+}
+
+/// Makes durable everything written to the file systems holding `files`
+/// (data, inodes, directory entries), at the cost of one `syncfs` and one
+/// disk cache flush per file system. Blocking.
+///
+/// The flush: on a file system without a journal (ext2, ext4 without one)
+/// `syncfs` flushes the disk's write cache before it writes the last
+/// metadata out, which could then stay in that volatile cache. An
+/// `fdatasync` of a file with nothing left to write only flushes it.
+///
+/// `syncfs` reports a write-back error that happened since the file it is
+/// called on was opened (Linux 5.8 and later), so call it on files opened
+/// before their writes.
+pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a File>) -> io::Result<()> {
+    let mut synced = HashSet::new();
+    for file in files {
+        if synced.insert(file.metadata()?.dev()) {
+            // SAFETY: a plain system call on a descriptor open for the call.
+            if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
+                return Err(io::Error::last_os_error());
+            }
+            file.sync_data()?;
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -470,7 +470,7 @@ pub(super) fn write_verified(
 
 /// Makes the verified partial file's data durable, then renames it into
 /// place. The rename is durable once its directory is synced.
-pub(super) fn sync_and_rename(file: &File, target: &WriteTarget) -> Result<(), RealizeError> {
+fn sync_and_rename(file: &File, target: &WriteTarget) -> Result<(), RealizeError> {
     let io = |e| RealizeError::io(&target.display, &e);
     file.sync_data().map_err(io)?;
     fs::rename(&target.paths.partial_path, &target.paths.final_path).map_err(io)
