@@ -17,7 +17,7 @@ use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, LazyLock, Mutex};
 
 /// Coalesces directory fsyncs across concurrent finishes. Blocking: call it
 /// from a blocking thread.
@@ -82,8 +82,9 @@ impl DirSyncer {
 /// `fdatasync` of a file with nothing left to write only flushes it.
 ///
 /// `syncfs` reports a write-back error that happened since the file it is
-/// called on was opened (Linux 5.8 and later), so call it on files opened
-/// before their writes.
+/// called on was opened, so call it on files opened before their writes.
+/// Kernels before 5.8 do not report write-back errors to `syncfs`; there
+/// every file is also `fdatasync`ed, which reports its own.
 pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a File>) -> io::Result<()> {
     let mut synced = HashSet::new();
     for file in files {
@@ -93,9 +94,38 @@ pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a File>) -> io::R
                 return Err(io::Error::last_os_error());
             }
             file.sync_data()?;
+        } else if !*SYNCFS_REPORTS_ERRORS {
+            file.sync_data()?;
         }
     }
     Ok(())
+}
+
+/// Whether this kernel reports write-back errors to `syncfs`.
+static SYNCFS_REPORTS_ERRORS: LazyLock<bool> = LazyLock::new(|| {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let reports = reports_syncfs_errors(&release);
+    if !reports {
+        tracing::warn!(
+            kernel = release.trim(),
+            "this kernel does not report write-back errors to syncfs (Linux 5.8 and later \
+             do): every small file is synced on its own, which is slower"
+        );
+    }
+    reports
+});
+
+/// Whether the kernel of release string `release` (such as "6.1.0-18-amd64")
+/// is 5.8 or later. An unreadable release counts as older: the safe side.
+fn reports_syncfs_errors(release: &str) -> bool {
+    let mut numbers = release
+        .trim()
+        .split(|c: char| !c.is_ascii_digit())
+        .map(|n| n.parse::<u32>().ok());
+    match (numbers.next().flatten(), numbers.next().flatten()) {
+        (Some(major), Some(minor)) => (major, minor) >= (5, 8),
+        _ => false,
+    }
 }
 
 #[cfg(test)]
@@ -117,6 +147,17 @@ mod tests {
             t.join().unwrap().unwrap();
         }
         assert!(syncer.dirs.lock().unwrap().is_empty());
+    }
+
+    #[test]
+    fn syncfs_reports_errors_from_linux_5_8() {
+        assert!(reports_syncfs_errors("6.18.0-1-cloud-amd64\n"));
+        assert!(reports_syncfs_errors("5.8.0"));
+        assert!(reports_syncfs_errors("10.0.0"));
+        assert!(!reports_syncfs_errors("5.4.0-150-generic"));
+        assert!(!reports_syncfs_errors("4.19.0"));
+        assert!(!reports_syncfs_errors(""));
+        assert!(!reports_syncfs_errors("garbage"));
     }
 
     #[test]
