@@ -9,8 +9,7 @@
 //! one `syncfs` writes out every file and rename of the batch where a sync
 //! per file would each wait for the disk.
 
-use std::collections::HashMap;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::fs::File;
 use std::io;
 use std::os::fd::AsRawFd;

@@ -7,17 +7,17 @@
 //!
 //! The finisher thread takes every small file waiting (up to [`MAX_BATCH`])
 //! and completes them together: it writes and verifies them all, makes them
-//! durable with one `syncfs` per file system, renames them, and makes the
-//! renames durable with one more `syncfs`. Files arriving meanwhile wait for
-//! the next batch, so batches grow with the load.
+//! durable with one `syncfs` (and a disk cache flush) per file system,
+//! renames them, and makes the renames durable the same way. Files arriving
+//! meanwhile wait for the next batch, so batches grow with the load.
 //!
 //! Why `syncfs` and not a sync per file and per directory: on ext4 without
 //! a journal every `fdatasync` writes the inode and the new directory entry
 //! and flushes the disk cache, so 64 files cost 64 flushes; on a journaled
 //! ext4 each sync waits for a journal commit of its own. Moving 20,000 files
 //! of 4 KiB to a daemon took 9.7–10.2 s with syncs per file and directory
-//! and 4.9–5.1 s with `syncfs` on a fresh ext4 without a journal, 4.2–4.9 s
-//! and 3.0–3.5 s on a fresh journaled ext4. The price: a `syncfs` also
+//! and 4.2–5.1 s with `syncfs` on a fresh ext4 without a journal, 4.2–4.9 s
+//! and 2.8–3.5 s on a fresh journaled ext4. The price: a `syncfs` also
 //! writes out what other writers left dirty on the same file system, which
 //! a batch then waits for.
 
@@ -107,7 +107,8 @@ impl Finisher {
     }
 }
 
-/// A file of a batch, open, and its job.
+/// A file of a batch, open, and its job. The file is closed (and so
+/// unlocked) before its job is answered, which lets go of its claim.
 type Open = (Job, File);
 
 /// Writes and verifies every file of `batch`, makes the good ones durable,
@@ -142,7 +143,8 @@ fn sync_or_answer(files: Vec<Open>) -> Vec<Open> {
     match sync_file_systems(files.iter().map(|(_, file)| file)) {
         Ok(()) => files,
         Err(e) => {
-            for (job, _) in files {
+            for (job, file) in files {
+                drop(file);
                 let error = RealizeError::io(&job.target.display, &e);
                 job.answer(Err(error));
             }
@@ -159,6 +161,7 @@ fn rename_all(files: Vec<Open>) -> Vec<Open> {
         match std::fs::rename(&paths.partial_path, &paths.final_path) {
             Ok(()) => renamed.push((job, file)),
             Err(e) => {
+                drop(file);
                 let error = RealizeError::io(&job.target.display, &e);
                 job.answer(Err(error));
             }
