@@ -82,8 +82,9 @@ impl DirSyncer {
 ///
 /// `syncfs` reports a write-back error that happened since the file it is
 /// called on was opened, so call it on files opened before their writes.
-/// Kernels before 5.8 do not report write-back errors to `syncfs`; there
-/// every file is also `fdatasync`ed, which reports its own.
+/// Kernels before 5.8 report only the file system's own errors (metadata,
+/// journal), not those of writing a file's data; there every file is also
+/// `fdatasync`ed, which reports its own.
 pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a File>) -> io::Result<()> {
     let mut synced = HashSet::new();
     for file in files {
