@@ -60,7 +60,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
-use realize::model::{Delta, DirectoryId, Hash, RelPath};
+use realize::model::{Delta, DirectoryId, Hash, RelPath, WritePlan};
 use realize::service::local::{LocalService, CHUNK_SIZE};
 use realize::service::{ReadEvent, Service};
 use tempfile::TempDir;
@@ -151,7 +151,7 @@ impl Fixture {
             hash,
             src_file,
             dst_file: dst_root.join(FILE_NAME),
-            dst_partial: dst_root.join(format!(".{FILE_NAME}.part")),
+            dst_partial: dst_root.join(format!(".realize~part.{FILE_NAME}")),
             dst_root,
             dir,
             path: RelPath::new(FILE_NAME).expect("valid relative path"),
@@ -219,9 +219,15 @@ fn realize_local_move(rt: &Runtime, fx: &Fixture) -> Hash {
             .read(&fx.dir, &fx.path, &delta)
             .await
             .expect("open the source");
+        let plan = WritePlan {
+            size: reader.stamp().size,
+            delta,
+            replaces: None,
+            attributes: reader.stamp().attributes(),
+        };
         let mut writer = fx
             .dst
-            .write(&fx.dir, &fx.path, reader.stamp().size, &delta)
+            .write(&fx.dir, &fx.path, &plan)
             .await
             .expect("open the destination");
         loop {

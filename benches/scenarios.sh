@@ -430,7 +430,7 @@ run_tool() {
 # destination, then run again; the second run is timed and recorded, its
 # bytes against the part still missing at its start.
 run_resume() {
-    local size part=$dst/.file.bin.part have=0 w0 w1 sent deadline=$((SECONDS + timeout_s))
+    local size part=$dst/.realize~part.file.bin have=0 w0 w1 sent deadline=$((SECONDS + timeout_s))
     size=$(data_bytes)
     settle
     client_cmd realize

@@ -42,7 +42,7 @@ run_setting() { # NAME DAEMON_PREFIX CLIENT_PREFIX ADDRESS
             sleep "$(awk -v s="$start" -v t="$t" -v n="$(date +%s.%N)" 'BEGIN { d = s + t - n; print (d > 0 ? d : 0) }')"
             local now size
             now=$(date +%s.%N)
-            size=$(stat -c %s "$work/dst/.file.bin.part" 2>/dev/null || echo 0)
+            size=$(stat -c %s "$work/dst/.realize~part.file.bin" 2>/dev/null || echo 0)
             if [ -n "$prev_t" ]; then
                 awk -v n="$name" -v r="$rate" -v b="$bps" -v t0="$prev_t" -v t1="$now" -v s0="$prev_s" -v s1="$size" -v w="$((t - 10))-${t}s" \
                     'BEGIN { a = (s1 - s0) / (t1 - t0); printf "%-9s %-6s %-8s %12.0f B/s %+7.2f%%\n", n, r, w, a, (a - b) * 100 / b }'

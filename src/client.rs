@@ -21,7 +21,9 @@ use quinn::{ConnectionError, Endpoint, VarInt};
 
 pub use self::bench::{DiscardStream, GeneratedStream};
 use self::control::ControlChannel;
-use crate::model::{Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity};
+use crate::model::{
+    Attributes, Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, WritePlan,
+};
 use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, Hello, HelloReply,
     PROTOCOL_VERSION,
@@ -229,10 +231,9 @@ impl Service for RemoteService {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        size: u64,
-        delta: &Delta,
+        plan: &WritePlan,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        let writer = streams::RemoteWriter::open(&self.connection, dir, path, size, delta).await?;
+        let writer = streams::RemoteWriter::open(&self.connection, dir, path, plan).await?;
         Ok(Box::new(writer))
     }
 
@@ -293,6 +294,25 @@ impl Service for RemoteService {
         };
         match self.control.call(op).await? {
             ControlReply::Deleted => Ok(()),
+            other => Err(unexpected(other)),
+        }
+    }
+
+    async fn set_attributes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+        attributes: Attributes,
+    ) -> Result<(), ServiceError> {
+        let op = ControlRequest::SetAttributes {
+            dir: dir.clone(),
+            path: path.clone(),
+            expected,
+            attributes,
+        };
+        match self.control.call(op).await? {
+            ControlReply::AttributesSet => Ok(()),
             other => Err(unexpected(other)),
         }
     }

@@ -173,9 +173,10 @@ impl fmt::Display for RelPath {
     }
 }
 
-/// Size, modification time, inode and change time of a file: if any
-/// differs between two observations, the file changed in between (the
-/// change time also catches a replacement that keeps size and mtime).
+/// Size, modification time, inode, change time and permission bits of a
+/// file: if any differs between two observations, the file changed in
+/// between (the change time also catches a replacement that keeps size and
+/// mtime).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileStamp {
     /// Length in bytes.
@@ -186,6 +187,8 @@ pub struct FileStamp {
     pub inode: u64,
     /// Status change time (ctime), nanoseconds since the Unix epoch.
     pub changed_ns: i64,
+    /// Permission bits (`st_mode & 0o7777`).
+    pub mode: u32,
 }
 
 impl FileStamp {
@@ -198,8 +201,58 @@ impl FileStamp {
             modified_ns: ns(metadata.mtime(), metadata.mtime_nsec()),
             inode: metadata.ino(),
             changed_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
+            mode: metadata.mode() & 0o7777,
         }
     }
+
+    /// The metadata a move keeps of this file.
+    pub fn attributes(&self) -> Attributes {
+        Attributes {
+            modified_ns: self.modified_ns,
+            mode: self.mode,
+        }
+    }
+}
+
+/// The metadata a move gives the destination file: its modification time
+/// and permission bits, as `rsync -a` and `rclone move` keep them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Attributes {
+    /// Modification time, nanoseconds since the Unix epoch.
+    pub modified_ns: i64,
+    /// Permission bits; the destination keeps only `0o777` of them.
+    pub mode: u32,
+}
+
+impl Attributes {
+    /// The permission bits a destination gives a file: read, write and
+    /// execute, never set-user-id, set-group-id or sticky, so a file a peer
+    /// sends never runs with the receiver's rights.
+    pub const KEPT_MODE: u32 = 0o777;
+
+    /// These attributes as the destination keeps them.
+    pub fn as_kept(self) -> Self {
+        Self {
+            mode: self.mode & Self::KEPT_MODE,
+            ..self
+        }
+    }
+}
+
+/// What a write brings to the destination, and what it may replace there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WritePlan {
+    /// The complete file's size.
+    pub size: u64,
+    /// Which bytes arrive: patches of the kept partial file, then
+    /// everything from the offset.
+    pub delta: Delta,
+    /// What the command listed at the final name: `None` for nothing, or
+    /// the stamp of the file it means to replace. The file becomes final
+    /// only if the name still holds exactly that.
+    pub replaces: Option<FileStamp>,
+    /// The metadata the final file gets before it is made durable.
+    pub attributes: Attributes,
 }
 
 /// Whether a listed file is complete or still being written.
@@ -207,7 +260,7 @@ impl FileStamp {
 pub enum FileState {
     /// The file is at its final name.
     Final,
-    /// Only `.NAME.part` exists: an interrupted or ongoing transfer.
+    /// Only the partial file exists: an interrupted or ongoing transfer.
     Partial,
 }
 
@@ -233,6 +286,23 @@ pub enum SkipReason {
     EmptyDirectory,
     /// A name that is not valid UTF-8 or not a valid relative path.
     UnsupportedName,
+    /// A name realize reserves for its own files (see `docs/design.md`).
+    ReservedName,
+    /// A partial file of an interrupted transfer into this directory.
+    PartialFile,
+    /// The entry vanished while the directory was listed.
+    Vanished,
+    /// The entry could not be read (permission denied, I/O error): what is
+    /// under it stays behind.
+    Unreadable,
+}
+
+impl SkipReason {
+    /// Whether the entry holds data the move leaves behind against the
+    /// user's wish: an unreadable directory may hold files to move.
+    pub fn leaves_data_behind(self) -> bool {
+        self == SkipReason::Unreadable
+    }
 }
 
 impl fmt::Display for SkipReason {
@@ -242,6 +312,10 @@ impl fmt::Display for SkipReason {
             SkipReason::Special => "special file",
             SkipReason::EmptyDirectory => "empty directory",
             SkipReason::UnsupportedName => "unsupported file name",
+            SkipReason::ReservedName => "name reserved for realize's own files",
+            SkipReason::PartialFile => "partial file of an interrupted transfer",
+            SkipReason::Vanished => "vanished while listed",
+            SkipReason::Unreadable => "unreadable",
         })
     }
 }

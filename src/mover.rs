@@ -20,7 +20,10 @@ use futures::stream::{self, StreamExt};
 pub use self::error::{MoveFileError, Side};
 pub use self::progress::{FileProgress, NoProgress, Progress};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
-use crate::model::{block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath};
+use crate::model::{
+    block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath, SkipReason,
+    Skipped, WritePlan,
+};
 use crate::service::{Listing, ReadEvent, Service};
 use crate::telemetry;
 use crate::throttle::Throttle;
@@ -135,18 +138,34 @@ pub async fn move_listed(
             FileState::Partial => partials.insert(file.path.clone(), file),
         };
     }
-    let files: Vec<FileEntry> = src_listing
+    let (files, partials_at_source): (Vec<FileEntry>, Vec<FileEntry>) = src_listing
         .files
         .into_iter()
-        .filter(|f| f.state == FileState::Final)
-        .collect();
+        .partition(|f| f.state == FileState::Final);
+    let mut skipped = src_listing.skipped;
+    skipped.extend(partials_at_source.into_iter().map(|f| Skipped {
+        path: f.path.to_string(),
+        reason: SkipReason::PartialFile,
+    }));
     let mut summary = MoveSummary {
-        skipped: src_listing.skipped.len(),
+        skipped: skipped.len(),
+        failed: skipped
+            .iter()
+            .filter(|s| s.reason.leaves_data_behind())
+            .count(),
         ..MoveSummary::default()
     };
-    for skipped in &src_listing.skipped {
+    for skipped in &skipped {
         tracing::info!(dir = %dir, path = %skipped.path, reason = %skipped.reason, "skipped");
         progress.skipped(skipped);
+    }
+    for (a, b) in case_clashes(&files) {
+        let message = format!(
+            "{a} and {b} differ only by case: a destination that ignores case (FAT, exFAT, \
+             SMB, casefold ext4) holds only one of them, and the other is then kept at the source"
+        );
+        tracing::warn!(dir = %dir, "{message}");
+        progress.warn(&message);
     }
     progress.set_length(files.len(), files.iter().map(|f| f.stamp.size).sum());
 
@@ -223,6 +242,18 @@ pub async fn move_listed(
     Ok(summary)
 }
 
+/// Pairs of source paths that differ only by case.
+fn case_clashes(files: &[FileEntry]) -> Vec<(&RelPath, &RelPath)> {
+    let mut seen: HashMap<String, &RelPath> = HashMap::new();
+    let mut clashes = Vec::new();
+    for file in files {
+        if let Some(first) = seen.insert(file.path.as_str().to_lowercase(), &file.path) {
+            clashes.push((first, &file.path));
+        }
+    }
+    clashes
+}
+
 /// How one file was moved.
 struct Moved {
     /// File bytes sent.
@@ -259,15 +290,17 @@ impl Endpoints<'_> {
         at_destination: AtDestination<'_>,
         progress: &mut dyn FileProgress,
     ) -> Result<Moved, MoveFileError> {
-        let already_there = match at_destination.complete {
+        let existing = at_destination.complete;
+        let already_there = match existing {
             Some(existing) if existing.stamp.size == entry.stamp.size => {
                 progress.verifying();
                 self.same_content(&entry.path).await?
             }
             _ => false,
         };
-        let moved = if already_there {
+        let moved = if let (true, Some(existing)) = (already_there, existing) {
             tracing::debug!(dir = %self.dir, path = %entry.path, "destination already has it");
+            self.adopt(entry, existing).await?;
             Moved {
                 sent: 0,
                 method: "existing",
@@ -283,7 +316,13 @@ impl Endpoints<'_> {
                 _ => Delta::full(),
             };
             let method = if delta.offset > 0 { "resume" } else { "copy" };
-            let sent = self.copy(entry, &delta, progress).await?;
+            let plan = WritePlan {
+                size: entry.stamp.size,
+                delta,
+                replaces: existing.map(|e| e.stamp),
+                attributes: entry.stamp.attributes(),
+            };
+            let sent = self.copy(entry, &plan, progress).await?;
             Moved { sent, method }
         };
         progress.deleting();
@@ -292,6 +331,19 @@ impl Endpoints<'_> {
             .await
             .map_err(MoveFileError::at(Side::Source))?;
         Ok(moved)
+    }
+
+    /// Gives the destination's copy `existing`, whose content is the
+    /// source's, the source's attributes where they differ.
+    async fn adopt(&self, entry: &FileEntry, existing: &FileEntry) -> Result<(), MoveFileError> {
+        let wanted = entry.stamp.attributes().as_kept();
+        if existing.stamp.attributes() == wanted {
+            return Ok(());
+        }
+        self.destination
+            .set_attributes(self.dir, &entry.path, existing.stamp, wanted)
+            .await
+            .map_err(MoveFileError::at(Side::Destination))
     }
 
     /// Whether both sides hold the same content at `path`.
@@ -348,21 +400,20 @@ impl Endpoints<'_> {
         })
     }
 
-    /// Streams the bytes `delta` names into the destination's partial file,
-    /// then has the destination verify the whole file and make it final.
-    /// Returns the bytes sent.
+    /// Streams the bytes `plan.delta` names into the destination's partial
+    /// file, then has the destination verify the whole file and make it
+    /// final. Returns the bytes sent.
     async fn copy(
         &self,
         entry: &FileEntry,
-        delta: &Delta,
+        plan: &WritePlan,
         progress: &mut dyn FileProgress,
     ) -> Result<u64, MoveFileError> {
         progress.moving();
         let path = &entry.path;
         let (reader, writer) = tokio::join!(
-            self.source.read(self.dir, path, delta),
-            self.destination
-                .write(self.dir, path, entry.stamp.size, delta)
+            self.source.read(self.dir, path, &plan.delta),
+            self.destination.write(self.dir, path, plan)
         );
         let mut reader = reader.map_err(MoveFileError::at(Side::Source))?;
         let mut writer = writer.map_err(MoveFileError::at(Side::Destination))?;

@@ -28,7 +28,7 @@ pub const ALPN: &[u8] = b"realize/1";
 
 /// The protocol version exchanged in [`Hello`]. Peers with another version
 /// are refused with [`ErrorKind::VersionMismatch`].
-pub const PROTOCOL_VERSION: u32 = 1;
+pub const PROTOCOL_VERSION: u32 = 2;
 
 /// Hard bound on one frame's payload, checked before any allocation.
 pub const MAX_FRAME_LEN: usize = 1 << 20;

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use bytes::Bytes;
 
 use crate::model::{
-    Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, RootIdentity, Skipped,
+    Attributes, Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, RootIdentity,
+    Skipped, WritePlan,
 };
 use crate::protocol::RealizeError;
 use crate::transport::TransportError;
@@ -90,8 +91,10 @@ pub trait FileWriter: Send {
     async fn write(&mut self, chunk: Bytes) -> Result<(), ServiceError>;
 
     /// Completes the file: checks that the whole file hashes to `expected`,
-    /// makes it durable (fsync), renames it to its final name and makes the
-    /// rename durable. Returns the final file's hash.
+    /// gives it the planned attributes, makes it durable (fsync), renames it
+    /// to its final name if that still holds what the plan says it
+    /// replaces, and makes the rename durable. Returns the final file's
+    /// hash.
     async fn finish(self: Box<Self>, expected: Hash) -> Result<Hash, ServiceError>;
 }
 
@@ -110,15 +113,14 @@ pub trait Service: Send + Sync {
         delta: &Delta,
     ) -> Result<Box<dyn FileReader>, ServiceError>;
 
-    /// Opens the partial file of `path` for a file of `size` bytes, to
-    /// receive the bytes `delta` names; other bytes before `delta.offset` are
-    /// kept, bytes after it are dropped.
+    /// Opens the partial file of `path` for a file of `plan.size` bytes, to
+    /// receive the bytes `plan.delta` names; other bytes before the delta's
+    /// offset are kept, bytes after it are dropped.
     async fn write(
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        size: u64,
-        delta: &Delta,
+        plan: &WritePlan,
     ) -> Result<Box<dyn FileWriter>, ServiceError>;
 
     /// BLAKE3 of each `block_size` block of the first `length` bytes of the
@@ -140,11 +142,22 @@ pub trait Service: Send + Sync {
     async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError>;
 
     /// Deletes the final file at `path` if its stamp is still `expected`,
-    /// then removes the directories this left empty.
+    /// then removes the directories this left empty. Only the inode checked
+    /// is deleted: a file that takes the name meanwhile is kept.
     async fn delete(
         &self,
         dir: &DirectoryId,
         path: &RelPath,
         expected: FileStamp,
+    ) -> Result<(), ServiceError>;
+
+    /// Gives the final file at `path` `attributes`, durably, if its stamp is
+    /// still `expected` (a destination that already holds the content).
+    async fn set_attributes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+        attributes: Attributes,
     ) -> Result<(), ServiceError>;
 }

@@ -165,6 +165,16 @@ impl Progress for Display {
     }
 
     fn skipped(&mut self, entry: &Skipped) {
+        if entry.reason.leaves_data_behind() {
+            let prefix = format!("{:<9}", "ERROR");
+            return self.err(format!(
+                "{} {}/{}: {}; what is under it stays at the source",
+                style(prefix).for_stderr().red().bold(),
+                self.inner.dir,
+                entry.path,
+                entry.reason
+            ));
+        }
         if self.inner.verbosity == Verbosity::Verbose {
             let prefix = format!("{:<9}", "Skipped");
             self.out(format!(
@@ -209,6 +219,14 @@ impl Progress for Display {
             style(prefix).for_stderr().red().bold(),
             self.inner.dir
         ));
+    }
+
+    fn warn(&mut self, message: &str) {
+        if self.inner.verbosity != Verbosity::Quiet {
+            let prefix = format!("{:<9}", "Warning");
+            let prefix = style(prefix).for_stderr().yellow().bold();
+            self.err(format!("{prefix} {}: {message}", self.inner.dir));
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt, WriteError};
 
-use crate::model::{Delta, DirectoryId, FileStamp, Hash, RelPath};
+use crate::model::{Delta, DirectoryId, FileStamp, Hash, RelPath, WritePlan};
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, FrameError, ListItem, ReadHeader, ReadTrailer,
     RealizeError, StreamRequest, WriteResult, WriteTrailer,
@@ -143,14 +143,12 @@ impl RemoteWriter {
         connection: &Connection,
         dir: &DirectoryId,
         path: &RelPath,
-        size: u64,
-        delta: &Delta,
+        plan: &WritePlan,
     ) -> Result<Self, ServiceError> {
         let request = StreamRequest::Write {
             dir: dir.clone(),
             path: path.clone(),
-            size,
-            delta: delta.clone(),
+            plan: plan.clone(),
         };
         let (send, recv) = open(connection, &request).await?;
         Ok(Self {

@@ -21,7 +21,7 @@ pub trait Progress: Send {
     fn set_length(&mut self, total_files: usize, total_bytes: u64);
 
     /// Something in the source is not moved (symlink, special file, empty
-    /// directory).
+    /// directory, unreadable directory, reserved name).
     fn skipped(&mut self, entry: &Skipped);
 
     /// A file starts; the returned handle follows it to its end.
@@ -29,6 +29,10 @@ pub trait Progress: Send {
 
     /// An error not tied to a file (listing failed, connection lost).
     fn error(&mut self, err: &MoveFileError);
+
+    /// Something the user should know before files move (names that clash
+    /// on some destinations).
+    fn warn(&mut self, message: &str);
 }
 
 /// Receives the progress of one file.
@@ -69,6 +73,7 @@ impl Progress for NoProgress {
         Box::new(NoProgress)
     }
     fn error(&mut self, _err: &MoveFileError) {}
+    fn warn(&mut self, _message: &str) {}
 }
 
 impl FileProgress for NoProgress {

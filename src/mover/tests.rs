@@ -7,7 +7,7 @@ use async_trait::async_trait;
 use tempfile::TempDir;
 
 use super::*;
-use crate::model::{Delta, FileStamp, Hash, RootIdentity, Skipped};
+use crate::model::{Attributes, Delta, FileStamp, Hash, RootIdentity, Skipped};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::local::LocalService;
 use crate::service::{FileReader, FileWriter, Listing, ServiceError};
@@ -59,6 +59,9 @@ impl Progress for Recording {
     fn error(&mut self, err: &MoveFileError) {
         self.push(format!("error {err}"));
     }
+    fn warn(&mut self, message: &str) {
+        self.push(format!("warn {message}"));
+    }
 }
 
 struct FileRecording {
@@ -98,6 +101,10 @@ impl FileProgress for FileRecording {
 
 fn dir() -> DirectoryId {
     DirectoryId::new("d").unwrap()
+}
+
+fn read(root: &Path, path: &str) -> Vec<u8> {
+    std::fs::read(root.join(path)).unwrap()
 }
 
 fn write(root: &Path, path: &str, data: &[u8]) {
@@ -213,22 +220,41 @@ async fn identical_destination_copy_is_verified_not_sent() {
 }
 
 #[tokio::test]
-async fn partial_destination_files_are_overwritten_and_source_partials_ignored() {
+async fn partial_destination_files_are_overwritten_and_source_partials_skipped() {
     let (src, dst, source, destination) = services();
     write(src.path(), "f", b"the real content");
-    write(src.path(), ".ignored.part", b"half a file");
-    write(dst.path(), ".f.part", b"garbage garbage garbage garbage");
-    let summary = run(&source, &destination, &mut NoProgress).await;
-    assert_eq!(summary.moved, 1);
+    write(src.path(), ".realize~part.ignored", b"half a file");
+    write(
+        dst.path(),
+        ".realize~part.f",
+        b"garbage garbage garbage garbage",
+    );
+    let mut progress = Recording::default();
+    let summary = run(&source, &destination, &mut progress).await;
+    assert_eq!((summary.moved, summary.skipped, summary.failed), (1, 1, 0));
     assert_eq!(
         std::fs::read(dst.path().join("f")).unwrap(),
         b"the real content"
     );
-    assert!(!dst.path().join(".f.part").exists());
+    assert!(!dst.path().join(".realize~part.f").exists());
     assert!(
-        src.path().join(".ignored.part").exists(),
+        src.path().join(".realize~part.ignored").exists(),
         "partials in the source stay"
     );
+    assert!(progress.events().contains(&"skipped ignored".to_string()));
+}
+
+#[tokio::test]
+async fn user_files_named_like_old_partial_files_move_and_are_never_truncated() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), ".notes.part", b"a user's file");
+    write(src.path(), "x", b"new x");
+    write(dst.path(), ".x.part", b"another user's file");
+    let summary = run(&source, &destination, &mut NoProgress).await;
+    assert_eq!((summary.moved, summary.failed), (2, 0));
+    assert_eq!(read(dst.path(), ".notes.part"), b"a user's file");
+    assert_eq!(read(dst.path(), ".x.part"), b"another user's file");
+    assert_eq!(read(dst.path(), "x"), b"new x");
 }
 
 /// A local service with one injected fault, as a full disk or a file still
@@ -304,14 +330,13 @@ impl Service for Faulty {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        size: u64,
-        delta: &Delta,
+        plan: &WritePlan,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
         if matches!(self.fault, Fault::RefuseWrite(refused) if refused == path.as_str()) {
             let message = format!("{path}: no space left");
             return Err(RealizeError::new(ErrorKind::NoSpace, message).into());
         }
-        self.inner.write(dir, path, size, delta).await
+        self.inner.write(dir, path, plan).await
     }
     async fn block_hashes(
         &self,
@@ -338,6 +363,17 @@ impl Service for Faulty {
         expected: FileStamp,
     ) -> Result<(), ServiceError> {
         self.inner.delete(dir, path, expected).await
+    }
+    async fn set_attributes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+        attributes: Attributes,
+    ) -> Result<(), ServiceError> {
+        self.inner
+            .set_attributes(dir, path, expected, attributes)
+            .await
     }
 }
 
@@ -427,11 +463,11 @@ async fn unknown_directory_fails_the_whole_move() {
 async fn resume_case(data: &[u8], partial: &[u8]) -> (MoveSummary, Recording, Vec<u8>) {
     let (src, dst, source, destination) = services();
     write(src.path(), "f.bin", data);
-    write(dst.path(), ".f.bin.part", partial);
+    write(dst.path(), ".realize~part.f.bin", partial);
     let mut progress = Recording::default();
     let summary = run(&source, &destination, &mut progress).await;
     let arrived = std::fs::read(dst.path().join("f.bin")).unwrap();
-    assert!(!dst.path().join(".f.bin.part").exists());
+    assert!(!dst.path().join(".realize~part.f.bin").exists());
     assert!(!src.path().join("f.bin").exists());
     (summary, progress, arrived)
 }
@@ -533,7 +569,7 @@ async fn stopping_keeps_partials_and_starts_nothing_new() {
     );
     assert_eq!(std::fs::read(src.path().join("a-first.bin")).unwrap(), data);
     assert!(!dst.path().join("a-first.bin").exists());
-    let kept = std::fs::metadata(dst.path().join(".a-first.bin.part"))
+    let kept = std::fs::metadata(dst.path().join(".realize~part.a-first.bin"))
         .unwrap()
         .len();
     assert!(kept > 0 && kept < data.len() as u64, "partial kept: {kept}");
@@ -566,6 +602,9 @@ impl Progress for StopOnFirstByte {
     }
     fn error(&mut self, err: &MoveFileError) {
         self.inner.error(err);
+    }
+    fn warn(&mut self, message: &str) {
+        self.inner.warn(message);
     }
 }
 

@@ -106,8 +106,15 @@ mod tests {
         StreamRequest::Write {
             dir: DirectoryId::new("d").unwrap(),
             path: RelPath::new(path).unwrap(),
-            size: 10,
-            delta: crate::model::Delta::full(),
+            plan: crate::model::WritePlan {
+                size: 10,
+                delta: crate::model::Delta::full(),
+                replaces: None,
+                attributes: crate::model::Attributes {
+                    modified_ns: 0,
+                    mode: 0o644,
+                },
+            },
         }
     }
 

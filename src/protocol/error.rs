@@ -28,6 +28,9 @@ pub enum ErrorKind {
     VersionMismatch,
     /// A newer transfer of the same file took it over.
     Superseded,
+    /// The destination's file is not the one the command listed (one
+    /// appeared, or it changed); nothing was replaced, the source is kept.
+    DestinationChanged,
 }
 
 /// An error reported by a service, local or remote. It crosses the wire as is.

@@ -6,7 +6,8 @@ use serde::{Deserialize, Serialize};
 
 use super::RealizeError;
 use crate::model::{
-    Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, RootIdentity, Skipped,
+    Attributes, Delta, DirectoryId, FileEntry, FileStamp, FileState, Hash, RelPath, RootIdentity,
+    Skipped, WritePlan,
 };
 
 /// First frame on the control stream, client to daemon.
@@ -83,6 +84,18 @@ pub enum ControlRequest {
     /// The daemon's statistics of this connection's path, so `realize bench`
     /// can report what the daemon's sending met (loss, congestion window).
     PathStats,
+    /// Give the final file the source's attributes if its stamp is still
+    /// `expected`: the destination already holds the content.
+    SetAttributes {
+        /// Directory id.
+        dir: DirectoryId,
+        /// File path.
+        path: RelPath,
+        /// The stamp the destination listed for the file.
+        expected: FileStamp,
+        /// Modification time and permission bits to give it.
+        attributes: Attributes,
+    },
 }
 
 /// The answer to one [`Request`].
@@ -112,6 +125,8 @@ pub enum ControlReply {
     Deleted,
     /// Answer to [`ControlRequest::PathStats`].
     PathStats(PathSample),
+    /// Answer to [`ControlRequest::SetAttributes`].
+    AttributesSet,
 }
 
 /// One side's statistics of a connection's path at one moment, as quinn
@@ -158,18 +173,16 @@ pub enum StreamRequest {
         delta: Delta,
     },
     /// Write a file through its partial file. The client follows with
-    /// `delta.payload_len(size)` raw bytes and a [`WriteTrailer`]; the daemon
-    /// answers with a [`WriteResult`].
+    /// `plan.delta.payload_len(plan.size)` raw bytes and a [`WriteTrailer`];
+    /// the daemon answers with a [`WriteResult`].
     Write {
         /// Directory id.
         dir: DirectoryId,
         /// File path.
         path: RelPath,
-        /// The complete file's size.
-        size: u64,
-        /// Where the raw bytes go: patches of the kept partial file, then
-        /// everything from the offset.
-        delta: Delta,
+        /// Size, which bytes arrive, what the final name may hold, and the
+        /// final file's attributes.
+        plan: WritePlan,
     },
     /// Measure sending: the client follows with raw bytes of any content
     /// until it finishes or resets its side; the daemon reads and drops them,

@@ -6,15 +6,16 @@ mod durability;
 mod exclusive;
 mod finisher;
 mod listing;
+mod names;
+mod place;
 mod reader;
 mod root;
 mod workers;
 mod writer;
 
 use std::collections::HashMap;
-use std::fs::{self, File, OpenOptions};
+use std::fs::{self, File};
 use std::io::{self, Read};
-use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -33,8 +34,8 @@ use self::workers::ShortOps;
 use self::writer::WriteTarget;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::model::{
-    Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, MAX_BLOCKS,
-    MIN_BLOCK_SIZE,
+    Attributes, Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, WritePlan,
+    MAX_BLOCKS, MIN_BLOCK_SIZE,
 };
 use crate::protocol::{ErrorKind, RealizeError};
 
@@ -91,30 +92,33 @@ impl LocalService {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        size: u64,
-        delta: &Delta,
+        plan: &WritePlan,
     ) -> Result<LocalWriter, RealizeError> {
-        delta
-            .validate(size)
+        plan.delta
+            .validate(plan.size)
             .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{path}: {e}")))?;
         let root = self.root(dir)?;
         let display = path.clone();
-        let paths = self
+        let place = self
             .ops
             .run(move || root.resolve_creating(&display))
             .await?;
-        let claim = self.partials.claim(&paths.partial_path).await;
+        let claim = self.partials.claim(&self.claim_key(dir, path)).await;
         if claim.is_superseded() {
             let message = format!("{path}: a newer transfer of this file took over");
             return Err(RealizeError::new(ErrorKind::Superseded, message));
         }
         let target = WriteTarget {
-            paths,
-            display: path.clone(),
-            size,
-            delta: delta.clone(),
+            place: Arc::new(place),
+            plan: plan.clone(),
         };
         LocalWriter::open(target, claim, self.syncer.clone(), &self.finisher).await
+    }
+
+    /// What identifies one partial file among all roots, for its claim.
+    fn claim_key(&self, dir: &DirectoryId, path: &RelPath) -> PathBuf {
+        let root = self.roots.get(dir).map_or(Path::new(""), |r| r.path());
+        root.join(path.as_str())
     }
 
     fn root(&self, dir: &DirectoryId) -> Result<Arc<Root>, RealizeError> {
@@ -147,7 +151,7 @@ async fn blocking<T: Send + 'static>(
 impl Service for LocalService {
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
         let root = self.root(dir)?;
-        blocking(move || listing::list(root.path())).await
+        blocking(move || listing::list(&root)).await
     }
 
     async fn read(
@@ -163,8 +167,7 @@ impl Service for LocalService {
         let reader = self
             .ops
             .run(move || {
-                let paths = root.resolve(&display)?;
-                let (file, stamp) = open_for_read(&paths.final_path, &display)?;
+                let (file, stamp) = root.resolve(&display)?.open_final()?;
                 delta.validate(stamp.size).map_err(|e| {
                     RealizeError::new(ErrorKind::Protocol, format!("{display}: {e}"))
                 })?;
@@ -178,27 +181,24 @@ impl Service for LocalService {
         &self,
         dir: &DirectoryId,
         path: &RelPath,
-        size: u64,
-        delta: &Delta,
+        plan: &WritePlan,
     ) -> Result<Box<dyn FileWriter>, ServiceError> {
-        Ok(Box::new(self.open_writer(dir, path, size, delta).await?))
+        Ok(Box::new(self.open_writer(dir, path, plan).await?))
     }
 
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
         blocking(move || {
-            let paths = root.resolve(&display)?;
-            let (mut file, _) = open_for_read(&paths.final_path, &display)?;
+            let place = root.resolve(&display)?;
+            let (mut file, _) = place.open_final()?;
             let io = |e| RealizeError::io(&display, &e);
             let mut hasher = blake3::Hasher::new();
             hasher.update_reader(&mut file).map_err(io)?;
             // The hash vouches for content that survives a crash: a copy
             // left by an interrupted run may not have been synced yet.
             file.sync_all().map_err(io)?;
-            File::open(&paths.parent)
-                .and_then(|d| d.sync_all())
-                .map_err(io)?;
+            place.dir().sync_all().map_err(io)?;
             Ok(hasher.finalize().into())
         })
         .await
@@ -220,12 +220,11 @@ impl Service for LocalService {
         let root = self.root(dir)?;
         let display = path.clone();
         blocking(move || {
-            let paths = root.resolve(&display)?;
-            let file_path = match state {
-                FileState::Final => &paths.final_path,
-                FileState::Partial => &paths.partial_path,
+            let place = root.resolve(&display)?;
+            let (file, stamp) = match state {
+                FileState::Final => place.open_final()?,
+                FileState::Partial => place.open_partial()?,
             };
-            let (file, stamp) = open_for_read(file_path, &display)?;
             if stamp.size < length {
                 let message = format!("{display}: has {} bytes, fewer than {length}", stamp.size);
                 return Err(RealizeError::new(ErrorKind::SourceChanged, message));
@@ -236,16 +235,15 @@ impl Service for LocalService {
     }
 
     async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError> {
-        use std::os::unix::fs::MetadataExt;
         let root = self.root(dir)?;
         blocking(move || {
-            let metadata =
-                fs::metadata(root.path()).map_err(|e| RealizeError::io("directory root", &e))?;
+            let stat = rustix::fs::fstat(root.fd())
+                .map_err(|e| RealizeError::io("directory root", &e.into()))?;
             Ok(RootIdentity {
                 machine: machine_id().to_string(),
                 path: root.path().to_string_lossy().into_owned(),
-                device: metadata.dev(),
-                inode: metadata.ino(),
+                device: stat.st_dev,
+                inode: stat.st_ino,
             })
         })
         .await
@@ -260,19 +258,27 @@ impl Service for LocalService {
         let root = self.root(dir)?;
         let display = path.clone();
         let deleted = self.ops.run(move || {
-            let paths = root.resolve(&display)?;
-            let metadata = root::regular_file(&paths.final_path, &display)?;
-            if FileStamp::from_metadata(&metadata) != expected {
-                return Err(RealizeError::new(
-                    ErrorKind::SourceChanged,
-                    format!("{display}: changed since it was read; kept for the next run"),
-                ));
-            }
-            fs::remove_file(&paths.final_path).map_err(|e| RealizeError::io(&display, &e))?;
-            remove_empty_parents(&paths.parent, root.path());
+            root.resolve(&display)?.delete(&expected)?;
+            root.remove_empty_parents(&display);
             Ok(())
         });
         Ok(deleted.await?)
+    }
+
+    async fn set_attributes(
+        &self,
+        dir: &DirectoryId,
+        path: &RelPath,
+        expected: FileStamp,
+        attributes: Attributes,
+    ) -> Result<(), ServiceError> {
+        let root = self.root(dir)?;
+        let display = path.clone();
+        blocking(move || {
+            root.resolve(&display)?
+                .set_attributes(&expected, &attributes)
+        })
+        .await
     }
 }
 
@@ -312,36 +318,23 @@ fn hash_blocks(file: File, block_size: u64, length: u64) -> io::Result<Vec<Hash>
     Ok(hashes)
 }
 
-fn open_for_read(path: &Path, display: &RelPath) -> Result<(File, FileStamp), RealizeError> {
-    root::regular_file(path, display)?;
-    let file = OpenOptions::new()
-        .read(true)
-        .custom_flags(libc::O_NOFOLLOW)
-        .open(path)
-        .map_err(|e| RealizeError::io(display, &e))?;
-    let metadata = file.metadata().map_err(|e| RealizeError::io(display, &e))?;
-    Ok((file, FileStamp::from_metadata(&metadata)))
-}
-
-/// Removes `dir` and its parents up to (not including) `root` while they are
-/// empty. Stops at the first that is not: another file may still be moving.
-fn remove_empty_parents(dir: &Path, root: &Path) {
-    let mut current = dir;
-    while current != root && current.starts_with(root) {
-        if fs::remove_dir(current).is_err() {
-            return;
-        }
-        match current.parent() {
-            Some(parent) => current = parent,
-            None => return,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use bytes::Bytes;
+
+    /// A plan to write a file of `size` bytes where none is.
+    fn new_file(size: u64, delta: Delta) -> WritePlan {
+        WritePlan {
+            size,
+            delta,
+            replaces: None,
+            attributes: Attributes {
+                modified_ns: 1_600_000_000_123_456_789,
+                mode: 0o640,
+            },
+        }
+    }
 
     /// Writes `data[delta.offset..]` over whatever the partial file holds
     /// and finishes; returns the final file's bytes.
@@ -352,7 +345,10 @@ mod tests {
             offset,
         };
         let size = data.len() as u64;
-        let mut writer = service.write(&dir, &path, size, &delta).await.unwrap();
+        let mut writer = service
+            .write(&dir, &path, &new_file(size, delta))
+            .await
+            .unwrap();
         for piece in data[offset as usize..].chunks(100_000) {
             writer.write(Bytes::copy_from_slice(piece)).await.unwrap();
         }
@@ -371,7 +367,11 @@ mod tests {
         assert_eq!(write_whole(&service, root.path(), &data, 0).await, data);
         // Resumes at an aligned and at an odd offset keep the prefix.
         for offset in [1 << 20, 1_000_001] {
-            fs::write(root.path().join(".big.part"), &data[..offset as usize]).unwrap();
+            fs::write(
+                root.path().join(".realize~part.big"),
+                &data[..offset as usize],
+            )
+            .unwrap();
             fs::remove_file(root.path().join("big")).unwrap();
             assert_eq!(
                 write_whole(&service, root.path(), &data, offset).await,
@@ -390,7 +390,7 @@ mod tests {
             let path = RelPath::new(format!("sub{}/f{i}", i % 3)).unwrap();
             let data = format!("file {i}").into_bytes();
             let mut writer = service
-                .write(&dir, &path, data.len() as u64, &Delta::full())
+                .write(&dir, &path, &new_file(data.len() as u64, Delta::full()))
                 .await
                 .unwrap();
             writer.write(Bytes::from(data.clone())).await.unwrap();
@@ -402,7 +402,7 @@ mod tests {
         for (i, result) in results.into_iter().enumerate() {
             let (name, partial) = (
                 format!("sub{}/f{i}", i % 3),
-                format!("sub{}/.f{i}.part", i % 3),
+                format!("sub{}/.realize~part.f{i}", i % 3),
             );
             if i == 7 {
                 match result {
@@ -431,13 +431,13 @@ mod tests {
             let service = LocalService::single(dir.clone(), root.path()).unwrap();
             let path = RelPath::new("f").unwrap();
             let mut writer = service
-                .write(&dir, &path, size, &Delta::full())
+                .write(&dir, &path, &new_file(size, Delta::full()))
                 .await
                 .unwrap();
             writer.write(Bytes::from_static(b"arrived")).await.unwrap();
             drop(writer);
             // A blocking thread writes the bytes out after the drop.
-            let partial = root.path().join(".f.part");
+            let partial = root.path().join(".realize~part.f");
             let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
             while fs::read(&partial).ok().as_deref() != Some(b"arrived") {
                 assert!(
@@ -461,7 +461,7 @@ mod tests {
         // A large file's partial file is locked from the start...
         let large = 1 << 20;
         let writer = first
-            .write(&dir, &path, large, &Delta::full())
+            .write(&dir, &path, &new_file(large, Delta::full()))
             .await
             .unwrap();
         let refused = |result: Result<_, ServiceError>| match result {
@@ -474,12 +474,15 @@ mod tests {
         };
         refused(
             second
-                .write(&dir, &path, large, &Delta::full())
+                .write(&dir, &path, &new_file(large, Delta::full()))
                 .await
                 .map(|_| ()),
         );
         // ...a small file's, gathered in memory, when it is written.
-        let mut small = second.write(&dir, &path, 2, &Delta::full()).await.unwrap();
+        let mut small = second
+            .write(&dir, &path, &new_file(2, Delta::full()))
+            .await
+            .unwrap();
         small.write(Bytes::from_static(b"hi")).await.unwrap();
         refused(small.finish(blake3::hash(b"hi").into()).await.map(|_| ()));
         assert!(!root.path().join("f").exists());
@@ -487,7 +490,10 @@ mod tests {
         drop(writer);
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
         loop {
-            match second.write(&dir, &path, large, &Delta::full()).await {
+            match second
+                .write(&dir, &path, &new_file(large, Delta::full()))
+                .await
+            {
                 Ok(_) => break,
                 Err(_) if std::time::Instant::now() < deadline => {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt};
 use realize::protocol::{
     code, encode, read_frame, write_frame, ErrorKind, Hello, HelloReply, ReadHeader, WriteResult,
+    WriteTrailer,
 };
 use realize::transport::identity::{load_certificates, Identity};
 use realize::transport::tls::{client_crypto, PinnedPeers};
@@ -14,6 +15,9 @@ use serde::Serialize;
 use tempfile::TempDir;
 
 use crate::harness::*;
+
+/// The protocol version this build speaks.
+const VERSION: u32 = realize::protocol::PROTOCOL_VERSION;
 
 /// The shape of `StreamRequest` with unvalidated strings, as a hostile
 /// client would encode it.
@@ -31,8 +35,7 @@ enum RawRequest {
     Write {
         dir: String,
         path: String,
-        size: u64,
-        delta: RawDelta,
+        plan: RawPlan,
     },
 }
 
@@ -41,6 +44,42 @@ enum RawRequest {
 struct RawDelta {
     patches: Vec<(u64, u64)>,
     offset: u64,
+}
+
+/// The shape of `WritePlan`, for a file that replaces nothing, with
+/// attributes (modification time, mode).
+#[derive(Serialize)]
+struct RawPlan {
+    size: u64,
+    delta: RawDelta,
+    replaces: Option<realize::model::FileStamp>,
+    attributes: (i64, u32),
+}
+
+impl RawPlan {
+    /// A whole new file of `size` bytes.
+    fn new_file(size: u64) -> Self {
+        Self::with_delta(size, RawDelta::default())
+    }
+
+    fn with_delta(size: u64, delta: RawDelta) -> Self {
+        Self {
+            size,
+            delta,
+            replaces: None,
+            attributes: (0, 0o644),
+        }
+    }
+}
+
+/// A write request for a new file of `size` bytes at `path`.
+fn write_request(path: &str, size: u64) -> Vec<u8> {
+    encode(&RawRequest::Write {
+        dir: "d".into(),
+        path: path.into(),
+        plan: RawPlan::new_file(size),
+    })
+    .unwrap()
 }
 
 struct Raw {
@@ -94,19 +133,13 @@ async fn assert_reset_as_violation(mut recv: RecvStream) {
 }
 
 fn request(path: &str, write: bool) -> Vec<u8> {
-    let request = if write {
-        RawRequest::Write {
-            dir: "d".into(),
-            path: path.into(),
-            size: 4,
-            delta: RawDelta::default(),
-        }
-    } else {
-        RawRequest::Read {
-            dir: "d".into(),
-            path: path.into(),
-            delta: RawDelta::default(),
-        }
+    if write {
+        return write_request(path, 4);
+    }
+    let request = RawRequest::Read {
+        dir: "d".into(),
+        path: path.into(),
+        delta: RawDelta::default(),
     };
     encode(&request).unwrap()
 }
@@ -119,8 +152,8 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     write_file(outside.path(), "secret", b"do not touch");
     std::os::unix::fs::symlink(outside.path(), root.path().join("link")).unwrap();
     let mut daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
-    let (raw, _control_send, _control_recv, reply) = connect(&keys, &daemon, 1).await;
-    assert_eq!(reply.version, Ok(1));
+    let (raw, _control_send, _control_recv, reply) = connect(&keys, &daemon, VERSION).await;
+    assert_eq!(reply.version, Ok(VERSION));
 
     // Paths that are not safe relative paths never decode.
     for path in ["../escape", "/etc/passwd", "a/../../b", "a\0b", "a//b", ""] {
@@ -138,14 +171,7 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
 
     // A write stream that ends before its announced size: reset, and what
     // arrived stays in the partial file, never at the final name.
-    let short = encode(&RawRequest::Write {
-        dir: "d".into(),
-        path: "short".into(),
-        size: 10,
-        delta: RawDelta::default(),
-    })
-    .unwrap();
-    let (mut send, recv) = stream_with(&raw, &short).await;
+    let (mut send, recv) = stream_with(&raw, &write_request("short", 10)).await;
     send.write_all(b"4 by").await.unwrap();
     send.finish().unwrap();
     assert_reset_as_violation(recv).await;
@@ -155,11 +181,13 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     let bad_delta = encode(&RawRequest::Write {
         dir: "d".into(),
         path: "delta".into(),
-        size: 10,
-        delta: RawDelta {
-            patches: vec![(8, 5)],
-            offset: 10,
-        },
+        plan: RawPlan::with_delta(
+            10,
+            RawDelta {
+                patches: vec![(8, 5)],
+                offset: 10,
+            },
+        ),
     })
     .unwrap();
     let (_send, mut recv) = stream_with(&raw, &bad_delta).await;
@@ -204,7 +232,7 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     assert_eq!(listed, [("short", realize::model::FileState::Partial, 4)]);
 
     // A malformed control request closes that connection only.
-    let (raw2, mut control, _recv, _) = connect(&keys, &daemon, 1).await;
+    let (raw2, mut control, _recv, _) = connect(&keys, &daemon, VERSION).await;
     control.write_all(&[0, 0, 0, 2, 0xff, 0xff]).await.unwrap();
     let closed = raw2.connection.closed().await;
     assert!(
@@ -236,4 +264,202 @@ async fn another_protocol_version_is_refused_with_a_reason() {
     assert_eq!(err.kind, ErrorKind::VersionMismatch);
     assert!(err.message.contains("99"), "{err:?}");
     daemon.wait_for_log("protocol version mismatch");
+}
+
+/// Writes `data` as the whole file `path` over a stream of its own and
+/// returns the daemon's verdict.
+async fn write_whole(raw: &Raw, path: &str, data: &[u8]) -> Result<(), ErrorKind> {
+    let (mut send, mut recv) = stream_with(raw, &write_request(path, data.len() as u64)).await;
+    finish_write(&mut send, &mut recv, data).await
+}
+
+/// Sends the rest of a write, `data`, and the trailer of `whole`'s hash.
+async fn finish_write(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    data: &[u8],
+) -> Result<(), ErrorKind> {
+    let _ = send.write_all(data).await;
+    let trailer = WriteTrailer {
+        expected: realize::model::Hash::of(data),
+    };
+    let _ = write_frame(send, &trailer).await;
+    let _ = send.finish();
+    let result: WriteResult = read_frame(recv).await.unwrap();
+    result.result.map(|_| ()).map_err(|e| e.kind)
+}
+
+/// Waits until something appears in `dir`.
+async fn wait_for_entry(dir: &std::path::Path) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while std::fs::read_dir(dir).unwrap().next().is_none() {
+        assert!(std::time::Instant::now() < deadline, "nothing appeared");
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_write_cannot_take_over_another_transfers_partial_file() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let root = TempDir::new().unwrap();
+    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+    let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
+    // The victim: a large file, half sent, its partial file open.
+    let victim: Vec<u8> = (0..400_000u32).map(|i| (i % 251) as u8).collect();
+    let (mut send, mut recv) = stream_with(&raw, &write_request("x", victim.len() as u64)).await;
+    send.write_all(&victim[..200_000]).await.unwrap();
+    wait_for_entry(root.path()).await;
+    // The attack: whole files at every name x's partial file has had.
+    assert_eq!(write_whole(&raw, ".x.part", b"evil").await, Ok(()));
+    assert_eq!(
+        write_whole(&raw, ".realize~part.x", b"evil").await,
+        Err(ErrorKind::InvalidPath),
+        "a reserved name is refused"
+    );
+    // The victim finishes: its own bytes land, or nothing does.
+    let whole = victim.clone();
+    let trailer_hash = realize::model::Hash::of(&whole);
+    send.write_all(&victim[200_000..]).await.unwrap();
+    write_frame(
+        &mut send,
+        &WriteTrailer {
+            expected: trailer_hash,
+        },
+    )
+    .await
+    .unwrap();
+    send.finish().unwrap();
+    let result: WriteResult = read_frame(&mut recv).await.unwrap();
+    assert_eq!(result.result, Ok(trailer_hash));
+    assert_eq!(std::fs::read(root.path().join("x")).unwrap(), victim);
+    assert_eq!(std::fs::read(root.path().join(".x.part")).unwrap(), b"evil");
+}
+
+#[tokio::test]
+async fn a_users_file_named_like_an_old_partial_file_is_never_truncated() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let root = TempDir::new().unwrap();
+    write_file(root.path(), ".report.part", b"the user's own notes");
+    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+    let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
+    assert_eq!(write_whole(&raw, "report", b"new report").await, Ok(()));
+    assert_eq!(
+        std::fs::read(root.path().join(".report.part")).unwrap(),
+        b"the user's own notes"
+    );
+    assert_eq!(
+        std::fs::read(root.path().join("report")).unwrap(),
+        b"new report"
+    );
+}
+
+#[tokio::test]
+async fn a_hard_link_or_fifo_at_a_partial_name_is_never_written_through() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let base = TempDir::new().unwrap();
+    let (root, outside) = (base.path().join("root"), base.path().join("outside"));
+    std::fs::create_dir_all(&root).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    write_file(&outside, "target", b"do not touch");
+    // A local attacker plants links to a file outside at every name the
+    // partial file of `h` has had, and a FIFO at that of `p`.
+    for name in [".h.part", ".realize~part.h"] {
+        std::fs::hard_link(outside.join("target"), root.join(name)).unwrap();
+    }
+    let fifo = std::ffi::CString::new(root.join(".realize~part.p").to_str().unwrap()).unwrap();
+    // SAFETY: mkfifo on a NUL-terminated path.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o600) }, 0);
+    let daemon = Daemon::start(&keys, "daemon", &[("d", &root)], &["client"]);
+    let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
+    let large = vec![7u8; 300_000];
+    assert_eq!(
+        write_whole(&raw, "h", &large).await,
+        Err(ErrorKind::InvalidPath)
+    );
+    assert_eq!(
+        write_whole(&raw, "h", b"small").await,
+        Err(ErrorKind::InvalidPath)
+    );
+    let refused = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        write_whole(&raw, "p", b"into a fifo"),
+    )
+    .await
+    .expect("a FIFO never blocks the daemon");
+    assert_eq!(refused, Err(ErrorKind::NotAFile));
+    assert_eq!(
+        std::fs::read(outside.join("target")).unwrap(),
+        b"do not touch"
+    );
+    assert!(!root.join("h").exists() && !root.join("p").exists());
+}
+
+#[tokio::test]
+async fn a_directory_swapped_for_a_symlink_mid_request_lets_nothing_escape() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let base = TempDir::new().unwrap();
+    let (root, outside) = (base.path().join("root"), base.path().join("outside"));
+    std::fs::create_dir_all(root.join("sub")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    write_file(&outside, "secret", b"do not touch");
+    write_file(&root.join("sub"), "secret", b"inside");
+    std::os::unix::fs::symlink(&outside, root.join("link")).unwrap();
+    let daemon = Daemon::start(&keys, "daemon", &[("d", &root)], &["client"]);
+    let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
+    // `sub` flips between the real directory and a symlink out of the root.
+    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let swapper = {
+        let (root, stop) = (root.clone(), stop.clone());
+        std::thread::spawn(move || {
+            let mut swaps = 0u64;
+            let (sub, link) = (root.join("sub"), root.join("link"));
+            let cwd = rustix::fs::CWD;
+            let exchange = rustix::fs::RenameFlags::EXCHANGE;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                rustix::fs::renameat_with(cwd, &sub, cwd, &link, exchange).unwrap();
+                std::thread::yield_now();
+                swaps += 1;
+            }
+            swaps
+        })
+    };
+    let mut leaked = Vec::new();
+    for round in 0..40 {
+        let writes = (0..8).map(|i| {
+            let path = format!("sub/f{round}-{i}");
+            let raw = &raw;
+            async move { write_whole(raw, &path, b"data").await }
+        });
+        let reads = (0..8).map(|_| read_whole(&raw, "sub/secret"));
+        let (_, reads) = tokio::join!(
+            futures::future::join_all(writes),
+            futures::future::join_all(reads)
+        );
+        leaked.extend(reads.into_iter().flatten().filter(|r| r == b"do not touch"));
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let swaps = swapper.join().unwrap();
+    assert!(swaps > 100, "the swapper ran: {swaps} swaps");
+    assert!(leaked.is_empty(), "a read escaped the root");
+    let outside_now = snapshot(&outside);
+    assert_eq!(
+        outside_now.keys().collect::<Vec<_>>(),
+        ["secret"],
+        "a write escaped the root: {outside_now:?}"
+    );
+    assert_eq!(
+        std::fs::read(outside.join("secret")).unwrap(),
+        b"do not touch"
+    );
+}
+
+/// Reads the whole file `path`; `None` if the daemon refused.
+async fn read_whole(raw: &Raw, path: &str) -> Option<Vec<u8>> {
+    let (mut send, mut recv) = stream_with(raw, &request(path, false)).await;
+    let _ = send.finish();
+    let header: ReadHeader = read_frame(&mut recv).await.ok()?;
+    let size = header.stamp.ok()?.size;
+    let mut data = vec![0; size as usize];
+    recv.read_exact(&mut data).await.ok()?;
+    Some(data)
 }

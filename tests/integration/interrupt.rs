@@ -60,7 +60,7 @@ impl Setup {
     }
 
     fn partial_len(&self) -> u64 {
-        std::fs::metadata(self.dst.path().join(".big.bin.part"))
+        std::fs::metadata(self.dst.path().join(".realize~part.big.bin"))
             .map(|m| m.len())
             .unwrap_or(0)
     }
@@ -96,7 +96,7 @@ impl Setup {
 }
 
 fn wait_for_partial(setup: &Setup, child: &mut Child) {
-    let partial = setup.dst.path().join(".big.bin.part");
+    let partial = setup.dst.path().join(".realize~part.big.bin");
     wait_for_len(&partial, (SIZE / 8) as u64, Some(child));
 }
 

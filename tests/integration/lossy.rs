@@ -64,7 +64,7 @@ fn assert_moved_intact(out: &Output, expected: &BTreeMap<String, String>, src: &
         stderr(out)
     );
     let arrived = snapshot(dst);
-    let partial = arrived.keys().find(|path| path.ends_with(".part"));
+    let partial = arrived.keys().find(|path| path.contains(".realize~"));
     assert_eq!(partial, None, "a partial file is left");
     assert_eq!(&arrived, expected, "destination differs");
     assert!(is_empty_dir(src), "source not empty: {:?}", snapshot(src));

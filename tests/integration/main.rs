@@ -12,6 +12,7 @@ mod observability;
 mod relay;
 mod resume;
 mod retry;
+mod safety;
 mod terminal;
 mod throttle;
 mod trust;

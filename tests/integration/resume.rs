@@ -29,7 +29,7 @@ fn killed_mid_file_then_run_again_sends_little_more_than_the_missing_part() {
 
     // Kill the command with SIGKILL once a quarter of the file has arrived.
     let mut first = realize().args(&args).arg("-q").spawn().unwrap();
-    let partial = dst.path().join(".big.bin.part");
+    let partial = dst.path().join(".realize~part.big.bin");
     wait_for_len(&partial, (SIZE / 4) as u64, Some(&mut first));
     first.kill().unwrap();
     first.wait().unwrap();

@@ -28,7 +28,7 @@ fn daemon_killed_and_restarted_mid_transfer_the_command_finishes() {
     command.args(["--parallel", "1"]);
     let run = std::thread::spawn(move || command.output().unwrap());
 
-    let partial = dst.path().join(".big.bin.part");
+    let partial = dst.path().join(".realize~part.big.bin");
     wait_for_len(&partial, (SIZE / 8) as u64, None);
     daemon.kill();
     std::thread::sleep(Duration::from_secs(1));
@@ -109,7 +109,7 @@ fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
     command.args(["--connect-timeout", "1s", "--max-duration", "6s"]);
     let run = std::thread::spawn(move || command.output().unwrap());
 
-    let partial = dst.path().join(".big.bin.part");
+    let partial = dst.path().join(".realize~part.big.bin");
     wait_for_len(&partial, (SIZE / 8) as u64, None);
     let stopped = Instant::now();
     let status = daemon.terminate();

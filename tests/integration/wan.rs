@@ -147,7 +147,7 @@ fn a_20_second_outage_mid_transfer_is_survived() {
     command.args(keys.client_args("client", &["daemon"]));
     let run = std::thread::spawn(move || command.output().unwrap());
 
-    let partial = dst.path().join(".big.bin.part");
+    let partial = dst.path().join(".realize~part.big.bin");
     wait_for_len(&partial, (SIZE / 8) as u64, None);
     link.set(&["--down"]);
     std::thread::sleep(Duration::from_secs(20));

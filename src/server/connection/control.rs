@@ -89,6 +89,7 @@ fn op_name(op: &ControlRequest) -> &'static str {
         ControlRequest::RootIdentity { .. } => "root_identity",
         ControlRequest::Delete { .. } => "delete",
         ControlRequest::PathStats => "path_stats",
+        ControlRequest::SetAttributes { .. } => "set_attributes",
     }
 }
 
@@ -160,6 +161,15 @@ async fn execute(
             .delete(dir, path, *expected)
             .await
             .map(|()| ControlReply::Deleted),
+        ControlRequest::SetAttributes {
+            dir,
+            path,
+            expected,
+            attributes,
+        } => service
+            .set_attributes(dir, path, *expected, *attributes)
+            .await
+            .map(|()| ControlReply::AttributesSet),
     };
     match result {
         Ok(reply) => {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 use quinn::{RecvStream, SendStream, VarInt};
 
 use super::Peer;
-use crate::model::{Delta, DirectoryId, RelPath};
+use crate::model::{Delta, DirectoryId, RelPath, WritePlan};
 use crate::protocol::{
     code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
     WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
@@ -34,18 +34,8 @@ pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalSer
         StreamRequest::Read { dir, path, delta } => {
             read(&mut send, &service, &dir, &path, &delta, &peer).await
         }
-        StreamRequest::Write {
-            dir,
-            path,
-            size,
-            delta,
-        } => {
-            let target = Target {
-                dir,
-                path,
-                size,
-                delta,
-            };
+        StreamRequest::Write { dir, path, plan } => {
+            let target = Target { dir, path, plan };
             write(&mut send, &mut recv, &service, target, &peer).await
         }
         StreamRequest::Discard => bench::discard(&mut send, &mut recv, &peer).await,
@@ -185,8 +175,7 @@ async fn read(
 struct Target {
     dir: DirectoryId,
     path: RelPath,
-    size: u64,
-    delta: Delta,
+    plan: WritePlan,
 }
 
 async fn write(
@@ -196,13 +185,9 @@ async fn write(
     target: Target,
     peer: &Peer,
 ) -> Result<(), FrameError> {
-    let Target {
-        dir,
-        path,
-        size,
-        delta,
-    } = &target;
-    let mut writer = match service.open_writer(dir, path, *size, delta).await {
+    let Target { dir, path, plan } = &target;
+    let (size, delta) = (&plan.size, &plan.delta);
+    let mut writer = match service.open_writer(dir, path, plan).await {
         Ok(writer) => writer,
         Err(e) => {
             let _ = recv.stop(VarInt::from_u32(code::REFUSED));

@@ -89,7 +89,7 @@ impl Finisher {
         expected: Hash,
         claim: PartialClaim,
     ) -> Result<Hash, RealizeError> {
-        let display = target.display.clone();
+        let display = target.display().clone();
         let stopped = || {
             let message = format!("{display}: the finishing thread stopped");
             RealizeError::new(ErrorKind::Io, message)
@@ -145,7 +145,7 @@ fn sync_or_answer(files: Vec<Open>) -> Vec<Open> {
         Err(e) => {
             for (job, file) in files {
                 drop(file);
-                let error = RealizeError::io(&job.target.display, &e);
+                let error = RealizeError::io(job.target.display(), &e);
                 job.answer(Err(error));
             }
             Vec::new()
@@ -153,16 +153,16 @@ fn sync_or_answer(files: Vec<Open>) -> Vec<Open> {
     }
 }
 
-/// Renames each partial file to its final name; answers those that fail.
+/// Renames each partial file to its final name, replacing only what the
+/// client listed there; answers those that fail.
 fn rename_all(files: Vec<Open>) -> Vec<Open> {
     let mut renamed = Vec::with_capacity(files.len());
     for (job, file) in files {
-        let paths = &job.target.paths;
-        match std::fs::rename(&paths.partial_path, &paths.final_path) {
+        let target = &job.target;
+        match target.place.commit(&file, target.plan.replaces.as_ref()) {
             Ok(()) => renamed.push((job, file)),
-            Err(e) => {
+            Err(error) => {
                 drop(file);
-                let error = RealizeError::io(&job.target.display, &e);
                 job.answer(Err(error));
             }
         }

@@ -1,69 +1,163 @@
 //! Walking a root: regular files (final and partial) and what is skipped.
+//!
+//! The walk is iterative and works on directory descriptors opened from the
+//! root down, never through a symlink (see `root`). A tree that changes
+//! while it is listed does not fail the listing: an entry that vanishes
+//! between the directory read and its stat (a concurrent move deletes
+//! files) is reported as vanished, and a subdirectory that cannot be read
+//! (`lost+found` for an unprivileged daemon) as unreadable; only an
+//! unreadable root fails the whole listing.
 
-use std::fs;
-use std::path::Path;
+use std::ffi::CStr;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Arc;
 
-use super::root::final_name_of_partial;
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::io::Errno;
+
+use super::names::{kind_of, NameKind};
+use super::root::Root;
 use crate::model::{FileEntry, FileStamp, FileState, RelPath, SkipReason, Skipped};
 use crate::protocol::RealizeError;
 use crate::service::Listing;
 
 /// Lists every regular file under `root`, never following symlinks.
-pub fn list(root: &Path) -> Result<Listing, RealizeError> {
+pub fn list(root: &Root) -> Result<Listing, RealizeError> {
     let mut listing = Listing::default();
-    walk(root, "", &mut listing)?;
+    let top = Arc::new(root.open_dir([], ".")?);
+    let mut pending = vec![Pending {
+        fd: top,
+        prefix: String::new(),
+    }];
+    while let Some(dir) = pending.pop() {
+        list_dir(dir, &mut listing, &mut pending);
+    }
     listing.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(listing)
 }
 
-fn walk(dir: &Path, prefix: &str, listing: &mut Listing) -> Result<(), RealizeError> {
-    let display = if prefix.is_empty() { "." } else { prefix };
-    let entries = fs::read_dir(dir).map_err(|e| RealizeError::io(display, &e))?;
+/// A directory found and not yet read, already open.
+struct Pending {
+    fd: Arc<OwnedFd>,
+    /// Its path under the root (empty for the root).
+    prefix: String,
+}
+
+/// Reads one directory: files and skipped entries go to `listing`,
+/// subdirectories to `pending`.
+fn list_dir(dir: Pending, listing: &mut Listing, pending: &mut Vec<Pending>) {
+    let mut entries = match Dir::read_from(&*dir.fd) {
+        Ok(entries) => entries,
+        Err(e) => return unreadable(listing, dir.prefix, e),
+    };
     let mut empty = true;
-    for entry in entries {
-        empty = false;
-        let entry = entry.map_err(|e| RealizeError::io(display, &e))?;
-        let name = entry.file_name();
-        let Some(name) = name.to_str() else {
-            let path = join(prefix, &name.to_string_lossy());
-            listing
-                .skipped
-                .push(skip(path, SkipReason::UnsupportedName));
-            continue;
+    while let Some(entry) = entries.read() {
+        let entry = match entry {
+            Ok(entry) => entry,
+            Err(e) => return unreadable(listing, dir.prefix, e),
         };
-        let path = join(prefix, name);
-        let file_type = entry.file_type().map_err(|e| RealizeError::io(&path, &e))?;
-        if file_type.is_dir() {
-            walk(&entry.path(), &path, listing)?;
-        } else if file_type.is_symlink() {
-            listing.skipped.push(skip(path, SkipReason::Symlink));
-        } else if !file_type.is_file() {
-            listing.skipped.push(skip(path, SkipReason::Special));
-        } else {
-            let (final_path, state) = match final_name_of_partial(name) {
-                Some(final_name) => (join(prefix, final_name), FileState::Partial),
-                None => (path, FileState::Final),
-            };
-            let Ok(rel) = RelPath::new(final_path.clone()) else {
-                listing
-                    .skipped
-                    .push(skip(final_path, SkipReason::UnsupportedName));
-                continue;
-            };
-            let metadata = entry.metadata().map_err(|e| RealizeError::io(&rel, &e))?;
-            listing.files.push(FileEntry {
-                path: rel,
-                state,
-                stamp: FileStamp::from_metadata(&metadata),
-            });
+        let name = entry.file_name();
+        if matches!(name.to_bytes(), b"." | b"..") {
+            continue;
         }
+        empty = false;
+        list_entry(&dir, name, listing, pending);
     }
-    if empty && !prefix.is_empty() {
+    if empty && !dir.prefix.is_empty() {
         listing
             .skipped
-            .push(skip(prefix.to_string(), SkipReason::EmptyDirectory));
+            .push(skip(dir.prefix, SkipReason::EmptyDirectory));
     }
-    Ok(())
+}
+
+/// Sorts one directory entry into files, skipped entries or pending
+/// directories.
+fn list_entry(dir: &Pending, name: &CStr, listing: &mut Listing, pending: &mut Vec<Pending>) {
+    let Ok(name) = name.to_str() else {
+        let path = join(&dir.prefix, &name.to_string_lossy());
+        return listing
+            .skipped
+            .push(skip(path, SkipReason::UnsupportedName));
+    };
+    let path = join(&dir.prefix, name);
+    let stat = match rustix::fs::statat(&*dir.fd, name, AtFlags::SYMLINK_NOFOLLOW) {
+        Ok(stat) => stat,
+        Err(Errno::NOENT) => return listing.skipped.push(skip(path, SkipReason::Vanished)),
+        Err(e) => return unreadable(listing, path, e),
+    };
+    let file_type = FileType::from_raw_mode(stat.st_mode);
+    match (file_type, kind_of(name)) {
+        (FileType::Symlink, _) => listing.skipped.push(skip(path, SkipReason::Symlink)),
+        (_, NameKind::Reserved) | (FileType::Directory, NameKind::Partial(_)) => {
+            listing.skipped.push(skip(path, SkipReason::ReservedName))
+        }
+        (FileType::Directory, NameKind::User) => open_subdir(dir, name, path, listing, pending),
+        (FileType::RegularFile, kind) => {
+            let (final_path, state) = match kind {
+                NameKind::Partial(final_name) => {
+                    (join(&dir.prefix, final_name), FileState::Partial)
+                }
+                _ => (path, FileState::Final),
+            };
+            match RelPath::new(final_path.clone()) {
+                Ok(path) => listing.files.push(FileEntry {
+                    path,
+                    state,
+                    stamp: stamp_of(&stat),
+                }),
+                Err(_) => listing
+                    .skipped
+                    .push(skip(final_path, SkipReason::UnsupportedName)),
+            }
+        }
+        _ => listing.skipped.push(skip(path, SkipReason::Special)),
+    }
+}
+
+fn open_subdir(
+    dir: &Pending,
+    name: &str,
+    path: String,
+    listing: &mut Listing,
+    pending: &mut Vec<Pending>,
+) {
+    let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
+    match rustix::fs::openat(dir.fd.as_fd(), name, flags, Mode::empty()) {
+        Ok(fd) => pending.push(Pending {
+            fd: Arc::new(fd),
+            prefix: path,
+        }),
+        Err(Errno::NOENT) => listing.skipped.push(skip(path, SkipReason::Vanished)),
+        // Swapped for a symlink or a file since the stat.
+        Err(Errno::LOOP | Errno::NOTDIR) => listing.skipped.push(skip(path, SkipReason::Vanished)),
+        Err(e) => unreadable(listing, path, e),
+    }
+}
+
+/// Records that `path` could not be read, and why in the log.
+fn unreadable(listing: &mut Listing, path: String, error: Errno) {
+    let shown = if path.is_empty() { "." } else { &path };
+    tracing::warn!(path = shown, "cannot list: {}", std::io::Error::from(error));
+    listing
+        .skipped
+        .push(skip(shown.to_string(), SkipReason::Unreadable));
+}
+
+/// `n` as an `i64`, whatever integer type this platform's `stat` uses.
+fn signed<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
+/// The stamp of a file from its `stat`.
+fn stamp_of(stat: &Stat) -> FileStamp {
+    let ns = |secs: i64, nanos: i64| secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+    FileStamp {
+        size: u64::try_from(stat.st_size).unwrap_or(0),
+        modified_ns: ns(signed(stat.st_mtime), signed(stat.st_mtime_nsec)),
+        inode: stat.st_ino,
+        changed_ns: ns(signed(stat.st_ctime), signed(stat.st_ctime_nsec)),
+        mode: stat.st_mode & 0o7777,
+    }
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -88,6 +182,26 @@ fn skip(mut path: String, reason: SkipReason) -> Skipped {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::fs;
+
+    type Files = Vec<(String, FileState, u64)>;
+    type Skips = Vec<(String, SkipReason)>;
+
+    fn listed(root: &std::path::Path) -> (Files, Skips) {
+        let listing = list(&Root::open(root).unwrap()).unwrap();
+        let files = listing
+            .files
+            .iter()
+            .map(|f| (f.path.to_string(), f.state, f.stamp.size))
+            .collect();
+        let mut skipped: Vec<_> = listing
+            .skipped
+            .into_iter()
+            .map(|s| (s.path, s.reason))
+            .collect();
+        skipped.sort();
+        (files, skipped)
+    }
 
     #[test]
     fn lists_files_partials_and_skips() {
@@ -96,33 +210,48 @@ mod tests {
         fs::create_dir_all(root.join("a/b")).unwrap();
         fs::create_dir_all(root.join("empty")).unwrap();
         fs::write(root.join("a/b/one"), b"1").unwrap();
-        fs::write(root.join("a/.two.part"), b"22").unwrap();
+        fs::write(root.join("a/.realize~part.two"), b"22").unwrap();
+        fs::write(root.join("a/.old.part"), b"333").unwrap();
+        fs::write(root.join(".realize~del.0123"), b"").unwrap();
         std::os::unix::fs::symlink("/etc/passwd", root.join("link")).unwrap();
-        let listing = list(root).unwrap();
-        let files: Vec<_> = listing
-            .files
-            .iter()
-            .map(|f| (f.path.as_str(), f.state, f.stamp.size))
-            .collect();
+        let (files, skipped) = listed(root);
         assert_eq!(
             files,
             vec![
-                ("a/b/one", FileState::Final, 1),
-                ("a/two", FileState::Partial, 2)
+                ("a/.old.part".into(), FileState::Final, 3),
+                ("a/b/one".into(), FileState::Final, 1),
+                ("a/two".into(), FileState::Partial, 2)
+            ],
+            "an old-style partial name is a user's file"
+        );
+        assert_eq!(
+            skipped,
+            vec![
+                (".realize~del.0123".into(), SkipReason::ReservedName),
+                ("empty".into(), SkipReason::EmptyDirectory),
+                ("link".into(), SkipReason::Symlink)
             ]
         );
-        let mut skipped: Vec<_> = listing
+    }
+
+    #[test]
+    fn an_entry_gone_between_the_read_and_the_stat_is_reported_vanished() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let parent = Pending {
+            fd: Arc::new(root.open_dir([], ".").unwrap()),
+            prefix: "sub".into(),
+        };
+        // What the directory read returned, deleted before its stat.
+        let (mut listing, mut pending) = (Listing::default(), Vec::new());
+        list_entry(&parent, c"gone", &mut listing, &mut pending);
+        assert!(listing.files.is_empty() && pending.is_empty());
+        let reasons: Vec<_> = listing
             .skipped
             .iter()
             .map(|s| (s.path.as_str(), s.reason))
             .collect();
-        skipped.sort();
-        assert_eq!(
-            skipped,
-            vec![
-                ("empty", SkipReason::EmptyDirectory),
-                ("link", SkipReason::Symlink)
-            ]
-        );
+        assert_eq!(reasons, [("sub/gone", SkipReason::Vanished)]);
+        assert!(!SkipReason::Vanished.leaves_data_behind());
     }
 }

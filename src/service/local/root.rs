@@ -1,47 +1,55 @@
-//! Resolving relative paths under a root without ever leaving it.
+//! Resolving relative paths under a root without ever leaving it, even
+//! while the tree changes under the request.
 //!
-//! A [`RelPath`] has no `..` and is not absolute; what is left is symlinks on
-//! disk. Every component on the way is checked with `lstat`: a symlink is
-//! refused, never followed. Files are then opened with `O_NOFOLLOW`.
+//! A [`RelPath`] has no `..` and is not absolute; what is left is the disk.
+//! Every lookup starts at the root's directory descriptor and opens one
+//! component at a time with `O_NOFOLLOW | O_DIRECTORY`, so a symlink, or a
+//! directory swapped for one mid-request, is refused by the kernel rather
+//! than followed. What a lookup finds is a [`Place`]: the open parent
+//! directory and a name in it. Every later operation on the file (open,
+//! stat, rename, unlink) is relative to that descriptor, so no check is
+//! ever separated from its use by a path lookup.
 
-use std::fs;
+use std::fs::File;
 use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::{AtFlags, Mode, OFlags};
+use rustix::io::Errno;
+
+use super::names::{self, is_user_name};
+use super::place::Place;
 use crate::model::RelPath;
 use crate::protocol::{ErrorKind, RealizeError};
 
-/// Suffix of partial files: `DIR/.NAME.part` is the partial form of `DIR/NAME`.
-pub const PARTIAL_SUFFIX: &str = ".part";
-
-/// One served directory: a canonical absolute path.
+/// One served directory: its canonical path and an open descriptor of it.
 #[derive(Debug)]
 pub struct Root {
     path: PathBuf,
+    dir: OwnedFd,
 }
 
-/// Where a file lives on disk: its final path and its partial path.
-#[derive(Debug, Clone)]
-pub struct FilePaths {
-    /// `root/dir/NAME`
-    pub final_path: PathBuf,
-    /// `root/dir/.NAME.part`
-    pub partial_path: PathBuf,
-    /// `root/dir`
-    pub parent: PathBuf,
-}
+/// Flags of every directory this module opens.
+const DIR_FLAGS: OFlags = OFlags::RDONLY
+    .union(OFlags::DIRECTORY)
+    .union(OFlags::NOFOLLOW)
+    .union(OFlags::CLOEXEC);
 
 impl Root {
     /// Opens `path` as a root: it must exist and be a directory.
     pub fn open(path: &Path) -> io::Result<Self> {
-        let path = fs::canonicalize(path)?;
-        if !path.is_dir() {
-            return Err(io::Error::new(
-                io::ErrorKind::NotADirectory,
-                format!("{} is not a directory", path.display()),
-            ));
-        }
-        Ok(Self { path })
+        let path = std::fs::canonicalize(path)?;
+        let dir = rustix::fs::open(&path, DIR_FLAGS, Mode::empty()).map_err(|e| {
+            io::Error::new(
+                io::Error::from(e).kind(),
+                format!(
+                    "{} is not a directory that can be opened: {e}",
+                    path.display()
+                ),
+            )
+        })?;
+        Ok(Self { path, dir })
     }
 
     /// The canonical path of the root.
@@ -49,106 +57,121 @@ impl Root {
         &self.path
     }
 
-    /// Resolves `path` to existing directories, refusing symlinks and
-    /// non-directories on the way. The file itself need not exist.
-    pub fn resolve(&self, path: &RelPath) -> Result<FilePaths, RealizeError> {
+    /// The root directory's own descriptor.
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.dir.as_fd()
+    }
+
+    /// Resolves `path` through existing directories, refusing symlinks,
+    /// non-directories and reserved names on the way. The file itself need
+    /// not exist.
+    pub fn resolve(&self, path: &RelPath) -> Result<Place, RealizeError> {
         self.walk_parents(path, false)
     }
 
-    /// Like [`Root::resolve`], creating the missing parent directories.
-    pub fn resolve_creating(&self, path: &RelPath) -> Result<FilePaths, RealizeError> {
+    /// Like [`Root::resolve`], creating the missing parent directories; each
+    /// new one is durable before this returns, so files renamed into it
+    /// survive a crash.
+    pub fn resolve_creating(&self, path: &RelPath) -> Result<Place, RealizeError> {
         self.walk_parents(path, true)
     }
 
-    fn walk_parents(&self, path: &RelPath, create: bool) -> Result<FilePaths, RealizeError> {
-        let mut parent = self.path.clone();
-        if let Some(dirs) = path.parent() {
-            for component in dirs.split('/') {
-                parent.push(component);
-                check_directory(&parent, path, create)?;
+    /// Opens the directory at `components` (empty: the root itself).
+    pub fn open_dir<'a>(
+        &self,
+        components: impl IntoIterator<Item = &'a str>,
+        display: &str,
+    ) -> Result<OwnedFd, RealizeError> {
+        let mut dir = self.reopen_root(display)?;
+        for component in components {
+            dir = open_child_dir(dir.as_fd(), component, display, false)?;
+        }
+        Ok(dir)
+    }
+
+    /// Removes the parent directories of `path`, deepest first, while they
+    /// are empty. Stops at the first that is not (another file may still be
+    /// moving into it) and never removes the root.
+    pub fn remove_empty_parents(&self, path: &RelPath) {
+        let components: Vec<&str> = path.components().collect();
+        for depth in (1..components.len()).rev() {
+            let parent = self.open_dir(components[..depth - 1].iter().copied(), path.as_str());
+            let removed =
+                parent.map(|p| rustix::fs::unlinkat(&p, components[depth - 1], AtFlags::REMOVEDIR));
+            if !matches!(removed, Ok(Ok(()))) {
+                return;
             }
         }
-        let name = path.file_name();
-        let partial_name = format!(".{name}{PARTIAL_SUFFIX}");
-        if partial_name.len() > crate::model::MAX_COMPONENT_LEN {
-            return Err(RealizeError::new(
-                ErrorKind::InvalidPath,
-                format!("{path}: name too long to have a partial file"),
-            ));
+    }
+
+    fn reopen_root(&self, display: &str) -> Result<OwnedFd, RealizeError> {
+        rustix::fs::openat(&self.dir, ".", DIR_FLAGS, Mode::empty())
+            .map_err(|e| RealizeError::io(display, &e.into()))
+    }
+
+    fn walk_parents(&self, path: &RelPath, create: bool) -> Result<Place, RealizeError> {
+        if let Some(reserved) = path.components().find(|c| !is_user_name(c)) {
+            let message = format!(
+                "{path}: '{reserved}' is a name realize reserves for its own files \
+                 (names beginning with '{}')",
+                names::RESERVED_PREFIX
+            );
+            return Err(RealizeError::new(ErrorKind::InvalidPath, message));
         }
-        Ok(FilePaths {
-            final_path: parent.join(name),
-            partial_path: parent.join(partial_name),
-            parent,
-        })
+        let mut dir = self.reopen_root(path.as_str())?;
+        if let Some(parents) = path.parent() {
+            for component in parents.split('/') {
+                dir = open_child_dir(dir.as_fd(), component, path.as_str(), create)?;
+            }
+        }
+        Place::new(File::from(dir), path.clone())
     }
 }
 
-fn check_directory(dir: &Path, path: &RelPath, create: bool) -> Result<(), RealizeError> {
-    match fs::symlink_metadata(dir) {
-        Ok(m) if m.file_type().is_symlink() => Err(RealizeError::new(
-            ErrorKind::InvalidPath,
-            format!("{path}: leads through a symbolic link, which is never followed"),
-        )),
-        Ok(m) if !m.is_dir() => Err(RealizeError::new(
-            ErrorKind::NotAFile,
-            format!("{path}: a parent is not a directory"),
-        )),
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::NotFound && create => match fs::create_dir(dir) {
-            // The new entry must be durable before files renamed into it are.
-            Ok(()) => sync_parent(dir).map_err(|e| RealizeError::io(path, &e)),
-            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => check_directory(dir, path, false),
-            Err(e) => Err(RealizeError::io(path, &e)),
-        },
-        Err(e) => Err(RealizeError::io(path, &e)),
+/// Opens directory `name` in `parent`, never through a symlink; with
+/// `create`, makes it first if missing and syncs `parent` so the new entry
+/// is durable.
+fn open_child_dir(
+    parent: BorrowedFd<'_>,
+    name: &str,
+    display: &str,
+    create: bool,
+) -> Result<OwnedFd, RealizeError> {
+    match rustix::fs::openat(parent, name, DIR_FLAGS, Mode::empty()) {
+        Ok(dir) => Ok(dir),
+        Err(Errno::NOENT) if create => {
+            match rustix::fs::mkdirat(parent, name, Mode::from_raw_mode(0o777)) {
+                Ok(()) => {
+                    rustix::fs::fsync(parent).map_err(|e| RealizeError::io(display, &e.into()))?
+                }
+                Err(Errno::EXIST) => {}
+                Err(e) => return Err(RealizeError::io(display, &e.into())),
+            }
+            open_child_dir(parent, name, display, false)
+        }
+        Err(Errno::LOOP) => Err(through_symlink(display)),
+        Err(Errno::NOTDIR) => {
+            let stat = rustix::fs::statat(parent, name, AtFlags::SYMLINK_NOFOLLOW);
+            if stat.is_ok_and(|s| rustix::fs::FileType::from_raw_mode(s.st_mode).is_symlink()) {
+                return Err(through_symlink(display));
+            }
+            let message = format!("{display}: a parent is not a directory");
+            Err(RealizeError::new(ErrorKind::NotAFile, message))
+        }
+        Err(e) => Err(RealizeError::io(display, &e.into())),
     }
 }
 
-fn sync_parent(dir: &Path) -> io::Result<()> {
-    match dir.parent() {
-        Some(parent) => fs::File::open(parent)?.sync_all(),
-        None => Ok(()),
-    }
-}
-
-/// Checks that `path` is a regular file (not a symlink) and returns its
-/// metadata.
-pub fn regular_file(path: &Path, display: &RelPath) -> Result<fs::Metadata, RealizeError> {
-    let metadata = fs::symlink_metadata(path).map_err(|e| RealizeError::io(display, &e))?;
-    if metadata.file_type().is_symlink() {
-        return Err(RealizeError::new(
-            ErrorKind::InvalidPath,
-            format!("{display}: is a symbolic link, which is never followed"),
-        ));
-    }
-    if !metadata.is_file() {
-        return Err(RealizeError::new(
-            ErrorKind::NotAFile,
-            format!("{display}: not a regular file"),
-        ));
-    }
-    Ok(metadata)
-}
-
-/// If `name` is the name of a partial file, the final name it stands for.
-pub fn final_name_of_partial(name: &str) -> Option<&str> {
-    name.strip_prefix('.')?
-        .strip_suffix(PARTIAL_SUFFIX)
-        .filter(|n| !n.is_empty())
+fn through_symlink(display: &str) -> RealizeError {
+    RealizeError::new(
+        ErrorKind::InvalidPath,
+        format!("{display}: leads through a symbolic link, which is never followed"),
+    )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn partial_names() {
-        assert_eq!(final_name_of_partial(".a.txt.part"), Some("a.txt"));
-        assert_eq!(final_name_of_partial(".part"), None);
-        assert_eq!(final_name_of_partial("..part"), None);
-        assert_eq!(final_name_of_partial("a.part"), None);
-    }
 
     #[test]
     fn symlinked_directory_is_refused() {
@@ -160,16 +183,42 @@ mod tests {
         let err = root.resolve_creating(&path).unwrap_err();
         assert_eq!(err.kind, ErrorKind::InvalidPath);
         assert!(err.message.contains("symbolic link"), "{err}");
+        assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0);
     }
 
     #[test]
     fn missing_parents_are_created_inside_root() {
         let root_dir = tempfile::tempdir().unwrap();
         let root = Root::open(root_dir.path()).unwrap();
-        let paths = root
+        let place = root
             .resolve_creating(&RelPath::new("a/b/c").unwrap())
             .unwrap();
         assert!(root_dir.path().join("a/b").is_dir());
-        assert!(paths.partial_path.ends_with("a/b/.c.part"));
+        assert_eq!(place.partial_name(), ".realize~part.c");
+    }
+
+    #[test]
+    fn reserved_names_are_refused_anywhere_in_a_path() {
+        let root_dir = tempfile::tempdir().unwrap();
+        let root = Root::open(root_dir.path()).unwrap();
+        for path in [".realize~part.x", "d/.realize~part.x", ".realize~del.1/x"] {
+            let err = root
+                .resolve_creating(&RelPath::new(path).unwrap())
+                .unwrap_err();
+            assert_eq!(err.kind, ErrorKind::InvalidPath, "{path}");
+            assert!(err.message.contains("reserves"), "{err}");
+        }
+        assert_eq!(std::fs::read_dir(root_dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn empty_parents_are_removed_up_to_the_first_that_is_not() {
+        let root_dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(root_dir.path().join("a/b/c")).unwrap();
+        std::fs::write(root_dir.path().join("a/keep"), b"").unwrap();
+        let root = Root::open(root_dir.path()).unwrap();
+        root.remove_empty_parents(&RelPath::new("a/b/c/x").unwrap());
+        assert!(!root_dir.path().join("a/b").exists());
+        assert!(root_dir.path().join("a/keep").exists());
     }
 }

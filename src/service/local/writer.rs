@@ -12,9 +12,8 @@
 //! that patches blocks inside the kept prefix is hashed by reading the whole
 //! file back at the end, so the final hash always covers the whole file.
 
-use std::fs::{self, File, OpenOptions};
+use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
-use std::os::unix::fs::OpenOptionsExt;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,8 +25,8 @@ use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
 use super::finisher::Finisher;
 use super::on_blocking_thread;
-use super::root::FilePaths;
-use crate::model::{ByteRange, Delta, Hash, RelPath};
+use super::place::{apply_attributes, Place};
+use crate::model::{ByteRange, Delta, Hash, RelPath, WritePlan};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileWriter, ServiceError};
 
@@ -46,14 +45,27 @@ enum Command {
 /// What a [`LocalWriter`] writes and how it completes.
 #[derive(Clone)]
 pub struct WriteTarget {
-    /// The file's paths on disk.
-    pub paths: FilePaths,
+    /// Where the file goes.
+    pub place: Arc<Place>,
+    /// What arrives, what it may replace, and the final file's metadata.
+    pub plan: WritePlan,
+}
+
+impl WriteTarget {
     /// The path as the client named it, for messages.
-    pub display: RelPath,
-    /// The complete file's size.
-    pub size: u64,
+    pub fn display(&self) -> &RelPath {
+        self.place.display()
+    }
+
     /// Which bytes arrive, in order.
-    pub delta: Delta,
+    fn delta(&self) -> &Delta {
+        &self.plan.delta
+    }
+
+    /// The complete file's size.
+    fn size(&self) -> u64 {
+        self.plan.size
+    }
 }
 
 /// A partial file being written, which holds the file's [`PartialClaim`]
@@ -93,9 +105,9 @@ impl LocalWriter {
         syncer: Arc<DirSyncer>,
         finisher: &Finisher,
     ) -> Result<Self, RealizeError> {
-        let display = target.display.clone();
+        let display = target.display().clone();
         let superseded = claim.superseded_signal();
-        let sink = if target.delta.payload_len(target.size) <= GATHERED_MAX {
+        let sink = if target.delta().payload_len(target.size()) <= GATHERED_MAX {
             Sink::Gathered(Box::new(Gathered {
                 target,
                 claim: Some(claim),
@@ -143,10 +155,10 @@ impl Gathered {
     /// Keeps `chunk`; fails if more arrives than the delta announced.
     fn push(&mut self, chunk: Bytes) -> Result<(), RealizeError> {
         self.len += chunk.len() as u64;
-        if self.len > self.target.delta.payload_len(self.target.size) {
+        if self.len > self.target.delta().payload_len(self.target.size()) {
             let message = format!(
                 "{}: received more than the announced bytes",
-                self.target.display
+                self.target.display()
             );
             return Err(RealizeError::new(ErrorKind::Protocol, message));
         }
@@ -180,9 +192,9 @@ impl Drop for Gathered {
         );
         runtime.spawn_blocking(move || {
             match write_pieces(&target, pieces) {
-                Ok(progress) => progress.abandon(&target.display),
+                Ok(progress) => progress.abandon(target.display()),
                 Err(e) => {
-                    tracing::warn!(path = %target.display, "the bytes that arrived are lost: {e}")
+                    tracing::warn!(path = %target.display(), "the bytes that arrived are lost: {e}")
                 }
             }
             drop(claim);
@@ -194,7 +206,7 @@ impl Drop for Gathered {
 fn write_pieces(target: &WriteTarget, pieces: Vec<Bytes>) -> Result<Progress, RealizeError> {
     let mut progress = Progress::open(target)?;
     for piece in pieces {
-        progress.write(&piece, &target.display);
+        progress.write(&piece, target.display());
     }
     Ok(progress)
 }
@@ -202,17 +214,11 @@ fn write_pieces(target: &WriteTarget, pieces: Vec<Bytes>) -> Result<Progress, Re
 /// Opens the partial file; returns it with the running hash of its kept
 /// prefix, or `None` when the whole file will be hashed at the end.
 fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), RealizeError> {
-    let (paths, display, delta) = (&target.paths, &target.display, &target.delta);
-    if let Ok(m) = fs::symlink_metadata(&paths.final_path) {
-        if !m.is_file() {
-            return Err(RealizeError::new(
-                ErrorKind::NotAFile,
-                format!("{display}: something other than a regular file stands at the destination"),
-            ));
-        }
-    }
+    let (place, display, delta) = (&target.place, target.display(), target.delta());
+    // Fails early when something other than a regular file stands there.
+    place.final_stamp()?;
     let io = |e| RealizeError::io(display, &e);
-    let mut file = open_exclusive(&paths.partial_path, display)?;
+    let mut file = place.open_partial_for_write()?;
     let kept = file.metadata().map_err(io)?.len();
     if kept < delta.offset {
         return Err(RealizeError::new(
@@ -232,40 +238,6 @@ fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), Reali
     let mut hasher = blake3::Hasher::new();
     std::io::copy(&mut (&mut file).take(delta.offset), &mut hasher).map_err(io)?;
     Ok((file, Some(hasher)))
-}
-
-/// Opens (creating) the partial file and locks it against writers in other
-/// processes (another command, a daemon serving the same directory). The
-/// lock lasts as long as the file stays open, until the writer is done.
-fn open_exclusive(path: &std::path::Path, display: &RelPath) -> Result<File, RealizeError> {
-    use std::os::fd::AsRawFd;
-    use std::os::unix::fs::MetadataExt;
-    let io = |e| RealizeError::io(display, &e);
-    loop {
-        let file = OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .custom_flags(libc::O_NOFOLLOW)
-            .open(path)
-            .map_err(io)?;
-        // SAFETY: flock on a descriptor this function owns.
-        if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } != 0 {
-            let message =
-                format!("{display}: another process is writing this file; run again later");
-            return Err(RealizeError::new(ErrorKind::Superseded, message));
-        }
-        // The other writer may have finished and renamed the file away
-        // between our open and our lock: then start over on the new path.
-        let still_there = fs::symlink_metadata(path).is_ok_and(|m| {
-            file.metadata()
-                .is_ok_and(|f| (f.dev(), f.ino()) == (m.dev(), m.ino()))
-        });
-        if still_there {
-            return Ok(file);
-        }
-    }
 }
 
 /// Where the next received byte goes: the patches, then the tail.
@@ -334,7 +306,7 @@ impl Progress {
         Ok(Self {
             file: PartialFile::new(file, direct_from(target)),
             hasher,
-            cursor: Cursor::new(&target.delta, target.size),
+            cursor: Cursor::new(target.delta(), target.size()),
             written: 0,
             failure: None,
         })
@@ -357,8 +329,8 @@ impl Progress {
     /// Checks that every announced byte arrived and that the whole file
     /// hashes to `expected`; returns the file, written but not yet durable.
     fn verified(mut self, target: &WriteTarget, expected: Hash) -> Result<File, RealizeError> {
-        let display = &target.display;
-        let expected_len = target.delta.payload_len(target.size);
+        let display = target.display();
+        let expected_len = target.delta().payload_len(target.size());
         if let Some(failure) = self.failure {
             return Err(failure);
         }
@@ -374,14 +346,17 @@ impl Progress {
         self.file
             .finish_writes()
             .map_err(|e| RealizeError::io(display, &e))?;
-        let actual = whole_hash(self.file.file(), self.hasher, target.size, display)?;
+        let actual = whole_hash(self.file.file(), self.hasher, target.size(), display)?;
         if actual != expected {
             return Err(RealizeError::new(
                 ErrorKind::HashMismatch,
                 format!("{display}: received data hashes to {actual}, the source to {expected}"),
             ));
         }
-        Ok(self.file.into_file())
+        let file = self.file.into_file();
+        apply_attributes(&file, &target.plan.attributes)
+            .map_err(|e| RealizeError::io(display, &e))?;
+        Ok(file)
     }
 
     /// Verifies the file (see [`Progress::verified`]), makes it durable and
@@ -395,8 +370,8 @@ impl Progress {
         let file = self.verified(target, expected)?;
         sync_and_rename(&file, target)?;
         syncer
-            .rename_done(&target.paths.parent)
-            .map_err(|e| RealizeError::io(&target.display, &e))?;
+            .rename_done(target.place.dir())
+            .map_err(|e| RealizeError::io(target.display(), &e))?;
         Ok(expected)
     }
 
@@ -417,7 +392,7 @@ fn write_loop(
 ) {
     while let Some(command) = rx.blocking_recv() {
         match command {
-            Command::Data(chunk) => progress.write(&chunk, &target.display),
+            Command::Data(chunk) => progress.write(&chunk, target.display()),
             Command::Finish(expected, reply) => {
                 let _ = reply.send(progress.finish(target, expected, syncer));
                 return;
@@ -425,16 +400,16 @@ fn write_loop(
         }
     }
     // The sender went away without finishing.
-    progress.abandon(&target.display);
+    progress.abandon(target.display());
 }
 
 /// Where to start writing past the page cache, if at all: a plain copy or
 /// resume whose bytes to come are many and start at an aligned offset.
 fn direct_from(target: &WriteTarget) -> Option<u64> {
-    let delta = &target.delta;
+    let delta = target.delta();
     let wanted = delta.patches.is_empty()
         && delta.offset % ALIGNMENT as u64 == 0
-        && target.size - delta.offset >= DIRECT_MIN;
+        && target.size() - delta.offset >= DIRECT_MIN;
     wanted.then_some(delta.offset)
 }
 
@@ -468,12 +443,13 @@ pub(super) fn write_verified(
     write_pieces(target, pieces)?.verified(target, expected)
 }
 
-/// Makes the verified partial file's data durable, then renames it into
-/// place. The rename is durable once its directory is synced.
+/// Makes the verified partial file's data and metadata durable, then
+/// renames it into place (see [`Place::commit`]). The rename is durable
+/// once its directory is synced.
 fn sync_and_rename(file: &File, target: &WriteTarget) -> Result<(), RealizeError> {
-    let io = |e| RealizeError::io(&target.display, &e);
-    file.sync_data().map_err(io)?;
-    fs::rename(&target.paths.partial_path, &target.paths.final_path).map_err(io)
+    file.sync_all()
+        .map_err(|e| RealizeError::io(target.display(), &e))?;
+    target.place.commit(file, target.plan.replaces.as_ref())
 }
 
 #[async_trait]

@@ -1,0 +1,541 @@
+//! A file's place under a root: its open parent directory and its name.
+//!
+//! Every operation here is relative to the parent's descriptor (see
+//! `root`), and every decision about a file is made on the inode that
+//! will be used, not on a path looked up again:
+//!
+//! - A partial file is opened once, locked, and must be a regular file
+//!   with no other hard links; before its rename, the name must still
+//!   hold the inode that was written and verified.
+//! - The rename into place replaces nothing but what the client listed:
+//!   `RENAME_NOREPLACE` when it listed nothing there; when it listed a
+//!   file, that file is swapped out with `RENAME_EXCHANGE`, checked to be
+//!   the listed one, and only then removed (or swapped back).
+//! - A source file is deleted by renaming it to a private name, checking
+//!   that the inode renamed is the one verified, and only then unlinking
+//!   it; a file that took its place meanwhile is renamed back.
+
+use std::fs::File;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::MetadataExt;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags, Timespec, Timestamps};
+use rustix::io::Errno;
+
+use super::names;
+use crate::model::{Attributes, FileStamp, RelPath};
+use crate::protocol::{ErrorKind, RealizeError};
+
+/// A name in an open directory under a root.
+#[derive(Debug)]
+pub struct Place {
+    dir: File,
+    name: String,
+    partial: String,
+    display: RelPath,
+}
+
+/// Flags every file is opened with: never through a symlink, never
+/// blocking on a FIFO swapped in, never becoming a controlling terminal.
+const FILE_FLAGS: OFlags = OFlags::NOFOLLOW
+    .union(OFlags::NONBLOCK)
+    .union(OFlags::CLOEXEC)
+    .union(OFlags::NOCTTY);
+
+impl Place {
+    /// The place of `display`'s last component in `dir`.
+    pub(super) fn new(dir: File, display: RelPath) -> Result<Self, RealizeError> {
+        let name = display.file_name().to_string();
+        let partial = names::partial_name(&name).ok_or_else(|| {
+            let message = format!("{display}: name too long to have a partial file");
+            RealizeError::new(ErrorKind::InvalidPath, message)
+        })?;
+        Ok(Self {
+            dir,
+            name,
+            partial,
+            display,
+        })
+    }
+
+    /// The path as the client named it, for messages.
+    pub fn display(&self) -> &RelPath {
+        &self.display
+    }
+
+    /// The open parent directory.
+    pub fn dir(&self) -> &File {
+        &self.dir
+    }
+
+    /// The partial file's name in the parent directory.
+    pub fn partial_name(&self) -> &str {
+        &self.partial
+    }
+
+    /// Opens the final file to read it; it must be a regular file.
+    pub fn open_final(&self) -> Result<(File, FileStamp), RealizeError> {
+        self.open_regular(&self.name, OFlags::RDONLY)
+    }
+
+    /// Opens the partial file to read it; it must be a regular file.
+    pub fn open_partial(&self) -> Result<(File, FileStamp), RealizeError> {
+        self.open_regular(&self.partial, OFlags::RDONLY)
+    }
+
+    /// The final file's stamp, or `None` if nothing is there; an error if
+    /// something other than a regular file is.
+    pub fn final_stamp(&self) -> Result<Option<FileStamp>, RealizeError> {
+        match self.open_regular(&self.name, OFlags::PATH) {
+            Ok((_, stamp)) => Ok(Some(stamp)),
+            Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
+            Err(e) if e.kind == ErrorKind::NotAFile => Err(self.not_a_file(
+                "something other than a regular file stands at the destination",
+            )),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Opens (creating, private to this user) the partial file to write
+    /// it, and locks it against writers in other processes for as long as
+    /// it stays open. Refuses anything but a regular file with one link: a
+    /// hard link planted at the partial name must not be written through.
+    pub fn open_partial_for_write(&self) -> Result<File, RealizeError> {
+        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+        loop {
+            let flags = OFlags::RDWR | OFlags::CREATE | FILE_FLAGS;
+            let fd = rustix::fs::openat(
+                &self.dir,
+                self.partial.as_str(),
+                flags,
+                Mode::RUSR | Mode::WUSR,
+            )
+            .map_err(|e| self.open_error(e))?;
+            let file = File::from(fd);
+            let metadata = file
+                .metadata()
+                .map_err(|e| RealizeError::io(&self.display, &e))?;
+            if !metadata.is_file() {
+                return Err(self.not_a_file("its partial file is not a regular file"));
+            }
+            if metadata.nlink() > 1 {
+                let message = format!(
+                    "{}: the partial file has other hard links; refusing to write through it",
+                    self.display
+                );
+                return Err(RealizeError::new(ErrorKind::InvalidPath, message));
+            }
+            if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+                if e != Errno::WOULDBLOCK {
+                    return Err(io(e));
+                }
+                let message = format!(
+                    "{}: another process is writing this file; run again later",
+                    self.display
+                );
+                return Err(RealizeError::new(ErrorKind::Superseded, message));
+            }
+            // The other writer may have finished and renamed the file away
+            // between our open and our lock: then start over on a new file.
+            if self.partial_is(&file)? {
+                return Ok(file);
+            }
+        }
+    }
+
+    /// Renames the written, verified and durable partial file `partial`
+    /// into place, replacing nothing but what the client listed there:
+    /// nothing (`replaces` is `None`), or the file of that stamp.
+    pub fn commit(&self, partial: &File, replaces: Option<&FileStamp>) -> Result<(), RealizeError> {
+        if !self.partial_is(partial)? {
+            let message = format!(
+                "{}: the partial file was replaced while it was written; nothing was renamed",
+                self.display
+            );
+            return Err(RealizeError::new(ErrorKind::Io, message));
+        }
+        let current = self.final_stamp()?;
+        between_check_and_use();
+        match (replaces, current) {
+            (_, None) => self.rename_into_free_name(),
+            (Some(listed), Some(current)) if *listed == current => self.swap_in(listed),
+            (None, Some(_)) => Err(self.destination_changed("a file appeared there")),
+            (Some(_), Some(_)) => Err(self.destination_changed("the file there changed")),
+        }
+    }
+
+    /// Deletes the final file if it is still the one `expected` describes.
+    pub fn delete(&self, expected: &FileStamp) -> Result<(), RealizeError> {
+        let (_, stamp) = self.open_regular(&self.name, OFlags::PATH)?;
+        if stamp != *expected {
+            return Err(self.source_changed());
+        }
+        between_check_and_use();
+        let private = self.rename_to_private_name()?;
+        let taken = self.stamp_of(&private);
+        if taken.is_ok_and(|t| t.inode == expected.inode && t.size == expected.size) {
+            return rustix::fs::unlinkat(&self.dir, private.as_str(), AtFlags::empty())
+                .map_err(|e| RealizeError::io(&self.display, &e.into()));
+        }
+        // Another file took the name between the check and the rename (an
+        // editor's atomic save): it goes back where it was, untouched.
+        self.put_back(&private)?;
+        Err(self.source_changed())
+    }
+
+    /// Gives the final file `attributes` if it is still the one `expected`
+    /// describes, and makes them durable.
+    pub fn set_attributes(
+        &self,
+        expected: &FileStamp,
+        attributes: &Attributes,
+    ) -> Result<(), RealizeError> {
+        let (file, stamp) = self.open_regular(&self.name, OFlags::RDONLY)?;
+        if stamp != *expected {
+            return Err(self.destination_changed("the file there changed"));
+        }
+        apply_attributes(&file, attributes).map_err(|e| RealizeError::io(&self.display, &e))?;
+        file.sync_all()
+            .map_err(|e| RealizeError::io(&self.display, &e))
+    }
+
+    fn rename_into_free_name(&self) -> Result<(), RealizeError> {
+        let result = self.rename(&self.partial, &self.name, RenameFlags::NOREPLACE);
+        match result {
+            Err(Errno::EXIST) => Err(self.destination_changed("a file appeared there")),
+            Err(Errno::INVAL) => self.link_into_free_name(),
+            other => other.map_err(|e| RealizeError::io(&self.display, &e.into())),
+        }
+    }
+
+    /// For file systems without `RENAME_NOREPLACE` (NFS): a hard link
+    /// fails just as atomically when the name is taken.
+    fn link_into_free_name(&self) -> Result<(), RealizeError> {
+        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+        match rustix::fs::linkat(
+            &self.dir,
+            self.partial.as_str(),
+            &self.dir,
+            self.name.as_str(),
+            AtFlags::empty(),
+        ) {
+            Ok(()) => {
+                rustix::fs::unlinkat(&self.dir, self.partial.as_str(), AtFlags::empty()).map_err(io)
+            }
+            Err(Errno::EXIST) => Err(self.destination_changed("a file appeared there")),
+            Err(e) => {
+                let message = format!(
+                    "{}: this file system can neither rename without replacing nor link ({e}); \
+                     refusing to risk overwriting a file",
+                    self.display
+                );
+                Err(RealizeError::new(ErrorKind::Io, message))
+            }
+        }
+    }
+
+    /// Swaps the partial file with the final file `listed`, then removes
+    /// the file swapped out if it is the one listed, or swaps back.
+    fn swap_in(&self, listed: &FileStamp) -> Result<(), RealizeError> {
+        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+        match self.rename(&self.partial, &self.name, RenameFlags::EXCHANGE) {
+            Ok(()) => {}
+            // No exchange on this file system (NFS, FAT): the stamp was
+            // checked just above, which is the best it allows.
+            Err(Errno::INVAL) => {
+                return self
+                    .rename(&self.partial, &self.name, RenameFlags::empty())
+                    .map_err(io)
+            }
+            Err(e) => return Err(io(e)),
+        }
+        let swapped_out = self.stamp_of(&self.partial);
+        let is_listed = swapped_out.is_ok_and(|s| {
+            (s.inode, s.size, s.modified_ns) == (listed.inode, listed.size, listed.modified_ns)
+        });
+        if is_listed {
+            return rustix::fs::unlinkat(&self.dir, self.partial.as_str(), AtFlags::empty())
+                .map_err(io);
+        }
+        self.rename(&self.partial, &self.name, RenameFlags::EXCHANGE)
+            .map_err(io)?;
+        Err(self.destination_changed("the file there changed"))
+    }
+
+    fn rename_to_private_name(&self) -> Result<String, RealizeError> {
+        static SALT: AtomicU64 = AtomicU64::new(0);
+        loop {
+            let private = names::deleting_name(SALT.fetch_add(1, Ordering::Relaxed));
+            match self.rename(&self.name, &private, RenameFlags::NOREPLACE) {
+                Ok(()) => return Ok(private),
+                Err(Errno::EXIST) => continue,
+                Err(e) => return Err(RealizeError::io(&self.display, &e.into())),
+            }
+        }
+    }
+
+    /// Renames `private` back to the final name; if that is taken again,
+    /// leaves it where it is and says so.
+    fn put_back(&self, private: &str) -> Result<(), RealizeError> {
+        match self.rename(private, &self.name, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                let message = format!(
+                    "{}: changed while it was deleted; the version found is kept as '{private}' \
+                     in the same directory ({e})",
+                    self.display
+                );
+                Err(RealizeError::new(ErrorKind::SourceChanged, message))
+            }
+        }
+    }
+
+    fn rename(&self, from: &str, to: &str, flags: RenameFlags) -> Result<(), Errno> {
+        rustix::fs::renameat_with(&self.dir, from, &self.dir, to, flags)
+    }
+
+    /// Whether the partial name holds `file`'s inode.
+    fn partial_is(&self, file: &File) -> Result<bool, RealizeError> {
+        let ours = file
+            .metadata()
+            .map_err(|e| RealizeError::io(&self.display, &e))?;
+        let named = rustix::fs::statat(&self.dir, self.partial.as_str(), AtFlags::SYMLINK_NOFOLLOW);
+        Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (ours.dev(), ours.ino())))
+    }
+
+    fn stamp_of(&self, name: &str) -> Result<FileStamp, RealizeError> {
+        self.open_regular(name, OFlags::PATH)
+            .map(|(_, stamp)| stamp)
+    }
+
+    /// Opens `name` with `flags` (never following a symlink) and checks
+    /// that it is a regular file.
+    fn open_regular(&self, name: &str, flags: OFlags) -> Result<(File, FileStamp), RealizeError> {
+        let fd: OwnedFd = rustix::fs::openat(&self.dir, name, flags | FILE_FLAGS, Mode::empty())
+            .map_err(|e| self.open_error(e))?;
+        let file = File::from(fd);
+        let metadata = file
+            .metadata()
+            .map_err(|e| RealizeError::io(&self.display, &e))?;
+        if metadata.file_type().is_symlink() {
+            return Err(self.symlink());
+        }
+        if !metadata.is_file() {
+            return Err(self.not_a_file("not a regular file"));
+        }
+        Ok((file, FileStamp::from_metadata(&metadata)))
+    }
+
+    fn open_error(&self, e: Errno) -> RealizeError {
+        match e {
+            Errno::LOOP => self.symlink(),
+            e => RealizeError::io(&self.display, &e.into()),
+        }
+    }
+
+    fn symlink(&self) -> RealizeError {
+        let message = format!(
+            "{}: is a symbolic link, which is never followed",
+            self.display
+        );
+        RealizeError::new(ErrorKind::InvalidPath, message)
+    }
+
+    fn not_a_file(&self, what: &str) -> RealizeError {
+        let message = format!("{}: {what}", self.display);
+        RealizeError::new(ErrorKind::NotAFile, message)
+    }
+
+    fn source_changed(&self) -> RealizeError {
+        let message = format!(
+            "{}: changed since it was read; kept for the next run",
+            self.display
+        );
+        RealizeError::new(ErrorKind::SourceChanged, message)
+    }
+
+    fn destination_changed(&self, what: &str) -> RealizeError {
+        let message = format!(
+            "{}: {what} after the destination was listed; it is kept, and so is the source \
+             (run again to compare them anew)",
+            self.display
+        );
+        RealizeError::new(ErrorKind::DestinationChanged, message)
+    }
+}
+
+#[cfg(test)]
+thread_local! {
+    /// What a test runs between a check and the operation it guards, to
+    /// make the race happen there.
+    static RACE: std::cell::RefCell<Option<Box<dyn FnMut()>>> = std::cell::RefCell::new(None);
+}
+
+/// Where another process may act between a check and its use; tests
+/// act there.
+fn between_check_and_use() {
+    #[cfg(test)]
+    RACE.with(|race| {
+        if let Some(act) = race.borrow_mut().as_mut() {
+            act();
+        }
+    });
+}
+
+/// Gives `file` the permission bits and modification time of `attributes`,
+/// as [`Attributes::as_kept`] says.
+pub fn apply_attributes(file: &File, attributes: &Attributes) -> std::io::Result<()> {
+    let fd = file.as_fd();
+    let kept = attributes.as_kept();
+    rustix::fs::fchmod(fd, Mode::from_raw_mode(kept.mode))?;
+    let modified = Timespec {
+        tv_sec: kept.modified_ns.div_euclid(1_000_000_000),
+        tv_nsec: kept.modified_ns.rem_euclid(1_000_000_000) as _,
+    };
+    let times = Timestamps {
+        last_access: Timespec {
+            tv_sec: 0,
+            tv_nsec: rustix::fs::UTIME_OMIT,
+        },
+        last_modification: modified,
+    };
+    rustix::fs::futimens(fd, &times)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+    use std::path::Path;
+
+    use super::*;
+    use crate::service::local::root::Root;
+
+    /// A root with `f` resolved in it.
+    fn place(dir: &Path) -> Place {
+        Root::open(dir)
+            .unwrap()
+            .resolve(&RelPath::new("f").unwrap())
+            .unwrap()
+    }
+
+    /// Writes `data` into the partial file of `place`, as a writer would.
+    fn partial(place: &Place, data: &[u8]) -> File {
+        let mut file = place.open_partial_for_write().unwrap();
+        file.write_all(data).unwrap();
+        file
+    }
+
+    /// Runs `act` at the next race point of this thread.
+    fn race(act: impl FnMut() + 'static) {
+        RACE.with(|race| *race.borrow_mut() = Some(Box::new(act)));
+    }
+
+    /// Replaces `dir/f` with a new file holding `data`, as an editor's
+    /// atomic save does.
+    fn atomic_save(dir: &Path, data: &'static [u8]) -> impl FnMut() + 'static {
+        let dir = dir.to_path_buf();
+        move || {
+            std::fs::write(dir.join("saved.tmp"), data).unwrap();
+            std::fs::rename(dir.join("saved.tmp"), dir.join("f")).unwrap();
+        }
+    }
+
+    fn read(dir: &Path, name: &str) -> Vec<u8> {
+        std::fs::read(dir.join(name)).unwrap()
+    }
+
+    fn stamp(dir: &Path) -> FileStamp {
+        FileStamp::from_metadata(&std::fs::symlink_metadata(dir.join("f")).unwrap())
+    }
+
+    #[test]
+    fn a_file_appearing_at_the_final_name_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let place = place(dir.path());
+        let file = partial(&place, b"moved");
+        race(atomic_save(dir.path(), b"the user's file"));
+        let err = place.commit(&file, None).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DestinationChanged, "{err}");
+        assert_eq!(read(dir.path(), "f"), b"the user's file");
+        assert_eq!(read(dir.path(), ".realize~part.f"), b"moved", "kept");
+    }
+
+    #[test]
+    fn a_listed_file_replaced_before_the_swap_is_swapped_back() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"listed").unwrap();
+        let listed = stamp(dir.path());
+        let place = place(dir.path());
+        let file = partial(&place, b"moved");
+        race(atomic_save(dir.path(), b"saved after the listing"));
+        let err = place.commit(&file, Some(&listed)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DestinationChanged, "{err}");
+        assert_eq!(read(dir.path(), "f"), b"saved after the listing");
+        assert_eq!(read(dir.path(), ".realize~part.f"), b"moved");
+    }
+
+    #[test]
+    fn a_listed_file_is_replaced_and_nothing_else_stays() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"listed").unwrap();
+        let listed = stamp(dir.path());
+        let place = place(dir.path());
+        let file = partial(&place, b"moved");
+        place.commit(&file, Some(&listed)).unwrap();
+        assert_eq!(read(dir.path(), "f"), b"moved");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_file_changed_since_the_listing_is_not_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"listed").unwrap();
+        let listed = stamp(dir.path());
+        std::fs::write(dir.path().join("f"), b"edited in place").unwrap();
+        let place = place(dir.path());
+        let file = partial(&place, b"moved");
+        let err = place.commit(&file, Some(&listed)).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::DestinationChanged, "{err}");
+        assert_eq!(read(dir.path(), "f"), b"edited in place");
+    }
+
+    #[test]
+    fn deleting_keeps_a_file_saved_over_the_source_meanwhile() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"verified").unwrap();
+        let verified = stamp(dir.path());
+        race(atomic_save(dir.path(), b"saved after the verify"));
+        let err = place(dir.path()).delete(&verified).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::SourceChanged, "{err}");
+        assert_eq!(read(dir.path(), "f"), b"saved after the verify");
+        let names: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["f"], "no private name left behind");
+    }
+
+    #[test]
+    fn deleting_removes_exactly_the_verified_file() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"verified").unwrap();
+        let verified = stamp(dir.path());
+        place(dir.path()).delete(&verified).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn attributes_are_kept_without_privilege_bits() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = File::create(dir.path().join("f")).unwrap();
+        let attributes = Attributes {
+            modified_ns: -1_500_000_001,
+            mode: 0o4751,
+        };
+        apply_attributes(&file, &attributes).unwrap();
+        let kept = stamp(dir.path());
+        assert_eq!((kept.modified_ns, kept.mode), (-1_500_000_001, 0o751));
+    }
+}

@@ -1,0 +1,196 @@
+//! A move never loses a file, its metadata or its place: races at the
+//! destination, metadata on every endpoint combination, listings of a tree
+//! the command cannot wholly read.
+
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use tempfile::TempDir;
+
+use crate::harness::*;
+
+#[test]
+fn a_file_created_at_the_destination_after_the_listing_is_kept() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let data = pattern(7, 1 << 20);
+    write_file(src.path(), "report.bin", &data);
+    let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let mut args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    args.extend(["--throttle".into(), "256k".into()]);
+    let mut command = realize().args(&args).spawn().unwrap();
+    // Listed empty; while the file crosses, the user saves one of their own.
+    wait_for_len(
+        &dst.path().join(".realize~part.report.bin"),
+        1,
+        Some(&mut command),
+    );
+    write_file(dst.path(), "report.bin", b"the user's own report");
+    let status = command.wait().unwrap();
+    assert_eq!(status.code(), Some(1), "the file fails");
+    assert_eq!(
+        std::fs::read(dst.path().join("report.bin")).unwrap(),
+        b"the user's own report",
+        "the user's file is kept"
+    );
+    assert_eq!(
+        std::fs::read(src.path().join("report.bin")).unwrap(),
+        data,
+        "and so is the source"
+    );
+    assert!(daemon
+        .log()
+        .contains("appeared there after the destination was listed"));
+}
+
+/// Files of varied modes and modification times in the past.
+const METADATA_CASES: &[(&str, u32, u64)] = &[
+    ("private.txt", 0o600, 1_000_000_007),
+    ("script.sh", 0o755, 1_200_000_000),
+    ("shared/notes.md", 0o640, 1_500_000_123),
+    ("big.bin", 0o644, 1_600_000_000),
+];
+
+/// Writes the metadata cases under `root`; `big.bin` is 3 MiB.
+fn write_metadata_cases(root: &Path) {
+    for &(path, mode, secs) in METADATA_CASES {
+        let size = if path == "big.bin" { 3 << 20 } else { 100 };
+        write_file(root, path, &pattern(secs, size));
+        set_metadata(&root.join(path), mode, secs);
+    }
+}
+
+fn set_metadata(path: &Path, mode: u32, secs: u64) {
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    let mtime = SystemTime::UNIX_EPOCH + Duration::new(secs, 123_456_789);
+    file.set_modified(mtime).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).unwrap();
+}
+
+/// Checks that every metadata case arrived with its mode and mtime.
+fn assert_metadata_kept(dst: &Path) {
+    for &(path, mode, secs) in METADATA_CASES {
+        let metadata = std::fs::metadata(dst.join(path)).unwrap();
+        let mtime = SystemTime::UNIX_EPOCH + Duration::new(secs, 123_456_789);
+        assert_eq!(metadata.modified().unwrap(), mtime, "{path}: mtime");
+        assert_eq!(metadata.permissions().mode() & 0o7777, mode, "{path}: mode");
+    }
+}
+
+/// Moves the metadata cases with `args` and checks what arrived.
+fn assert_moves_metadata(src: &Path, dst: &Path, args: &[String]) {
+    write_metadata_cases(src);
+    let out = realize().args(args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_metadata_kept(dst);
+    assert!(is_empty_dir(src));
+}
+
+fn local_args(src: &Path, dst: &Path) -> Vec<String> {
+    [
+        "--src-path",
+        src.to_str().unwrap(),
+        "--dst-path",
+        dst.to_str().unwrap(),
+    ]
+    .map(String::from)
+    .into()
+}
+
+#[test]
+fn mtime_and_mode_survive_local_to_local() {
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    assert_moves_metadata(src.path(), dst.path(), &local_args(src.path(), dst.path()));
+}
+
+#[test]
+fn mtime_and_mode_survive_local_to_remote() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    assert_moves_metadata(src.path(), dst.path(), &args);
+}
+
+#[test]
+fn mtime_and_mode_survive_remote_to_local() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let daemon = Daemon::start(&keys, "daemon", &[("d", src.path())], &["client"]);
+    let args = from_daemon(&keys, &daemon, "d", dst.path(), "client", &["daemon"]);
+    assert_moves_metadata(src.path(), dst.path(), &args);
+}
+
+#[test]
+fn mtime_and_mode_survive_remote_to_remote() {
+    let keys = Keys::generate(&["client", "daemon-a", "daemon-b"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let a = Daemon::start(&keys, "daemon-a", &[("d", src.path())], &["client"]);
+    let b = Daemon::start(&keys, "daemon-b", &[("d", dst.path())], &["client"]);
+    let mut args: Vec<String> = ["--src-addr", &a.addr(), "--dst-addr", &b.addr()]
+        .map(String::from)
+        .into();
+    args.extend(["--directory-id".into(), "d".into()]);
+    args.extend(keys.client_args("client", &["daemon-a", "daemon-b"]));
+    assert_moves_metadata(src.path(), dst.path(), &args);
+}
+
+#[test]
+fn mtime_and_mode_survive_a_resume_and_an_identical_copy() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_metadata_cases(src.path());
+    // Half of big.bin is already there as a partial file; notes.md is
+    // there whole, with other metadata (copied without -p).
+    let big = std::fs::read(src.path().join("big.bin")).unwrap();
+    write_file(dst.path(), ".realize~part.big.bin", &big[..big.len() / 2]);
+    let notes = std::fs::read(src.path().join("shared/notes.md")).unwrap();
+    write_file(dst.path(), "shared/notes.md", &notes);
+    let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let out = realize().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_metadata_kept(dst.path());
+    let log = daemon.log();
+    let resumed = format!("path=big.bin size={} received={}", big.len(), big.len() / 2);
+    assert!(log.contains(&resumed), "big.bin resumed:\n{log}");
+    assert!(!log.contains("path=shared/notes.md"), "notes.md not sent:\n{log}");
+}
+
+#[test]
+fn an_unreadable_subdirectory_stays_the_rest_moves_and_the_exit_says_so() {
+    // Root reads everything, so the command runs as `nobody`, from a copy
+    // of the binary that user can run.
+    let base = TempDir::new().unwrap();
+    let (src, dst) = (base.path().join("src"), base.path().join("dst"));
+    write_file(&src, "free/a.txt", b"a");
+    write_file(&src, "locked/secret.txt", b"s");
+    std::fs::create_dir_all(&dst).unwrap();
+    let binary = base.path().join("realize");
+    std::fs::copy(env!("CARGO_BIN_EXE_realize"), &binary).unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    for dir in [&src, &src.join("free"), &dst] {
+        chown_nobody(dir);
+    }
+    chown_nobody(&src.join("free/a.txt"));
+    std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(local_args(&src, &dst))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("dir/locked: unreadable; what is under it stays at the source"),
+        "{}",
+        stderr(&out)
+    );
+    assert_eq!(std::fs::read(dst.join("free/a.txt")).unwrap(), b"a");
+    assert_eq!(std::fs::read(src.join("locked/secret.txt")).unwrap(), b"s");
+}
+
+fn chown_nobody(path: &Path) {
+    std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+}
