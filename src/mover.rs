@@ -65,6 +65,9 @@ pub struct MoveSummary {
     pub failed: usize,
     /// Source entries not moved (symlinks, special files, empty directories).
     pub skipped: usize,
+    /// Of the moved files, those that replaced a different file the
+    /// destination held at the same name.
+    pub replaced: usize,
     /// Files in flight when the move was stopped; their partial files are
     /// kept and the next run resumes them.
     pub interrupted: usize,
@@ -212,10 +215,15 @@ pub async fn move_listed(
                 tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
                 file_progress.error(&MoveFileError::Interrupted);
             }
-            Ok(Moved { sent, method }) => {
-                tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, method, "moved");
+            Ok(Moved {
+                sent,
+                method,
+                replaced,
+            }) => {
+                tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, method, replaced, "moved");
                 metrics::counter!(telemetry::FILES_MOVED, "method" => method).increment(1);
                 summary.moved += 1;
+                summary.replaced += usize::from(replaced);
                 file_progress.success();
             }
             Err(err) => {
@@ -260,6 +268,8 @@ struct Moved {
     sent: u64,
     /// `copy`, `resume` or `existing` (already at the destination).
     method: &'static str,
+    /// Whether it replaced a different file at the destination.
+    replaced: bool,
 }
 
 /// What the destination already holds of one file.
@@ -304,6 +314,7 @@ impl Endpoints<'_> {
             Moved {
                 sent: 0,
                 method: "existing",
+                replaced: false,
             }
         } else {
             let delta = match at_destination.partial {
@@ -322,8 +333,15 @@ impl Endpoints<'_> {
                 replaces: existing.map(|e| e.stamp),
                 attributes: entry.stamp.attributes(),
             };
+            if existing.is_some() {
+                progress.replacing();
+            }
             let sent = self.copy(entry, &plan, progress).await?;
-            Moved { sent, method }
+            Moved {
+                sent,
+                method,
+                replaced: existing.is_some(),
+            }
         };
         progress.deleting();
         self.source

@@ -93,8 +93,12 @@ impl Display {
         } else {
             String::new()
         };
+        let replaced = match summary.replaced {
+            0 => String::new(),
+            n => format!(", {n} replaced"),
+        };
         println!(
-            "{} moved, {} failed, {} skipped{stopped}; {} sent in {:.1}s ({}/s)",
+            "{} moved, {} failed, {} skipped{replaced}{stopped}; {} sent in {:.1}s ({}/s)",
             summary.moved,
             summary.failed,
             summary.skipped,
@@ -209,6 +213,7 @@ impl Progress for Display {
             bar,
             size: bytes,
             sent: 0,
+            replaced: false,
         })
     }
 
@@ -240,6 +245,8 @@ struct FileLine {
     size: u64,
     /// Bytes of it that crossed to the destination.
     sent: u64,
+    /// Whether it replaces a different file at the destination.
+    replaced: bool,
 }
 
 impl FileLine {
@@ -257,6 +264,10 @@ impl FileProgress for FileLine {
         self.stage("Resuming");
         self.bar.set_position(kept);
         self.display.inner.overall.inc(kept);
+    }
+
+    fn replacing(&mut self) {
+        self.replaced = true;
     }
 
     fn moving(&mut self) {
@@ -285,6 +296,9 @@ impl FileProgress for FileLine {
                 style(prefix).green().bold(),
                 self.path
             );
+            if self.replaced {
+                line.push_str(" (replaced a different file)");
+            }
             if self.display.inner.verbosity == Verbosity::Verbose {
                 let details = format!(
                     " ({}, {} sent)",

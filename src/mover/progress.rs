@@ -9,6 +9,7 @@
 //!           │             └─ moving ─ inc… ─ verifying ─ deleting ─ success
 //!           ├─ resuming ─ moving ─ inc… ─ verifying ─ deleting ─ success
 //!           └─ moving ─ inc… ─ verifying ─ deleting ─ success
+//!  (`replacing` comes before `moving` when a different file is replaced)
 //!  (any step may end in `error` instead; exactly one of success/error ends a file)
 //! ```
 
@@ -44,6 +45,10 @@ pub trait FileProgress: Send {
     /// A partial file at the destination is being verified block by block;
     /// `kept` of its bytes are already there and need not all be sent again.
     fn resuming(&mut self, kept: u64);
+
+    /// The destination holds a different file at this name, which the move
+    /// replaces (as `rsync` and `rclone` do); a display says so.
+    fn replacing(&mut self) {}
 
     /// File data is being sent.
     fn moving(&mut self);

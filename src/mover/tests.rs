@@ -82,6 +82,9 @@ impl FileProgress for FileRecording {
     fn resuming(&mut self, kept: u64) {
         self.push(&format!("resuming {kept}"));
     }
+    fn replacing(&mut self) {
+        self.push("replacing");
+    }
     fn moving(&mut self) {
         self.push("moving");
     }
@@ -208,11 +211,13 @@ async fn identical_destination_copy_is_verified_not_sent() {
     write(dst.path(), "differs", b"old content"); // same size, other bytes
     let mut progress = Recording::default();
     let summary = run(&source, &destination, &mut progress).await;
-    assert_eq!(summary.moved, 2);
+    assert_eq!((summary.moved, summary.replaced), (2, 1));
     assert_eq!(summary.bytes_sent, 11, "only the differing file is sent");
     let (stages, bytes) = progress.file("same");
     assert_eq!(stages, ["for_file 17", "verifying", "deleting", "success"]);
     assert_eq!(bytes, 0);
+    let (stages, _) = progress.file("differs");
+    assert!(stages.contains(&"replacing".to_string()), "{stages:?}");
     assert_eq!(
         std::fs::read(dst.path().join("differs")).unwrap(),
         b"new content"
@@ -619,6 +624,9 @@ impl FileProgress for StopOnInc {
     }
     fn resuming(&mut self, kept: u64) {
         self.inner.resuming(kept);
+    }
+    fn replacing(&mut self) {
+        self.inner.replacing();
     }
     fn moving(&mut self) {
         self.inner.moving();

@@ -155,7 +155,10 @@ fn mtime_and_mode_survive_a_resume_and_an_identical_copy() {
     let log = daemon.log();
     let resumed = format!("path=big.bin size={} received={}", big.len(), big.len() / 2);
     assert!(log.contains(&resumed), "big.bin resumed:\n{log}");
-    assert!(!log.contains("path=shared/notes.md"), "notes.md not sent:\n{log}");
+    assert!(
+        !log.contains("path=shared/notes.md"),
+        "notes.md not sent:\n{log}"
+    );
 }
 
 #[test]
@@ -193,4 +196,63 @@ fn an_unreadable_subdirectory_stays_the_rest_moves_and_the_exit_says_so() {
 
 fn chown_nobody(path: &Path) {
     std::os::unix::fs::chown(path, Some(65534), Some(65534)).unwrap();
+}
+
+#[test]
+fn two_sources_merged_at_once_into_one_destination_lose_no_file() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (a, b, dst) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    // The same 300 names in both sources, each with its own content.
+    let names: Vec<String> = (0..300).map(|i| format!("d{}/f{i}.txt", i % 7)).collect();
+    for name in &names {
+        write_file(a.path(), name, format!("from a: {name}").as_bytes());
+        write_file(
+            b.path(),
+            name,
+            format!("from b: {name} (longer)").as_bytes(),
+        );
+    }
+    let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let run = |src: &Path| {
+        let args = to_daemon(&keys, src, &daemon, "d", "client", &["daemon"]);
+        realize().args(&args).output().unwrap()
+    };
+    let (out_a, out_b) = std::thread::scope(|s| {
+        let first = s.spawn(|| run(a.path()));
+        let second = s.spawn(|| run(b.path()));
+        (first.join().unwrap(), second.join().unwrap())
+    });
+    // Each version of each name is somewhere, at the destination or still
+    // at its source, unless the other run listed it at the destination and
+    // replaced it, which that run reports. Which run won is up to timing.
+    for name in &names {
+        let version_a = format!("from a: {name}");
+        let version_b = format!("from b: {name} (longer)");
+        let present: Vec<String> = [dst.path(), a.path(), b.path()]
+            .iter()
+            .filter_map(|root| std::fs::read_to_string(root.join(name)).ok())
+            .collect();
+        let replaced = |out: &std::process::Output| {
+            stdout(out).contains(&format!("d/{name} (replaced a different file)"))
+        };
+        let expected = match (replaced(&out_a), replaced(&out_b)) {
+            (false, false) => vec![version_a, version_b],
+            (true, false) => vec![version_a],
+            (false, true) => vec![version_b],
+            (true, true) => panic!("{name}: both runs replaced it"),
+        };
+        let mut present = present;
+        present.sort();
+        assert_eq!(
+            present,
+            expected,
+            "{name}: a version was lost\na: {}\nb: {}",
+            stderr(&out_a),
+            stderr(&out_b)
+        );
+    }
 }

@@ -90,9 +90,10 @@ impl Place {
         match self.open_regular(&self.name, OFlags::PATH) {
             Ok((_, stamp)) => Ok(Some(stamp)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
-            Err(e) if e.kind == ErrorKind::NotAFile => Err(self.not_a_file(
-                "something other than a regular file stands at the destination",
-            )),
+            Err(e) if e.kind == ErrorKind::NotAFile => {
+                Err(self
+                    .not_a_file("something other than a regular file stands at the destination"))
+            }
             Err(e) => Err(e),
         }
     }
