@@ -9,7 +9,7 @@
 //! unreadable root fails the whole listing.
 
 use std::ffi::CStr;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
@@ -24,28 +24,41 @@ use crate::service::Listing;
 /// Lists every regular file under `root`, never following symlinks.
 pub fn list(root: &Root) -> Result<Listing, RealizeError> {
     let mut listing = Listing::default();
-    let top = Arc::new(root.open_dir([], ".")?);
-    let mut pending = vec![Pending {
-        fd: top,
+    let top = Opened {
+        fd: Arc::new(root.open_dir([], ".")?),
         prefix: String::new(),
-    }];
-    while let Some(dir) = pending.pop() {
-        list_dir(dir, &mut listing, &mut pending);
+    };
+    let mut pending = Vec::new();
+    list_dir(top, &mut listing, &mut pending);
+    while let Some(found) = pending.pop() {
+        if let Some(dir) = open_subdir(found, &mut listing) {
+            list_dir(dir, &mut listing, &mut pending);
+        }
     }
     listing.files.sort_by(|a, b| a.path.cmp(&b.path));
     Ok(listing)
 }
 
-/// A directory found and not yet read, already open.
-struct Pending {
+/// A directory open for reading.
+struct Opened {
     fd: Arc<OwnedFd>,
     /// Its path under the root (empty for the root).
     prefix: String,
 }
 
+/// A subdirectory found and not yet opened. Only its parent stays open
+/// meanwhile, so the descriptors a walk holds grow with the depth of the
+/// tree, not its width.
+struct Found {
+    parent: Arc<OwnedFd>,
+    name: String,
+    /// Its path under the root.
+    prefix: String,
+}
+
 /// Reads one directory: files and skipped entries go to `listing`,
 /// subdirectories to `pending`.
-fn list_dir(dir: Pending, listing: &mut Listing, pending: &mut Vec<Pending>) {
+fn list_dir(dir: Opened, listing: &mut Listing, pending: &mut Vec<Found>) {
     let mut entries = match Dir::read_from(&*dir.fd) {
         Ok(entries) => entries,
         Err(e) => return unreadable(listing, dir.prefix, e),
@@ -72,7 +85,7 @@ fn list_dir(dir: Pending, listing: &mut Listing, pending: &mut Vec<Pending>) {
 
 /// Sorts one directory entry into files, skipped entries or pending
 /// directories.
-fn list_entry(dir: &Pending, name: &CStr, listing: &mut Listing, pending: &mut Vec<Pending>) {
+fn list_entry(dir: &Opened, name: &CStr, listing: &mut Listing, pending: &mut Vec<Found>) {
     let Ok(name) = name.to_str() else {
         let path = join(&dir.prefix, &name.to_string_lossy());
         return listing
@@ -91,7 +104,11 @@ fn list_entry(dir: &Pending, name: &CStr, listing: &mut Listing, pending: &mut V
         (_, NameKind::Reserved) | (FileType::Directory, NameKind::Partial(_)) => {
             listing.skipped.push(skip(path, SkipReason::ReservedName))
         }
-        (FileType::Directory, NameKind::User) => open_subdir(dir, name, path, listing, pending),
+        (FileType::Directory, NameKind::User) => pending.push(Found {
+            parent: dir.fd.clone(),
+            name: name.to_string(),
+            prefix: path,
+        }),
         (FileType::RegularFile, kind) => {
             let (final_path, state) = match kind {
                 NameKind::Partial(final_name) => {
@@ -114,23 +131,26 @@ fn list_entry(dir: &Pending, name: &CStr, listing: &mut Listing, pending: &mut V
     }
 }
 
-fn open_subdir(
-    dir: &Pending,
-    name: &str,
-    path: String,
-    listing: &mut Listing,
-    pending: &mut Vec<Pending>,
-) {
+/// Opens a subdirectory found earlier; `None` (and a skipped entry) if it
+/// is gone or cannot be opened.
+fn open_subdir(found: Found, listing: &mut Listing) -> Option<Opened> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
-    match rustix::fs::openat(dir.fd.as_fd(), name, flags, Mode::empty()) {
-        Ok(fd) => pending.push(Pending {
+    match rustix::fs::openat(&*found.parent, found.name.as_str(), flags, Mode::empty()) {
+        Ok(fd) => Some(Opened {
             fd: Arc::new(fd),
-            prefix: path,
+            prefix: found.prefix,
         }),
-        Err(Errno::NOENT) => listing.skipped.push(skip(path, SkipReason::Vanished)),
-        // Swapped for a symlink or a file since the stat.
-        Err(Errno::LOOP | Errno::NOTDIR) => listing.skipped.push(skip(path, SkipReason::Vanished)),
-        Err(e) => unreadable(listing, path, e),
+        // Gone, or swapped for a symlink or a file since it was read.
+        Err(Errno::NOENT | Errno::LOOP | Errno::NOTDIR) => {
+            listing
+                .skipped
+                .push(skip(found.prefix, SkipReason::Vanished));
+            None
+        }
+        Err(e) => {
+            unreadable(listing, found.prefix, e);
+            None
+        }
     }
 }
 
@@ -238,7 +258,7 @@ mod tests {
     fn an_entry_gone_between_the_read_and_the_stat_is_reported_vanished() {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
-        let parent = Pending {
+        let parent = Opened {
             fd: Arc::new(root.open_dir([], ".").unwrap()),
             prefix: "sub".into(),
         };
@@ -253,5 +273,19 @@ mod tests {
             .collect();
         assert_eq!(reasons, [("sub/gone", SkipReason::Vanished)]);
         assert!(!SkipReason::Vanished.leaves_data_behind());
+    }
+
+    #[test]
+    fn a_directory_gone_before_it_is_opened_is_reported_vanished() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = Root::open(dir.path()).unwrap();
+        let found = Found {
+            parent: Arc::new(root.open_dir([], ".").unwrap()),
+            name: "gone".into(),
+            prefix: "gone".into(),
+        };
+        let mut listing = Listing::default();
+        assert!(open_subdir(found, &mut listing).is_none());
+        assert_eq!(listing.skipped[0].reason, SkipReason::Vanished);
     }
 }
