@@ -365,6 +365,7 @@ async fn limit_source(endpoints: &Endpoints, down: Option<Rate>) -> Result<Optio
 fn accumulate(total: &mut MoveSummary, attempt: &MoveSummary) {
     *total = MoveSummary {
         moved: total.moved + attempt.moved,
+        replaced: total.replaced + attempt.replaced,
         bytes_sent: total.bytes_sent + attempt.bytes_sent,
         ..*attempt
     };

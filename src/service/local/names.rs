@@ -20,6 +20,9 @@ pub const RESERVED_PREFIX: &str = ".realize~";
 /// The prefix of partial files: `.realize~part.NAME` stands for `NAME`.
 const PARTIAL_PREFIX: &str = ".realize~part.";
 
+/// The longest name that can have a partial file, in bytes.
+pub const LONGEST_WRITABLE_NAME: usize = MAX_COMPONENT_LEN - PARTIAL_PREFIX.len();
+
 /// The prefix of source files being deleted.
 const DELETING_PREFIX: &str = ".realize~del.";
 
@@ -94,7 +97,7 @@ mod tests {
     fn partial_names_round_trip_and_respect_the_length_limit() {
         let partial = partial_name("photo.jpg").unwrap();
         assert_eq!(kind_of(&partial), NameKind::Partial("photo.jpg"));
-        let longest = "x".repeat(MAX_COMPONENT_LEN - PARTIAL_PREFIX.len());
+        let longest = "x".repeat(LONGEST_WRITABLE_NAME);
         assert!(partial_name(&longest).is_some());
         assert!(partial_name(&format!("{longest}x")).is_none());
     }

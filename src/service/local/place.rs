@@ -32,7 +32,9 @@ use crate::protocol::{ErrorKind, RealizeError};
 pub struct Place {
     dir: File,
     name: String,
-    partial: String,
+    /// `None` when the name is too long to have a partial file: the file
+    /// can still be read and deleted, not written.
+    partial: Option<String>,
     display: RelPath,
 }
 
@@ -45,18 +47,15 @@ const FILE_FLAGS: OFlags = OFlags::NOFOLLOW
 
 impl Place {
     /// The place of `display`'s last component in `dir`.
-    pub(super) fn new(dir: File, display: RelPath) -> Result<Self, RealizeError> {
+    pub(super) fn new(dir: File, display: RelPath) -> Self {
         let name = display.file_name().to_string();
-        let partial = names::partial_name(&name).ok_or_else(|| {
-            let message = format!("{display}: name too long to have a partial file");
-            RealizeError::new(ErrorKind::InvalidPath, message)
-        })?;
-        Ok(Self {
+        let partial = names::partial_name(&name);
+        Self {
             dir,
             name,
             partial,
             display,
-        })
+        }
     }
 
     /// The path as the client named it, for messages.
@@ -69,9 +68,17 @@ impl Place {
         &self.dir
     }
 
-    /// The partial file's name in the parent directory.
-    pub fn partial_name(&self) -> &str {
-        &self.partial
+    /// The partial file's name in the parent directory; an error if the
+    /// file's name is too long to have one.
+    pub fn partial_name(&self) -> Result<&str, RealizeError> {
+        self.partial.as_deref().ok_or_else(|| {
+            let message = format!(
+                "{}: name too long to have a partial file (at most {} bytes)",
+                self.display,
+                names::LONGEST_WRITABLE_NAME
+            );
+            RealizeError::new(ErrorKind::InvalidPath, message)
+        })
     }
 
     /// Opens the final file to read it; it must be a regular file.
@@ -81,7 +88,7 @@ impl Place {
 
     /// Opens the partial file to read it; it must be a regular file.
     pub fn open_partial(&self) -> Result<(File, FileStamp), RealizeError> {
-        self.open_regular(&self.partial, OFlags::RDONLY)
+        self.open_regular(self.partial_name()?, OFlags::RDONLY)
     }
 
     /// The final file's stamp, or `None` if nothing is there; an error if
@@ -104,15 +111,11 @@ impl Place {
     /// hard link planted at the partial name must not be written through.
     pub fn open_partial_for_write(&self) -> Result<File, RealizeError> {
         let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+        let partial = self.partial_name()?;
         loop {
             let flags = OFlags::RDWR | OFlags::CREATE | FILE_FLAGS;
-            let fd = rustix::fs::openat(
-                &self.dir,
-                self.partial.as_str(),
-                flags,
-                Mode::RUSR | Mode::WUSR,
-            )
-            .map_err(|e| self.open_error(e))?;
+            let fd = rustix::fs::openat(&self.dir, partial, flags, Mode::RUSR | Mode::WUSR)
+                .map_err(|e| self.open_error(e))?;
             let file = File::from(fd);
             let metadata = file
                 .metadata()
@@ -139,7 +142,7 @@ impl Place {
             }
             // The other writer may have finished and renamed the file away
             // between our open and our lock: then start over on a new file.
-            if self.partial_is(&file)? {
+            if self.partial_is(&file, partial)? {
                 return Ok(file);
             }
         }
@@ -148,8 +151,9 @@ impl Place {
     /// Renames the written, verified and durable partial file `partial`
     /// into place, replacing nothing but what the client listed there:
     /// nothing (`replaces` is `None`), or the file of that stamp.
-    pub fn commit(&self, partial: &File, replaces: Option<&FileStamp>) -> Result<(), RealizeError> {
-        if !self.partial_is(partial)? {
+    pub fn commit(&self, written: &File, replaces: Option<&FileStamp>) -> Result<(), RealizeError> {
+        let partial = self.partial_name()?;
+        if !self.partial_is(written, partial)? {
             let message = format!(
                 "{}: the partial file was replaced while it was written; nothing was renamed",
                 self.display
@@ -159,8 +163,8 @@ impl Place {
         let current = self.final_stamp()?;
         between_check_and_use();
         match (replaces, current) {
-            (_, None) => self.rename_into_free_name(),
-            (Some(listed), Some(current)) if *listed == current => self.swap_in(listed),
+            (_, None) => self.rename_into_free_name(partial),
+            (Some(listed), Some(current)) if *listed == current => self.swap_in(partial, listed),
             (None, Some(_)) => Err(self.destination_changed("a file appeared there")),
             (Some(_), Some(_)) => Err(self.destination_changed("the file there changed")),
         }
@@ -201,29 +205,27 @@ impl Place {
             .map_err(|e| RealizeError::io(&self.display, &e))
     }
 
-    fn rename_into_free_name(&self) -> Result<(), RealizeError> {
-        let result = self.rename(&self.partial, &self.name, RenameFlags::NOREPLACE);
+    fn rename_into_free_name(&self, partial: &str) -> Result<(), RealizeError> {
+        let result = self.rename(partial, &self.name, RenameFlags::NOREPLACE);
         match result {
             Err(Errno::EXIST) => Err(self.destination_changed("a file appeared there")),
-            Err(Errno::INVAL) => self.link_into_free_name(),
+            Err(Errno::INVAL) => self.link_into_free_name(partial),
             other => other.map_err(|e| RealizeError::io(&self.display, &e.into())),
         }
     }
 
     /// For file systems without `RENAME_NOREPLACE` (NFS): a hard link
     /// fails just as atomically when the name is taken.
-    fn link_into_free_name(&self) -> Result<(), RealizeError> {
+    fn link_into_free_name(&self, partial: &str) -> Result<(), RealizeError> {
         let io = |e: Errno| RealizeError::io(&self.display, &e.into());
         match rustix::fs::linkat(
             &self.dir,
-            self.partial.as_str(),
+            partial,
             &self.dir,
             self.name.as_str(),
             AtFlags::empty(),
         ) {
-            Ok(()) => {
-                rustix::fs::unlinkat(&self.dir, self.partial.as_str(), AtFlags::empty()).map_err(io)
-            }
+            Ok(()) => rustix::fs::unlinkat(&self.dir, partial, AtFlags::empty()).map_err(io),
             Err(Errno::EXIST) => Err(self.destination_changed("a file appeared there")),
             Err(e) => {
                 let message = format!(
@@ -238,28 +240,27 @@ impl Place {
 
     /// Swaps the partial file with the final file `listed`, then removes
     /// the file swapped out if it is the one listed, or swaps back.
-    fn swap_in(&self, listed: &FileStamp) -> Result<(), RealizeError> {
+    fn swap_in(&self, partial: &str, listed: &FileStamp) -> Result<(), RealizeError> {
         let io = |e: Errno| RealizeError::io(&self.display, &e.into());
-        match self.rename(&self.partial, &self.name, RenameFlags::EXCHANGE) {
+        match self.rename(partial, &self.name, RenameFlags::EXCHANGE) {
             Ok(()) => {}
             // No exchange on this file system (NFS, FAT): the stamp was
             // checked just above, which is the best it allows.
             Err(Errno::INVAL) => {
                 return self
-                    .rename(&self.partial, &self.name, RenameFlags::empty())
+                    .rename(partial, &self.name, RenameFlags::empty())
                     .map_err(io)
             }
             Err(e) => return Err(io(e)),
         }
-        let swapped_out = self.stamp_of(&self.partial);
+        let swapped_out = self.stamp_of(partial);
         let is_listed = swapped_out.is_ok_and(|s| {
             (s.inode, s.size, s.modified_ns) == (listed.inode, listed.size, listed.modified_ns)
         });
         if is_listed {
-            return rustix::fs::unlinkat(&self.dir, self.partial.as_str(), AtFlags::empty())
-                .map_err(io);
+            return rustix::fs::unlinkat(&self.dir, partial, AtFlags::empty()).map_err(io);
         }
-        self.rename(&self.partial, &self.name, RenameFlags::EXCHANGE)
+        self.rename(partial, &self.name, RenameFlags::EXCHANGE)
             .map_err(io)?;
         Err(self.destination_changed("the file there changed"))
     }
@@ -297,11 +298,11 @@ impl Place {
     }
 
     /// Whether the partial name holds `file`'s inode.
-    fn partial_is(&self, file: &File) -> Result<bool, RealizeError> {
+    fn partial_is(&self, file: &File, partial: &str) -> Result<bool, RealizeError> {
         let ours = file
             .metadata()
             .map_err(|e| RealizeError::io(&self.display, &e))?;
-        let named = rustix::fs::statat(&self.dir, self.partial.as_str(), AtFlags::SYMLINK_NOFOLLOW);
+        let named = rustix::fs::statat(&self.dir, partial, AtFlags::SYMLINK_NOFOLLOW);
         Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (ours.dev(), ours.ino())))
     }
 
@@ -538,5 +539,22 @@ mod tests {
         apply_attributes(&file, &attributes).unwrap();
         let kept = stamp(dir.path());
         assert_eq!((kept.modified_ns, kept.mode), (-1_500_000_001, 0o751));
+    }
+
+    #[test]
+    fn a_name_too_long_for_a_partial_file_is_read_and_deleted_not_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let name = "n".repeat(250);
+        std::fs::write(dir.path().join(&name), b"long").unwrap();
+        let place = Root::open(dir.path())
+            .unwrap()
+            .resolve(&RelPath::new(name.clone()).unwrap())
+            .unwrap();
+        let (_, stamp) = place.open_final().unwrap();
+        let err = place.open_partial_for_write().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidPath);
+        assert!(err.message.contains("name too long"), "{err}");
+        place.delete(&stamp).unwrap();
+        assert!(!dir.path().join(&name).exists());
     }
 }

@@ -124,7 +124,7 @@ impl Root {
                 dir = open_child_dir(dir.as_fd(), component, path.as_str(), create)?;
             }
         }
-        Place::new(File::from(dir), path.clone())
+        Ok(Place::new(File::from(dir), path.clone()))
     }
 }
 
@@ -194,7 +194,7 @@ mod tests {
             .resolve_creating(&RelPath::new("a/b/c").unwrap())
             .unwrap();
         assert!(root_dir.path().join("a/b").is_dir());
-        assert_eq!(place.partial_name(), ".realize~part.c");
+        assert_eq!(place.partial_name().unwrap(), ".realize~part.c");
     }
 
     #[test]
