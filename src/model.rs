@@ -189,6 +189,17 @@ pub struct FileStamp {
     pub changed_ns: i64,
     /// Permission bits (`st_mode & 0o7777`).
     pub mode: u32,
+    /// Owning user and group.
+    pub owner: Owner,
+}
+
+/// A file's numeric owning user and group ids.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Owner {
+    /// User id (`st_uid`).
+    pub uid: u32,
+    /// Group id (`st_gid`).
+    pub gid: u32,
 }
 
 impl FileStamp {
@@ -202,6 +213,10 @@ impl FileStamp {
             inode: metadata.ino(),
             changed_ns: ns(metadata.ctime(), metadata.ctime_nsec()),
             mode: metadata.mode() & 0o7777,
+            owner: Owner {
+                uid: metadata.uid(),
+                gid: metadata.gid(),
+            },
         }
     }
 
@@ -210,18 +225,24 @@ impl FileStamp {
         Attributes {
             modified_ns: self.modified_ns,
             mode: self.mode,
+            owner: Some(self.owner),
         }
     }
 }
 
 /// The metadata a move gives the destination file: its modification time
-/// and permission bits, as `rsync -a` and `rclone move` keep them.
+/// and permission bits, as `rsync -a` and `rclone move` keep them, and its
+/// owner where the destination is set to keep owners.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Attributes {
     /// Modification time, nanoseconds since the Unix epoch.
     pub modified_ns: i64,
     /// Permission bits; the destination keeps only `0o777` of them.
     pub mode: u32,
+    /// The source file's owner. A destination keeps it only when it runs
+    /// as root and is set to (`keep_owner`); otherwise files belong to the
+    /// user it runs as.
+    pub owner: Option<Owner>,
 }
 
 impl Attributes {
@@ -236,6 +257,13 @@ impl Attributes {
             mode: self.mode & Self::KEPT_MODE,
             ..self
         }
+    }
+
+    /// Whether `other` has the same modification time and permission bits.
+    /// Owners are left out: whether a destination keeps them is its own
+    /// setting, which the command does not know.
+    pub fn same_time_and_mode(&self, other: &Attributes) -> bool {
+        (self.modified_ns, self.mode) == (other.modified_ns, other.mode)
     }
 }
 

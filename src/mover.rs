@@ -355,7 +355,7 @@ impl Endpoints<'_> {
     /// source's, the source's attributes where they differ.
     async fn adopt(&self, entry: &FileEntry, existing: &FileEntry) -> Result<(), MoveFileError> {
         let wanted = entry.stamp.attributes().as_kept();
-        if existing.stamp.attributes() == wanted {
+        if existing.stamp.attributes().same_time_and_mode(&wanted) {
             return Ok(());
         }
         self.destination

@@ -113,6 +113,7 @@ mod tests {
                 attributes: crate::model::Attributes {
                     modified_ns: 0,
                     mode: 0o644,
+                    owner: None,
                 },
             },
         }

@@ -47,6 +47,8 @@ pub struct LocalService {
     finisher: Finisher,
     ops: ShortOps,
     partials: Arc<PartialLocks>,
+    /// Whether written files get their source's owner.
+    keep_owners: bool,
 }
 
 impl LocalService {
@@ -72,7 +74,31 @@ impl LocalService {
             finisher,
             ops: ShortOps::start()?,
             partials: Arc::default(),
+            keep_owners: false,
         })
+    }
+
+    /// Gives every file written here its source's owner (numeric user and
+    /// group ids, as `rsync -o -g --numeric-ids`). Only root may give files
+    /// away, so this fails for any other user.
+    pub fn keeping_owners(mut self) -> io::Result<Self> {
+        if !rustix::process::geteuid().is_root() {
+            return Err(io::Error::new(
+                io::ErrorKind::PermissionDenied,
+                "keeping owners needs root: only root may give files to other users",
+            ));
+        }
+        self.keep_owners = true;
+        Ok(self)
+    }
+
+    /// `attributes` as this service applies them: without an owner unless
+    /// it keeps owners.
+    fn applied(&self, attributes: Attributes) -> Attributes {
+        Attributes {
+            owner: attributes.owner.filter(|_| self.keep_owners),
+            ..attributes
+        }
     }
 
     /// Serves one directory.
@@ -108,9 +134,11 @@ impl LocalService {
             let message = format!("{path}: a newer transfer of this file took over");
             return Err(RealizeError::new(ErrorKind::Superseded, message));
         }
+        let mut plan = plan.clone();
+        plan.attributes = self.applied(plan.attributes);
         let target = WriteTarget {
             place: Arc::new(place),
-            plan: plan.clone(),
+            plan,
         };
         LocalWriter::open(target, claim, self.syncer.clone(), &self.finisher).await
     }
@@ -274,6 +302,7 @@ impl Service for LocalService {
     ) -> Result<(), ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
+        let attributes = self.applied(attributes);
         blocking(move || {
             root.resolve(&display)?
                 .set_attributes(&expected, &attributes)
@@ -322,6 +351,7 @@ fn hash_blocks(file: File, block_size: u64, length: u64) -> io::Result<Vec<Hash>
 mod tests {
     use super::*;
     use bytes::Bytes;
+    use std::os::unix::fs::MetadataExt;
 
     /// A plan to write a file of `size` bytes where none is.
     fn new_file(size: u64, delta: Delta) -> WritePlan {
@@ -332,6 +362,7 @@ mod tests {
             attributes: Attributes {
                 modified_ns: 1_600_000_000_123_456_789,
                 mode: 0o640,
+                owner: None,
             },
         }
     }
@@ -499,6 +530,41 @@ mod tests {
                     tokio::time::sleep(std::time::Duration::from_millis(10)).await
                 }
                 Err(e) => panic!("still locked: {e}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn owners_are_kept_only_when_asked_and_allowed() {
+        let (dir, path) = (DirectoryId::new("d").unwrap(), RelPath::new("f").unwrap());
+        let nobody = crate::model::Owner {
+            uid: 65534,
+            gid: 65534,
+        };
+        let mut plan = new_file(2, Delta::full());
+        plan.attributes.owner = Some(nobody);
+        for keep in [false, true] {
+            let root = tempfile::tempdir().unwrap();
+            let service = LocalService::single(dir.clone(), root.path()).unwrap();
+            let service = match (keep, service.keeping_owners()) {
+                (false, _) => LocalService::single(dir.clone(), root.path()).unwrap(),
+                (true, Ok(keeping)) => keeping,
+                (true, Err(e)) => {
+                    assert!(!rustix::process::geteuid().is_root());
+                    assert_eq!(e.kind(), io::ErrorKind::PermissionDenied);
+                    return;
+                }
+            };
+            let mut writer = service.write(&dir, &path, &plan).await.unwrap();
+            writer.write(Bytes::from_static(b"hi")).await.unwrap();
+            writer.finish(blake3::hash(b"hi").into()).await.unwrap();
+            let metadata = fs::metadata(root.path().join("f")).unwrap();
+            let owner = (metadata.uid(), metadata.gid());
+            if keep {
+                assert_eq!(owner, (nobody.uid, nobody.gid));
+            } else {
+                let me = (rustix::process::geteuid(), rustix::process::getegid());
+                assert_eq!(owner, (me.0.as_raw(), me.1.as_raw()));
             }
         }
     }

@@ -53,7 +53,7 @@ struct RawPlan {
     size: u64,
     delta: RawDelta,
     replaces: Option<realize::model::FileStamp>,
-    attributes: (i64, u32),
+    attributes: (i64, u32, Option<(u32, u32)>),
 }
 
 impl RawPlan {
@@ -67,7 +67,7 @@ impl RawPlan {
             size,
             delta,
             replaces: None,
-            attributes: (0, 0o644),
+            attributes: (0, 0o644, None),
         }
     }
 }

@@ -17,7 +17,7 @@ use rustix::io::Errno;
 
 use super::names::{kind_of, NameKind};
 use super::root::Root;
-use crate::model::{FileEntry, FileStamp, FileState, RelPath, SkipReason, Skipped};
+use crate::model::{FileEntry, FileStamp, FileState, Owner, RelPath, SkipReason, Skipped};
 use crate::protocol::RealizeError;
 use crate::service::Listing;
 
@@ -177,6 +177,10 @@ fn stamp_of(stat: &Stat) -> FileStamp {
         inode: stat.st_ino,
         changed_ns: ns(signed(stat.st_ctime), signed(stat.st_ctime_nsec)),
         mode: stat.st_mode & 0o7777,
+        owner: Owner {
+            uid: stat.st_uid,
+            gid: stat.st_gid,
+        },
     }
 }
 

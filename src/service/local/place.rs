@@ -20,7 +20,9 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use rustix::fs::{AtFlags, FlockOperation, Mode, OFlags, RenameFlags, Timespec, Timestamps};
+use rustix::fs::{
+    AtFlags, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
+};
 use rustix::io::Errno;
 
 use super::names;
@@ -390,6 +392,11 @@ fn between_check_and_use() {
 pub fn apply_attributes(file: &File, attributes: &Attributes) -> std::io::Result<()> {
     let fd = file.as_fd();
     let kept = attributes.as_kept();
+    if let Some(owner) = kept.owner {
+        // Before the mode: changing the owner may clear mode bits.
+        let (uid, gid) = (Uid::from_raw(owner.uid), Gid::from_raw(owner.gid));
+        rustix::fs::fchown(fd, Some(uid), Some(gid))?;
+    }
     rustix::fs::fchmod(fd, Mode::from_raw_mode(kept.mode))?;
     let modified = Timespec {
         tv_sec: kept.modified_ns.div_euclid(1_000_000_000),
@@ -535,6 +542,7 @@ mod tests {
         let attributes = Attributes {
             modified_ns: -1_500_000_001,
             mode: 0o4751,
+            owner: None,
         };
         apply_attributes(&file, &attributes).unwrap();
         let kept = stamp(dir.path());
