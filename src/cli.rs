@@ -24,7 +24,7 @@ use self::retry::Backoff;
 use crate::mover::{
     list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
 };
-use crate::server::{Daemon, DaemonConfig};
+use crate::server::{Daemon, DaemonConfig, StartError};
 use crate::service::ServiceError;
 use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
@@ -430,8 +430,11 @@ async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {
         telemetry::install(Some(addr)).map_err(CliError::Failed)?;
         tracing::info!(metrics = %addr, "serving metrics at /metrics");
     }
-    let daemon = Daemon::bind(&config, &args.transport.tuning())
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let daemon = Daemon::bind(&config, &args.transport.tuning()).map_err(|e| match e {
+        // A fault of the configuration itself: name the file, as load does.
+        StartError::SharedKey(_) => CliError::Failed(format!("{}: {e}", args.config.display())),
+        e => CliError::Failed(e.to_string()),
+    })?;
     daemon.run(shutdown_signal()).await;
     Ok(())
 }

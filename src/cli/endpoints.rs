@@ -215,8 +215,8 @@ pub(super) fn client(trust: &TrustArgs, tuning: &Tuning) -> Result<Client, CliEr
     let identity = Identity::load(&key, &cert).map_err(|e| CliError::Usage(e.to_string()))?;
     let certs = load_certificates(&peers_file).map_err(|e| CliError::Usage(e.to_string()))?;
     let name = peers_file.display().to_string();
-    let peers =
-        PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
+    let peers = PinnedPeers::new(certs.iter().map(|c| (name.clone(), c)))
+        .map_err(|e| CliError::Usage(e.to_string()))?;
     Client::new(&identity, peers, tuning)
         .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
 }

@@ -37,6 +37,26 @@ pub fn fingerprint_in(text: &str) -> Option<&str> {
         .then_some(candidate)
 }
 
+/// Why a set of peer keys cannot be pinned.
+#[derive(Debug, thiserror::Error)]
+pub enum PinError {
+    /// A certificate is not valid X.509.
+    #[error("{0}")]
+    Invalid(String),
+    /// One key under two peer ids: which peer connects would depend on the
+    /// order of loading, and a limit set on one id would not hold for a
+    /// client that the other id names.
+    #[error("peers {first} and {second} pin the same key {fingerprint}")]
+    SharedKey {
+        /// The key both pin.
+        fingerprint: Fingerprint,
+        /// The peer id it was pinned under first.
+        first: String,
+        /// The other peer id.
+        second: String,
+    },
+}
+
 /// The set of trusted peer keys, each with the peer id used in logs.
 #[derive(Debug)]
 pub struct PinnedPeers {
@@ -45,16 +65,27 @@ pub struct PinnedPeers {
 }
 
 impl PinnedPeers {
-    /// Pins each certificate's key under its peer id.
+    /// Pins each certificate's key under its peer id. A key may come twice
+    /// under one id (a file that lists it twice), never under two ids.
     pub fn new<'a>(
         peers: impl IntoIterator<Item = (String, &'a CertificateDer<'static>)>,
-    ) -> Result<Self, String> {
-        let peers = peers
-            .into_iter()
-            .map(|(name, cert)| Ok((Fingerprint::of_certificate(cert)?, name)))
-            .collect::<Result<_, String>>()?;
+    ) -> Result<Self, PinError> {
+        let mut pinned: HashMap<Fingerprint, String> = HashMap::new();
+        for (name, cert) in peers {
+            let fingerprint = Fingerprint::of_certificate(cert).map_err(PinError::Invalid)?;
+            match pinned.get(&fingerprint) {
+                Some(first) if *first != name => {
+                    return Err(PinError::SharedKey {
+                        fingerprint,
+                        first: first.clone(),
+                        second: name,
+                    })
+                }
+                _ => pinned.insert(fingerprint, name),
+            };
+        }
         Ok(Self {
-            peers,
+            peers: pinned,
             algorithms: provider().signature_verification_algorithms,
         })
     }
@@ -224,5 +255,27 @@ mod tests {
         assert_eq!(fingerprint_in(&text), Some(fp.as_str()));
         assert_eq!(fingerprint_in("sha256:xyz"), None);
         assert_eq!(fingerprint_in("no fingerprint"), None);
+    }
+
+    fn certificate(name: &str) -> CertificateDer<'static> {
+        let dir = tempfile::tempdir().unwrap();
+        let made = crate::transport::identity::generate(name, dir.path()).unwrap();
+        let mut certs = crate::transport::identity::load_certificates(&made.cert_path).unwrap();
+        certs.remove(0)
+    }
+
+    #[test]
+    fn one_key_is_pinned_under_one_peer_id_only() {
+        let (a, b) = (certificate("a"), certificate("b"));
+        let twice = [("alice".to_string(), &a), ("alice".to_string(), &a)];
+        let peers = PinnedPeers::new(twice.into_iter().chain([("bob".to_string(), &b)])).unwrap();
+        assert_eq!(peers.peer_id(&b), Some("bob"));
+        let shared = [("alice".to_string(), &a), ("bob".to_string(), &a)];
+        let err = PinnedPeers::new(shared).unwrap_err();
+        let key = Fingerprint::of_certificate(&a).unwrap();
+        assert_eq!(
+            err.to_string(),
+            format!("peers alice and bob pin the same key {key}")
+        );
     }
 }

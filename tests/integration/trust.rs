@@ -135,3 +135,68 @@ fn committed_test_keys_work() {
         "README fingerprint is stale"
     );
 }
+
+fn path(p: &std::path::Path) -> &str {
+    p.to_str().unwrap()
+}
+
+#[test]
+fn one_key_under_two_peer_ids_stops_the_daemon() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let served = TempDir::new().unwrap();
+    let copy = keys.dir.path().join("client-copy.crt");
+    std::fs::copy(keys.cert("client"), &copy).unwrap();
+    let config = keys.dir.path().join("shared.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n[dirs]\n\
+             d = {:?}\n[peers]\nalice = \"client.crt\"\nbob = \"client-copy.crt\"\n\
+             [send_limits]\nalice = \"1M\"\n",
+            path(served.path())
+        ),
+    )
+    .unwrap();
+    let out = refused_start(&config);
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines()
+            .filter(|l| l.starts_with("realized:"))
+            .collect::<Vec<_>>(),
+        [format!(
+            "realized: {}: [peers] alice ({}) and bob ({}) pin the same key {}: a key must have \
+             one peer id, or a [send_limits] cap set on one would not hold for the other; keep \
+             one of them",
+            config.display(),
+            keys.cert("client").display(),
+            copy.display(),
+            keys.fingerprint("client"),
+        )],
+        "{err}"
+    );
+}
+
+/// Runs `realized --config config`, which must stop at once; a daemon still
+/// running after 10 s is killed and fails the test.
+fn refused_start(config: &std::path::Path) -> std::process::Output {
+    let mut daemon = std::process::Command::new(env!("CARGO_BIN_EXE_realized"))
+        .arg("--config")
+        .arg(config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while daemon.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            daemon.kill().unwrap();
+            panic!(
+                "the daemon started: {:?}",
+                daemon.wait_with_output().unwrap()
+            );
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    daemon.wait_with_output().unwrap()
+}
