@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod endpoints;
 pub mod output;
+mod peers;
 mod retry;
 mod settings;
 

@@ -28,7 +28,7 @@ fn daemon_killed_and_restarted_mid_transfer_the_command_finishes() {
         &daemon,
         "d",
         "client",
-        &["daemon"],
+        "daemon",
     ));
     command.args(["--parallel", "1"]);
     let run = std::thread::spawn(move || command.output().unwrap());
@@ -75,7 +75,7 @@ fn max_duration_during_a_retry_backoff_exits_11() {
             "d",
         ])
         .args(["--connect-timeout", "1s", "--max-duration", "4s"])
-        .args(keys.client_args("client", &["daemon"]))
+        .args(keys.client_args("client", "daemon"))
         .output()
         .unwrap();
     let err = stderr(&out);
@@ -109,7 +109,7 @@ fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
         &daemon,
         "d",
         "client",
-        &["daemon"],
+        "daemon",
     ));
     command.args(["--connect-timeout", "1s", "--max-duration", "6s"]);
     let run = std::thread::spawn(move || command.output().unwrap());
@@ -150,7 +150,7 @@ fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
         "--directory-id",
         "d",
     ]);
-    again.args(keys.client_args("client", &["daemon"]));
+    again.args(keys.client_args("client", "daemon"));
     let out = again.output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(std::fs::read(dst.path().join("big.bin")).unwrap(), data);
@@ -210,7 +210,7 @@ impl LostDaemon {
                 "--connect-timeout",
                 "1s",
             ])
-            .args(self.keys.client_args("client", &["daemon"]))
+            .args(self.keys.client_args("client", "daemon"))
             .stderr(Stdio::piped());
         command
     }
