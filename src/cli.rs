@@ -6,6 +6,7 @@ mod bench;
 mod demo;
 mod endpoints;
 pub mod output;
+mod peers;
 mod retry;
 mod settings;
 
@@ -24,7 +25,7 @@ use self::retry::Backoff;
 use crate::mover::{
     list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
 };
-use crate::server::{Daemon, DaemonConfig};
+use crate::server::{Daemon, DaemonConfig, StartError};
 use crate::service::ServiceError;
 use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
@@ -222,14 +223,42 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
     }
     let mut display = None;
     let mut total = MoveSummary::default();
+    let finished = run_attempts(args, &signal, &mut display, &mut total).await?;
+    match &display {
+        Some(display) => display.finish(&total),
+        None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
+        None => {}
+    }
+    let code = outcome_code(signal.reason(), finished, &total);
+    if let (Some(reason), true) = (signal.reason(), code > 1) {
+        eprintln!(
+            "realize: {}; run the same command again to continue",
+            describe(reason)
+        );
+    }
+    Ok(code)
+}
+
+/// Runs attempts until one ends the run, adding each one's files to `total`.
+/// Returns whether the last attempt listed both sides and moved what it
+/// could: only such an attempt knows what is left, `total` says nothing of
+/// one cut short.
+async fn run_attempts(
+    args: &MoveArgs,
+    signal: &StopSignal,
+    display: &mut Option<Display>,
+    total: &mut MoveSummary,
+) -> Result<bool, CliError> {
     let mut backoff = Backoff::default();
     loop {
-        let reason = match attempt(args, &signal, &mut display).await {
-            Ok(None) => break, // Stopped before connecting.
+        let outcome = attempt(args, signal, display).await;
+        let finished = matches!(outcome, Ok(Some(_)));
+        let reason = match outcome {
+            Ok(None) => return Ok(false), // Stopped before connecting.
             Ok(Some(summary)) => {
-                accumulate(&mut total, &summary);
+                accumulate(total, &summary);
                 if summary.retryable == 0 || signal.reason().is_some() {
-                    break;
+                    return Ok(finished);
                 }
                 if summary.moved > 0 {
                     backoff.reset();
@@ -240,7 +269,7 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
             Err(other) => return Err(other),
         };
         if signal.reason().is_some() {
-            break;
+            return Ok(finished);
         }
         let delay = backoff.next_delay();
         metrics::counter!(telemetry::RETRIES).increment(1);
@@ -251,28 +280,19 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
-            _ = signal.stopped() => break,
+            _ = signal.stopped() => return Ok(finished),
         }
     }
-    match &display {
-        Some(display) => display.finish(&total),
-        None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
-        None => {}
-    }
-    let code = outcome_code(signal.reason(), display.is_some(), &total);
-    if let (Some(reason), true) = (signal.reason(), code > 1) {
-        eprintln!(
-            "realize: {}; run the same command again to continue",
-            describe(reason)
-        );
-    }
-    Ok(code)
 }
 
-/// The exit code of a run. A stop that comes when nothing is left to do
-/// (during the final close) does not change the outcome.
-fn outcome_code(stop: Option<StopReason>, connected: bool, total: &MoveSummary) -> u8 {
-    let work_left = !connected || total.interrupted + total.not_started + total.retryable > 0;
+/// The exit code of a run, `finished` if its last attempt listed both sides
+/// and moved what it could. Work is left when it did not — it was stopped
+/// before connecting, or lost its daemon and was stopped waiting to retry,
+/// however many attempts connected before — or when the totals count files
+/// not moved yet. A stop that comes when nothing is left to do (during the
+/// final close) does not change the outcome.
+fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -> u8 {
+    let work_left = !finished || total.interrupted + total.not_started + total.retryable > 0;
     match stop {
         Some(StopReason::TimeLimit) if work_left => EXIT_TIME_LIMIT,
         Some(StopReason::Interrupted) if work_left => EXIT_INTERRUPTED,
@@ -412,8 +432,11 @@ async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {
         telemetry::install(Some(addr)).map_err(CliError::Failed)?;
         tracing::info!(metrics = %addr, "serving metrics at /metrics");
     }
-    let daemon = Daemon::bind(&config, &args.transport.tuning())
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let daemon = Daemon::bind(&config, &args.transport.tuning()).map_err(|e| match e {
+        // A fault of the configuration itself: name the file, as load does.
+        StartError::SharedKey(_) => CliError::Failed(format!("{}: {e}", args.config.display())),
+        e => CliError::Failed(e.to_string()),
+    })?;
     daemon.run(shutdown_signal()).await;
     Ok(())
 }
@@ -456,6 +479,16 @@ mod tests {
         assert_eq!(
             outcome_code(Some(StopReason::TimeLimit), false, &MoveSummary::default()),
             11
+        );
+        // Stopped waiting to retry after an attempt that connected but lost
+        // its daemon before it could list: nothing is known to be done.
+        assert_eq!(
+            outcome_code(
+                Some(StopReason::Interrupted),
+                false,
+                &MoveSummary::default()
+            ),
+            20
         );
         // The limit reached during shutdown, with every file moved.
         assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &done), 0);

@@ -18,6 +18,7 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use quinn::{ConnectionError, Endpoint, VarInt};
+use rustls::pki_types::CertificateDer;
 
 pub use self::bench::{DiscardStream, GeneratedStream};
 use self::control::ControlChannel;
@@ -31,8 +32,8 @@ use crate::protocol::{
 use crate::service::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
-use crate::transport::identity::{Fingerprint, Identity};
-use crate::transport::tls::{client_crypto, fingerprint_in, PinnedPeers};
+use crate::transport::identity::Identity;
+use crate::transport::tls::{client_crypto, fingerprint_in, PinnedDaemon};
 use crate::transport::TransportError;
 
 /// The server name sent in TLS; pinning makes it irrelevant to trust.
@@ -45,33 +46,64 @@ const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
 /// How long [`Client::shutdown`] lets busy connections drain.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
 
-/// A QUIC client endpoint with this host's identity and the pinned daemons.
+/// The one daemon a connection is meant for: the key it must present, and
+/// the flag or file that named it, so a refusal can say what to check.
+#[derive(Debug, Clone)]
+pub struct ExpectedDaemon {
+    key: Arc<PinnedDaemon>,
+    named_by: String,
+}
+
+impl ExpectedDaemon {
+    /// Expects the key of `cert`, named by `named_by` (such as
+    /// `--dst-peer hostb.crt`).
+    pub fn new(cert: &CertificateDer<'_>, named_by: impl Into<String>) -> Result<Self, String> {
+        Ok(Self {
+            key: Arc::new(PinnedDaemon::new(cert)?),
+            named_by: named_by.into(),
+        })
+    }
+}
+
+/// A QUIC client endpoint with this host's identity. Each connection says
+/// which daemon it expects.
 pub struct Client {
     endpoint: Endpoint,
-    fingerprint: Fingerprint,
+    identity: Identity,
+    transport: Arc<quinn::TransportConfig>,
     connect_timeout: std::time::Duration,
 }
 
 impl Client {
     /// Makes a client endpoint on an ephemeral UDP port.
-    pub fn new(identity: &Identity, peers: PinnedPeers, tuning: &Tuning) -> std::io::Result<Self> {
-        let crypto = client_crypto(identity, Arc::new(peers)).map_err(std::io::Error::other)?;
-        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
-        config.transport_config(Arc::new(tuning.transport_config()));
-        let mut endpoint = bind("[::]:0".parse().expect("valid address"), None, tuning)
+    pub fn new(identity: &Identity, tuning: &Tuning) -> std::io::Result<Self> {
+        // Each connection builds its own TLS configuration; building one now,
+        // whatever daemon it expects, stops a key that does not match its
+        // certificate at start rather than at the first connection.
+        let any = PinnedDaemon::new(&identity.certificate).map_err(std::io::Error::other)?;
+        client_crypto(identity, Arc::new(any)).map_err(std::io::Error::other)?;
+        let endpoint = bind("[::]:0".parse().expect("valid address"), None, tuning)
             .or_else(|_| bind("0.0.0.0:0".parse().expect("valid address"), None, tuning))?;
-        endpoint.set_default_client_config(config);
         Ok(Self {
             endpoint,
-            fingerprint: identity.fingerprint(),
+            identity: Identity {
+                certificate: identity.certificate.clone(),
+                key: identity.key.clone_key(),
+            },
+            transport: Arc::new(tuning.transport_config()),
             connect_timeout: tuning.connect_timeout,
         })
     }
 
-    /// Connects to the daemon at `addr` and completes the version handshake.
-    /// Only then is the daemon known to have accepted our certificate.
-    pub async fn connect(&self, addr: SocketAddr) -> Result<RemoteService, TransportError> {
-        tokio::time::timeout(self.connect_timeout, self.handshake(addr))
+    /// Connects to the daemon at `addr`, refusing any key but `daemon`'s,
+    /// and completes the version handshake. Only then is the daemon known
+    /// to have accepted our certificate.
+    pub async fn connect(
+        &self,
+        addr: SocketAddr,
+        daemon: &ExpectedDaemon,
+    ) -> Result<RemoteService, TransportError> {
+        tokio::time::timeout(self.connect_timeout, self.handshake(addr, daemon))
             .await
             .unwrap_or_else(|_| {
                 Err(TransportError::Connection(format!(
@@ -82,16 +114,27 @@ impl Client {
             })
     }
 
-    async fn handshake(&self, addr: SocketAddr) -> Result<RemoteService, TransportError> {
+    /// The QUIC configuration of a connection that accepts only `daemon`.
+    fn config_for(&self, daemon: &ExpectedDaemon) -> Result<quinn::ClientConfig, TransportError> {
+        let crypto = client_crypto(&self.identity, daemon.key.clone())
+            .map_err(|e| TransportError::Authentication(e.to_string()))?;
+        let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+        config.transport_config(self.transport.clone());
+        Ok(config)
+    }
+
+    async fn handshake(
+        &self,
+        addr: SocketAddr,
+        daemon: &ExpectedDaemon,
+    ) -> Result<RemoteService, TransportError> {
         let connecting = self
             .endpoint
-            .connect(addr, SERVER_NAME)
+            .connect_with(self.config_for(daemon)?, addr, SERVER_NAME)
             .map_err(|e| TransportError::Connection(format!("cannot connect to {addr}: {e}")))?;
-        let connection = connecting.await.map_err(|e| self.explain(addr, e))?;
-        let (mut send, mut recv) = connection
-            .open_bi()
-            .await
-            .map_err(|e| self.explain(addr, e))?;
+        let explain = |e| self.explain(addr, daemon, e);
+        let connection = connecting.await.map_err(explain)?;
+        let (mut send, mut recv) = connection.open_bi().await.map_err(explain)?;
         send.set_priority(1).ok(); // Requests never wait behind file data.
         let handshake = async {
             write_frame(
@@ -107,7 +150,7 @@ impl Client {
             Ok(reply) => reply,
             Err(e) => {
                 return Err(match connection.close_reason() {
-                    Some(reason) => self.explain(addr, reason),
+                    Some(reason) => explain(reason),
                     None => e.into(),
                 })
             }
@@ -139,13 +182,21 @@ impl Client {
     }
 
     /// Turns a connection failure into the one line the user sees.
-    fn explain(&self, addr: SocketAddr, err: ConnectionError) -> TransportError {
+    fn explain(
+        &self,
+        addr: SocketAddr,
+        daemon: &ExpectedDaemon,
+        err: ConnectionError,
+    ) -> TransportError {
         match &err {
             ConnectionError::TransportError(e) if is_tls_alert(e.code) => {
                 TransportError::Authentication(match fingerprint_in(&e.reason) {
-                    Some(fingerprint) => format!(
-                        "refusing the daemon at {addr}: its certificate {fingerprint} is not \
-                         in the peers file; add it there only if you trust that host"
+                    Some(presented) => format!(
+                        "refusing the daemon at {addr}: it presented certificate {presented}, \
+                         but {} holds {}; check the address, and name that daemon's \
+                         certificate instead only if you trust that host",
+                        daemon.named_by,
+                        daemon.key.fingerprint()
                     ),
                     None => format!("TLS handshake with {addr} failed: {}", e.reason),
                 })
@@ -154,7 +205,7 @@ impl Client {
                 TransportError::Authentication(format!(
                     "the daemon at {addr} refused this client's certificate {}; add this \
                      host's .crt to the daemon's [peers]",
-                    self.fingerprint
+                    self.identity.fingerprint()
                 ))
             }
             ConnectionError::TimedOut => TransportError::Connection(format!(

@@ -22,7 +22,7 @@ use crate::service::local::LocalService;
 use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::{load_certificates, Identity, IdentityError};
-use crate::transport::tls::{server_crypto, PinnedPeers};
+use crate::transport::tls::{server_crypto, PinError, PinnedPeers};
 
 /// Why the daemon could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +36,10 @@ pub enum StartError {
     /// A served directory or the socket could not be opened.
     #[error("{0}")]
     Io(String),
+    /// Two `[peers]` entries pin the same key; the message names both and
+    /// their files.
+    #[error("{0}")]
+    SharedKey(String),
 }
 
 /// A bound daemon, ready to run.
@@ -113,5 +117,18 @@ fn load_peers(config: &DaemonConfig) -> Result<PinnedPeers, StartError> {
             all.push((name.clone(), cert));
         }
     }
-    PinnedPeers::new(all.iter().map(|(name, cert)| (name.clone(), cert))).map_err(StartError::Io)
+    PinnedPeers::new(all.iter().map(|(name, cert)| (name.clone(), cert))).map_err(|e| match e {
+        PinError::SharedKey {
+            fingerprint,
+            first,
+            second,
+        } => StartError::SharedKey(format!(
+            "[peers] {first} ({}) and {second} ({}) pin the same key {fingerprint}: a key \
+             must have one peer id, or a [send_limits] cap set on one would not hold for the \
+             other; keep one of them",
+            config.peers[&first].display(),
+            config.peers[&second].display()
+        )),
+        PinError::Invalid(e) => StartError::Io(e),
+    })
 }

@@ -120,6 +120,10 @@ pub struct BenchArgs {
     /// This host's key and the daemons it trusts.
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// PEM file with the one certificate the daemon at HOST:PORT must
+    /// present; any other key is refused. Needed when --peers holds several.
+    #[arg(long, value_name = "FILE")]
+    pub peer: Option<PathBuf>,
     /// Send limits: up paces this command, down the daemon.
     #[command(flatten)]
     pub limits: ThrottleArgs,
@@ -162,6 +166,9 @@ pub struct MoveArgs {
     /// This host's key and the daemons it trusts.
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Which daemon each remote side must be.
+    #[command(flatten)]
+    pub daemons: DaemonPeerArgs,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
           value_parser = parse_parallel)]
@@ -218,13 +225,36 @@ pub struct TrustArgs {
     /// This host's certificate (PEM), for remote endpoints.
     #[arg(long, value_name = "FILE")]
     pub cert: Option<PathBuf>,
-    /// PEM file with the certificates of the daemons to trust.
+    /// PEM file with the certificate of the daemon to trust. It binds every
+    /// remote daemon of the call, so it must hold exactly one certificate:
+    /// when it holds several, name the daemon of each remote side with its
+    /// own flag (--src-peer, --dst-peer; --peer for bench).
     #[arg(long, value_name = "FILE")]
     pub peers: Option<PathBuf>,
-    /// Client configuration holding key, cert and peers, so the common call
-    /// is short. Default: $XDG_CONFIG_HOME/realize/config.toml if it exists.
+    /// Client configuration holding key, cert and peers (one certificate, as
+    /// for --peers), so the common call is short. Default:
+    /// $XDG_CONFIG_HOME/realize/config.toml if it exists.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+}
+
+/// The certificate each remote daemon of a move must present. Each remote
+/// side is bound to one daemon: a key pinned for another daemon is refused
+/// too, so a daemon answering at the wrong address can neither hand over
+/// files nor confirm copies that lead to sources being deleted.
+#[derive(Debug, Args)]
+pub struct DaemonPeerArgs {
+    /// PEM file with the one certificate the daemon at --src-addr must
+    /// present (e.g. hosta.crt); any other key is refused. Overrides
+    /// --peers for this side; needed when --peers holds several.
+    #[arg(long, value_name = "FILE", conflicts_with = "src_path")]
+    pub src_peer: Option<PathBuf>,
+    /// PEM file with the one certificate the daemon at --dst-addr must
+    /// present (e.g. hostb.crt); any other key is refused before a file is
+    /// sent or a source deleted. Overrides --peers for this side; needed
+    /// when --peers holds several.
+    #[arg(long, value_name = "FILE", conflicts_with = "dst_path")]
+    pub dst_peer: Option<PathBuf>,
 }
 
 /// Send limits in each direction.

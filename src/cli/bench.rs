@@ -5,16 +5,25 @@ use std::io::IsTerminal;
 use std::process::ExitCode;
 
 use super::args::BenchArgs;
-use super::{endpoints, CliError};
+use super::endpoints::{self, Trust};
+use super::peers::{self, RemoteSide};
+use super::CliError;
 use crate::bench::{self, BenchOptions};
 use crate::throttle::Throttle;
 
 /// Runs the bench the flags ask for and prints its report on stdout.
 pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
-    let client = endpoints::client(&args.trust, &args.transport.tuning())?;
+    let trust = Trust::load(&args.trust)?;
+    let side = RemoteSide {
+        addr: &args.address,
+        flag: "--peer",
+        file: args.peer.as_deref(),
+    };
+    let daemon = peers::bind(&[side], trust.shared.as_ref())?.remove(0);
+    let client = trust.client(&args.transport.tuning())?;
     let addr = endpoints::resolve(&args.address).await?;
     let remote = client
-        .connect(addr)
+        .connect(addr, &daemon)
         .await
         .map_err(|e| CliError::Failed(e.to_string()))?;
     let options = BenchOptions {

@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use super::args::DemoArgs;
 use super::output::{Display, Verbosity};
 use super::CliError;
-use crate::client::Client;
+use crate::client::{Client, ExpectedDaemon};
 use crate::model::{DirectoryId, Hash};
 use crate::mover::{move_files, MoveOptions};
 use crate::server::{Daemon, DaemonConfig};
@@ -17,7 +17,6 @@ use crate::service::local::LocalService;
 use crate::service::Service;
 use crate::transport::endpoint::Tuning;
 use crate::transport::identity::{generate, load_certificates, Identity};
-use crate::transport::tls::PinnedPeers;
 
 /// Runs the demo; exit code 0 if every file arrived intact.
 pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
@@ -65,10 +64,13 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let identity =
         Identity::load(&client_id.key_path, &client_id.cert_path).map_err(|e| failed(&e))?;
     let daemon_cert = load_certificates(&daemon_id.cert_path).map_err(|e| failed(&e))?;
-    let peers = PinnedPeers::new(daemon_cert.iter().map(|c| ("demo-daemon".to_string(), c)))
+    let demo_daemon = ExpectedDaemon::new(&daemon_cert[0], "the demo daemon's certificate")
         .map_err(|e| failed(&e))?;
-    let client = Client::new(&identity, peers, &Tuning::default()).map_err(|e| failed(&e))?;
-    let remote = client.connect(addr).await.map_err(|e| failed(&e))?;
+    let client = Client::new(&identity, &Tuning::default()).map_err(|e| failed(&e))?;
+    let remote = client
+        .connect(addr, &demo_daemon)
+        .await
+        .map_err(|e| failed(&e))?;
     let local = LocalService::single(dir.clone(), &src).map_err(|e| failed(&e))?;
     let mut display = Display::new(dir.clone(), Verbosity::Normal);
     let summary = move_files(&local, &remote, &dir, &MoveOptions::default(), &mut display)

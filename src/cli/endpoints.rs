@@ -5,16 +5,16 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 use super::args::{MoveArgs, TrustArgs};
+use super::peers::{self, RemoteSide, SharedPeers};
 use super::settings::ClientSettings;
 use super::CliError;
-use crate::client::{Client, RemoteService};
+use crate::client::{Client, ExpectedDaemon, RemoteService};
 use crate::model::{DirectoryId, RootIdentity};
 use crate::server::config::DEFAULT_PORT;
 use crate::service::local::LocalService;
 use crate::service::{Service, ServiceError};
 use crate::transport::endpoint::Tuning;
-use crate::transport::identity::{load_certificates, Identity};
-use crate::transport::tls::PinnedPeers;
+use crate::transport::identity::Identity;
 
 /// The two services of a move, ready to use.
 pub struct Endpoints {
@@ -53,63 +53,82 @@ impl Endpoints {
 /// How long a stopped run waits between abandoning its streams and closing.
 const SETTLE_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_millis(50);
 
-enum Spec {
+enum Spec<'a> {
     Local(PathBuf),
-    Remote(String),
+    Remote(RemoteSide<'a>),
 }
 
-/// Validates the flags and opens both endpoints.
+impl<'a> Spec<'a> {
+    /// The side of `path` or `addr`, whichever was given; `flag` and `file`
+    /// name the certificate its daemon must present.
+    fn of(
+        path: &Option<PathBuf>,
+        addr: &'a Option<String>,
+        flag: &'static str,
+        file: &'a Option<PathBuf>,
+    ) -> Self {
+        match (path, addr) {
+            (Some(path), _) => Spec::Local(path.clone()),
+            (None, Some(addr)) => Spec::Remote(RemoteSide {
+                addr,
+                flag,
+                file: file.as_deref(),
+            }),
+            (None, None) => unreachable!("clap requires one of the group"),
+        }
+    }
+
+    fn remote(&self) -> Option<RemoteSide<'a>> {
+        match self {
+            Spec::Local(_) => None,
+            Spec::Remote(side) => Some(*side),
+        }
+    }
+}
+
+/// Validates the flags and opens both endpoints. Every remote side is bound
+/// to its daemon's certificate before anything connects.
 pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
-    let source = spec(&args.source.src_path, &args.source.src_addr);
-    let destination = spec(&args.destination.dst_path, &args.destination.dst_addr);
-    let any_remote = matches!(source, Spec::Remote(_)) || matches!(destination, Spec::Remote(_));
-    let dir = match (&args.directory_id, any_remote) {
-        (Some(dir), _) => dir.clone(),
-        (None, false) => DirectoryId::new("dir").expect("valid id"),
-        (None, true) => {
-            return Err(CliError::Usage(
-                "--directory-id is required when an endpoint is remote".into(),
-            ))
+    let (source, destination) = specs(args);
+    let sides: Vec<RemoteSide<'_>> = [&source, &destination]
+        .into_iter()
+        .filter_map(Spec::remote)
+        .collect();
+    let dir = directory_id(args, !sides.is_empty())?;
+    let (client, expected) = match sides.is_empty() {
+        true => (None, Vec::new()),
+        false => {
+            let trust = Trust::load(&args.trust)?;
+            let expected = peers::bind(&sides, trust.shared.as_ref())?;
+            let tuning = Tuning {
+                connect_timeout: args.connect_timeout,
+                ..args.transport.tuning()
+            };
+            (Some(trust.client(&tuning)?), expected)
         }
     };
-    let client = if any_remote {
-        let tuning = Tuning {
-            connect_timeout: args.connect_timeout,
-            ..args.transport.tuning()
-        };
-        Some(client(&args.trust, &tuning)?)
-    } else {
-        None
-    };
+    let mut expected = expected.iter();
     let mut remotes = Vec::new();
     let mut services = Vec::new();
     for (spec, create) in [(&source, false), (&destination, true)] {
         let service: Box<dyn Service> = match spec {
             Spec::Local(path) => Box::new(local(&dir, path, create)?),
-            Spec::Remote(addr) => {
-                let addr = resolve(addr).await?;
-                let remote = client
-                    .as_ref()
-                    .expect("a client exists when an endpoint is remote")
-                    .connect(addr)
-                    .await
-                    .map_err(|e| match e.is_retryable() {
-                        true => CliError::Unreachable(e.to_string()),
-                        false => CliError::Failed(e.to_string()),
-                    })?;
+            Spec::Remote(side) => {
+                let client = client.as_ref().expect("a client exists for a remote side");
+                let daemon = expected.next().expect("one daemon per remote side");
+                let remote = connect(client, side.addr, daemon).await?;
                 remotes.push(remote.clone());
                 Box::new(remote)
             }
         };
         services.push(service);
     }
-    let source_spec_is_remote = matches!(source, Spec::Remote(_));
+    let source_remote = match source {
+        Spec::Remote(_) => remotes.first().cloned(),
+        Spec::Local(_) => None,
+    };
     let destination = services.pop().expect("two services");
     let source = services.pop().expect("two services");
-    let source_remote = match source_spec_is_remote {
-        true => remotes.first().cloned(),
-        false => None,
-    };
     Ok(Endpoints {
         dir,
         source,
@@ -120,12 +139,41 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     })
 }
 
-fn spec(path: &Option<PathBuf>, addr: &Option<String>) -> Spec {
-    match (path, addr) {
-        (Some(path), _) => Spec::Local(path.clone()),
-        (None, Some(addr)) => Spec::Remote(addr.clone()),
-        (None, None) => unreachable!("clap requires one of the group"),
+/// The source and destination the flags name.
+fn specs(args: &MoveArgs) -> (Spec<'_>, Spec<'_>) {
+    let (src, dst) = (&args.source, &args.destination);
+    let peers = &args.daemons;
+    (
+        Spec::of(&src.src_path, &src.src_addr, "--src-peer", &peers.src_peer),
+        Spec::of(&dst.dst_path, &dst.dst_addr, "--dst-peer", &peers.dst_peer),
+    )
+}
+
+/// `--directory-id`, which a remote side requires.
+fn directory_id(args: &MoveArgs, any_remote: bool) -> Result<DirectoryId, CliError> {
+    match (&args.directory_id, any_remote) {
+        (Some(dir), _) => Ok(dir.clone()),
+        (None, false) => Ok(DirectoryId::new("dir").expect("valid id")),
+        (None, true) => Err(CliError::Usage(
+            "--directory-id is required when an endpoint is remote".into(),
+        )),
     }
+}
+
+/// Resolves `addr` and connects to the daemon there, which must be `daemon`.
+pub(super) async fn connect(
+    client: &Client,
+    addr: &str,
+    daemon: &ExpectedDaemon,
+) -> Result<RemoteService, CliError> {
+    let addr = resolve(addr).await?;
+    client
+        .connect(addr, daemon)
+        .await
+        .map_err(|e| match e.is_retryable() {
+            true => CliError::Unreachable(e.to_string()),
+            false => CliError::Failed(e.to_string()),
+        })
 }
 
 fn local(dir: &DirectoryId, path: &Path, create: bool) -> Result<LocalService, CliError> {
@@ -198,27 +246,41 @@ pub(super) async fn resolve(addr: &str) -> Result<SocketAddr, CliError> {
         .ok_or_else(|| CliError::Usage(format!("{addr} resolves to no address")))
 }
 
-/// A QUIC client with the identity and pinned daemons that `trust` names
-/// (or the client configuration holds), tuned as `tuning` says.
-pub(super) fn client(trust: &TrustArgs, tuning: &Tuning) -> Result<Client, CliError> {
-    let settings = ClientSettings::load(trust.config.as_deref())?;
-    let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
-        flag.clone().or(setting).ok_or_else(|| {
-            CliError::Usage(format!(
-                "--{name} is required for a remote endpoint (or set {name} in the client config)"
-            ))
-        })
-    };
-    let key = pick(&trust.key, settings.key, "key")?;
-    let cert = pick(&trust.cert, settings.cert, "cert")?;
-    let peers_file = pick(&trust.peers, settings.peers, "peers")?;
-    let identity = Identity::load(&key, &cert).map_err(|e| CliError::Usage(e.to_string()))?;
-    let certs = load_certificates(&peers_file).map_err(|e| CliError::Usage(e.to_string()))?;
-    let name = peers_file.display().to_string();
-    let peers =
-        PinnedPeers::new(certs.iter().map(|c| (name.clone(), c))).map_err(CliError::Usage)?;
-    Client::new(&identity, peers, tuning)
-        .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
+/// This host's identity and the peers file shared by every remote side,
+/// from the flags or else the client configuration.
+pub(super) struct Trust {
+    identity: Identity,
+    /// `--peers`, or `peers` of the client configuration.
+    pub shared: Option<SharedPeers>,
+}
+
+impl Trust {
+    /// Loads the key and certificate that `args` (or the client
+    /// configuration) name, and notes the shared peers file.
+    pub fn load(args: &TrustArgs) -> Result<Self, CliError> {
+        let settings = ClientSettings::load(args.config.as_deref())?;
+        let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
+            flag.clone().or(setting).ok_or_else(|| {
+                CliError::Usage(format!(
+                    "--{name} is required for a remote endpoint (or set {name} in the client config)"
+                ))
+            })
+        };
+        let key = pick(&args.key, settings.key, "key")?;
+        let cert = pick(&args.cert, settings.cert, "cert")?;
+        let identity = Identity::load(&key, &cert).map_err(|e| CliError::Usage(e.to_string()))?;
+        let shared = match (&args.peers, settings.peers) {
+            (Some(flag), _) => Some(SharedPeers::from_flag(flag.clone())),
+            (None, setting) => setting.map(SharedPeers::from_config),
+        };
+        Ok(Self { identity, shared })
+    }
+
+    /// A QUIC client with this identity, tuned as `tuning` says.
+    pub fn client(&self, tuning: &Tuning) -> Result<Client, CliError> {
+        Client::new(&self.identity, tuning)
+            .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
+    }
 }
 
 #[cfg(test)]

@@ -52,7 +52,7 @@ impl Setup {
     fn bench(&self, extra: &[&str]) -> std::process::Output {
         realize()
             .args(["bench", &self.daemon.addr()])
-            .args(self.keys.client_args("client", &["daemon"]))
+            .args(self.keys.client_args("client", "daemon"))
             .args(extra)
             .output()
             .unwrap()
@@ -237,7 +237,7 @@ fn bench_says_why_when_the_daemon_stops_during_the_run() {
     let mut s = setup();
     let bench = realize()
         .args(["bench", &s.daemon.addr(), "--send"])
-        .args(s.keys.client_args("client", &["daemon"]))
+        .args(s.keys.client_args("client", "daemon"))
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -253,4 +253,53 @@ fn bench_says_why_when_the_daemon_stops_during_the_run() {
         stderr(&out)
     );
     assert!(stdout(&out).is_empty(), "no report: {}", stdout(&out));
+}
+
+#[test]
+fn bench_measures_only_the_daemon_it_names() {
+    let s = setup();
+    let out = run(&[
+        "keygen",
+        "--name",
+        "other",
+        "--out",
+        s.keys.dir.path().to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let both = s.keys.peers_file(&["daemon", "other"]);
+    let bench = |trust: &[&str]| {
+        realize()
+            .args(["bench", &s.daemon.addr(), "--size", "1M"])
+            .args(s.keys.identity_args("client"))
+            .args(["--peers", both.to_str().unwrap()])
+            .args(trust)
+            .output()
+            .unwrap()
+    };
+    let out = bench(&[]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert_eq!(
+        stderr(&out),
+        format!(
+            "realize: --peers {} holds 2 certificates; name the one the daemon at {} must \
+             present with --peer FILE\n",
+            both.display(),
+            s.daemon.addr()
+        )
+    );
+    let other = s.keys.cert("other");
+    let out = bench(&["--peer", other.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!(
+            "it presented certificate {}",
+            s.keys.fingerprint("daemon")
+        )),
+        "{}",
+        stderr(&out)
+    );
+    let daemon = s.keys.cert("daemon");
+    let out = bench(&["--peer", daemon.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    s.assert_disk_untouched();
 }

@@ -60,8 +60,39 @@ impl Keys {
         identity.fingerprint().to_string()
     }
 
-    /// The client flags to reach daemons whose certificates are `daemons`.
-    pub fn client_args(&self, client: &str, daemons: &[&str]) -> Vec<String> {
+    /// The flags of this host's identity as `client`.
+    pub fn identity_args(&self, client: &str) -> Vec<String> {
+        vec![
+            "--key".into(),
+            self.key(client).display().to_string(),
+            "--cert".into(),
+            self.cert(client).display().to_string(),
+        ]
+    }
+
+    /// The client flags to reach the one daemon whose certificate is
+    /// `daemon`'s, through `--peers`.
+    pub fn client_args(&self, client: &str, daemon: &str) -> Vec<String> {
+        let mut args = self.identity_args(client);
+        args.extend(["--peers".into(), self.cert(daemon).display().to_string()]);
+        args
+    }
+
+    /// The client flags of a move from the daemon `src` to the daemon
+    /// `dst`: each side names the certificate its daemon must present.
+    pub fn relay_args(&self, client: &str, src: &str, dst: &str) -> Vec<String> {
+        let mut args = self.identity_args(client);
+        args.extend([
+            "--src-peer".into(),
+            self.cert(src).display().to_string(),
+            "--dst-peer".into(),
+            self.cert(dst).display().to_string(),
+        ]);
+        args
+    }
+
+    /// A peers file holding the certificates of all `daemons`.
+    pub fn peers_file(&self, daemons: &[&str]) -> PathBuf {
         let peers = self
             .dir
             .path()
@@ -71,14 +102,7 @@ impl Keys {
             .map(|d| std::fs::read_to_string(self.cert(d)).unwrap())
             .collect();
         std::fs::write(&peers, pem).unwrap();
-        vec![
-            "--key".into(),
-            self.key(client).display().to_string(),
-            "--cert".into(),
-            self.cert(client).display().to_string(),
-            "--peers".into(),
-            peers.display().to_string(),
-        ]
+        peers
     }
 }
 
@@ -290,14 +314,14 @@ pub fn wait_for_len(path: &Path, len: u64, mut command: Option<&mut Child>) {
 }
 
 /// Arguments that move `src` into directory `dir` of `daemon`, connecting as
-/// `client` and trusting the certificates of `daemons`.
+/// `client` and expecting the certificate of `daemon_name`.
 pub fn to_daemon(
     keys: &Keys,
     src: &Path,
     daemon: &Daemon,
     dir: &str,
     client: &str,
-    daemons: &[&str],
+    daemon_name: &str,
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "--src-path",
@@ -309,19 +333,19 @@ pub fn to_daemon(
     ]
     .map(String::from)
     .into();
-    args.extend(keys.client_args(client, daemons));
+    args.extend(keys.client_args(client, daemon_name));
     args
 }
 
 /// Arguments that move directory `dir` of `daemon` into the local `dst`,
-/// connecting as `client` and trusting the certificates of `daemons`.
+/// connecting as `client` and expecting the certificate of `daemon_name`.
 pub fn from_daemon(
     keys: &Keys,
     daemon: &Daemon,
     dir: &str,
     dst: &Path,
     client: &str,
-    daemons: &[&str],
+    daemon_name: &str,
 ) -> Vec<String> {
     let mut args: Vec<String> = [
         "--src-addr",
@@ -333,7 +357,7 @@ pub fn from_daemon(
     ]
     .map(String::from)
     .into();
-    args.extend(keys.client_args(client, daemons));
+    args.extend(keys.client_args(client, daemon_name));
     args
 }
 

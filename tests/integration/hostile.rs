@@ -10,7 +10,7 @@ use realize::protocol::{
     WriteTrailer,
 };
 use realize::transport::identity::{load_certificates, Identity};
-use realize::transport::tls::{client_crypto, PinnedPeers};
+use realize::transport::tls::{client_crypto, PinnedDaemon};
 use serde::Serialize;
 use tempfile::TempDir;
 
@@ -94,8 +94,8 @@ async fn connect(
 ) -> (Raw, SendStream, RecvStream, HelloReply) {
     let identity = Identity::load(&keys.key("client"), &keys.cert("client")).unwrap();
     let daemon_cert = load_certificates(&keys.cert("daemon")).unwrap();
-    let peers = PinnedPeers::new(daemon_cert.iter().map(|c| ("daemon".to_string(), c))).unwrap();
-    let crypto = client_crypto(&identity, Arc::new(peers)).unwrap();
+    let pinned = PinnedDaemon::new(&daemon_cert[0]).unwrap();
+    let crypto = client_crypto(&identity, Arc::new(pinned)).unwrap();
     let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
     endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
     let connection = endpoint
@@ -245,7 +245,7 @@ async fn hostile_requests_are_refused_and_the_daemon_keeps_serving() {
     // And a real move still works.
     let src = TempDir::new().unwrap();
     write_file(src.path(), "honest.txt", b"hello");
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_eq!(

@@ -47,7 +47,7 @@ impl Setup {
             "--parallel",
             "1",
         ]);
-        command.args(self.keys.client_args("client", &["daemon"]));
+        command.args(self.keys.client_args("client", "daemon"));
         command
     }
 
@@ -150,7 +150,7 @@ fn max_duration_while_connecting_exits_11() {
             "--max-duration",
             "500ms",
         ])
-        .args(keys.client_args("client", &["daemon"]))
+        .args(keys.client_args("client", "daemon"))
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(11), "{}", stderr(&out));

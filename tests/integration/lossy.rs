@@ -97,7 +97,7 @@ fn local_to_remote_through_a_lossy_relay_arrives_intact() {
     let expected = snapshot(src.path());
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
     let relay = Relay::start(daemon.addr, 0x5EED_0001);
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
 
     let out = run_through(&relay, &through(&relay, &daemon, args));
 
@@ -113,7 +113,7 @@ fn remote_to_local_through_a_lossy_relay_arrives_intact() {
     let expected = snapshot(src.path());
     let daemon = Daemon::start(&keys, "daemon", &[("d", src.path())], &["client"]);
     let relay = Relay::start(daemon.addr, 0x5EED_0002);
-    let args = from_daemon(&keys, &daemon, "d", dst.path(), "client", &["daemon"]);
+    let args = from_daemon(&keys, &daemon, "d", dst.path(), "client", "daemon");
 
     let out = run_through(&relay, &through(&relay, &daemon, args));
 

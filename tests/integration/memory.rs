@@ -17,7 +17,7 @@ fn many_large_files_in_flight_keep_the_command_under_128_mib() {
     }
     let expected = snapshot(src.path());
     let daemon = Daemon::start(&keys, "daemon", &[("data", dst.path())], &["client"]);
-    let mut args = to_daemon(&keys, src.path(), &daemon, "data", "client", &["daemon"]);
+    let mut args = to_daemon(&keys, src.path(), &daemon, "data", "client", "daemon");
     args.extend(["--parallel".into(), "64".into()]);
 
     let out = std::process::Command::new("/usr/bin/time")

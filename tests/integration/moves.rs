@@ -26,7 +26,7 @@ impl Setup {
             &daemon,
             "photos",
             "client",
-            &["daemon-a"],
+            "daemon-a",
         );
         (daemon, args)
     }
@@ -104,7 +104,7 @@ fn remote_to_local() {
         "photos",
         s.dst.path(),
         "client",
-        &["daemon-a"],
+        "daemon-a",
     );
     assert_moves(&s, &args);
     assert!(daemon.log().contains("deleted source file"));
@@ -133,7 +133,7 @@ fn remote_to_remote_relays_through_the_command() {
         "--directory-id",
         "photos",
     ]);
-    args.extend(s.keys.client_args("client", &["daemon-a", "daemon-b"]));
+    args.extend(s.keys.relay_args("client", "daemon-a", "daemon-b"));
     assert_moves(&s, &args);
 }
 
@@ -166,14 +166,7 @@ fn identical_destination_file_is_not_sent_again() {
         &[("photos", s.dst.path())],
         &["client"],
     );
-    let args = to_daemon(
-        &s.keys,
-        src.path(),
-        &daemon,
-        "photos",
-        "client",
-        &["daemon-a"],
-    );
+    let args = to_daemon(&s.keys, src.path(), &daemon, "photos", "client", "daemon-a");
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(

@@ -35,7 +35,7 @@ fn daemon_metrics_count_moves_and_refusals() {
     let url = format!("http://127.0.0.1:{port}/metrics");
 
     // During a throttled move: one connection open.
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
     let mut mover = realize()
         .args(&args)
         .args(["--throttle-up", "2M", "-q"])
@@ -57,7 +57,7 @@ fn daemon_metrics_count_moves_and_refusals() {
     assert!(mover.wait().unwrap().success());
 
     // A stranger is refused.
-    let stranger = to_daemon(&keys, src.path(), &daemon, "d", "stranger", &["daemon"]);
+    let stranger = to_daemon(&keys, src.path(), &daemon, "d", "stranger", "daemon");
     assert_eq!(
         realize().args(&stranger).output().unwrap().status.code(),
         Some(1)
@@ -214,9 +214,9 @@ fn daemon_json_logs_parse_and_carry_the_documented_fields() {
     write_file(src.path(), "logged.txt", b"some content");
     let config = daemon_config(&keys, dst.path(), free_tcp_port());
     let daemon = Daemon::start_with_args(&config, &["--log-format", "json"]);
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
     assert!(realize().args(&args).output().unwrap().status.success());
-    let stranger = to_daemon(&keys, src.path(), &daemon, "d", "stranger", &["daemon"]);
+    let stranger = to_daemon(&keys, src.path(), &daemon, "d", "stranger", "daemon");
     realize().args(&stranger).output().unwrap();
     daemon.wait_for_log("refused connection");
     let log = daemon.log();

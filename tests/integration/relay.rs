@@ -5,11 +5,14 @@
 //!
 //! Which datagrams are damaged comes from a seeded generator: the same seed
 //! gives the same pattern of faults, datagram by datagram, in each direction.
+//!
+//! A relay can instead carry everything intact and then go dark, as a path
+//! does when a cable is pulled: see [`Relay::going_dark`].
 
 use std::collections::HashMap;
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -42,6 +45,23 @@ impl Relay {
     /// Starts a relay on 127.0.0.1 in front of the daemon at `daemon`,
     /// damaging datagrams as `seed` decides.
     pub fn start(daemon: SocketAddr, seed: u64) -> Self {
+        Self::start_with(daemon, seed, Plan::Faults(seed))
+    }
+
+    /// Starts a relay on 127.0.0.1 in front of the daemon at `daemon` that
+    /// passes everything on intact until `budget` bytes have gone back toward
+    /// the client, then drops every datagram both ways, for good: the path
+    /// goes dark with no word to either end, and new connections get no
+    /// answer either.
+    pub fn going_dark(daemon: SocketAddr, budget: u64) -> Self {
+        let outage = Arc::new(Outage {
+            left: AtomicU64::new(budget),
+            dark: AtomicBool::new(false),
+        });
+        Self::start_with(daemon, 0, Plan::Outage(outage))
+    }
+
+    fn start_with(daemon: SocketAddr, seed: u64, plan: Plan) -> Self {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -56,7 +76,7 @@ impl Relay {
         let clients = Clients {
             front: Arc::new(front),
             daemon,
-            seed,
+            plan,
             toward_daemon: toward_daemon.clone(),
             toward_client: toward_client.clone(),
         };
@@ -218,12 +238,68 @@ impl FaultPattern {
     }
 }
 
+/// What a relay does to its datagrams.
+enum Plan {
+    /// Damages some, as the generator seeded with this decides.
+    Faults(u64),
+    /// Carries everything until the path goes dark.
+    Outage(Arc<Outage>),
+}
+
+/// A path that goes dark once enough bytes have gone back toward the
+/// client, shared by every direction of every client.
+struct Outage {
+    /// Bytes that may still go toward the client.
+    left: AtomicU64,
+    /// Set once the budget is spent: everything is dropped from then on.
+    dark: AtomicBool,
+}
+
+impl Outage {
+    /// The fate of a datagram of `len` bytes going toward the client if
+    /// `toward_client`, else toward the daemon.
+    fn fate(&self, len: usize, toward_client: bool) -> Fate {
+        let spent = toward_client
+            && self
+                .left
+                .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |left| {
+                    left.checked_sub(len as u64)
+                })
+                .is_err();
+        if spent {
+            self.dark.store(true, Ordering::Relaxed);
+        }
+        match self.dark.load(Ordering::Relaxed) {
+            true => Fate::Drop,
+            false => Fate::Forward,
+        }
+    }
+}
+
+/// How one direction of one client's traffic is treated.
+enum Damage {
+    /// Faults as the generator decides, datagram by datagram.
+    Faults(FaultPattern),
+    /// Intact until the outage; `bool` says whether toward the client.
+    Outage(Arc<Outage>, bool),
+}
+
+impl Damage {
+    /// The fate of the next datagram, `len` bytes long.
+    fn next_fate(&mut self, len: usize) -> Fate {
+        match self {
+            Damage::Faults(pattern) => pattern.next_fate(),
+            Damage::Outage(outage, toward_client) => outage.fate(len, *toward_client),
+        }
+    }
+}
+
 /// One direction of one client's traffic: where it goes, and how it is
 /// damaged on the way.
 struct Link {
     socket: Arc<UdpSocket>,
     to: SocketAddr,
-    faults: FaultPattern,
+    damage: Damage,
     counters: Arc<Counters>,
 }
 
@@ -231,7 +307,7 @@ impl Link {
     /// Passes `datagram` on, or drops, duplicates or holds it back. Send
     /// errors are ignored: the datagram is lost, as on a real network.
     async fn pass_on(&mut self, datagram: &[u8]) {
-        let fate = self.faults.next_fate();
+        let fate = self.damage.next_fate(datagram.len());
         self.counters.count(fate);
         match fate {
             Fate::Drop => {}
@@ -271,12 +347,21 @@ impl Link {
 struct Clients {
     front: Arc<UdpSocket>,
     daemon: SocketAddr,
-    seed: u64,
+    plan: Plan,
     toward_daemon: Arc<Counters>,
     toward_client: Arc<Counters>,
 }
 
 impl Clients {
+    /// How the `stream`th direction (even toward the daemon, odd toward the
+    /// client) is treated.
+    fn damage(&self, stream: u64) -> Damage {
+        match &self.plan {
+            Plan::Faults(seed) => Damage::Faults(FaultPattern::new(*seed, stream)),
+            Plan::Outage(outage) => Damage::Outage(outage.clone(), stream % 2 == 1),
+        }
+    }
+
     /// Relays every client's datagrams to the daemon, until the relay stops.
     async fn serve(self) {
         let mut links: HashMap<SocketAddr, Link> = HashMap::new();
@@ -305,14 +390,14 @@ impl Clients {
         let replies = Link {
             socket: self.front.clone(),
             to: client,
-            faults: FaultPattern::new(self.seed, 2 * index + 1),
+            damage: self.damage(2 * index + 1),
             counters: self.toward_client.clone(),
         };
         tokio::spawn(replies.pass_on_all(upstream.clone()));
         Link {
             socket: upstream,
             to: self.daemon,
-            faults: FaultPattern::new(self.seed, 2 * index),
+            damage: self.damage(2 * index),
             counters: self.toward_daemon.clone(),
         }
     }

@@ -25,7 +25,7 @@ fn killed_mid_file_then_run_again_sends_little_more_than_the_missing_part() {
     let data = pattern(7, SIZE);
     write_file(src.path(), "big.bin", &data);
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
 
     // Kill the command with SIGKILL once a quarter of the file has arrived.
     let mut first = realize().args(&args).arg("-q").spawn().unwrap();

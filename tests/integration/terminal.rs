@@ -40,7 +40,7 @@ fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
         "--directory-id".into(),
         "photos".into(),
     ];
-    args.extend(keys.client_args("client", &["daemon"]));
+    args.extend(keys.client_args("client", "daemon"));
     let done = src.path().parent().unwrap().join(format!(
         "{}.exit",
         src.path().file_name().unwrap().to_string_lossy()

@@ -5,12 +5,11 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use realize::client::Client;
+use realize::client::{Client, ExpectedDaemon};
 use realize::model::{Delta, DirectoryId, RelPath};
 use realize::service::{FileReader, ReadEvent, Service};
 use realize::transport::endpoint::Tuning;
 use realize::transport::identity::{load_certificates, Identity};
-use realize::transport::tls::PinnedPeers;
 use tempfile::TempDir;
 
 use crate::harness::*;
@@ -64,7 +63,7 @@ fn with(mut args: Vec<String>, extra: &[&str]) -> Vec<String> {
 fn throttle_up_paces_the_command_sending_to_a_daemon() {
     let s = setup();
     let daemon = Daemon::start(&s.keys, "daemon", &[("d", s.dst.path())], &["client"]);
-    let args = to_daemon(&s.keys, s.src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&s.keys, s.src.path(), &daemon, "d", "client", "daemon");
     assert_about_three_seconds(timed(&s, &with(args, &["--throttle-up", "4M"])));
     assert!(
         !daemon.log().contains("send limit changed"),
@@ -76,7 +75,7 @@ fn throttle_up_paces_the_command_sending_to_a_daemon() {
 fn throttle_down_makes_the_source_daemon_pace_itself() {
     let s = setup();
     let daemon = Daemon::start(&s.keys, "daemon", &[("d", s.src.path())], &["client"]);
-    let args = from_daemon(&s.keys, &daemon, "d", s.dst.path(), "client", &["daemon"]);
+    let args = from_daemon(&s.keys, &daemon, "d", s.dst.path(), "client", "daemon");
     assert_about_three_seconds(timed(&s, &with(args, &["--throttle", "4M"])));
     let log = daemon.wait_for_log("send limit changed");
     assert!(log.contains("old=unlimited new=4.00 MiB/s"), "{log}");
@@ -95,7 +94,7 @@ fn the_daemon_caps_what_a_peer_may_ask_for() {
     )
     .unwrap();
     let daemon = Daemon::start_with_config(&config);
-    let args = from_daemon(&s.keys, &daemon, "d", s.dst.path(), "client", &["daemon"]);
+    let args = from_daemon(&s.keys, &daemon, "d", s.dst.path(), "client", "daemon");
     // Asking for more than the cap gets the cap; asking for nothing too.
     assert_about_three_seconds(timed(&s, &with(args, &["--throttle-down", "100M"])));
     let log = daemon.wait_for_log("send limit changed");
@@ -132,7 +131,7 @@ fn remote_to_remote_paces_the_relay_towards_the_destination() {
         "--directory-id".into(),
         "d".into(),
     ];
-    args.extend(s.keys.client_args("client", &["daemon", "daemon-b"]));
+    args.extend(s.keys.relay_args("client", "daemon", "daemon-b"));
     assert_about_three_seconds(timed(&s, &with(args, &["--throttle-up", "4M"])));
     assert!(
         !a.log().contains("send limit changed"),
@@ -148,9 +147,9 @@ async fn changing_the_limit_mid_transfer_changes_the_rate() {
     let daemon = Daemon::start(&keys, "daemon", &[("d", src.path())], &["client"]);
     let identity = Identity::load(&keys.key("client"), &keys.cert("client")).unwrap();
     let certs = load_certificates(&keys.cert("daemon")).unwrap();
-    let peers = PinnedPeers::new(certs.iter().map(|c| ("daemon".to_string(), c))).unwrap();
-    let client = Client::new(&identity, peers, &Tuning::default()).unwrap();
-    let remote = Arc::new(client.connect(daemon.addr).await.unwrap());
+    let expected = ExpectedDaemon::new(&certs[0], "daemon.crt").unwrap();
+    let client = Client::new(&identity, &Tuning::default()).unwrap();
+    let remote = Arc::new(client.connect(daemon.addr, &expected).await.unwrap());
 
     let slow = "1M".parse().unwrap();
     assert_eq!(remote.configure(Some(slow)).await.unwrap(), Some(slow));

@@ -161,7 +161,7 @@ fn a_directory_is_never_moved_into_itself_however_it_is_reached() {
     let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
 
     // A local path that the destination daemon serves.
-    let args = to_daemon(&keys, root.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, root.path(), &daemon, "d", "client", "daemon");
     assert_refused_as_overlap(&args, root.path());
 
     // A local path containing the daemon's root.
@@ -171,7 +171,7 @@ fn a_directory_is_never_moved_into_itself_however_it_is_reached() {
         &[("d", &root.path().join("sub"))],
         &["client"],
     );
-    let args = to_daemon(&keys, root.path(), &nested, "d", "client", &["daemon-b"]);
+    let args = to_daemon(&keys, root.path(), &nested, "d", "client", "daemon-b");
     assert_refused_as_overlap(&args, root.path());
 
     // Two daemons serving the same directory.
@@ -184,6 +184,6 @@ fn a_directory_is_never_moved_into_itself_however_it_is_reached() {
         "--directory-id".into(),
         "d".into(),
     ];
-    args.extend(keys.client_args("client", &["daemon", "daemon-b"]));
+    args.extend(keys.relay_args("client", "daemon", "daemon-b"));
     assert_refused_as_overlap(&args, root.path());
 }

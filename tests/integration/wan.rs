@@ -144,7 +144,7 @@ fn a_20_second_outage_mid_transfer_is_survived() {
         "d",
     ]);
     command.args(["--max-duration", "150s"]);
-    command.args(keys.client_args("client", &["daemon"]));
+    command.args(keys.client_args("client", "daemon"));
     let run = std::thread::spawn(move || command.output().unwrap());
 
     let partial = dst.path().join(".realize~part.big.bin");
