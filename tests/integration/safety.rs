@@ -17,7 +17,7 @@ fn a_file_created_at_the_destination_after_the_listing_is_kept() {
     let data = pattern(7, 1 << 20);
     write_file(src.path(), "report.bin", &data);
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
-    let mut args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let mut args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
     args.extend(["--throttle".into(), "256k".into()]);
     let mut command = realize().args(&args).spawn().unwrap();
     // Listed empty; while the file crosses, the user saves one of their own.
@@ -109,7 +109,7 @@ fn mtime_and_mode_survive_local_to_remote() {
     let keys = Keys::generate(&["client", "daemon"]);
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
     assert_moves_metadata(src.path(), dst.path(), &args);
 }
 
@@ -118,7 +118,7 @@ fn mtime_and_mode_survive_remote_to_local() {
     let keys = Keys::generate(&["client", "daemon"]);
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     let daemon = Daemon::start(&keys, "daemon", &[("d", src.path())], &["client"]);
-    let args = from_daemon(&keys, &daemon, "d", dst.path(), "client", &["daemon"]);
+    let args = from_daemon(&keys, &daemon, "d", dst.path(), "client", "daemon");
     assert_moves_metadata(src.path(), dst.path(), &args);
 }
 
@@ -132,7 +132,7 @@ fn mtime_and_mode_survive_remote_to_remote() {
         .map(String::from)
         .into();
     args.extend(["--directory-id".into(), "d".into()]);
-    args.extend(keys.client_args("client", &["daemon-a", "daemon-b"]));
+    args.extend(keys.relay_args("client", "daemon-a", "daemon-b"));
     assert_moves_metadata(src.path(), dst.path(), &args);
 }
 
@@ -148,7 +148,7 @@ fn mtime_and_mode_survive_a_resume_and_an_identical_copy() {
     let notes = std::fs::read(src.path().join("shared/notes.md")).unwrap();
     write_file(dst.path(), "shared/notes.md", &notes);
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
-    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", &["daemon"]);
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
     let out = realize().args(&args).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     assert_metadata_kept(dst.path());
@@ -218,7 +218,7 @@ fn two_sources_merged_at_once_into_one_destination_lose_no_file() {
     }
     let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
     let run = |src: &Path| {
-        let args = to_daemon(&keys, src, &daemon, "d", "client", &["daemon"]);
+        let args = to_daemon(&keys, src, &daemon, "d", "client", "daemon");
         realize().args(&args).output().unwrap()
     };
     let (out_a, out_b) = std::thread::scope(|s| {
