@@ -209,6 +209,13 @@ impl Daemon {
         daemon
     }
 
+    /// Kills the daemon with SIGKILL and starts it again on the same
+    /// address, as a service manager brings back a crashed daemon.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        *self = self.restart();
+    }
+
     /// Sends SIGTERM and returns the exit status (waits up to 15 s).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: sending a signal to our own child process.
