@@ -1,7 +1,7 @@
 //! Test harness: real binaries, real certificates made by `realize keygen`,
 //! a real daemon on 127.0.0.1.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -233,6 +233,13 @@ impl Daemon {
         daemon
     }
 
+    /// Kills the daemon with SIGKILL and starts it again on the same
+    /// address, as a service manager brings back a crashed daemon.
+    pub fn crash_and_restart(&mut self) {
+        self.kill();
+        *self = self.restart();
+    }
+
     /// Sends SIGTERM and returns the exit status (waits up to 15 s).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: sending a signal to our own child process.
@@ -395,27 +402,34 @@ pub fn write_file(root: &Path, path: &str, data: &[u8]) {
 
 /// Relative path → BLAKE3 of every regular file under `root`.
 pub fn snapshot(root: &Path) -> BTreeMap<String, String> {
-    let mut files = BTreeMap::new();
-    walk(root, root, &mut files);
-    files
+    paths(root)
+        .into_iter()
+        .filter(|path| !path.ends_with('/'))
+        .map(|path| {
+            let hash = blake3::hash(&std::fs::read(root.join(&path)).unwrap());
+            (path, hash.to_hex().to_string())
+        })
+        .collect()
 }
 
-fn walk(root: &Path, dir: &Path, files: &mut BTreeMap<String, String>) {
+/// Every path under `root`, relative, folders ending in `/`: everything a
+/// user would find there, whatever its name.
+pub fn paths(root: &Path) -> BTreeSet<String> {
+    let mut paths = BTreeSet::new();
+    walk(root, root, &mut paths);
+    paths
+}
+
+fn walk(root: &Path, dir: &Path, paths: &mut BTreeSet<String>) {
     for entry in std::fs::read_dir(dir).unwrap() {
         let entry = entry.unwrap();
         let path = entry.path();
+        let rel = path.strip_prefix(root).unwrap().to_string_lossy();
         if entry.file_type().unwrap().is_dir() {
-            walk(root, &path, files);
+            paths.insert(format!("{rel}/"));
+            walk(root, &path, paths);
         } else {
-            let rel = path
-                .strip_prefix(root)
-                .unwrap()
-                .to_string_lossy()
-                .into_owned();
-            let hash = blake3::hash(&std::fs::read(&path).unwrap())
-                .to_hex()
-                .to_string();
-            files.insert(rel, hash);
+            paths.insert(rel.into_owned());
         }
     }
 }
