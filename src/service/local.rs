@@ -568,4 +568,22 @@ mod tests {
             }
         }
     }
+
+    #[tokio::test]
+    async fn a_resume_whose_partial_file_is_gone_leaves_no_empty_one() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirectoryId::new("d").unwrap();
+        let service = LocalService::single(dir.clone(), root.path()).unwrap();
+        let path = RelPath::new("f").unwrap();
+        let resume = Delta {
+            patches: Vec::new(),
+            offset: 100_000,
+        };
+        let refused = service.write(&dir, &path, &new_file(200_000, resume)).await;
+        match refused {
+            Err(ServiceError::Realize(e)) => assert_eq!(e.kind, ErrorKind::Protocol, "{e}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
+    }
 }

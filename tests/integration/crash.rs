@@ -354,16 +354,20 @@ impl Scene {
         let mut args = end_args("src", &src, source_daemon.as_ref());
         args.extend(end_args("dst", &dst, destination_daemon.as_ref()));
         args.extend(["--directory-id", DIR, "--throttle", THROTTLE, "-q"].map(String::from));
-        let daemons: Vec<&str> = [
-            ("source", &source_daemon),
-            ("destination", &destination_daemon),
-        ]
-        .into_iter()
-        .filter(|(_, daemon)| daemon.is_some())
-        .map(|(name, _)| name)
-        .collect();
-        if !daemons.is_empty() {
-            args.extend(keys.client_args("client", &daemons));
+        if source_daemon.is_some() || destination_daemon.is_some() {
+            args.extend(keys.identity_args("client"));
+        }
+        if source_daemon.is_some() {
+            args.extend([
+                "--src-peer".into(),
+                keys.cert("source").display().to_string(),
+            ]);
+        }
+        if destination_daemon.is_some() {
+            args.extend([
+                "--dst-peer".into(),
+                keys.cert("destination").display().to_string(),
+            ]);
         }
         Self {
             name: format!("{source}→{destination}"),
@@ -554,19 +558,16 @@ impl Scene {
             .collect()
     }
 
-    /// Whatever the source still holds. docs/design.md §2.2: a source file
-    /// is deleted once it is durable at the destination, and so is each
-    /// folder that deletion empties; so nothing at all should be left.
+    /// Every file the source still holds. docs/design.md §2.2: a source
+    /// file is deleted once it is durable at the destination. Folders may
+    /// stay: a kill between a delete and the removal of the folders it
+    /// emptied leaves them, and later runs cannot tell them from a user's
+    /// empty folders, which are never removed (§9).
     fn leftovers_at_source(&self) -> Vec<String> {
         paths(self.src.path())
             .into_iter()
-            .map(|path| {
-                if path.ends_with('/') {
-                    format!("the source still holds the folder {path}, emptied but not removed")
-                } else {
-                    format!("the source still holds {path}")
-                }
-            })
+            .filter(|path| !path.ends_with('/'))
+            .map(|path| format!("the source still holds {path}"))
             .collect()
     }
 }

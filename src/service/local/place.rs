@@ -150,6 +150,17 @@ impl Place {
         }
     }
 
+    /// Removes the partial file `written`, which this writer opened, if its
+    /// name still holds it.
+    pub fn remove_partial(&self, written: &File) -> Result<(), RealizeError> {
+        let partial = self.partial_name()?;
+        if self.partial_is(written, partial)? {
+            rustix::fs::unlinkat(&self.dir, partial, AtFlags::empty())
+                .map_err(|e| RealizeError::io(&self.display, &e.into()))?;
+        }
+        Ok(())
+    }
+
     /// Renames the written, verified and durable partial file `partial`
     /// into place, replacing nothing but what the client listed there:
     /// nothing (`replaces` is `None`), or the file of that stamp.

@@ -221,6 +221,12 @@ fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), Reali
     let mut file = place.open_partial_for_write()?;
     let kept = file.metadata().map_err(io)?.len();
     if kept < delta.offset {
+        // The file this resume was planned on is gone (an older transfer
+        // made it final meanwhile): an empty one made by this open is not
+        // left behind.
+        if kept == 0 {
+            place.remove_partial(&file)?;
+        }
         return Err(RealizeError::new(
             ErrorKind::Protocol,
             format!(
