@@ -216,6 +216,19 @@ impl Daemon {
     }
 
     /// Kills the daemon with SIGKILL, as a crash would.
+    /// The daemon's threads and open descriptors, from `/proc`.
+    pub fn threads_and_fds(&self) -> (usize, usize) {
+        let proc = PathBuf::from(format!("/proc/{}", self.child.id()));
+        let status = std::fs::read_to_string(proc.join("status")).unwrap();
+        let threads = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Threads:"))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap();
+        let fds = std::fs::read_dir(proc.join("fd")).unwrap().count();
+        (threads, fds)
+    }
+
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -6,6 +6,7 @@ mod crash;
 mod harness;
 mod hostile;
 mod interrupt;
+mod isolation;
 mod lossy;
 mod memory;
 mod moves;

@@ -140,8 +140,19 @@ async fn read(
         },
     )
     .await?;
+    // Resolves when the peer stops reading or the connection is gone: the
+    // reader then goes, and with it its thread and its read budget.
+    let gone = send.stopped();
+    tokio::pin!(gone);
     loop {
-        match reader.next().await {
+        let event = tokio::select! {
+            event = reader.next() => event,
+            _ = &mut gone => {
+                tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "read abandoned by the peer");
+                return Ok(());
+            }
+        };
+        match event {
             Ok(ReadEvent::Data(chunk)) => {
                 for piece in peer.throttle.pieces(chunk) {
                     peer.throttle.wait(piece.len()).await;

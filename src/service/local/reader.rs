@@ -76,7 +76,9 @@ impl LocalReader {
             _ => return Ok(Self::start(file, stamp, delta, display, runtime)),
         };
         let mut events = Vec::new();
-        pump(file, stamp, &delta, &display, Some(permit), |event| {
+        let mut permit = Some(permit);
+        let budget = || permit.take();
+        pump(file, stamp, &delta, &display, budget, |event| {
             events.push(event);
             true
         })?;
@@ -96,8 +98,19 @@ impl LocalReader {
     ) -> Self {
         let (tx, events) = mpsc::channel(READ_AHEAD);
         runtime.spawn_blocking(move || {
+            // Waiting for the budget ends when the consumer goes away: the
+            // budget may be held by the buffers of the very connection that
+            // died, which are freed only once its streams let go.
+            let budget = || {
+                futures::executor::block_on(async {
+                    tokio::select! {
+                        permit = READ_BUDGET.acquire() => permit.ok(),
+                        () = tx.closed() => None,
+                    }
+                })
+            };
             let emit = |event| tx.blocking_send(Ok(event)).is_ok();
-            if let Err(err) = pump(file, stamp, &delta, &display, None, emit) {
+            if let Err(err) = pump(file, stamp, &delta, &display, budget, emit) {
                 let _ = tx.blocking_send(Err(err));
             }
         });
@@ -109,24 +122,23 @@ impl LocalReader {
 }
 
 /// Reads, hashes and hands `emit` the events of `file`, until the end or
-/// until `emit` returns false (the consumer gave up). The first chunk may
-/// come with its share of the read budget taken already.
+/// until the consumer gives up: `emit` returns false, or `budget` gives no
+/// share of the read budget for the next chunk.
 fn pump(
     mut file: File,
     stamp: FileStamp,
     delta: &Delta,
     display: &RelPath,
-    mut permit: Option<SemaphorePermit<'static>>,
+    mut budget: impl FnMut() -> Option<SemaphorePermit<'static>>,
     mut emit: impl FnMut(ReadEvent) -> bool,
 ) -> Result<(), RealizeError> {
     let mut hasher = blake3::Hasher::new();
     let mut position = 0u64;
     while position < stamp.size {
         let want = CHUNK_SIZE.min((stamp.size - position) as usize);
-        let permit = permit.take().unwrap_or_else(|| {
-            futures::executor::block_on(READ_BUDGET.acquire())
-                .expect("the read budget is never closed")
-        });
+        let Some(permit) = budget() else {
+            return Ok(());
+        };
         let chunk = read_chunk(&mut file, want, display, permit)?;
         hasher.update(&chunk);
         for part in delta.carried(position, want as u64) {
