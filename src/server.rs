@@ -55,8 +55,13 @@ impl Daemon {
     pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
         let identity = Identity::load(&config.key, &config.cert)?;
         let peers = Arc::new(load_peers(config)?);
-        let service =
+        let mut service =
             LocalService::new(config.dirs.clone()).map_err(|e| StartError::Io(e.to_string()))?;
+        if config.keep_owner {
+            service = service
+                .keeping_owners()
+                .map_err(|e| StartError::Io(format!("keep_owner = true: {e}")))?;
+        }
         let crypto = server_crypto(&identity, peers.clone())
             .map_err(|e| StartError::Io(format!("{}: {e}", config.key.display())))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));

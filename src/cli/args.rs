@@ -178,6 +178,13 @@ pub struct MoveArgs {
     /// Running the command again continues the work.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
+    /// Give each file written to a local --dst-path its source's owner
+    /// (numeric user and group ids, like rsync -og --numeric-ids); needs
+    /// root. A daemon destination keeps owners when its configuration says
+    /// keep_owner = true. Without it, files belong to whoever writes them;
+    /// modification times and permission bits are always kept.
+    #[arg(long, requires = "dst_path")]
+    pub keep_owner: bool,
     /// Send limits.
     #[command(flatten)]
     pub limits: ThrottleArgs,

@@ -112,7 +112,7 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     let mut services = Vec::new();
     for (spec, create) in [(&source, false), (&destination, true)] {
         let service: Box<dyn Service> = match spec {
-            Spec::Local(path) => Box::new(local(&dir, path, create)?),
+            Spec::Local(path) => Box::new(local(&dir, path, create, args.keep_owner)?),
             Spec::Remote(side) => {
                 let client = client.as_ref().expect("a client exists for a remote side");
                 let daemon = expected.next().expect("one daemon per remote side");
@@ -176,13 +176,26 @@ pub(super) async fn connect(
         })
 }
 
-fn local(dir: &DirectoryId, path: &Path, create: bool) -> Result<LocalService, CliError> {
+/// The local endpoint at `path`; the destination (`create`) is made if
+/// missing and keeps owners if `keep_owner`.
+fn local(
+    dir: &DirectoryId,
+    path: &Path,
+    create: bool,
+    keep_owner: bool,
+) -> Result<LocalService, CliError> {
     if create {
         std::fs::create_dir_all(path)
             .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
     }
-    LocalService::single(dir.clone(), path)
-        .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))
+    let service = LocalService::single(dir.clone(), path)
+        .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    if !(create && keep_owner) {
+        return Ok(service);
+    }
+    service
+        .keeping_owners()
+        .map_err(|e| CliError::Usage(format!("--keep-owner: {e}")))
 }
 
 impl Endpoints {

@@ -36,6 +36,8 @@ struct RawConfig {
     peers: BTreeMap<String, PathBuf>,
     #[serde(default)]
     send_limits: BTreeMap<String, String>,
+    #[serde(default)]
+    keep_owner: bool,
 }
 
 /// A validated daemon configuration, paths resolved against the file's folder.
@@ -55,6 +57,8 @@ pub struct DaemonConfig {
     pub peers: BTreeMap<String, PathBuf>,
     /// Peer id to the most the daemon sends that peer per connection.
     pub send_limits: BTreeMap<String, Rate>,
+    /// Whether files written here get their source's owner (needs root).
+    pub keep_owner: bool,
 }
 
 impl DaemonConfig {
@@ -101,6 +105,7 @@ impl DaemonConfig {
         }
         Ok(Self {
             send_limits,
+            keep_owner: raw.keep_owner,
             listen: raw
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),

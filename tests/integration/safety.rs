@@ -256,3 +256,92 @@ fn two_sources_merged_at_once_into_one_destination_lose_no_file() {
         );
     }
 }
+
+/// Files owned by other users at the source: (path, uid, gid).
+const OWNED: &[(&str, u32, u32)] = &[("nobodys.txt", 65534, 65534), ("d/other.txt", 1234, 5678)];
+
+fn write_owned(src: &Path) {
+    for &(path, uid, gid) in OWNED {
+        write_file(src, path, path.as_bytes());
+        std::os::unix::fs::chown(src.join(path), Some(uid), Some(gid)).unwrap();
+    }
+}
+
+fn owners(dst: &Path) -> Vec<(u32, u32)> {
+    use std::os::unix::fs::MetadataExt;
+    OWNED
+        .iter()
+        .map(|(path, _, _)| {
+            let metadata = std::fs::metadata(dst.join(path)).unwrap();
+            (metadata.uid(), metadata.gid())
+        })
+        .collect()
+}
+
+fn source_owners() -> Vec<(u32, u32)> {
+    OWNED.iter().map(|&(_, uid, gid)| (uid, gid)).collect()
+}
+
+#[test]
+fn owners_are_kept_by_a_local_destination_asked_to() {
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_owned(src.path());
+    let mut args = local_args(src.path(), dst.path());
+    args.push("--keep-owner".into());
+    let out = realize().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(owners(dst.path()), source_owners());
+}
+
+#[test]
+fn owners_are_kept_by_a_daemon_configured_to_and_only_then() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    for keep in [true, false] {
+        let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+        write_owned(src.path());
+        let config = keys.dir.path().join(format!("keep-{keep}.toml"));
+        let text = format!(
+            "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n\
+             keep_owner = {keep}\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
+            dst.path().display().to_string()
+        );
+        std::fs::write(&config, text).unwrap();
+        let daemon = Daemon::start_with_config(&config);
+        let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
+        let out = realize().args(&args).output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+        let expected = match keep {
+            true => source_owners(),
+            false => vec![(0, 0); OWNED.len()],
+        };
+        assert_eq!(owners(dst.path()), expected, "keep_owner = {keep}");
+    }
+}
+
+#[test]
+fn keep_owner_is_refused_to_a_user_who_cannot_give_files_away() {
+    let base = TempDir::new().unwrap();
+    let (src, dst) = (base.path().join("src"), base.path().join("dst"));
+    write_file(&src, "a", b"a");
+    std::fs::create_dir(&dst).unwrap();
+    for path in [&src, &src.join("a"), &dst] {
+        chown_nobody(path);
+    }
+    let binary = base.path().join("realize");
+    std::fs::copy(env!("CARGO_BIN_EXE_realize"), &binary).unwrap();
+    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(local_args(&src, &dst))
+        .arg("--keep-owner")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("--keep-owner: keeping owners needs root"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(src.join("a").exists());
+}
