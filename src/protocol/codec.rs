@@ -247,4 +247,82 @@ mod tests {
         );
         assert!(encode(&big).is_err());
     }
+
+    /// The examples of docs/protocol.md §4.3 that carry stamps, plans and
+    /// attributes (protocol version 2).
+    #[test]
+    fn file_metadata_frames_encode_as_documented() {
+        use crate::model::{Attributes, Delta, FileStamp, Owner, WritePlan};
+        use crate::protocol::{ControlRequest, ReadHeader, Request};
+        let (dir, path) = (
+            DirectoryId::new("photos").unwrap(),
+            RelPath::new("a/b.jpg").unwrap(),
+        );
+        let owner = Owner {
+            uid: 1000,
+            gid: 100,
+        };
+        let stamp = |size, modified_ns, inode, changed_ns, mode| FileStamp {
+            size,
+            modified_ns,
+            inode,
+            changed_ns,
+            mode,
+            owner,
+        };
+        let attributes = Attributes {
+            modified_ns: 1,
+            mode: 0o644,
+            owner: Some(owner),
+        };
+        let delete = Request {
+            id: 300,
+            op: ControlRequest::Delete {
+                dir: dir.clone(),
+                path: path.clone(),
+                expected: stamp(1000, -1, 42, 2, 0o644),
+            },
+        };
+        assert_eq!(
+            frame(&delete),
+            "00 00 00 20 fb 01 2c 04 06 70 68 6f 74 6f 73 07 61 2f 62 2e 6a 70 67 \
+             fb 03 e8 01 2a 04 fb 01 a4 fb 03 e8 64"
+        );
+        let write = StreamRequest::Write {
+            dir: dir.clone(),
+            path: path.clone(),
+            plan: WritePlan {
+                size: 70_000,
+                delta: Delta::full(),
+                replaces: None,
+                attributes,
+            },
+        };
+        assert_eq!(
+            frame(&write),
+            "00 00 00 21 02 06 70 68 6f 74 6f 73 07 61 2f 62 2e 6a 70 67 fc 00 01 11 70 \
+             00 00 00 02 fb 01 a4 01 fb 03 e8 64"
+        );
+        let header = ReadHeader {
+            stamp: Ok(stamp(5, 2, 7, 3, 0o644)),
+        };
+        assert_eq!(
+            frame(&header),
+            "00 00 00 0c 00 05 04 07 06 fb 01 a4 fb 03 e8 64"
+        );
+        let set = Request {
+            id: 7,
+            op: ControlRequest::SetAttributes {
+                dir,
+                path,
+                expected: stamp(5, 2, 7, 3, 0o600),
+                attributes,
+            },
+        };
+        assert_eq!(
+            frame(&set),
+            "00 00 00 25 07 06 06 70 68 6f 74 6f 73 07 61 2f 62 2e 6a 70 67 05 04 07 06 \
+             fb 01 80 fb 03 e8 64 02 fb 01 a4 01 fb 03 e8 64"
+        );
+    }
 }
