@@ -645,3 +645,23 @@ impl FileProgress for StopOnInc {
         self.inner.error(err);
     }
 }
+
+#[tokio::test]
+async fn names_that_differ_only_by_case_are_warned_about() {
+    let (src, _dst, source, destination) = services();
+    write(src.path(), "Report.txt", b"upper");
+    write(src.path(), "report.txt", b"lower");
+    write(src.path(), "other.txt", b"other");
+    let mut progress = Recording::default();
+    run(&source, &destination, &mut progress).await;
+    let warnings: Vec<_> = progress
+        .events()
+        .into_iter()
+        .filter(|e| e.starts_with("warn "))
+        .collect();
+    assert_eq!(warnings.len(), 1, "{warnings:?}");
+    assert!(
+        warnings[0].contains("Report.txt and report.txt differ only by case"),
+        "{warnings:?}"
+    );
+}
