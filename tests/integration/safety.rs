@@ -163,27 +163,18 @@ fn mtime_and_mode_survive_a_resume_and_an_identical_copy() {
 
 #[test]
 fn an_unreadable_subdirectory_stays_the_rest_moves_and_the_exit_says_so() {
-    // Root reads everything, so the command runs as `nobody`, from a copy
-    // of the binary that user can run.
+    // Root reads everything, so the command runs as `nobody`.
     let base = TempDir::new().unwrap();
     let (src, dst) = (base.path().join("src"), base.path().join("dst"));
     write_file(&src, "free/a.txt", b"a");
     write_file(&src, "locked/secret.txt", b"s");
     std::fs::create_dir_all(&dst).unwrap();
-    let binary = base.path().join("realize");
-    std::fs::copy(env!("CARGO_BIN_EXE_realize"), &binary).unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     for dir in [&src, &src.join("free"), &dst] {
         chown_nobody(dir);
     }
     chown_nobody(&src.join("free/a.txt"));
     std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&binary)
-        .args(local_args(&src, &dst))
-        .output()
-        .unwrap();
+    let out = as_nobody(base.path(), &local_args(&src, &dst));
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("dir/locked: unreadable; what is under it stays at the source"),
@@ -192,6 +183,20 @@ fn an_unreadable_subdirectory_stays_the_rest_moves_and_the_exit_says_so() {
     );
     assert_eq!(std::fs::read(dst.join("free/a.txt")).unwrap(), b"a");
     assert_eq!(std::fs::read(src.join("locked/secret.txt")).unwrap(), b"s");
+}
+
+/// Runs `realize args` as the user `nobody`, from a copy of the binary in
+/// `base` (which that user may then enter), since root ignores permissions.
+fn as_nobody(base: &Path, args: &[String]) -> std::process::Output {
+    let binary = base.join("realize");
+    std::fs::copy(env!("CARGO_BIN_EXE_realize"), &binary).unwrap();
+    std::fs::set_permissions(base, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::process::Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .arg(&binary)
+        .args(args)
+        .output()
+        .unwrap()
 }
 
 fn chown_nobody(path: &Path) {
@@ -327,16 +332,9 @@ fn keep_owner_is_refused_to_a_user_who_cannot_give_files_away() {
     for path in [&src, &src.join("a"), &dst] {
         chown_nobody(path);
     }
-    let binary = base.path().join("realize");
-    std::fs::copy(env!("CARGO_BIN_EXE_realize"), &binary).unwrap();
-    std::fs::set_permissions(base.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
-    let out = std::process::Command::new("setpriv")
-        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
-        .arg(&binary)
-        .args(local_args(&src, &dst))
-        .arg("--keep-owner")
-        .output()
-        .unwrap();
+    let mut args = local_args(&src, &dst);
+    args.push("--keep-owner".into());
+    let out = as_nobody(base.path(), &args);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("--keep-owner: keeping owners needs root"),
