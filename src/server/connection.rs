@@ -18,7 +18,9 @@ use crate::telemetry;
 use crate::throttle::{Rate, Throttle};
 use crate::transport::tls::{fingerprint_in, PinnedPeers};
 
-/// How long a peer has to send its [`Hello`] after connecting.
+/// How long a peer has to open its control stream and send its [`Hello`]
+/// after connecting; a peer that does neither is closed, whatever the
+/// keep-alives say.
 const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// Who is on the other end, and what the daemon may send them.
@@ -112,21 +114,25 @@ fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {
 }
 
 async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> String {
-    let (mut send, mut recv) = match connection.accept_bi().await {
-        Ok(streams) => streams,
-        Err(e) => return e.to_string(),
-    };
-    send.set_priority(1).ok(); // Responses never wait behind file data.
-    let hello = tokio::time::timeout(HELLO_TIMEOUT, read_frame::<_, Hello>(&mut recv)).await;
-    let hello = match hello {
-        Ok(Ok(hello)) => hello,
-        Ok(Err(e)) => {
-            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"bad hello");
-            return format!("bad handshake: {e}");
-        }
+    let opened = tokio::time::timeout(HELLO_TIMEOUT, async {
+        let (send, mut recv) = connection.accept_bi().await?;
+        Ok::<_, quinn::ConnectionError>((send, read_frame::<_, Hello>(&mut recv).await, recv))
+    })
+    .await;
+    let (mut send, hello, recv) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return e.to_string(),
         Err(_) => {
             connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"no hello");
             return format!("no handshake within {HELLO_TIMEOUT:?}");
+        }
+    };
+    send.set_priority(1).ok(); // Responses never wait behind file data.
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(e) => {
+            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"bad hello");
+            return format!("bad handshake: {e}");
         }
     };
     if hello.version != PROTOCOL_VERSION {

@@ -463,3 +463,34 @@ async fn read_whole(raw: &Raw, path: &str) -> Option<Vec<u8>> {
     recv.read_exact(&mut data).await.ok()?;
     Some(data)
 }
+
+#[tokio::test]
+async fn a_peer_that_never_opens_its_control_stream_is_closed() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let root = TempDir::new().unwrap();
+    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+    let identity = Identity::load(&keys.key("client"), &keys.cert("client")).unwrap();
+    let daemon_cert = load_certificates(&keys.cert("daemon")).unwrap();
+    let pinned = PinnedDaemon::new(&daemon_cert[0]).unwrap();
+    let crypto = client_crypto(&identity, Arc::new(pinned)).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    let mut config = quinn::ClientConfig::new(Arc::new(crypto));
+    // Keep-alives keep it connected: only the daemon's own limit can end it.
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(std::time::Duration::from_secs(1)));
+    config.transport_config(Arc::new(transport));
+    endpoint.set_default_client_config(config);
+    let connection = endpoint
+        .connect(daemon.addr, "realized")
+        .unwrap()
+        .await
+        .unwrap();
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(30), connection.closed())
+        .await
+        .expect("the daemon closes a silent connection");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(code::PROTOCOL_VIOLATION)),
+        "{closed:?}"
+    );
+    daemon.wait_for_log("no handshake within");
+}
