@@ -86,14 +86,49 @@ where
     if first == 0 {
         return Err(FrameError::Closed);
     }
-    reader.read_exact(&mut len[first..]).await?;
+    read_progressing(reader, &mut len[first..]).await?;
     let len = u32::from_be_bytes(len) as usize;
     if len > MAX_FRAME_LEN {
         return Err(FrameError::TooLarge(len));
     }
-    let mut payload = vec![0u8; len];
-    reader.read_exact(&mut payload).await?;
+    // The buffer grows with what arrives: a header alone holds no memory.
+    let mut payload = Vec::new();
+    while payload.len() < len {
+        let start = payload.len();
+        payload.resize(len.min(start + GROWTH), 0);
+        read_progressing(reader, &mut payload[start..]).await?;
+    }
     decode(&payload)
+}
+
+/// Longest wait for the next byte of a frame already begun: a peer that
+/// announces a frame and stalls loses its stream, not a task and a buffer
+/// for good. Slow links are not penalised, only silence.
+pub const FRAME_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// How much the payload buffer of a frame grows at a time.
+const GROWTH: usize = 64 * 1024;
+
+/// Fills `buf`, failing if no byte arrives for [`FRAME_STALL_TIMEOUT`].
+async fn read_progressing<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    mut buf: &mut [u8],
+) -> std::io::Result<()> {
+    while !buf.is_empty() {
+        let read = tokio::time::timeout(FRAME_STALL_TIMEOUT, reader.read(buf))
+            .await
+            .map_err(|_| {
+                std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no byte of a begun frame for {FRAME_STALL_TIMEOUT:?}"),
+                )
+            })??;
+        if read == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buf = &mut buf[read..];
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -246,6 +281,23 @@ mod tests {
             "x".repeat(MAX_FRAME_LEN + 1),
         );
         assert!(encode(&big).is_err());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_frame_that_stalls_after_its_header_fails_in_bounded_time() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&[0, 0, 1, 0, 7, 7]).await.unwrap(); // 256 announced, 2 sent
+        let read = tokio::time::timeout(
+            FRAME_STALL_TIMEOUT * 2,
+            read_frame::<_, StreamRequest>(&mut b),
+        )
+        .await
+        .expect("the read gives up");
+        match read {
+            Err(FrameError::Io(e)) => assert_eq!(e.kind(), std::io::ErrorKind::TimedOut),
+            other => panic!("{other:?}"),
+        }
+        drop(a);
     }
 
     /// The examples of docs/protocol.md §4.3 that carry stamps, plans and
