@@ -58,4 +58,7 @@ pub mod code {
     /// The command stopped early (time limit, Ctrl-C); partial files are
     /// kept for the next run.
     pub const INTERRUPTED: u32 = 7;
+    /// A write stream was silent too long in the middle of its bytes; the
+    /// partial file keeps what arrived.
+    pub const STALLED: u32 = 8;
 }

@@ -10,7 +10,7 @@ use crate::protocol::{
     RealizeError, StreamRequest, WriteResult, WriteTrailer,
 };
 use crate::service::{FileReader, FileWriter, Listing, ReadEvent, ReadSummary, ServiceError};
-use crate::transport::stream::{read_piece, RECEIVE_PIECE};
+use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 use crate::transport::TransportError;
 
 /// Most files a listing may hold; a daemon announcing more is refused rather
@@ -114,7 +114,7 @@ impl FileReader for RemoteReader {
             }));
         }
         let want = RECEIVE_PIECE.min(self.remaining as usize);
-        match read_piece(&mut self.recv, want).await {
+        match read_piece(&mut self.recv, want, None).await {
             Ok(Some(piece)) => {
                 self.remaining -= piece.len() as u64;
                 Ok(ReadEvent::Data(piece))
@@ -124,7 +124,10 @@ impl FileReader for RemoteReader {
                 self.path, self.remaining
             ))
             .into()),
-            Err(e) => Err(self.read_error(e)),
+            Err(PieceError::Read(e)) => Err(self.read_error(e)),
+            Err(stalled @ PieceError::Stalled { .. }) => {
+                Err(TransportError::Connection(stalled.to_string()).into())
+            }
         }
     }
 }

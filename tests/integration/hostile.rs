@@ -494,3 +494,47 @@ async fn a_peer_that_never_opens_its_control_stream_is_closed() {
     );
     daemon.wait_for_log("no handshake within");
 }
+
+#[tokio::test]
+#[ignore = "slow: waits for the daemon's 30 s stall limit; run with --include-ignored"]
+async fn write_streams_that_go_silent_are_reset_and_give_back_their_threads() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let root = TempDir::new().unwrap();
+    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+    let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
+    let baseline = daemon.threads_and_fds();
+    let mut streams = Vec::new();
+    for i in 0..40 {
+        let header = write_request(&format!("big{i}"), 1 << 20);
+        let (mut send, recv) = stream_with(&raw, &header).await;
+        send.write_all(b"ten bytes!").await.unwrap();
+        streams.push((send, recv));
+    }
+    // Each holds a writing thread while it is silent...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while daemon.threads_and_fds().0 < baseline.0 + 40 {
+        assert!(std::time::Instant::now() < deadline, "writers started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ...until the daemon resets it.
+    for (_send, mut recv) in streams {
+        let read = tokio::time::timeout(std::time::Duration::from_secs(60), recv.read_to_end(1024))
+            .await
+            .expect("reset within the stall limit");
+        assert!(
+            matches!(read, Err(quinn::ReadToEndError::Read(ReadError::Reset(c))) if c == VarInt::from_u32(code::STALLED)),
+            "{read:?}"
+        );
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while daemon.threads_and_fds().0 > baseline.0 + 4 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "threads: {baseline:?} before, {:?} after",
+            daemon.threads_and_fds()
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let partial = root.path().join(".realize~part.big0");
+    assert_eq!(std::fs::read(partial).unwrap(), b"ten bytes!", "kept");
+}

@@ -15,7 +15,12 @@ use crate::protocol::{
 use crate::service::local::{LocalService, LocalWriter};
 use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
 use crate::telemetry;
-use crate::transport::stream::{read_piece, RECEIVE_PIECE};
+use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
+
+/// Longest silence of a write stream in the middle of its bytes: the
+/// stream is then reset with `STALLED` and the partial file keeps what
+/// arrived, so an idle peer cannot hold a writing thread for good.
+pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves one data stream to its end.
 pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalService, peer: Peer) {
@@ -209,7 +214,7 @@ async fn write(
     let mut remaining = payload;
     while remaining > 0 {
         let read = tokio::select! {
-            read = read_piece(recv, RECEIVE_PIECE.min(remaining as usize)) => read,
+            read = read_piece(recv, RECEIVE_PIECE.min(remaining as usize), Some(STALL_LIMIT)) => read,
             () = writer.superseded() => {
                 tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
                 let cancelled = VarInt::from_u32(code::CANCELLED);
@@ -225,7 +230,16 @@ async fn write(
                 let _ = send.reset(VarInt::from_u32(code::PROTOCOL_VIOLATION));
                 return Ok(());
             }
-            Err(e) => {
+            Err(PieceError::Stalled { limit, gathered }) => {
+                // The peer holds a writer (and its thread) without using it.
+                let _ = push(&mut writer, gathered).await;
+                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "write stream silent for {limit:?}; the partial file keeps what arrived");
+                let stalled = VarInt::from_u32(code::STALLED);
+                let _ = recv.stop(stalled);
+                let _ = send.reset(stalled);
+                return Ok(());
+            }
+            Err(PieceError::Read(e)) => {
                 // Cancelled or lost: the partial file keeps what arrived.
                 tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "transfer abandoned: {e}");
                 return Ok(());
@@ -238,7 +252,16 @@ async fn write(
         }
     }
     let trailer = tokio::select! {
-        trailer = read_frame::<_, WriteTrailer>(recv) => trailer,
+        trailer = tokio::time::timeout(STALL_LIMIT, read_frame::<_, WriteTrailer>(recv)) => match trailer {
+            Ok(trailer) => trailer,
+            Err(_) => {
+                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "no write trailer within {STALL_LIMIT:?}; the partial file keeps what arrived");
+                let stalled = VarInt::from_u32(code::STALLED);
+                let _ = recv.stop(stalled);
+                let _ = send.reset(stalled);
+                return Ok(());
+            }
+        },
         () = writer.superseded() => {
             tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
             let cancelled = VarInt::from_u32(code::CANCELLED);
