@@ -61,4 +61,7 @@ pub mod code {
     /// A write stream was silent too long in the middle of its bytes; the
     /// partial file keeps what arrived.
     pub const STALLED: u32 = 8;
+    /// The daemon holds the most connections it allows this peer (or in
+    /// all); retry later.
+    pub const BUSY: u32 = 9;
 }

@@ -6,8 +6,12 @@
 //! then one task per data stream, all backed by the same
 //! [`LocalService`] the command uses for local paths.
 
+mod admission;
 pub mod config;
 mod connection;
+
+use admission::Admission;
+pub use admission::ConnectionLimits;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -19,6 +23,7 @@ use quinn::{Endpoint, VarInt};
 pub use self::config::{ConfigError, DaemonConfig};
 use crate::protocol::code;
 use crate::service::local::LocalService;
+use crate::telemetry;
 use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::{load_certificates, Identity, IdentityError};
@@ -48,6 +53,7 @@ pub struct Daemon {
     service: LocalService,
     peers: Arc<PinnedPeers>,
     send_limits: Arc<BTreeMap<String, Rate>>,
+    admission: Arc<Admission>,
 }
 
 impl Daemon {
@@ -79,6 +85,7 @@ impl Daemon {
             service,
             peers,
             send_limits: Arc::new(config.send_limits.clone()),
+            admission: Admission::new(config.limits),
         })
     }
 
@@ -95,12 +102,7 @@ impl Daemon {
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
-                    Some(incoming) => {
-                        let service = self.service.clone();
-                        let peers = self.peers.clone();
-                        let limits = self.send_limits.clone();
-                        tokio::spawn(connection::handle(incoming, service, peers, limits));
-                    }
+                    Some(incoming) => self.admit(incoming),
                     None => break,
                 },
                 () = &mut shutdown => break,
@@ -112,6 +114,30 @@ impl Daemon {
         let idle = self.endpoint.wait_idle();
         let _ = tokio::time::timeout(Duration::from_secs(5), idle).await;
         tracing::info!("stopped");
+    }
+}
+
+impl Daemon {
+    /// Serves `incoming` if the daemon has a place for it; refuses it
+    /// before its handshake otherwise.
+    fn admit(&self, incoming: quinn::Incoming) {
+        let Some(place) = self.admission.admit() else {
+            metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "daemon_full")
+                .increment(1);
+            tracing::debug!(remote = %incoming.remote_address(), "refused connection: the daemon holds its most connections");
+            incoming.refuse();
+            return;
+        };
+        let context = connection::Context {
+            service: self.service.clone(),
+            peers: self.peers.clone(),
+            send_limits: self.send_limits.clone(),
+            admission: self.admission.clone(),
+        };
+        tokio::spawn(async move {
+            connection::handle(incoming, context).await;
+            drop(place);
+        });
     }
 }
 

@@ -45,6 +45,7 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         peers: [("demo-client".to_string(), client_id.cert_path.clone())].into(),
         send_limits: Default::default(),
         keep_owner: false,
+        limits: Default::default(),
     };
     let daemon = Daemon::bind(&config, &Tuning::default()).map_err(|e| failed(&e))?;
     let addr = daemon.local_addr().map_err(|e| failed(&e))?;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+use super::admission::ConnectionLimits;
 use crate::model::DirectoryId;
 use crate::throttle::Rate;
 
@@ -38,6 +39,8 @@ struct RawConfig {
     send_limits: BTreeMap<String, String>,
     #[serde(default)]
     keep_owner: bool,
+    #[serde(default)]
+    limits: ConnectionLimits,
 }
 
 /// A validated daemon configuration, paths resolved against the file's folder.
@@ -59,6 +62,8 @@ pub struct DaemonConfig {
     pub send_limits: BTreeMap<String, Rate>,
     /// Whether files written here get their source's owner (needs root).
     pub keep_owner: bool,
+    /// How many connections the daemon holds, in all and per peer.
+    pub limits: ConnectionLimits,
 }
 
 impl DaemonConfig {
@@ -80,6 +85,11 @@ impl DaemonConfig {
         if raw.peers.is_empty() {
             return Err(error(
                 "[peers] is empty: no client could ever connect".into(),
+            ));
+        }
+        if raw.limits.connections == 0 || raw.limits.connections_per_peer == 0 {
+            return Err(error(
+                "[limits] connections and connections_per_peer must be at least 1".into(),
             ));
         }
         let dirs = raw
@@ -106,6 +116,7 @@ impl DaemonConfig {
         Ok(Self {
             send_limits,
             keep_owner: raw.keep_owner,
+            limits: raw.limits,
             listen: raw
                 .listen
                 .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], DEFAULT_PORT))),

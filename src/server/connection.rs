@@ -10,6 +10,7 @@ use std::sync::Arc;
 use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
 
+use super::admission::Admission;
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
 };
@@ -36,14 +37,27 @@ pub struct Peer {
     pub throttle: Throttle,
 }
 
+/// What every connection is served with.
+pub struct Context {
+    /// The served directories.
+    pub service: LocalService,
+    /// The pinned peers.
+    pub peers: Arc<PinnedPeers>,
+    /// Peer id to the most the daemon sends that peer.
+    pub send_limits: Arc<BTreeMap<String, Rate>>,
+    /// Places for connections, per peer.
+    pub admission: Arc<Admission>,
+}
+
 /// Handles one incoming connection to its end. Never panics the daemon:
 /// every failure is logged and ends this connection only.
-pub async fn handle(
-    incoming: Incoming,
-    service: LocalService,
-    peers: Arc<PinnedPeers>,
-    send_limits: Arc<BTreeMap<String, Rate>>,
-) {
+pub async fn handle(incoming: Incoming, context: Context) {
+    let Context {
+        service,
+        peers,
+        send_limits,
+        admission,
+    } = context;
     let address = incoming.remote_address();
     let connection = match incoming.await {
         Ok(connection) => connection,
@@ -69,6 +83,15 @@ pub async fn handle(
         // The verifier already checked the key; this cannot happen unless
         // the TLS layer changes. Refuse rather than serve an unknown peer.
         connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"unknown peer");
+        return;
+    };
+    let Some(_place) = admission.admit_peer(&id) else {
+        metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "peer_full").increment(1);
+        tracing::warn!(peer = %id, remote = %address, "refused connection: this peer holds its most connections");
+        connection.close(
+            VarInt::from_u32(code::BUSY),
+            b"this peer holds the most connections the daemon allows it",
+        );
         return;
     };
     let cap = send_limits.get(&id).copied();

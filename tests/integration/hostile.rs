@@ -92,17 +92,10 @@ async fn connect(
     daemon: &Daemon,
     version: u32,
 ) -> (Raw, SendStream, RecvStream, HelloReply) {
-    let identity = Identity::load(&keys.key("client"), &keys.cert("client")).unwrap();
-    let daemon_cert = load_certificates(&keys.cert("daemon")).unwrap();
-    let pinned = PinnedDaemon::new(&daemon_cert[0]).unwrap();
-    let crypto = client_crypto(&identity, Arc::new(pinned)).unwrap();
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let connection = endpoint
-        .connect(daemon.addr, "realized")
-        .unwrap()
-        .await
-        .unwrap();
+    let Raw {
+        _endpoint: endpoint,
+        connection,
+    } = connect_as(keys, "client", daemon).await;
     let (mut send, mut recv) = connection.open_bi().await.unwrap();
     write_frame(&mut send, &Hello { version }).await.unwrap();
     let reply: HelloReply = read_frame(&mut recv).await.unwrap();
@@ -115,6 +108,25 @@ async fn connect(
         recv,
         reply,
     )
+}
+
+/// A connection to `daemon` as `client`, handshake done, no stream yet.
+async fn connect_as(keys: &Keys, client: &str, daemon: &Daemon) -> Raw {
+    let identity = Identity::load(&keys.key(client), &keys.cert(client)).unwrap();
+    let daemon_cert = load_certificates(&keys.cert("daemon")).unwrap();
+    let pinned = PinnedDaemon::new(&daemon_cert[0]).unwrap();
+    let crypto = client_crypto(&identity, Arc::new(pinned)).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let connection = endpoint
+        .connect(daemon.addr, "realized")
+        .unwrap()
+        .await
+        .unwrap();
+    Raw {
+        _endpoint: endpoint,
+        connection,
+    }
 }
 
 /// Sends raw bytes as a data stream and returns how the daemon answered.
@@ -537,4 +549,58 @@ async fn write_streams_that_go_silent_are_reset_and_give_back_their_threads() {
     }
     let partial = root.path().join(".realize~part.big0");
     assert_eq!(std::fs::read(partial).unwrap(), b"ten bytes!", "kept");
+}
+
+#[tokio::test]
+async fn a_peer_beyond_its_share_of_connections_is_refused_and_others_are_not() {
+    let keys = Keys::generate(&["client", "other", "daemon"]);
+    let root = TempDir::new().unwrap();
+    let config = keys.dir.path().join("limited.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n\
+         [limits]\nconnections_per_peer = 2\n[dirs]\nd = {:?}\n\
+         [peers]\nclient = \"client.crt\"\nother = \"other.crt\"\n",
+        root.path().display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start_with_config(&config);
+    let first = connect(&keys, &daemon, VERSION).await;
+    let _second = connect(&keys, &daemon, VERSION).await;
+    let third = connect_as(&keys, "client", &daemon).await;
+    let closed = tokio::time::timeout(std::time::Duration::from_secs(5), third.connection.closed())
+        .await
+        .expect("the third connection is closed");
+    assert!(
+        matches!(&closed, quinn::ConnectionError::ApplicationClosed(c) if c.error_code == VarInt::from_u32(code::BUSY)),
+        "{closed:?}"
+    );
+    daemon.wait_for_log("refused connection: this peer holds its most connections");
+    // Another peer is served meanwhile, and a place given back is taken.
+    let other = connect_as(&keys, "other", &daemon).await;
+    let (mut send, mut recv) = other.connection.open_bi().await.unwrap();
+    write_frame(&mut send, &Hello { version: VERSION })
+        .await
+        .unwrap();
+    let reply: HelloReply = read_frame(&mut recv).await.unwrap();
+    assert_eq!(reply.version, Ok(VERSION));
+    first
+        .0
+        .connection
+        .close(VarInt::from_u32(code::DONE), b"done");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let again = connect_as(&keys, "client", &daemon).await;
+        let refused = tokio::time::timeout(
+            std::time::Duration::from_millis(500),
+            again.connection.closed(),
+        )
+        .await;
+        if refused.is_err() {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the place was given back"
+        );
+    }
 }
