@@ -182,6 +182,20 @@ mod tests {
     }
 
     #[test]
+    fn limits_default_and_must_allow_a_connection() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let config = load(base).unwrap();
+        assert_eq!(config.limits, ConnectionLimits::default());
+        let config = load(&format!("{base}[limits]\nconnections_per_peer = 3\n")).unwrap();
+        assert_eq!(config.limits.connections_per_peer, 3);
+        assert_eq!(config.limits.connections, 256);
+        let err = load(&format!("{base}[limits]\nconnections = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("[limits]"), "{err}");
+        let err = load(&format!("{base}[limits]\nstreams = 3\n")).unwrap_err();
+        assert!(err.to_string().contains("streams"), "{err}");
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let err = load("key = 'k'\ncert = 'c'\nlisten = 'nope'\n").unwrap_err();
         assert!(
