@@ -9,7 +9,7 @@
 //! unreadable root fails the whole listing.
 
 use std::ffi::CStr;
-use std::os::fd::OwnedFd;
+use std::fs::File;
 use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
@@ -25,7 +25,7 @@ use crate::service::Listing;
 pub fn list(root: &Root) -> Result<Listing, RealizeError> {
     let mut listing = Listing::default();
     let top = Opened {
-        fd: Arc::new(root.open_dir([], ".")?),
+        fd: root.open_dir([], ".")?,
         prefix: String::new(),
     };
     let mut pending = Vec::new();
@@ -41,7 +41,7 @@ pub fn list(root: &Root) -> Result<Listing, RealizeError> {
 
 /// A directory open for reading.
 struct Opened {
-    fd: Arc<OwnedFd>,
+    fd: Arc<File>,
     /// Its path under the root (empty for the root).
     prefix: String,
 }
@@ -50,7 +50,7 @@ struct Opened {
 /// meanwhile, so the descriptors a walk holds grow with the depth of the
 /// tree, not its width.
 struct Found {
-    parent: Arc<OwnedFd>,
+    parent: Arc<File>,
     name: String,
     /// Its path under the root.
     prefix: String,
@@ -137,7 +137,7 @@ fn open_subdir(found: Found, listing: &mut Listing) -> Option<Opened> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(&*found.parent, found.name.as_str(), flags, Mode::empty()) {
         Ok(fd) => Some(Opened {
-            fd: Arc::new(fd),
+            fd: Arc::new(File::from(fd)),
             prefix: found.prefix,
         }),
         // Gone, or swapped for a symlink or a file since it was read.
@@ -263,7 +263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
         let parent = Opened {
-            fd: Arc::new(root.open_dir([], ".").unwrap()),
+            fd: root.open_dir([], ".").unwrap(),
             prefix: "sub".into(),
         };
         // What the directory read returned, deleted before its stat.
@@ -284,7 +284,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
         let found = Found {
-            parent: Arc::new(root.open_dir([], ".").unwrap()),
+            parent: root.open_dir([], ".").unwrap(),
             name: "gone".into(),
             prefix: "gone".into(),
         };

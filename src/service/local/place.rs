@@ -19,6 +19,7 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{
     AtFlags, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
@@ -32,7 +33,8 @@ use crate::protocol::{ErrorKind, RealizeError};
 /// A name in an open directory under a root.
 #[derive(Debug)]
 pub struct Place {
-    dir: File,
+    /// Shared with the root when the file is at its top.
+    dir: Arc<File>,
     name: String,
     /// `None` when the name is too long to have a partial file: the file
     /// can still be read and deleted, not written.
@@ -49,7 +51,7 @@ const FILE_FLAGS: OFlags = OFlags::NOFOLLOW
 
 impl Place {
     /// The place of `display`'s last component in `dir`.
-    pub(super) fn new(dir: File, display: RelPath) -> Self {
+    pub(super) fn new(dir: Arc<File>, display: RelPath) -> Self {
         let name = display.file_name().to_string();
         let partial = names::partial_name(&name);
         Self {
