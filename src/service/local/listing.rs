@@ -12,12 +12,12 @@ use std::ffi::CStr;
 use std::fs::File;
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::names::{kind_of, NameKind};
 use super::root::Root;
-use crate::model::{FileEntry, FileStamp, FileState, Owner, RelPath, SkipReason, Skipped};
+use crate::model::{FileEntry, FileStamp, FileState, RelPath, SkipReason, Skipped};
 use crate::protocol::RealizeError;
 use crate::service::Listing;
 
@@ -120,7 +120,7 @@ fn list_entry(dir: &Opened, name: &CStr, listing: &mut Listing, pending: &mut Ve
                 Ok(path) => listing.files.push(FileEntry {
                     path,
                     state,
-                    stamp: stamp_of(&stat),
+                    stamp: FileStamp::from_stat(&stat),
                 }),
                 Err(_) => listing
                     .skipped
@@ -161,27 +161,6 @@ fn unreadable(listing: &mut Listing, path: String, error: Errno) {
     listing
         .skipped
         .push(skip(shown.to_string(), SkipReason::Unreadable));
-}
-
-/// `n` as an `i64`, whatever integer type this platform's `stat` uses.
-fn signed<T: TryInto<i64>>(n: T) -> i64 {
-    n.try_into().unwrap_or(i64::MAX)
-}
-
-/// The stamp of a file from its `stat`.
-fn stamp_of(stat: &Stat) -> FileStamp {
-    let ns = |secs: i64, nanos: i64| secs.saturating_mul(1_000_000_000).saturating_add(nanos);
-    FileStamp {
-        size: u64::try_from(stat.st_size).unwrap_or(0),
-        modified_ns: ns(signed(stat.st_mtime), signed(stat.st_mtime_nsec)),
-        inode: stat.st_ino,
-        changed_ns: ns(signed(stat.st_ctime), signed(stat.st_ctime_nsec)),
-        mode: stat.st_mode & 0o7777,
-        owner: Owner {
-            uid: stat.st_uid,
-            gid: stat.st_gid,
-        },
-    }
 }
 
 fn join(prefix: &str, name: &str) -> String {

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use rustix::fs::{
-    AtFlags, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
+    AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
 };
 use rustix::io::Errno;
 
@@ -98,8 +98,8 @@ impl Place {
     /// The final file's stamp, or `None` if nothing is there; an error if
     /// something other than a regular file is.
     pub fn final_stamp(&self) -> Result<Option<FileStamp>, RealizeError> {
-        match self.open_regular(&self.name, OFlags::PATH) {
-            Ok((_, stamp)) => Ok(Some(stamp)),
+        match self.stamp_of(&self.name) {
+            Ok(stamp) => Ok(Some(stamp)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) if e.kind == ErrorKind::NotAFile => {
                 Err(self
@@ -187,8 +187,7 @@ impl Place {
 
     /// Deletes the final file if it is still the one `expected` describes.
     pub fn delete(&self, expected: &FileStamp) -> Result<(), RealizeError> {
-        let (_, stamp) = self.open_regular(&self.name, OFlags::PATH)?;
-        if stamp != *expected {
+        if self.stamp_of(&self.name)? != *expected {
             return Err(self.source_changed());
         }
         between_check_and_use();
@@ -321,9 +320,14 @@ impl Place {
         Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (ours.dev(), ours.ino())))
     }
 
+    /// The stamp of `name`, which must be a regular file. One `stat` of
+    /// the name in the open parent, never following a symlink: the same
+    /// lookup an open would make, without a descriptor to open and close.
     fn stamp_of(&self, name: &str) -> Result<FileStamp, RealizeError> {
-        self.open_regular(name, OFlags::PATH)
-            .map(|(_, stamp)| stamp)
+        let stat = rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.open_error(e))?;
+        self.check_regular(FileType::from_raw_mode(stat.st_mode))?;
+        Ok(FileStamp::from_stat(&stat))
     }
 
     /// Opens `name` with `flags` (never following a symlink) and checks
@@ -335,13 +339,17 @@ impl Place {
         let metadata = file
             .metadata()
             .map_err(|e| RealizeError::io(&self.display, &e))?;
-        if metadata.file_type().is_symlink() {
-            return Err(self.symlink());
-        }
-        if !metadata.is_file() {
-            return Err(self.not_a_file("not a regular file"));
-        }
+        self.check_regular(FileType::from_raw_mode(metadata.mode()))?;
         Ok((file, FileStamp::from_metadata(&metadata)))
+    }
+
+    /// Refuses a symlink, and anything else that is not a regular file.
+    fn check_regular(&self, file_type: FileType) -> Result<(), RealizeError> {
+        match file_type {
+            FileType::RegularFile => Ok(()),
+            FileType::Symlink => Err(self.symlink()),
+            _ => Err(self.not_a_file("not a regular file")),
+        }
     }
 
     fn open_error(&self, e: Errno) -> RealizeError {
@@ -546,6 +554,21 @@ mod tests {
         let verified = stamp(dir.path());
         place(dir.path()).delete(&verified).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_symlink_or_a_directory_has_no_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("f")).unwrap();
+        let err = place(dir.path()).final_stamp().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidPath, "{err}");
+        assert!(err.message.contains("symbolic link"), "{err}");
+        std::fs::remove_file(dir.path().join("f")).unwrap();
+        std::fs::create_dir(dir.path().join("f")).unwrap();
+        let err = place(dir.path()).final_stamp().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotAFile, "{err}");
+        assert!(place(dir.path()).delete(&stamp(dir.path())).is_err());
+        assert!(dir.path().join("f").is_dir());
     }
 
     #[test]
