@@ -113,48 +113,53 @@ impl Place {
     /// it, and locks it against writers in other processes for as long as
     /// it stays open. Refuses anything but a regular file with one link: a
     /// hard link planted at the partial name must not be written through.
-    pub fn open_partial_for_write(&self) -> Result<File, RealizeError> {
-        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+    pub fn open_partial_for_write(&self) -> Result<Partial, RealizeError> {
         let partial = self.partial_name()?;
         loop {
             let flags = OFlags::RDWR | OFlags::CREATE | FILE_FLAGS;
             let fd = rustix::fs::openat(&self.dir, partial, flags, Mode::RUSR | Mode::WUSR)
                 .map_err(|e| self.open_error(e))?;
             let file = File::from(fd);
-            let metadata = file
-                .metadata()
-                .map_err(|e| RealizeError::io(&self.display, &e))?;
-            if !metadata.is_file() {
+            self.lock(&file)?;
+            // After the lock: the length a writer before us left is final.
+            let opened = Partial::of(file).map_err(|e| RealizeError::io(&self.display, &e))?;
+            if !opened.is_file {
                 return Err(self.not_a_file("its partial file is not a regular file"));
             }
-            if metadata.nlink() > 1 {
+            if opened.links > 1 {
                 let message = format!(
                     "{}: the partial file has other hard links; refusing to write through it",
                     self.display
                 );
                 return Err(RealizeError::new(ErrorKind::InvalidPath, message));
             }
-            if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                if e != Errno::WOULDBLOCK {
-                    return Err(io(e));
-                }
+            // The other writer may have finished and renamed the file away
+            // between our open and our lock: then start over on a new file.
+            if self.partial_is(&opened, partial)? {
+                return Ok(opened);
+            }
+        }
+    }
+
+    /// Locks `file` against writers in other processes; a `Superseded`
+    /// error if one holds it.
+    fn lock(&self, file: &File) -> Result<(), RealizeError> {
+        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(()),
+            Err(Errno::WOULDBLOCK) => {
                 let message = format!(
                     "{}: another process is writing this file; run again later",
                     self.display
                 );
-                return Err(RealizeError::new(ErrorKind::Superseded, message));
+                Err(RealizeError::new(ErrorKind::Superseded, message))
             }
-            // The other writer may have finished and renamed the file away
-            // between our open and our lock: then start over on a new file.
-            if self.partial_is(&file, partial)? {
-                return Ok(file);
-            }
+            Err(e) => Err(RealizeError::io(&self.display, &e.into())),
         }
     }
 
     /// Removes the partial file `written`, which this writer opened, if its
     /// name still holds it.
-    pub fn remove_partial(&self, written: &File) -> Result<(), RealizeError> {
+    pub fn remove_partial(&self, written: &Partial) -> Result<(), RealizeError> {
         let partial = self.partial_name()?;
         if self.partial_is(written, partial)? {
             rustix::fs::unlinkat(&self.dir, partial, AtFlags::empty())
@@ -166,7 +171,11 @@ impl Place {
     /// Renames the written, verified and durable partial file `partial`
     /// into place, replacing nothing but what the client listed there:
     /// nothing (`replaces` is `None`), or the file of that stamp.
-    pub fn commit(&self, written: &File, replaces: Option<&FileStamp>) -> Result<(), RealizeError> {
+    pub fn commit(
+        &self,
+        written: &Partial,
+        replaces: Option<&FileStamp>,
+    ) -> Result<(), RealizeError> {
         let partial = self.partial_name()?;
         if !self.partial_is(written, partial)? {
             let message = format!(
@@ -311,13 +320,10 @@ impl Place {
         rustix::fs::renameat_with(&self.dir, from, &self.dir, to, flags)
     }
 
-    /// Whether the partial name holds `file`'s inode.
-    fn partial_is(&self, file: &File, partial: &str) -> Result<bool, RealizeError> {
-        let ours = file
-            .metadata()
-            .map_err(|e| RealizeError::io(&self.display, &e))?;
+    /// Whether the partial name holds `written`'s inode.
+    fn partial_is(&self, written: &Partial, partial: &str) -> Result<bool, RealizeError> {
         let named = rustix::fs::statat(&self.dir, partial, AtFlags::SYMLINK_NOFOLLOW);
-        Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (ours.dev(), ours.ino())))
+        Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (written.device, written.inode)))
     }
 
     /// The stamp of `name`, which must be a regular file. One `stat` of
@@ -390,6 +396,54 @@ impl Place {
     }
 }
 
+/// An open partial file and what its one `fstat` said when it was opened
+/// (and locked). The device and inode are the file's for as long as it
+/// stays open: held open, the inode cannot be freed and its number given
+/// to another file, so they tell whether a name still holds this file
+/// without another `fstat` each time.
+#[derive(Debug)]
+pub struct Partial {
+    file: File,
+    device: u64,
+    inode: u64,
+    is_file: bool,
+    links: u64,
+    opened_len: u64,
+}
+
+impl Partial {
+    /// Wraps `file`, taking its `fstat`.
+    pub fn of(file: File) -> std::io::Result<Self> {
+        let metadata = file.metadata()?;
+        Ok(Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            is_file: metadata.is_file(),
+            links: metadata.nlink(),
+            opened_len: metadata.len(),
+            file,
+        })
+    }
+
+    /// The device holding the file.
+    pub fn device(&self) -> u64 {
+        self.device
+    }
+
+    /// The file's length when it was opened.
+    pub fn opened_len(&self) -> u64 {
+        self.opened_len
+    }
+}
+
+impl std::ops::Deref for Partial {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        &self.file
+    }
+}
+
 #[cfg(test)]
 thread_local! {
     /// What a test runs between a check and the operation it guards, to
@@ -451,9 +505,9 @@ mod tests {
     }
 
     /// Writes `data` into the partial file of `place`, as a writer would.
-    fn partial(place: &Place, data: &[u8]) -> File {
-        let mut file = place.open_partial_for_write().unwrap();
-        file.write_all(data).unwrap();
+    fn partial(place: &Place, data: &[u8]) -> Partial {
+        let file = place.open_partial_for_write().unwrap();
+        (&*file).write_all(data).unwrap();
         file
     }
 
