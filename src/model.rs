@@ -193,6 +193,11 @@ pub struct FileStamp {
     pub owner: Owner,
 }
 
+/// `n` as an `i64`, whatever integer type this platform's `stat` uses.
+fn signed<T: TryInto<i64>>(n: T) -> i64 {
+    n.try_into().unwrap_or(i64::MAX)
+}
+
 /// A file's numeric owning user and group ids.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Owner {
@@ -216,6 +221,23 @@ impl FileStamp {
             owner: Owner {
                 uid: metadata.uid(),
                 gid: metadata.gid(),
+            },
+        }
+    }
+
+    /// Reads the stamp out of a `stat` taken relative to a directory (no
+    /// descriptor of the file needed).
+    pub fn from_stat(stat: &rustix::fs::Stat) -> Self {
+        let ns = |secs: i64, nanos: i64| secs.saturating_mul(1_000_000_000).saturating_add(nanos);
+        Self {
+            size: u64::try_from(stat.st_size).unwrap_or(0),
+            modified_ns: ns(signed(stat.st_mtime), signed(stat.st_mtime_nsec)),
+            inode: stat.st_ino,
+            changed_ns: ns(signed(stat.st_ctime), signed(stat.st_ctime_nsec)),
+            mode: stat.st_mode & 0o7777,
+            owner: Owner {
+                uid: stat.st_uid,
+                gid: stat.st_gid,
             },
         }
     }
@@ -511,6 +533,19 @@ impl fmt::Debug for Hash {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_stamp_is_the_same_from_a_stat_and_from_metadata() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        std::fs::write(&path, b"stamped").unwrap();
+        let stat = rustix::fs::stat(&path).unwrap();
+        let metadata = std::fs::metadata(&path).unwrap();
+        assert_eq!(
+            FileStamp::from_stat(&stat),
+            FileStamp::from_metadata(&metadata)
+        );
+    }
 
     #[test]
     fn relpath_accepts_normal_paths() {

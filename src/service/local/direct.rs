@@ -23,6 +23,8 @@ use std::os::unix::fs::FileExt;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
+use super::place::Partial;
+
 /// Files whose bytes still to come are fewer than this are written through
 /// the page cache: they would not fill a staging buffer.
 pub const DIRECT_MIN: u64 = STAGING_SIZE as u64;
@@ -42,7 +44,7 @@ pub const ALIGNMENT: usize = 4096;
 /// A partial file being written: past the page cache through a staging
 /// buffer while the writes come in order, else through the page cache.
 pub struct PartialFile {
-    file: File,
+    file: Partial,
     direct: Option<Staging>,
 }
 
@@ -58,7 +60,7 @@ impl PartialFile {
     /// Wraps `file`. With `direct_from`, an [`ALIGNMENT`]-aligned offset
     /// where the writes will start, they go past the page cache if a staging
     /// buffer is free and the file system allows it.
-    pub fn new(file: File, direct_from: Option<u64>) -> Self {
+    pub fn new(file: Partial, direct_from: Option<u64>) -> Self {
         let direct = direct_from
             .filter(|offset| offset % ALIGNMENT as u64 == 0)
             .and_then(|offset| {
@@ -80,7 +82,7 @@ impl PartialFile {
     }
 
     /// The open file, once [`PartialFile::finish_writes`] has been called.
-    pub fn into_file(self) -> File {
+    pub fn into_partial(self) -> Partial {
         debug_assert!(self.direct.is_none(), "staged bytes left unwritten");
         self.file
     }
@@ -211,14 +213,15 @@ mod tests {
             .collect()
     }
 
-    fn new_file(dir: &tempfile::TempDir) -> File {
-        File::options()
+    fn new_file(dir: &tempfile::TempDir) -> Partial {
+        let file = File::options()
             .read(true)
             .write(true)
             .create(true)
             .truncate(true)
             .open(dir.path().join("f"))
-            .unwrap()
+            .unwrap();
+        Partial::of(file).unwrap()
     }
 
     fn content(dir: &tempfile::TempDir) -> Vec<u8> {

@@ -17,6 +17,8 @@ use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
 
+use super::place::Partial;
+
 /// Coalesces directory fsyncs across concurrent finishes. Blocking: call it
 /// from a blocking thread.
 #[derive(Debug, Default)]
@@ -90,10 +92,10 @@ impl DirSyncer {
 /// Kernels before 5.8 report only the file system's own errors (metadata,
 /// journal), not those of writing a file's data; there every file is also
 /// `fdatasync`ed, which reports its own.
-pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a File>) -> io::Result<()> {
+pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a Partial>) -> io::Result<()> {
     let mut synced = HashSet::new();
     for file in files {
-        if synced.insert(file.metadata()?.dev()) {
+        if synced.insert(file.device()) {
             // SAFETY: a plain system call on a descriptor open for the call.
             if unsafe { libc::syncfs(file.as_raw_fd()) } != 0 {
                 return Err(io::Error::last_os_error());

@@ -21,7 +21,6 @@
 //! writes out what other writers left dirty on the same file system, which
 //! a batch then waits for.
 
-use std::fs::File;
 use std::io;
 
 use bytes::Bytes;
@@ -29,6 +28,7 @@ use tokio::sync::oneshot;
 
 use super::durability::sync_file_systems;
 use super::exclusive::PartialClaim;
+use super::place::Partial;
 use super::workers::Workers;
 use super::writer::{write_verified, WriteTarget};
 use crate::model::Hash;
@@ -109,7 +109,7 @@ impl Finisher {
 
 /// A file of a batch, open, and its job. The file is closed (and so
 /// unlocked) before its job is answered, which lets go of its claim.
-type Open = (Job, File);
+type Open = (Job, Partial);
 
 /// Writes and verifies every file of `batch`, makes the good ones durable,
 /// renames them into place, makes the renames durable; answers each job.

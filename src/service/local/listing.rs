@@ -9,15 +9,15 @@
 //! unreadable root fails the whole listing.
 
 use std::ffi::CStr;
-use std::os::fd::OwnedFd;
+use std::fs::File;
 use std::sync::Arc;
 
-use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags, Stat};
+use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::names::{kind_of, NameKind};
 use super::root::Root;
-use crate::model::{FileEntry, FileStamp, FileState, Owner, RelPath, SkipReason, Skipped};
+use crate::model::{FileEntry, FileStamp, FileState, RelPath, SkipReason, Skipped};
 use crate::protocol::RealizeError;
 use crate::service::Listing;
 
@@ -25,7 +25,7 @@ use crate::service::Listing;
 pub fn list(root: &Root) -> Result<Listing, RealizeError> {
     let mut listing = Listing::default();
     let top = Opened {
-        fd: Arc::new(root.open_dir([], ".")?),
+        fd: root.open_dir([], ".")?,
         prefix: String::new(),
     };
     let mut pending = Vec::new();
@@ -41,7 +41,7 @@ pub fn list(root: &Root) -> Result<Listing, RealizeError> {
 
 /// A directory open for reading.
 struct Opened {
-    fd: Arc<OwnedFd>,
+    fd: Arc<File>,
     /// Its path under the root (empty for the root).
     prefix: String,
 }
@@ -50,7 +50,7 @@ struct Opened {
 /// meanwhile, so the descriptors a walk holds grow with the depth of the
 /// tree, not its width.
 struct Found {
-    parent: Arc<OwnedFd>,
+    parent: Arc<File>,
     name: String,
     /// Its path under the root.
     prefix: String,
@@ -120,7 +120,7 @@ fn list_entry(dir: &Opened, name: &CStr, listing: &mut Listing, pending: &mut Ve
                 Ok(path) => listing.files.push(FileEntry {
                     path,
                     state,
-                    stamp: stamp_of(&stat),
+                    stamp: FileStamp::from_stat(&stat),
                 }),
                 Err(_) => listing
                     .skipped
@@ -137,7 +137,7 @@ fn open_subdir(found: Found, listing: &mut Listing) -> Option<Opened> {
     let flags = OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC;
     match rustix::fs::openat(&*found.parent, found.name.as_str(), flags, Mode::empty()) {
         Ok(fd) => Some(Opened {
-            fd: Arc::new(fd),
+            fd: Arc::new(File::from(fd)),
             prefix: found.prefix,
         }),
         // Gone, or swapped for a symlink or a file since it was read.
@@ -161,27 +161,6 @@ fn unreadable(listing: &mut Listing, path: String, error: Errno) {
     listing
         .skipped
         .push(skip(shown.to_string(), SkipReason::Unreadable));
-}
-
-/// `n` as an `i64`, whatever integer type this platform's `stat` uses.
-fn signed<T: TryInto<i64>>(n: T) -> i64 {
-    n.try_into().unwrap_or(i64::MAX)
-}
-
-/// The stamp of a file from its `stat`.
-fn stamp_of(stat: &Stat) -> FileStamp {
-    let ns = |secs: i64, nanos: i64| secs.saturating_mul(1_000_000_000).saturating_add(nanos);
-    FileStamp {
-        size: u64::try_from(stat.st_size).unwrap_or(0),
-        modified_ns: ns(signed(stat.st_mtime), signed(stat.st_mtime_nsec)),
-        inode: stat.st_ino,
-        changed_ns: ns(signed(stat.st_ctime), signed(stat.st_ctime_nsec)),
-        mode: stat.st_mode & 0o7777,
-        owner: Owner {
-            uid: stat.st_uid,
-            gid: stat.st_gid,
-        },
-    }
 }
 
 fn join(prefix: &str, name: &str) -> String {
@@ -263,7 +242,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
         let parent = Opened {
-            fd: Arc::new(root.open_dir([], ".").unwrap()),
+            fd: root.open_dir([], ".").unwrap(),
             prefix: "sub".into(),
         };
         // What the directory read returned, deleted before its stat.
@@ -284,7 +263,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let root = Root::open(dir.path()).unwrap();
         let found = Found {
-            parent: Arc::new(root.open_dir([], ".").unwrap()),
+            parent: root.open_dir([], ".").unwrap(),
             name: "gone".into(),
             prefix: "gone".into(),
         };

@@ -19,9 +19,10 @@ use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use rustix::fs::{
-    AtFlags, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
+    AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
 };
 use rustix::io::Errno;
 
@@ -32,7 +33,8 @@ use crate::protocol::{ErrorKind, RealizeError};
 /// A name in an open directory under a root.
 #[derive(Debug)]
 pub struct Place {
-    dir: File,
+    /// Shared with the root when the file is at its top.
+    dir: Arc<File>,
     name: String,
     /// `None` when the name is too long to have a partial file: the file
     /// can still be read and deleted, not written.
@@ -49,7 +51,7 @@ const FILE_FLAGS: OFlags = OFlags::NOFOLLOW
 
 impl Place {
     /// The place of `display`'s last component in `dir`.
-    pub(super) fn new(dir: File, display: RelPath) -> Self {
+    pub(super) fn new(dir: Arc<File>, display: RelPath) -> Self {
         let name = display.file_name().to_string();
         let partial = names::partial_name(&name);
         Self {
@@ -96,8 +98,8 @@ impl Place {
     /// The final file's stamp, or `None` if nothing is there; an error if
     /// something other than a regular file is.
     pub fn final_stamp(&self) -> Result<Option<FileStamp>, RealizeError> {
-        match self.open_regular(&self.name, OFlags::PATH) {
-            Ok((_, stamp)) => Ok(Some(stamp)),
+        match self.stamp_of(&self.name) {
+            Ok(stamp) => Ok(Some(stamp)),
             Err(e) if e.kind == ErrorKind::NotFound => Ok(None),
             Err(e) if e.kind == ErrorKind::NotAFile => {
                 Err(self
@@ -111,48 +113,53 @@ impl Place {
     /// it, and locks it against writers in other processes for as long as
     /// it stays open. Refuses anything but a regular file with one link: a
     /// hard link planted at the partial name must not be written through.
-    pub fn open_partial_for_write(&self) -> Result<File, RealizeError> {
-        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+    pub fn open_partial_for_write(&self) -> Result<Partial, RealizeError> {
         let partial = self.partial_name()?;
         loop {
             let flags = OFlags::RDWR | OFlags::CREATE | FILE_FLAGS;
             let fd = rustix::fs::openat(&self.dir, partial, flags, Mode::RUSR | Mode::WUSR)
                 .map_err(|e| self.open_error(e))?;
             let file = File::from(fd);
-            let metadata = file
-                .metadata()
-                .map_err(|e| RealizeError::io(&self.display, &e))?;
-            if !metadata.is_file() {
+            self.lock(&file)?;
+            // After the lock: the length a writer before us left is final.
+            let opened = Partial::of(file).map_err(|e| RealizeError::io(&self.display, &e))?;
+            if !opened.is_file {
                 return Err(self.not_a_file("its partial file is not a regular file"));
             }
-            if metadata.nlink() > 1 {
+            if opened.links > 1 {
                 let message = format!(
                     "{}: the partial file has other hard links; refusing to write through it",
                     self.display
                 );
                 return Err(RealizeError::new(ErrorKind::InvalidPath, message));
             }
-            if let Err(e) = rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
-                if e != Errno::WOULDBLOCK {
-                    return Err(io(e));
-                }
+            // The other writer may have finished and renamed the file away
+            // between our open and our lock: then start over on a new file.
+            if self.partial_is(&opened, partial)? {
+                return Ok(opened);
+            }
+        }
+    }
+
+    /// Locks `file` against writers in other processes; a `Superseded`
+    /// error if one holds it.
+    fn lock(&self, file: &File) -> Result<(), RealizeError> {
+        match rustix::fs::flock(file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(()),
+            Err(Errno::WOULDBLOCK) => {
                 let message = format!(
                     "{}: another process is writing this file; run again later",
                     self.display
                 );
-                return Err(RealizeError::new(ErrorKind::Superseded, message));
+                Err(RealizeError::new(ErrorKind::Superseded, message))
             }
-            // The other writer may have finished and renamed the file away
-            // between our open and our lock: then start over on a new file.
-            if self.partial_is(&file, partial)? {
-                return Ok(file);
-            }
+            Err(e) => Err(RealizeError::io(&self.display, &e.into())),
         }
     }
 
     /// Removes the partial file `written`, which this writer opened, if its
     /// name still holds it.
-    pub fn remove_partial(&self, written: &File) -> Result<(), RealizeError> {
+    pub fn remove_partial(&self, written: &Partial) -> Result<(), RealizeError> {
         let partial = self.partial_name()?;
         if self.partial_is(written, partial)? {
             rustix::fs::unlinkat(&self.dir, partial, AtFlags::empty())
@@ -164,7 +171,11 @@ impl Place {
     /// Renames the written, verified and durable partial file `partial`
     /// into place, replacing nothing but what the client listed there:
     /// nothing (`replaces` is `None`), or the file of that stamp.
-    pub fn commit(&self, written: &File, replaces: Option<&FileStamp>) -> Result<(), RealizeError> {
+    pub fn commit(
+        &self,
+        written: &Partial,
+        replaces: Option<&FileStamp>,
+    ) -> Result<(), RealizeError> {
         let partial = self.partial_name()?;
         if !self.partial_is(written, partial)? {
             let message = format!(
@@ -185,8 +196,7 @@ impl Place {
 
     /// Deletes the final file if it is still the one `expected` describes.
     pub fn delete(&self, expected: &FileStamp) -> Result<(), RealizeError> {
-        let (_, stamp) = self.open_regular(&self.name, OFlags::PATH)?;
-        if stamp != *expected {
+        if self.stamp_of(&self.name)? != *expected {
             return Err(self.source_changed());
         }
         between_check_and_use();
@@ -310,18 +320,20 @@ impl Place {
         rustix::fs::renameat_with(&self.dir, from, &self.dir, to, flags)
     }
 
-    /// Whether the partial name holds `file`'s inode.
-    fn partial_is(&self, file: &File, partial: &str) -> Result<bool, RealizeError> {
-        let ours = file
-            .metadata()
-            .map_err(|e| RealizeError::io(&self.display, &e))?;
+    /// Whether the partial name holds `written`'s inode.
+    fn partial_is(&self, written: &Partial, partial: &str) -> Result<bool, RealizeError> {
         let named = rustix::fs::statat(&self.dir, partial, AtFlags::SYMLINK_NOFOLLOW);
-        Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (ours.dev(), ours.ino())))
+        Ok(named.is_ok_and(|s| (s.st_dev, s.st_ino) == (written.device, written.inode)))
     }
 
+    /// The stamp of `name`, which must be a regular file. One `stat` of
+    /// the name in the open parent, never following a symlink: the same
+    /// lookup an open would make, without a descriptor to open and close.
     fn stamp_of(&self, name: &str) -> Result<FileStamp, RealizeError> {
-        self.open_regular(name, OFlags::PATH)
-            .map(|(_, stamp)| stamp)
+        let stat = rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW)
+            .map_err(|e| self.open_error(e))?;
+        self.check_regular(FileType::from_raw_mode(stat.st_mode))?;
+        Ok(FileStamp::from_stat(&stat))
     }
 
     /// Opens `name` with `flags` (never following a symlink) and checks
@@ -333,13 +345,17 @@ impl Place {
         let metadata = file
             .metadata()
             .map_err(|e| RealizeError::io(&self.display, &e))?;
-        if metadata.file_type().is_symlink() {
-            return Err(self.symlink());
-        }
-        if !metadata.is_file() {
-            return Err(self.not_a_file("not a regular file"));
-        }
+        self.check_regular(FileType::from_raw_mode(metadata.mode()))?;
         Ok((file, FileStamp::from_metadata(&metadata)))
+    }
+
+    /// Refuses a symlink, and anything else that is not a regular file.
+    fn check_regular(&self, file_type: FileType) -> Result<(), RealizeError> {
+        match file_type {
+            FileType::RegularFile => Ok(()),
+            FileType::Symlink => Err(self.symlink()),
+            _ => Err(self.not_a_file("not a regular file")),
+        }
     }
 
     fn open_error(&self, e: Errno) -> RealizeError {
@@ -377,6 +393,54 @@ impl Place {
             self.display
         );
         RealizeError::new(ErrorKind::DestinationChanged, message)
+    }
+}
+
+/// An open partial file and what its one `fstat` said when it was opened
+/// (and locked). The device and inode are the file's for as long as it
+/// stays open: held open, the inode cannot be freed and its number given
+/// to another file, so they tell whether a name still holds this file
+/// without another `fstat` each time.
+#[derive(Debug)]
+pub struct Partial {
+    file: File,
+    device: u64,
+    inode: u64,
+    is_file: bool,
+    links: u64,
+    opened_len: u64,
+}
+
+impl Partial {
+    /// Wraps `file`, taking its `fstat`.
+    pub fn of(file: File) -> std::io::Result<Self> {
+        let metadata = file.metadata()?;
+        Ok(Self {
+            device: metadata.dev(),
+            inode: metadata.ino(),
+            is_file: metadata.is_file(),
+            links: metadata.nlink(),
+            opened_len: metadata.len(),
+            file,
+        })
+    }
+
+    /// The device holding the file.
+    pub fn device(&self) -> u64 {
+        self.device
+    }
+
+    /// The file's length when it was opened.
+    pub fn opened_len(&self) -> u64 {
+        self.opened_len
+    }
+}
+
+impl std::ops::Deref for Partial {
+    type Target = File;
+
+    fn deref(&self) -> &File {
+        &self.file
     }
 }
 
@@ -441,9 +505,9 @@ mod tests {
     }
 
     /// Writes `data` into the partial file of `place`, as a writer would.
-    fn partial(place: &Place, data: &[u8]) -> File {
-        let mut file = place.open_partial_for_write().unwrap();
-        file.write_all(data).unwrap();
+    fn partial(place: &Place, data: &[u8]) -> Partial {
+        let file = place.open_partial_for_write().unwrap();
+        (&*file).write_all(data).unwrap();
         file
     }
 
@@ -544,6 +608,21 @@ mod tests {
         let verified = stamp(dir.path());
         place(dir.path()).delete(&verified).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_symlink_or_a_directory_has_no_stamp() {
+        let dir = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", dir.path().join("f")).unwrap();
+        let err = place(dir.path()).final_stamp().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidPath, "{err}");
+        assert!(err.message.contains("symbolic link"), "{err}");
+        std::fs::remove_file(dir.path().join("f")).unwrap();
+        std::fs::create_dir(dir.path().join("f")).unwrap();
+        let err = place(dir.path()).final_stamp().unwrap_err();
+        assert_eq!(err.kind, ErrorKind::NotAFile, "{err}");
+        assert!(place(dir.path()).delete(&stamp(dir.path())).is_err());
+        assert!(dir.path().join("f").is_dir());
     }
 
     #[test]

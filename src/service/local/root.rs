@@ -9,11 +9,18 @@
 //! directory and a name in it. Every later operation on the file (open,
 //! stat, rename, unlink) is relative to that descriptor, so no check is
 //! ever separated from its use by a path lookup.
+//!
+//! The root's own descriptor is shared, never reopened: a walk starts from
+//! it, and a file at the top of the root gets it as its parent. Only
+//! `*at` calls and syncs use a directory descriptor here (a listing reads
+//! through a descriptor of its own), so sharing one changes nothing but the
+//! system calls saved on every request.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use rustix::fs::{AtFlags, Mode, OFlags};
 use rustix::io::Errno;
@@ -27,7 +34,7 @@ use crate::protocol::{ErrorKind, RealizeError};
 #[derive(Debug)]
 pub struct Root {
     path: PathBuf,
-    dir: OwnedFd,
+    dir: Arc<File>,
 }
 
 /// Flags of every directory this module opens.
@@ -49,7 +56,10 @@ impl Root {
                 ),
             )
         })?;
-        Ok(Self { path, dir })
+        Ok(Self {
+            path,
+            dir: Arc::new(File::from(dir)),
+        })
     }
 
     /// The canonical path of the root.
@@ -76,17 +86,14 @@ impl Root {
         self.walk_parents(path, true)
     }
 
-    /// Opens the directory at `components` (empty: the root itself).
+    /// Opens the directory at `components` (empty: the root itself, whose
+    /// descriptor is shared).
     pub fn open_dir<'a>(
         &self,
         components: impl IntoIterator<Item = &'a str>,
         display: &str,
-    ) -> Result<OwnedFd, RealizeError> {
-        let mut dir = self.reopen_root(display)?;
-        for component in components {
-            dir = open_child_dir(dir.as_fd(), component, display, false)?;
-        }
-        Ok(dir)
+    ) -> Result<Arc<File>, RealizeError> {
+        self.walk(components, display, false)
     }
 
     /// Removes the parent directories of `path`, deepest first, while they
@@ -104,9 +111,20 @@ impl Root {
         }
     }
 
-    fn reopen_root(&self, display: &str) -> Result<OwnedFd, RealizeError> {
-        rustix::fs::openat(&self.dir, ".", DIR_FLAGS, Mode::empty())
-            .map_err(|e| RealizeError::io(display, &e.into()))
+    /// Opens the directories of `components` one below the other, from the
+    /// root's own descriptor.
+    fn walk<'a>(
+        &self,
+        components: impl IntoIterator<Item = &'a str>,
+        display: &str,
+        create: bool,
+    ) -> Result<Arc<File>, RealizeError> {
+        let mut dir = self.dir.clone();
+        for component in components {
+            let child = open_child_dir(dir.as_fd(), component, display, create)?;
+            dir = Arc::new(File::from(child));
+        }
+        Ok(dir)
     }
 
     fn walk_parents(&self, path: &RelPath, create: bool) -> Result<Place, RealizeError> {
@@ -118,13 +136,9 @@ impl Root {
             );
             return Err(RealizeError::new(ErrorKind::InvalidPath, message));
         }
-        let mut dir = self.reopen_root(path.as_str())?;
-        if let Some(parents) = path.parent() {
-            for component in parents.split('/') {
-                dir = open_child_dir(dir.as_fd(), component, path.as_str(), create)?;
-            }
-        }
-        Ok(Place::new(File::from(dir), path.clone()))
+        let parents = path.parent().into_iter().flat_map(|p| p.split('/'));
+        let dir = self.walk(parents, path.as_str(), create)?;
+        Ok(Place::new(dir, path.clone()))
     }
 }
 

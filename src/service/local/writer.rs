@@ -25,7 +25,7 @@ use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
 use super::finisher::Finisher;
 use super::on_blocking_thread;
-use super::place::{apply_attributes, Place};
+use super::place::{apply_attributes, Partial, Place};
 use crate::model::{ByteRange, Delta, Hash, RelPath, WritePlan};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileWriter, ServiceError};
@@ -213,13 +213,13 @@ fn write_pieces(target: &WriteTarget, pieces: Vec<Bytes>) -> Result<Progress, Re
 
 /// Opens the partial file; returns it with the running hash of its kept
 /// prefix, or `None` when the whole file will be hashed at the end.
-fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), RealizeError> {
+fn prepare(target: &WriteTarget) -> Result<(Partial, Option<blake3::Hasher>), RealizeError> {
     let (place, display, delta) = (&target.place, target.display(), target.delta());
     // Fails early when something other than a regular file stands there.
     place.final_stamp()?;
     let io = |e| RealizeError::io(display, &e);
-    let mut file = place.open_partial_for_write()?;
-    let kept = file.metadata().map_err(io)?.len();
+    let file = place.open_partial_for_write()?;
+    let kept = file.opened_len();
     if kept < delta.offset {
         // The file this resume was planned on is gone (an older transfer
         // made it final meanwhile): an empty one made by this open is not
@@ -242,7 +242,7 @@ fn prepare(target: &WriteTarget) -> Result<(File, Option<blake3::Hasher>), Reali
         return Ok((file, None));
     }
     let mut hasher = blake3::Hasher::new();
-    std::io::copy(&mut (&mut file).take(delta.offset), &mut hasher).map_err(io)?;
+    std::io::copy(&mut (&*file).take(delta.offset), &mut hasher).map_err(io)?;
     Ok((file, Some(hasher)))
 }
 
@@ -334,7 +334,7 @@ impl Progress {
 
     /// Checks that every announced byte arrived and that the whole file
     /// hashes to `expected`; returns the file, written but not yet durable.
-    fn verified(mut self, target: &WriteTarget, expected: Hash) -> Result<File, RealizeError> {
+    fn verified(mut self, target: &WriteTarget, expected: Hash) -> Result<Partial, RealizeError> {
         let display = target.display();
         let expected_len = target.delta().payload_len(target.size());
         if let Some(failure) = self.failure {
@@ -359,7 +359,7 @@ impl Progress {
                 format!("{display}: received data hashes to {actual}, the source to {expected}"),
             ));
         }
-        let file = self.file.into_file();
+        let file = self.file.into_partial();
         apply_attributes(&file, &target.plan.attributes)
             .map_err(|e| RealizeError::io(display, &e))?;
         Ok(file)
@@ -445,14 +445,14 @@ pub(super) fn write_verified(
     target: &WriteTarget,
     pieces: Vec<Bytes>,
     expected: Hash,
-) -> Result<File, RealizeError> {
+) -> Result<Partial, RealizeError> {
     write_pieces(target, pieces)?.verified(target, expected)
 }
 
 /// Makes the verified partial file's data and metadata durable, then
 /// renames it into place (see [`Place::commit`]). The rename is durable
 /// once its directory is synced.
-fn sync_and_rename(file: &File, target: &WriteTarget) -> Result<(), RealizeError> {
+fn sync_and_rename(file: &Partial, target: &WriteTarget) -> Result<(), RealizeError> {
     file.sync_all()
         .map_err(|e| RealizeError::io(target.display(), &e))?;
     target.place.commit(file, target.plan.replaces.as_ref())
