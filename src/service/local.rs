@@ -586,4 +586,39 @@ mod tests {
         }
         assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
     }
+
+    #[tokio::test]
+    async fn a_name_taken_by_the_same_content_meanwhile_is_success_and_leaves_no_partial() {
+        let dir = DirectoryId::new("d").unwrap();
+        let path = RelPath::new("f").unwrap();
+        for (there, settled) in [(&b"same"[..], true), (&b"else"[..], false)] {
+            let root = tempfile::tempdir().unwrap();
+            let service = LocalService::single(dir.clone(), root.path()).unwrap();
+            let mut writer = service
+                .write(&dir, &path, &new_file(4, Delta::full()))
+                .await
+                .unwrap();
+            writer.write(Bytes::from_static(b"same")).await.unwrap();
+            // An older transfer of the same file, left running by a killed
+            // run, makes it final first.
+            fs::write(root.path().join("f"), there).unwrap();
+            let result = writer.finish(blake3::hash(b"same").into()).await;
+            let partial = root.path().join(".realize~part.f");
+            if settled {
+                result.unwrap();
+                assert!(!partial.exists(), "no partial file left beside it");
+                let mode = fs::metadata(root.path().join("f")).unwrap().mode() & 0o777;
+                assert_eq!(mode, 0o640, "it gets the planned attributes");
+            } else {
+                match result {
+                    Err(ServiceError::Realize(e)) => {
+                        assert_eq!(e.kind, ErrorKind::DestinationChanged)
+                    }
+                    other => panic!("{:?}", other.map(|_| ())),
+                }
+                assert!(partial.exists(), "kept for the next run");
+                assert_eq!(fs::read(root.path().join("f")).unwrap(), b"else");
+            }
+        }
+    }
 }

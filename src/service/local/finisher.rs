@@ -30,7 +30,7 @@ use super::durability::sync_file_systems;
 use super::exclusive::PartialClaim;
 use super::place::Partial;
 use super::workers::Workers;
-use super::writer::{write_verified, WriteTarget};
+use super::writer::{commit, write_verified, WriteTarget};
 use crate::model::Hash;
 use crate::protocol::{ErrorKind, RealizeError};
 
@@ -159,7 +159,7 @@ fn rename_all(files: Vec<Open>) -> Vec<Open> {
     let mut renamed = Vec::with_capacity(files.len());
     for (job, file) in files {
         let target = &job.target;
-        match target.place.commit(&file, target.plan.replaces.as_ref()) {
+        match commit(&file, target, &job.expected) {
             Ok(()) => renamed.push((job, file)),
             Err(error) => {
                 drop(file);

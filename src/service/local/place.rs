@@ -27,7 +27,7 @@ use rustix::fs::{
 use rustix::io::Errno;
 
 use super::names;
-use crate::model::{Attributes, FileStamp, RelPath};
+use crate::model::{Attributes, FileStamp, Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 
 /// A name in an open directory under a root.
@@ -166,6 +166,32 @@ impl Place {
                 .map_err(|e| RealizeError::io(&self.display, &e.into()))?;
         }
         Ok(())
+    }
+
+    /// Called when [`Place::commit`] found the name taken: if the file there
+    /// holds exactly the verified content `expected` (an older transfer of
+    /// the same source finished first, as after a killed run), the move is
+    /// done. That file gets `attributes`, is made durable, and the partial
+    /// file `written` goes. Returns whether it was so.
+    pub fn settle_identical(
+        &self,
+        written: &Partial,
+        expected: &Hash,
+        attributes: &Attributes,
+    ) -> Result<bool, RealizeError> {
+        let io = |e: std::io::Error| RealizeError::io(&self.display, &e);
+        let Ok((mut file, _)) = self.open_regular(&self.name, OFlags::RDONLY) else {
+            return Ok(false);
+        };
+        let mut hasher = blake3::Hasher::new();
+        hasher.update_reader(&mut file).map_err(io)?;
+        if Hash::from(hasher.finalize()) != *expected {
+            return Ok(false);
+        }
+        apply_attributes(&file, attributes).map_err(io)?;
+        file.sync_all().map_err(io)?;
+        self.remove_partial(written)?;
+        Ok(true)
     }
 
     /// Renames the written, verified and durable partial file `partial`

@@ -374,7 +374,7 @@ impl Progress {
         syncer: &DirSyncer,
     ) -> Result<Hash, RealizeError> {
         let file = self.verified(target, expected)?;
-        sync_and_rename(&file, target)?;
+        sync_and_rename(&file, target, &expected)?;
         syncer
             .rename_done(target.place.dir())
             .map_err(|e| RealizeError::io(target.display(), &e))?;
@@ -452,10 +452,35 @@ pub(super) fn write_verified(
 /// Makes the verified partial file's data and metadata durable, then
 /// renames it into place (see [`Place::commit`]). The rename is durable
 /// once its directory is synced.
-fn sync_and_rename(file: &Partial, target: &WriteTarget) -> Result<(), RealizeError> {
+fn sync_and_rename(
+    file: &Partial,
+    target: &WriteTarget,
+    expected: &Hash,
+) -> Result<(), RealizeError> {
     file.sync_all()
         .map_err(|e| RealizeError::io(target.display(), &e))?;
-    target.place.commit(file, target.plan.replaces.as_ref())
+    commit(file, target, expected)
+}
+
+/// Renames the partial file into place (see [`Place::commit`]). A name
+/// taken meanwhile by the very content verified (an older transfer of the
+/// same file, left running by a killed command, finished first) is success
+/// too: see [`Place::settle_identical`].
+pub(super) fn commit(
+    file: &Partial,
+    target: &WriteTarget,
+    expected: &Hash,
+) -> Result<(), RealizeError> {
+    let place = &target.place;
+    match place.commit(file, target.plan.replaces.as_ref()) {
+        Err(e)
+            if e.kind == ErrorKind::DestinationChanged
+                && place.settle_identical(file, expected, &target.plan.attributes)? =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 #[async_trait]
