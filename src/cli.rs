@@ -254,7 +254,7 @@ async fn run_attempts(
         let outcome = attempt(args, signal, display).await;
         let finished = matches!(outcome, Ok(Some(_)));
         let reason = match outcome {
-            Ok(None) => return Ok(false), // Stopped before connecting.
+            Ok(None) => return Ok(false), // Stopped before listing.
             Ok(Some(summary)) => {
                 accumulate(total, &summary);
                 if summary.retryable == 0 || signal.reason().is_some() {
@@ -287,7 +287,7 @@ async fn run_attempts(
 
 /// The exit code of a run, `finished` if its last attempt listed both sides
 /// and moved what it could. Work is left when it did not — it was stopped
-/// before connecting, or lost its daemon and was stopped waiting to retry,
+/// before both sides were listed, or lost its daemon and was stopped waiting to retry,
 /// however many attempts connected before — or when the totals count files
 /// not moved yet. A stop that comes when nothing is left to do (during the
 /// final close) does not change the outcome.
@@ -302,7 +302,7 @@ fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -
 }
 
 /// One attempt: connect, list both sides, move what is left, close.
-/// `None` if the run was stopped before it connected.
+/// `None` if the run was stopped before both sides were listed.
 async fn attempt(
     args: &MoveArgs,
     signal: &StopSignal,
@@ -332,7 +332,15 @@ async fn attempt(
         endpoints.destination.as_ref(),
         &endpoints.dir,
     );
-    let (down, listings) = tokio::join!(checks, listing);
+    // A daemon may connect and then never answer: the stop must still end
+    // the run, whatever the daemons do.
+    let (down, listings) = tokio::select! {
+        both = async { tokio::join!(checks, listing) } => both,
+        _ = signal.stopped() => {
+            endpoints.close(true).await;
+            return Ok(None);
+        }
+    };
     let down = match down {
         Ok(down) => down,
         Err(e) => {

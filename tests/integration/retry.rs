@@ -289,3 +289,33 @@ fn max_duration_in_a_backoff_after_a_lost_daemon_exits_11() {
     );
     lost.assert_source_intact();
 }
+
+#[test]
+fn max_duration_holds_while_a_listing_never_arrives() {
+    let lost = LostDaemon::set_up();
+    // The path goes dark in the middle of the destination's listing, long
+    // before the connection's 10 s idle timeout would report it lost.
+    let started = Instant::now();
+    let out = lost
+        .command()
+        .args(["--max-duration", "2s"])
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(11), "{err}");
+    // 2 s, then at most 3 s for the close to reach a daemon that may
+    // still hear it.
+    assert!(
+        started.elapsed() < Duration::from_secs(8),
+        "the limit of 2 s ended the run after {:?}: {err}",
+        started.elapsed()
+    );
+    assert!(!err.contains("retrying in"), "{err}");
+    assert!(
+        err.contains(
+            "realize: stopped at the --max-duration limit; run the same command again to continue"
+        ),
+        "{err}"
+    );
+    lost.assert_source_intact();
+}
