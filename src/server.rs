@@ -9,9 +9,11 @@
 mod admission;
 pub mod config;
 mod connection;
+mod refusals;
 
-use admission::Admission;
 pub use admission::ConnectionLimits;
+use admission::{Admission, Entry};
+use refusals::Refusals;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,7 @@ pub struct Daemon {
     peers: Arc<PinnedPeers>,
     send_limits: Arc<BTreeMap<String, Rate>>,
     admission: Arc<Admission>,
+    refusals: Arc<Refusals>,
 }
 
 impl Daemon {
@@ -86,6 +89,7 @@ impl Daemon {
             peers,
             send_limits: Arc::new(config.send_limits.clone()),
             admission: Admission::new(config.limits),
+            refusals: Arc::default(),
         })
     }
 
@@ -118,26 +122,36 @@ impl Daemon {
 }
 
 impl Daemon {
-    /// Serves `incoming` if the daemon has a place for it; refuses it
-    /// before its handshake otherwise.
+    /// Serves `incoming` if the daemon has a place for it; asks it to prove
+    /// its address or refuses it before its handshake otherwise.
     fn admit(&self, incoming: quinn::Incoming) {
-        let Some(place) = self.admission.admit() else {
-            metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "daemon_full")
-                .increment(1);
-            tracing::debug!(remote = %incoming.remote_address(), "refused connection: the daemon holds its most connections");
-            incoming.refuse();
-            return;
+        let remote = incoming.remote_address();
+        let place = match self.admission.admit(incoming.remote_address_validated()) {
+            Entry::Enter(place) => place,
+            Entry::Validate => {
+                metrics::counter!(telemetry::CONNECTIONS_RETRIED).increment(1);
+                if let Err(e) = incoming.retry() {
+                    e.into_incoming().refuse();
+                }
+                return;
+            }
+            Entry::Refuse(full) => {
+                if let Some(also) = self.refusals.count(full.label()) {
+                    let what = full.what();
+                    tracing::warn!(%remote, "refused connection before its handshake: the daemon holds its most {what}{also}");
+                }
+                incoming.refuse();
+                return;
+            }
         };
         let context = connection::Context {
             service: self.service.clone(),
             peers: self.peers.clone(),
             send_limits: self.send_limits.clone(),
             admission: self.admission.clone(),
+            refusals: self.refusals.clone(),
         };
-        tokio::spawn(async move {
-            connection::handle(incoming, context).await;
-            drop(place);
-        });
+        tokio::spawn(connection::handle(incoming, place, context));
     }
 }
 

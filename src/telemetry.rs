@@ -13,6 +13,8 @@ use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 pub const CONNECTIONS_ACCEPTED: &str = "realize_connections_accepted_total";
 /// Connections refused, by `reason` (daemon).
 pub const CONNECTIONS_REFUSED: &str = "realize_connections_refused_total";
+/// Connections asked to prove their source address first (daemon).
+pub const CONNECTIONS_RETRIED: &str = "realize_connections_retried_total";
 /// Connections open now (daemon).
 pub const CONNECTIONS_OPEN: &str = "realize_connections_open";
 /// Control requests, by `op` and `status` (daemon).
@@ -67,6 +69,10 @@ pub fn describe() {
         "Connections accepted after mutual TLS."
     );
     describe_counter!(CONNECTIONS_REFUSED, "Connections refused, by reason.");
+    describe_counter!(
+        CONNECTIONS_RETRIED,
+        "Connections asked to prove their source address (QUIC Retry) while many handshakes were in progress."
+    );
     describe_gauge!(CONNECTIONS_OPEN, "Connections open now.");
     describe_counter!(RPC_REQUESTS, "Control requests served, by op and status.");
     describe_histogram!(

@@ -87,9 +87,11 @@ impl DaemonConfig {
                 "[peers] is empty: no client could ever connect".into(),
             ));
         }
-        if raw.limits.connections == 0 || raw.limits.connections_per_peer == 0 {
+        let limits = raw.limits;
+        if limits.connections == 0 || limits.connections_per_peer == 0 || limits.handshakes == 0 {
             return Err(error(
-                "[limits] connections and connections_per_peer must be at least 1".into(),
+                "[limits] connections, connections_per_peer and handshakes must be at least 1"
+                    .into(),
             ));
         }
         let dirs = raw
@@ -191,6 +193,13 @@ mod tests {
         assert_eq!(config.limits.connections, 256);
         let err = load(&format!("{base}[limits]\nconnections = 0\n")).unwrap_err();
         assert!(err.to_string().contains("[limits]"), "{err}");
+        let err = load(&format!("{base}[limits]\nhandshakes = 0\n")).unwrap_err();
+        assert!(err.to_string().contains("handshakes"), "{err}");
+        let config = load(&format!("{base}[limits]\nunvalidated_handshakes = 0\n")).unwrap();
+        assert_eq!(
+            config.limits.unvalidated_handshakes, 0,
+            "everyone validates"
+        );
         let err = load(&format!("{base}[limits]\nstreams = 3\n")).unwrap_err();
         assert!(err.to_string().contains("streams"), "{err}");
     }

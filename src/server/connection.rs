@@ -10,7 +10,8 @@ use std::sync::Arc;
 use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
 
-use super::admission::Admission;
+use super::admission::{Admission, Place};
+use super::refusals::Refusals;
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
 };
@@ -47,34 +48,43 @@ pub struct Context {
     pub send_limits: Arc<BTreeMap<String, Rate>>,
     /// Places for connections, per peer.
     pub admission: Arc<Admission>,
+    /// Counts and logs refused connections.
+    pub refusals: Arc<Refusals>,
 }
 
-/// Handles one incoming connection to its end. Never panics the daemon:
-/// every failure is logged and ends this connection only.
-pub async fn handle(incoming: Incoming, context: Context) {
+/// Handles one incoming connection to its end, holding `place` in the
+/// daemon's connections. Never panics the daemon: every failure is logged
+/// and ends this connection only.
+pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     let Context {
         service,
         peers,
         send_limits,
         admission,
+        refusals,
     } = context;
     let address = incoming.remote_address();
-    let connection = match incoming.await {
+    let handshake = incoming.await;
+    place.handshake_done();
+    let connection = match handshake {
         Ok(connection) => connection,
         Err(e) => {
             let reason = e.to_string();
-            let label = match fingerprint_in(&reason) {
+            let fingerprint = fingerprint_in(&reason);
+            let label = match fingerprint {
                 Some(_) => "unknown_certificate",
                 None => "handshake_failed",
             };
-            metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => label).increment(1);
-            match fingerprint_in(&reason) {
+            let Some(also) = refusals.count(label) else {
+                return;
+            };
+            match fingerprint {
                 Some(fingerprint) => tracing::warn!(
                     remote = %address,
                     fingerprint,
-                    "refused connection: unknown peer certificate {fingerprint}"
+                    "refused connection: unknown peer certificate {fingerprint}{also}"
                 ),
-                None => tracing::warn!(remote = %address, "refused connection: {reason}"),
+                None => tracing::warn!(remote = %address, "refused connection: {reason}{also}"),
             }
             return;
         }
@@ -85,9 +95,10 @@ pub async fn handle(incoming: Incoming, context: Context) {
         connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"unknown peer");
         return;
     };
-    let Some(_place) = admission.admit_peer(&id) else {
-        metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => "peer_full").increment(1);
-        tracing::warn!(peer = %id, remote = %address, "refused connection: this peer holds its most connections");
+    let Some(_peer_place) = admission.admit_peer(&id) else {
+        if let Some(also) = refusals.count("peer_full") {
+            tracing::warn!(peer = %id, remote = %address, "refused connection: this peer holds its most connections{also}");
+        }
         connection.close(
             VarInt::from_u32(code::BUSY),
             b"this peer holds the most connections the daemon allows it",

@@ -604,3 +604,78 @@ async fn a_peer_beyond_its_share_of_connections_is_refused_and_others_are_not() 
         );
     }
 }
+
+/// Tries to connect as `stranger`, a key the daemon does not pin; returns
+/// whether the daemon served it: answered its hello.
+async fn try_stranger(endpoint: &quinn::Endpoint, daemon: std::net::SocketAddr) -> bool {
+    // The handshake may complete on the client's side before the daemon
+    // checks the client's certificate, and the daemon's refusal may be lost
+    // among so many: what counts is whether the daemon answers.
+    let served = async {
+        let connection = endpoint.connect(daemon, "realized").ok()?.await.ok()?;
+        let (mut send, mut recv) = connection.open_bi().await.ok()?;
+        write_frame(&mut send, &Hello { version: VERSION })
+            .await
+            .ok()?;
+        read_frame::<_, HelloReply>(&mut recv).await.ok()
+    };
+    let wait = std::time::Duration::from_secs(5);
+    matches!(tokio::time::timeout(wait, served).await, Ok(Some(_)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_strangers_is_logged_in_a_few_lines_and_peers_are_still_served() {
+    const STRANGERS: usize = 300;
+    let keys = Keys::generate(&["client", "stranger", "daemon"]);
+    let root = TempDir::new().unwrap();
+    let port = free_tcp_port();
+    let config = keys.dir.path().join("flooded.toml");
+    // Every new connection must first prove its address: the flood goes
+    // through QUIC Retry, and honest peers too.
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n\
+         metrics = \"127.0.0.1:{port}\"\n[limits]\nunvalidated_handshakes = 0\n\
+         [dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
+        root.path().display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start_with_config(&config);
+    let identity = Identity::load(&keys.key("stranger"), &keys.cert("stranger")).unwrap();
+    let daemon_cert = load_certificates(&keys.cert("daemon")).unwrap();
+    let pinned = PinnedDaemon::new(&daemon_cert[0]).unwrap();
+    let crypto = client_crypto(&identity, Arc::new(pinned)).unwrap();
+    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
+    let flood = (0..STRANGERS).map(|_| try_stranger(&endpoint, daemon.addr));
+    let admitted = futures::future::join_all(flood).await;
+    let let_in = admitted.iter().filter(|let_in| **let_in).count();
+    assert_eq!(let_in, 0, "strangers got in; daemon log:\n{}", daemon.log());
+
+    // A pinned peer is served right after.
+    let (_raw, _send, _recv, reply) = connect(&keys, &daemon, VERSION).await;
+    assert_eq!(reply.version, Ok(VERSION));
+
+    let url = format!("http://127.0.0.1:{port}/metrics");
+    let metrics = http_get(&url).expect("/metrics answers");
+    // Each stranger is refused at least once (a datagram repeated after a
+    // refusal may be refused again): for its certificate, or before its
+    // handshake while the daemon held its most handshakes.
+    let refused: f64 = ["unknown_certificate", "handshakes_full", "handshake_failed"]
+        .iter()
+        .filter_map(|reason| {
+            let label = format!("reason=\"{reason}\"");
+            sample(&metrics, "realize_connections_refused_total", &[&label])
+        })
+        .sum();
+    assert!(refused >= STRANGERS as f64, "refusals counted: {refused}");
+    let retried = sample(&metrics, "realize_connections_retried_total", &[]).unwrap_or(0.0);
+    assert!(
+        retried >= (STRANGERS + 1) as f64,
+        "every connection proved its address first: {retried}"
+    );
+    let lines = daemon.log().matches("refused connection").count();
+    assert!(
+        (1..=25).contains(&lines),
+        "{lines} log lines for {STRANGERS} refusals"
+    );
+}
