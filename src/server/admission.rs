@@ -1,5 +1,6 @@
 //! The front door: how many connections the daemon holds, in all and per
-//! peer, so one peer's connections cannot take the places of the others.
+//! peer, so one peer's connections cannot take the places of the others;
+//! and what all connections of one peer share while it has any.
 //!
 //! A place in the total is taken before the handshake (so handshakes in
 //! progress count too) and a place in the peer's share once the handshake
@@ -11,7 +12,9 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The connection limits of `[limits]` in the daemon's configuration.
+use crate::throttle::{Rate, Throttle};
+
+/// The limits of `[limits]` in the daemon's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionLimits {
@@ -19,15 +22,21 @@ pub struct ConnectionLimits {
     pub connections: usize,
     /// Connections at once from one peer.
     pub connections_per_peer: usize,
+    /// Control requests of one peer served at once, over all its
+    /// connections; more wait unread.
+    pub requests_per_peer: usize,
 }
 
 impl Default for ConnectionLimits {
     /// 256 connections, 16 per peer: a command uses one connection per
-    /// remote side, so 16 leaves room for many commands of one host.
+    /// remote side, so 16 leaves room for many commands of one host. 64
+    /// requests per peer: a command keeps a few per file in flight, and
+    /// hashes hold a thread each.
     fn default() -> Self {
         Self {
             connections: 256,
             connections_per_peer: 16,
+            requests_per_peer: 64,
         }
     }
 }
@@ -36,8 +45,24 @@ impl Default for ConnectionLimits {
 #[derive(Debug)]
 pub struct Admission {
     total: Arc<Semaphore>,
-    per_peer: Mutex<HashMap<String, usize>>,
-    per_peer_max: usize,
+    per_peer: Mutex<HashMap<String, PeerState>>,
+    limits: ConnectionLimits,
+}
+
+/// One peer's connections and what they share.
+#[derive(Debug)]
+struct PeerState {
+    connections: usize,
+    shared: PeerShared,
+}
+
+/// What every connection of one peer shares while it has any.
+#[derive(Debug, Clone)]
+pub struct PeerShared {
+    /// Paces what the daemon sends the peer, at its `[send_limits]` cap.
+    pub send_cap: Throttle,
+    /// Places for control requests served at once.
+    pub requests: Arc<Semaphore>,
 }
 
 /// A connection's place in one peer's share; given back on drop.
@@ -45,6 +70,8 @@ pub struct Admission {
 pub struct PeerPlace {
     admission: Arc<Admission>,
     peer: String,
+    /// What the connection shares with the peer's others.
+    pub shared: PeerShared,
 }
 
 impl Admission {
@@ -53,7 +80,7 @@ impl Admission {
         Arc::new(Self {
             total: Arc::new(Semaphore::new(limits.connections)),
             per_peer: Mutex::default(),
-            per_peer_max: limits.connections_per_peer,
+            limits,
         })
     }
 
@@ -63,20 +90,31 @@ impl Admission {
     }
 
     /// A place in `peer`'s share, or `None` when the peer holds all of it.
-    pub fn admit_peer(self: &Arc<Self>, peer: &str) -> Option<PeerPlace> {
+    /// The peer's first connection sets up what its connections share,
+    /// capped at `send_cap`.
+    pub fn admit_peer(self: &Arc<Self>, peer: &str, send_cap: Option<Rate>) -> Option<PeerPlace> {
         let mut per_peer = self.per_peer();
-        let held = per_peer.entry(peer.to_string()).or_default();
-        if *held >= self.per_peer_max {
+        let state = per_peer
+            .entry(peer.to_string())
+            .or_insert_with(|| PeerState {
+                connections: 0,
+                shared: PeerShared {
+                    send_cap: Throttle::new(send_cap),
+                    requests: Arc::new(Semaphore::new(self.limits.requests_per_peer)),
+                },
+            });
+        if state.connections >= self.limits.connections_per_peer {
             return None;
         }
-        *held += 1;
+        state.connections += 1;
         Some(PeerPlace {
             admission: self.clone(),
             peer: peer.to_string(),
+            shared: state.shared.clone(),
         })
     }
 
-    fn per_peer(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn per_peer(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerState>> {
         self.per_peer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -84,9 +122,9 @@ impl Admission {
 impl Drop for PeerPlace {
     fn drop(&mut self) {
         let mut per_peer = self.admission.per_peer();
-        if let Some(held) = per_peer.get_mut(&self.peer) {
-            *held -= 1;
-            if *held == 0 {
+        if let Some(state) = per_peer.get_mut(&self.peer) {
+            state.connections -= 1;
+            if state.connections == 0 {
                 per_peer.remove(&self.peer);
             }
         }
@@ -100,29 +138,53 @@ mod tests {
     #[test]
     fn a_peer_gets_its_share_and_no_more_and_gets_it_back() {
         let admission = Admission::new(ConnectionLimits {
-            connections: 10,
             connections_per_peer: 2,
+            ..ConnectionLimits::default()
         });
-        let (a1, _a2) = (admission.admit_peer("a"), admission.admit_peer("a"));
-        assert!(admission.admit_peer("a").is_none());
+        let (a1, _a2) = (
+            admission.admit_peer("a", None),
+            admission.admit_peer("a", None),
+        );
+        assert!(admission.admit_peer("a", None).is_none());
         assert!(
-            admission.admit_peer("b").is_some(),
+            admission.admit_peer("b", None).is_some(),
             "another peer is not affected"
         );
         drop(a1);
-        assert!(admission.admit_peer("a").is_some());
+        assert!(admission.admit_peer("a", None).is_some());
     }
 
     #[test]
     fn the_total_counts_every_connection() {
         let admission = Admission::new(ConnectionLimits {
             connections: 2,
-            connections_per_peer: 2,
+            ..ConnectionLimits::default()
         });
         let held = [admission.admit(), admission.admit()];
         assert!(held.iter().all(Option::is_some));
         assert!(admission.admit().is_none());
         drop(held);
         assert!(admission.admit().is_some());
+    }
+
+    #[test]
+    fn a_peers_connections_share_its_send_cap_and_request_places() {
+        let admission = Admission::new(ConnectionLimits {
+            requests_per_peer: 3,
+            ..ConnectionLimits::default()
+        });
+        let cap = Some("1M".parse().unwrap());
+        let first = admission.admit_peer("a", cap).unwrap();
+        let second = admission.admit_peer("a", None).unwrap();
+        assert!(Arc::ptr_eq(&first.shared.requests, &second.shared.requests));
+        assert_eq!(second.shared.send_cap.rate(), cap, "set by the first");
+        let held = first.shared.requests.clone().try_acquire_many_owned(3);
+        assert!(held.is_ok());
+        assert!(second.shared.requests.try_acquire().is_err());
+        let other = admission.admit_peer("b", None).unwrap();
+        assert!(
+            other.shared.requests.try_acquire().is_ok(),
+            "another peer is not affected"
+        );
     }
 }
