@@ -1,7 +1,8 @@
-//! Pacing what one side sends, shared by every stream of a connection.
+//! Pacing what one side sends, shared by every stream of a connection and,
+//! on the daemon, by every connection of a peer.
 //!
-//! A [`Throttle`] is a token bucket (governor) counted in 1 KiB cells whose
-//! rate can change while transfers run. Senders ask it before each piece:
+//! A [`Throttle`] is a token bucket of bytes whose rate can change while
+//! transfers run without refilling it. Senders ask it before each piece:
 //! pieces are ~50 ms worth of data at the current rate (between 1 KiB and
 //! 256 KiB), and the bucket holds two pieces, so a sender that was idle
 //! bursts at most ~100 ms of data, while a sender woken a little late does
@@ -9,14 +10,14 @@
 //! are not.
 
 use std::fmt;
-use std::num::NonZeroU32;
 use std::str::FromStr;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
-use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
+use tokio::time::Instant;
 
-/// Bytes per governor cell.
+/// Rates and pieces are whole KiB.
 const CELL: u64 = 1024;
 /// Largest piece sent at once, whatever the rate.
 const MAX_PIECE: u64 = 256 * 1024;
@@ -91,64 +92,130 @@ impl fmt::Display for Rate {
     }
 }
 
-struct Limiter {
+/// A token bucket of bytes. The level may fall below zero: a sender takes
+/// its bytes at once and waits until the bucket has refilled what it owes,
+/// so senders queue in the order they asked.
+#[derive(Debug)]
+struct Bucket {
     rate: Rate,
-    bucket: DefaultDirectRateLimiter,
+    /// Bytes that may be sent now; negative while senders wait.
+    level: f64,
+    /// When `level` was last brought up to date.
+    updated: Instant,
+}
+
+impl Bucket {
+    fn full(rate: Rate) -> Self {
+        Self {
+            rate,
+            level: capacity(rate),
+            updated: Instant::now(),
+        }
+    }
+
+    /// Adds what the rate refilled since the last update, up to capacity.
+    fn refill(&mut self) {
+        let now = Instant::now();
+        let gained = (now - self.updated).as_secs_f64() * self.rate.bytes_per_second() as f64;
+        self.level = (self.level + gained).min(capacity(self.rate));
+        self.updated = now;
+    }
+
+    /// Takes `bytes`; returns how long until the bucket has refilled them.
+    fn take(&mut self, bytes: usize) -> Duration {
+        self.refill();
+        self.level -= bytes as f64;
+        Duration::from_secs_f64((-self.level).max(0.0) / self.rate.bytes_per_second() as f64)
+    }
+
+    /// Changes the rate, keeping the level: what was spent stays spent.
+    fn set_rate(&mut self, rate: Rate) {
+        self.refill();
+        self.rate = rate;
+        self.level = self.level.min(capacity(rate));
+    }
+}
+
+/// The most bytes a bucket at `rate` holds.
+fn capacity(rate: Rate) -> f64 {
+    (BUCKET_PIECES * rate.piece()) as f64
 }
 
 /// A send limit that every stream of a connection shares, changeable while
-/// they run. Clones share the limit.
+/// they run, optionally inside an outer limit shared more widely (a peer's
+/// cap over all its connections): senders keep both. Clones share the
+/// limits.
 #[derive(Clone, Default)]
 pub struct Throttle {
-    limiter: Arc<RwLock<Option<Arc<Limiter>>>>,
+    bucket: Arc<Mutex<Option<Bucket>>>,
+    outer: Option<Box<Throttle>>,
 }
 
 impl fmt::Debug for Throttle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "Throttle({:?})", self.rate())
+        write!(f, "Throttle({:?} within {:?})", self.rate(), self.outer)
     }
 }
 
 impl Throttle {
-    /// A throttle at `rate`, or none.
+    /// A throttle at `rate`, or none; its bucket starts full.
     pub fn new(rate: Option<Rate>) -> Self {
-        let throttle = Self::default();
-        throttle.set(rate);
-        throttle
+        Self {
+            bucket: Arc::new(Mutex::new(rate.map(Bucket::full))),
+            outer: None,
+        }
     }
 
-    /// The limit in force.
+    /// A throttle with no limit of its own yet, whose senders also keep
+    /// `outer`'s limit (shared with `outer` and its other inner throttles).
+    pub fn within(outer: &Throttle) -> Self {
+        Self {
+            bucket: Arc::default(),
+            outer: Some(Box::new(outer.clone())),
+        }
+    }
+
+    /// This throttle's own limit, the outer one aside.
     pub fn rate(&self) -> Option<Rate> {
-        self.current().map(|limiter| limiter.rate)
+        self.lock().as_ref().map(|bucket| bucket.rate)
     }
 
-    /// Changes the limit; streams already running follow it from their next
-    /// piece. Returns the previous limit.
+    /// The limit senders keep: the lowest of this one and the outer ones.
+    pub fn limit(&self) -> Option<Rate> {
+        let outer = self.outer.as_ref().and_then(|outer| outer.limit());
+        match (self.rate(), outer) {
+            (Some(own), Some(outer)) => Some(own.min(outer)),
+            (own, outer) => own.or(outer),
+        }
+    }
+
+    /// Changes this throttle's own limit; streams already running follow it
+    /// from their next piece. What was sent stays counted: a new limit
+    /// grants no fresh burst, and a limit set where there was none starts
+    /// with an empty bucket. Returns the previous limit.
     pub fn set(&self, rate: Option<Rate>) -> Option<Rate> {
-        let limiter = rate.map(|rate| {
-            let cells = |bytes: u64| NonZeroU32::new((bytes / CELL).max(1) as u32).expect("not 0");
-            let quota = Quota::per_second(cells(rate.bytes_per_second()))
-                .allow_burst(cells(BUCKET_PIECES * rate.piece()));
-            Arc::new(Limiter {
-                rate,
-                bucket: RateLimiter::direct(quota),
-            })
-        });
-        let mut current = self.limiter.write().unwrap_or_else(|p| p.into_inner());
-        std::mem::replace(&mut *current, limiter).map(|old| old.rate)
+        let mut bucket = self.lock();
+        let old = bucket.as_ref().map(|bucket| bucket.rate);
+        match (bucket.as_mut(), rate) {
+            (Some(current), Some(rate)) => current.set_rate(rate),
+            (_, rate) => {
+                *bucket = rate.map(|rate| Bucket {
+                    level: 0.0,
+                    ..Bucket::full(rate)
+                })
+            }
+        }
+        old
     }
 
-    fn current(&self) -> Option<Arc<Limiter>> {
-        self.limiter
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Bucket>> {
+        self.bucket.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The pieces `chunk` must be sent in: one piece without a limit.
     pub fn pieces(&self, chunk: Bytes) -> impl Iterator<Item = Bytes> {
         let piece = self
-            .rate()
+            .limit()
             .map_or(chunk.len().max(1), |r| r.piece() as usize);
         let mut rest = chunk;
         std::iter::from_fn(move || {
@@ -159,19 +226,16 @@ impl Throttle {
         })
     }
 
-    /// Waits until `bytes` (at most one piece) may be sent.
+    /// Waits until `bytes` (at most one piece) may be sent under this limit
+    /// and the outer ones.
     pub async fn wait(&self, bytes: usize) {
-        let Some(limiter) = self.current() else {
-            return;
-        };
-        let cells = (bytes as u64).div_ceil(CELL).max(1) as u32;
-        let cells = NonZeroU32::new(cells).expect("at least one cell");
-        // A piece cut at a higher rate may exceed a new, lower rate's burst:
-        // then it waits for a full bucket instead.
-        if limiter.bucket.until_n_ready(cells).await.is_err() {
-            let burst = NonZeroU32::new((BUCKET_PIECES * limiter.rate.piece() / CELL) as u32)
-                .expect("not 0");
-            let _ = limiter.bucket.until_n_ready(burst).await;
+        let mut throttle = Some(self);
+        while let Some(current) = throttle {
+            let delay = current.lock().as_mut().map(|bucket| bucket.take(bytes));
+            if let Some(delay) = delay.filter(|delay| !delay.is_zero()) {
+                tokio::time::sleep(delay).await;
+            }
+            throttle = current.outer.as_deref();
         }
     }
 }
@@ -215,17 +279,65 @@ mod tests {
         assert_eq!(sizes.iter().sum::<usize>(), 300 * 1024);
     }
 
-    #[test]
-    fn the_bucket_holds_two_pieces_and_no_more() {
-        let throttle = Throttle::new(Some("4M".parse().unwrap()));
-        let limiter = throttle.current().unwrap();
-        let piece = NonZeroU32::new((limiter.rate.piece() / CELL) as u32).unwrap();
-        assert!(limiter.bucket.check_n(piece).unwrap().is_ok());
-        assert!(limiter.bucket.check_n(piece).unwrap().is_ok());
+    #[tokio::test(start_paused = true)]
+    async fn the_bucket_holds_two_pieces_and_no_more() {
+        let rate: Rate = "4M".parse().unwrap();
+        let throttle = Throttle::new(Some(rate));
+        let started = tokio::time::Instant::now();
+        throttle.wait(rate.piece() as usize).await;
+        throttle.wait(rate.piece() as usize).await;
         assert!(
-            limiter.bucket.check_n(piece).unwrap().is_err(),
-            "a third piece must wait ~50 ms"
+            started.elapsed().is_zero(),
+            "an idle bucket lets two pieces go"
         );
+        throttle.wait(rate.piece() as usize).await;
+        assert!(
+            started.elapsed() >= std::time::Duration::from_millis(49),
+            "a third piece waits ~50 ms: {:?}",
+            started.elapsed()
+        );
+    }
+
+    /// Virtual time: the runtime's clock only moves when every task waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_new_limit_grants_no_fresh_burst() {
+        let rate: Rate = "4M".parse().unwrap();
+        let piece = rate.piece() as usize;
+        let throttle = Throttle::new(Some(rate));
+        for _ in 0..BUCKET_PIECES {
+            throttle.wait(piece).await; // the idle bucket's burst
+        }
+        for again in ["4M", "8M", "4M"] {
+            let again: Rate = again.parse().unwrap();
+            throttle.set(Some(again));
+            let started = tokio::time::Instant::now();
+            throttle.wait(piece).await;
+            let least =
+                std::time::Duration::from_secs_f64(piece as f64 / again.bytes_per_second() as f64);
+            assert!(
+                started.elapsed() >= least.mul_f64(0.99),
+                "a piece after setting {again} went in {:?}, not after {least:?}",
+                started.elapsed()
+            );
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttles_within_one_outer_share_its_limit() {
+        let cap: Rate = "1M".parse().unwrap();
+        let peer = Throttle::new(Some(cap));
+        let (a, b) = (Throttle::within(&peer), Throttle::within(&peer));
+        b.set(Some("4M".parse().unwrap()));
+        assert_eq!((a.limit(), b.limit()), (Some(cap), Some(cap)));
+        let piece = cap.piece() as usize;
+        let started = tokio::time::Instant::now();
+        for _ in 0..10 {
+            a.wait(piece).await;
+            b.wait(piece).await;
+        }
+        // Twenty pieces, two of them the idle bucket's burst.
+        let least = std::time::Duration::from_secs_f64(18.0 * piece as f64 / (1 << 20) as f64);
+        assert!(started.elapsed() >= least, "{:?}", started.elapsed());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The front door: how many connections the daemon holds, in all and per
 //! peer, so one peer's connections cannot take the places of the others,
-//! and how many handshakes it works on, so a flood of them cannot either.
+//! and how many handshakes it works on, so a flood of them cannot either;
+//! and what all connections of one peer share while it has any.
 //!
 //! A place in the total is taken before the handshake (so handshakes in
 //! progress count too) and a place in the peer's share once the handshake
@@ -15,7 +16,9 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The connection limits of `[limits]` in the daemon's configuration.
+use crate::throttle::{Rate, Throttle};
+
+/// The limits of `[limits]` in the daemon's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionLimits {
@@ -28,19 +31,25 @@ pub struct ConnectionLimits {
     /// Handshakes in progress beyond which a new one must first prove its
     /// source address.
     pub unvalidated_handshakes: usize,
+    /// Control requests of one peer served at once, over all its
+    /// connections; more wait unread.
+    pub requests_per_peer: usize,
 }
 
 impl Default for ConnectionLimits {
     /// 256 connections, 16 per peer: a command uses one connection per
     /// remote side, so 16 leaves room for many commands of one host. 64
     /// handshakes, address validation beyond 16: an honest host starts a
-    /// few at once, and a handshake takes one round trip or two.
+    /// few at once, and a handshake takes one round trip or two. 64
+    /// requests per peer: a command keeps a few per file in flight, and
+    /// hashes hold a thread each.
     fn default() -> Self {
         Self {
             connections: 256,
             connections_per_peer: 16,
             handshakes: 64,
             unvalidated_handshakes: 16,
+            requests_per_peer: 64,
         }
     }
 }
@@ -51,7 +60,23 @@ pub struct Admission {
     limits: ConnectionLimits,
     total: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
-    per_peer: Mutex<HashMap<String, usize>>,
+    per_peer: Mutex<HashMap<String, PeerState>>,
+}
+
+/// One peer's connections and what they share.
+#[derive(Debug)]
+struct PeerState {
+    connections: usize,
+    shared: PeerShared,
+}
+
+/// What every connection of one peer shares while it has any.
+#[derive(Debug, Clone)]
+pub struct PeerShared {
+    /// Paces what the daemon sends the peer, at its `[send_limits]` cap.
+    pub send_cap: Throttle,
+    /// Places for control requests served at once.
+    pub requests: Arc<Semaphore>,
 }
 
 /// What the front door does with a new connection.
@@ -113,6 +138,8 @@ impl Place {
 pub struct PeerPlace {
     admission: Arc<Admission>,
     peer: String,
+    /// What the connection shares with the peer's others.
+    pub shared: PeerShared,
 }
 
 impl Admission {
@@ -146,20 +173,31 @@ impl Admission {
     }
 
     /// A place in `peer`'s share, or `None` when the peer holds all of it.
-    pub fn admit_peer(self: &Arc<Self>, peer: &str) -> Option<PeerPlace> {
+    /// The peer's first connection sets up what its connections share,
+    /// capped at `send_cap`.
+    pub fn admit_peer(self: &Arc<Self>, peer: &str, send_cap: Option<Rate>) -> Option<PeerPlace> {
         let mut per_peer = self.per_peer();
-        let held = per_peer.entry(peer.to_string()).or_default();
-        if *held >= self.limits.connections_per_peer {
+        let state = per_peer
+            .entry(peer.to_string())
+            .or_insert_with(|| PeerState {
+                connections: 0,
+                shared: PeerShared {
+                    send_cap: Throttle::new(send_cap),
+                    requests: Arc::new(Semaphore::new(self.limits.requests_per_peer)),
+                },
+            });
+        if state.connections >= self.limits.connections_per_peer {
             return None;
         }
-        *held += 1;
+        state.connections += 1;
         Some(PeerPlace {
             admission: self.clone(),
             peer: peer.to_string(),
+            shared: state.shared.clone(),
         })
     }
 
-    fn per_peer(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+    fn per_peer(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerState>> {
         self.per_peer.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -167,9 +205,9 @@ impl Admission {
 impl Drop for PeerPlace {
     fn drop(&mut self) {
         let mut per_peer = self.admission.per_peer();
-        if let Some(held) = per_peer.get_mut(&self.peer) {
-            *held -= 1;
-            if *held == 0 {
+        if let Some(state) = per_peer.get_mut(&self.peer) {
+            state.connections -= 1;
+            if state.connections == 0 {
                 per_peer.remove(&self.peer);
             }
         }
@@ -186,6 +224,7 @@ mod tests {
             connections_per_peer: per_peer,
             handshakes,
             unvalidated_handshakes: handshakes,
+            ..ConnectionLimits::default()
         }
     }
 
@@ -199,14 +238,17 @@ mod tests {
     #[test]
     fn a_peer_gets_its_share_and_no_more_and_gets_it_back() {
         let admission = Admission::new(limits(10, 2, 10));
-        let (a1, _a2) = (admission.admit_peer("a"), admission.admit_peer("a"));
-        assert!(admission.admit_peer("a").is_none());
+        let (a1, _a2) = (
+            admission.admit_peer("a", None),
+            admission.admit_peer("a", None),
+        );
+        assert!(admission.admit_peer("a", None).is_none());
         assert!(
-            admission.admit_peer("b").is_some(),
+            admission.admit_peer("b", None).is_some(),
             "another peer is not affected"
         );
         drop(a1);
-        assert!(admission.admit_peer("a").is_some());
+        assert!(admission.admit_peer("a", None).is_some());
     }
 
     #[test]
@@ -244,5 +286,26 @@ mod tests {
         // A finished handshake makes room among the handshakes.
         first.handshake_done();
         entered(admission.admit(true));
+    }
+
+    #[test]
+    fn a_peers_connections_share_its_send_cap_and_request_places() {
+        let admission = Admission::new(ConnectionLimits {
+            requests_per_peer: 3,
+            ..ConnectionLimits::default()
+        });
+        let cap = Some("1M".parse().unwrap());
+        let first = admission.admit_peer("a", cap).unwrap();
+        let second = admission.admit_peer("a", None).unwrap();
+        assert!(Arc::ptr_eq(&first.shared.requests, &second.shared.requests));
+        assert_eq!(second.shared.send_cap.rate(), cap, "set by the first");
+        let held = first.shared.requests.clone().try_acquire_many_owned(3);
+        assert!(held.is_ok());
+        assert!(second.shared.requests.try_acquire().is_err());
+        let other = admission.admit_peer("b", None).unwrap();
+        assert!(
+            other.shared.requests.try_acquire().is_ok(),
+            "another peer is not affected"
+        );
     }
 }

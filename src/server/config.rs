@@ -13,6 +13,10 @@ use crate::throttle::Rate;
 /// The default UDP port of `realized`.
 pub const DEFAULT_PORT: u16 = 9771;
 
+/// The most `[limits] requests_per_peer` accepts: far more than a command
+/// keeps in flight.
+const MAX_REQUESTS_PER_PEER: usize = 1 << 16;
+
 /// A configuration file that cannot be used; the message names the file and
 /// the field.
 #[derive(Debug, thiserror::Error)]
@@ -58,11 +62,13 @@ pub struct DaemonConfig {
     pub dirs: BTreeMap<DirectoryId, PathBuf>,
     /// Peer id to the PEM file of that peer's certificate(s).
     pub peers: BTreeMap<String, PathBuf>,
-    /// Peer id to the most the daemon sends that peer per connection.
+    /// Peer id to the most the daemon sends that peer, over all its
+    /// connections together.
     pub send_limits: BTreeMap<String, Rate>,
     /// Whether files written here get their source's owner (needs root).
     pub keep_owner: bool,
-    /// How many connections the daemon holds, in all and per peer.
+    /// How many connections the daemon holds, in all and per peer, and how
+    /// many control requests of a peer it serves at once.
     pub limits: ConnectionLimits,
 }
 
@@ -93,6 +99,11 @@ impl DaemonConfig {
                 "[limits] connections, connections_per_peer and handshakes must be at least 1"
                     .into(),
             ));
+        }
+        if !(1..=MAX_REQUESTS_PER_PEER).contains(&raw.limits.requests_per_peer) {
+            return Err(error(format!(
+                "[limits] requests_per_peer must be between 1 and {MAX_REQUESTS_PER_PEER}"
+            )));
         }
         let dirs = raw
             .dirs
@@ -200,6 +211,13 @@ mod tests {
             config.limits.unvalidated_handshakes, 0,
             "everyone validates"
         );
+        assert_eq!(config.limits.requests_per_peer, 64);
+        let config = load(&format!("{base}[limits]\nrequests_per_peer = 8\n")).unwrap();
+        assert_eq!(config.limits.requests_per_peer, 8);
+        for bad in ["0", "1000000000000"] {
+            let err = load(&format!("{base}[limits]\nrequests_per_peer = {bad}\n")).unwrap_err();
+            assert!(err.to_string().contains("requests_per_peer"), "{err}");
+        }
         let err = load(&format!("{base}[limits]\nstreams = 3\n")).unwrap_err();
         assert!(err.to_string().contains("streams"), "{err}");
     }

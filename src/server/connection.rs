@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
+use tokio::sync::Semaphore;
 
 use super::admission::{Admission, Place};
 use super::refusals::Refusals;
@@ -32,9 +33,11 @@ pub struct Peer {
     pub id: String,
     /// The peer's address.
     pub address: std::net::SocketAddr,
-    /// The most the daemon sends this peer, from `[send_limits]`.
+    /// The most the daemon sends this peer over all its connections, from
+    /// `[send_limits]`.
     pub cap: Option<Rate>,
-    /// Paces the file bytes the daemon sends on this connection.
+    /// Paces the file bytes the daemon sends on this connection: at the
+    /// limit the peer asked for it, within the peer's cap.
     pub throttle: Throttle,
 }
 
@@ -95,7 +98,8 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"unknown peer");
         return;
     };
-    let Some(_peer_place) = admission.admit_peer(&id) else {
+    let cap = send_limits.get(&id).copied();
+    let Some(place) = admission.admit_peer(&id, cap) else {
         if let Some(also) = refusals.count("peer_full") {
             tracing::warn!(peer = %id, remote = %address, "refused connection: this peer holds its most connections{also}");
         }
@@ -105,12 +109,11 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         );
         return;
     };
-    let cap = send_limits.get(&id).copied();
     let peer = Peer {
         id,
         address,
         cap,
-        throttle: Throttle::new(cap),
+        throttle: Throttle::within(&place.shared.send_cap),
     };
     metrics::counter!(telemetry::CONNECTIONS_ACCEPTED).increment(1);
     let open = metrics::gauge!(telemetry::CONNECTIONS_OPEN);
@@ -119,7 +122,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(limit);
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
     let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
-    let reason = serve(&connection, &peer, service).await;
+    let reason = serve(&connection, &peer, service, place.shared.requests.clone()).await;
     sampler.abort();
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
@@ -147,7 +150,12 @@ fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {
     peers.peer_id(certs.first()?).map(str::to_string)
 }
 
-async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> String {
+async fn serve(
+    connection: &Connection,
+    peer: &Peer,
+    service: LocalService,
+    requests: Arc<Semaphore>,
+) -> String {
     let opened = tokio::time::timeout(HELLO_TIMEOUT, async {
         let (send, mut recv) = connection.accept_bi().await?;
         Ok::<_, quinn::ConnectionError>((send, read_frame::<_, Hello>(&mut recv).await, recv))
@@ -209,6 +217,7 @@ async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> S
         service.clone(),
         connection.clone(),
         peer.clone(),
+        requests,
     ));
     let reason = loop {
         match connection.accept_bi().await {
@@ -218,6 +227,6 @@ async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> S
             Err(e) => break e.to_string(),
         }
     };
-    control.abort();
+    control.abort(); // and with it every request it serves
     reason
 }

@@ -1,6 +1,7 @@
 //! [`LocalService`]: the [`Service`] over local roots, used in process and by
 //! the daemon to serve its peers.
 
+mod caller;
 mod direct;
 mod durability;
 mod exclusive;
@@ -14,7 +15,7 @@ mod workers;
 mod writer;
 
 use std::collections::HashMap;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -26,6 +27,7 @@ pub use reader::CHUNK_SIZE;
 pub use root::Root;
 pub use writer::LocalWriter;
 
+use self::caller::Caller;
 use self::durability::DirSyncer;
 use self::exclusive::PartialLocks;
 use self::finisher::Finisher;
@@ -159,13 +161,26 @@ impl LocalService {
     }
 }
 
-/// Runs blocking file-system work off the async runtime's worker threads.
+/// Runs blocking file-system work off the async runtime's worker threads;
+/// work whose caller stopped waiting before it began is not done.
 async fn on_blocking_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
 ) -> Result<T, RealizeError> {
-    tokio::task::spawn_blocking(work)
-        .await
-        .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
+    for_caller(move |_| work()).await
+}
+
+/// [`on_blocking_thread`] for long work, which stops early (see
+/// [`Caller::reading`]) when its caller stops waiting.
+async fn for_caller<T: Send + 'static>(
+    work: impl FnOnce(&Caller) -> Result<T, RealizeError> + Send + 'static,
+) -> Result<T, RealizeError> {
+    let (caller, _waiting) = caller::watch();
+    tokio::task::spawn_blocking(move || {
+        caller.still_waiting()?;
+        work(&caller)
+    })
+    .await
+    .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
 }
 
 /// [`on_blocking_thread`], answering as a [`Service`] does.
@@ -217,19 +232,19 @@ impl Service for LocalService {
     async fn hash(&self, dir: &DirectoryId, path: &RelPath) -> Result<Hash, ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
-        blocking(move || {
+        let hashed = for_caller(move |caller| {
             let place = root.resolve(&display)?;
-            let (mut file, _) = place.open_final()?;
+            let (file, _) = place.open_final()?;
             let io = |e| RealizeError::io(&display, &e);
             let mut hasher = blake3::Hasher::new();
-            hasher.update_reader(&mut file).map_err(io)?;
+            hasher.update_reader(caller.reading(&file)).map_err(io)?;
             // The hash vouches for content that survives a crash: a copy
             // left by an interrupted run may not have been synced yet.
             file.sync_all().map_err(io)?;
             place.dir().sync_all().map_err(io)?;
             Ok(hasher.finalize().into())
-        })
-        .await
+        });
+        Ok(hashed.await?)
     }
 
     async fn block_hashes(
@@ -247,7 +262,7 @@ impl Service for LocalService {
         }
         let root = self.root(dir)?;
         let display = path.clone();
-        blocking(move || {
+        let hashed = for_caller(move |caller| {
             let place = root.resolve(&display)?;
             let (file, stamp) = match state {
                 FileState::Final => place.open_final()?,
@@ -257,9 +272,10 @@ impl Service for LocalService {
                 let message = format!("{display}: has {} bytes, fewer than {length}", stamp.size);
                 return Err(RealizeError::new(ErrorKind::SourceChanged, message));
             }
-            hash_blocks(file, block_size, length).map_err(|e| RealizeError::io(&display, &e))
-        })
-        .await
+            hash_blocks(caller.reading(file), block_size, length)
+                .map_err(|e| RealizeError::io(&display, &e))
+        });
+        Ok(hashed.await?)
     }
 
     async fn root_identity(&self, dir: &DirectoryId) -> Result<RootIdentity, ServiceError> {
@@ -330,7 +346,7 @@ fn machine_id() -> &'static str {
 }
 
 /// BLAKE3 of each `block_size` block of the first `length` bytes of `file`.
-fn hash_blocks(file: File, block_size: u64, length: u64) -> io::Result<Vec<Hash>> {
+fn hash_blocks(file: impl Read, block_size: u64, length: u64) -> io::Result<Vec<Hash>> {
     let mut reader = std::io::BufReader::with_capacity(CHUNK_SIZE, file);
     let mut hashes = Vec::with_capacity(length.div_ceil(block_size) as usize);
     let mut position = 0;

@@ -215,7 +215,6 @@ impl Daemon {
         panic!("{needle:?} not logged; log:\n{}", self.log())
     }
 
-    /// Kills the daemon with SIGKILL, as a crash would.
     /// The daemon's threads and open descriptors, from `/proc`.
     pub fn threads_and_fds(&self) -> (usize, usize) {
         let proc = PathBuf::from(format!("/proc/{}", self.child.id()));
@@ -229,6 +228,17 @@ impl Daemon {
         (threads, fds)
     }
 
+    /// How many of the daemon's descriptors are open on `file`.
+    pub fn fds_on(&self, file: &Path) -> usize {
+        let fds = PathBuf::from(format!("/proc/{}/fd", self.child.id()));
+        std::fs::read_dir(fds)
+            .unwrap()
+            .filter_map(|fd| std::fs::read_link(fd.ok()?.path()).ok())
+            .filter(|target| target == file)
+            .count()
+    }
+
+    /// Kills the daemon with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();
         self.child.wait().unwrap();

@@ -183,3 +183,53 @@ async fn bytes_in(reader: &mut Box<dyn FileReader>, window: Duration) -> f64 {
     }
     bytes as f64 / window.as_secs_f64()
 }
+
+#[test]
+fn the_cap_holds_for_all_of_a_peers_connections_together() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (a, b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let size = 1536 << 10;
+    write_file(a.path(), "a.bin", &pattern(63, size));
+    write_file(b.path(), "b.bin", &pattern(64, size));
+    let config = keys.dir.path().join("capped.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n[dirs]\na = {:?}\nb = {:?}\n[peers]\nclient = \"client.crt\"\n[send_limits]\nclient = \"512k\"\n",
+            a.path().display().to_string(),
+            b.path().display().to_string()
+        ),
+    )
+    .unwrap();
+    let daemon = Daemon::start_with_config(&config);
+    let (dst_a, dst_b) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    // Two commands at once: two connections of the same peer.
+    let started = Instant::now();
+    let commands: Vec<_> = [("a", &dst_a), ("b", &dst_b)]
+        .map(|(dir, dst)| {
+            let args = from_daemon(&keys, &daemon, dir, dst.path(), "client", "daemon");
+            realize().args(&args).spawn().unwrap()
+        })
+        .into_iter()
+        .collect();
+    for command in commands {
+        let out = command.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", stderr(&out));
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert_eq!(
+        std::fs::read(dst_a.path().join("a.bin")).unwrap().len(),
+        size
+    );
+    assert_eq!(
+        std::fs::read(dst_b.path().join("b.bin")).unwrap().len(),
+        size
+    );
+    let rate = (2 * size) as f64 / elapsed;
+    let cap = 512.0 * 1024.0;
+    assert!(
+        rate <= 1.25 * cap,
+        "two connections got {:.0} KiB/s together, capped at 512 KiB/s ({elapsed:.1} s)",
+        rate / 1024.0
+    );
+}

@@ -1,10 +1,13 @@
-//! The daemon's side of the control stream: requests are served concurrently
-//! (up to a bound) and answered in whatever order they complete.
+//! The daemon's side of the control stream: requests are served
+//! concurrently, within the peer's share of requests at once over all its
+//! connections, and answered in whatever order they complete. They belong
+//! to the connection: when it ends, they are aborted.
 
 use std::sync::Arc;
 
 use quinn::{Connection, RecvStream, SendStream, VarInt};
-use tokio::sync::{Mutex, Semaphore};
+use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::task::JoinSet;
 
 use super::Peer;
 use crate::bench::path_sample;
@@ -17,26 +20,26 @@ use crate::service::Service;
 use crate::telemetry;
 use crate::throttle::Rate;
 
-/// Control requests of one connection served at once; more wait unread.
-const MAX_CONCURRENT_REQUESTS: usize = 64;
-
-/// Serves requests until the client closes the stream or breaks the protocol.
+/// Serves requests until the client closes the stream or breaks the
+/// protocol, each once it has a place among the peer's `requests`; while a
+/// request waits for one, the next stays unread. After the client closed
+/// the stream, the requests in progress are served to their end; dropping
+/// this future aborts them.
 pub async fn serve(
     send: SendStream,
     mut recv: RecvStream,
     service: LocalService,
     connection: Connection,
     peer: Peer,
+    requests: Arc<Semaphore>,
 ) {
     let send = Arc::new(Mutex::new(send));
-    let permits = Arc::new(Semaphore::new(MAX_CONCURRENT_REQUESTS));
+    let mut served = JoinSet::new();
     loop {
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
-        };
+        while served.try_join_next().is_some() {}
         let request: Request = match read_frame(&mut recv).await {
             Ok(request) => request,
-            Err(FrameError::Closed) => return,
+            Err(FrameError::Closed) => break,
             Err(e @ (FrameError::Malformed(_) | FrameError::TooLarge(_))) => {
                 tracing::warn!(peer = %peer.id, remote = %peer.address, "protocol violation on the control stream: {e}");
                 connection.close(
@@ -50,34 +53,54 @@ pub async fn serve(
                 return;
             }
         };
-        let send = send.clone();
-        let service = service.clone();
-        let peer = peer.clone();
-        let connection = connection.clone();
-        tokio::spawn(async move {
-            let op = op_name(&request.op);
-            let started = std::time::Instant::now();
-            let result = execute(&service, request.op, &peer, &connection).await;
-            let status = match &result {
-                Ok(_) => "ok",
-                Err(e) => {
-                    metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", e.kind))
-                        .increment(1);
-                    "error"
-                }
-            };
-            metrics::counter!(telemetry::RPC_REQUESTS, "op" => op, "status" => status).increment(1);
-            metrics::histogram!(telemetry::RPC_DURATION, "op" => op)
-                .record(started.elapsed().as_secs_f64());
-            let response = Response {
-                id: request.id,
-                result,
-            };
-            if let Err(e) = write_frame(&mut *send.lock().await, &response).await {
-                tracing::debug!(peer = %peer.id, "cannot answer request {}: {e}", request.id);
+        let Ok(place) = requests.clone().acquire_owned().await else {
+            return; // never closed
+        };
+        let answer = Answer {
+            send: send.clone(),
+            service: service.clone(),
+            peer: peer.clone(),
+            connection: connection.clone(),
+        };
+        served.spawn(answer.serve(request, place));
+    }
+    served.join_all().await;
+}
+
+/// What answering one request needs.
+struct Answer {
+    send: Arc<Mutex<SendStream>>,
+    service: LocalService,
+    peer: Peer,
+    connection: Connection,
+}
+
+impl Answer {
+    /// Executes `request` and writes its response; `_place` is given back
+    /// once the response is written, so a peer that reads no responses
+    /// holds no more than its share.
+    async fn serve(self, request: Request, _place: OwnedSemaphorePermit) {
+        let op = op_name(&request.op);
+        let started = std::time::Instant::now();
+        let result = execute(&self.service, request.op, &self.peer, &self.connection).await;
+        let status = match &result {
+            Ok(_) => "ok",
+            Err(e) => {
+                metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", e.kind))
+                    .increment(1);
+                "error"
             }
-            drop(permit);
-        });
+        };
+        metrics::counter!(telemetry::RPC_REQUESTS, "op" => op, "status" => status).increment(1);
+        metrics::histogram!(telemetry::RPC_DURATION, "op" => op)
+            .record(started.elapsed().as_secs_f64());
+        let response = Response {
+            id: request.id,
+            result,
+        };
+        if let Err(e) = write_frame(&mut *self.send.lock().await, &response).await {
+            tracing::debug!(peer = %self.peer.id, "cannot answer request {}: {e}", request.id);
+        }
     }
 }
 
@@ -93,8 +116,8 @@ fn op_name(op: &ControlRequest) -> &'static str {
     }
 }
 
-/// Sets the connection's send limit, never above the peer's cap; returns the
-/// limit in force.
+/// Sets the limit the peer asks for this connection; the daemon keeps the
+/// peer's cap over all its connections too. Returns the limit in force.
 fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, RealizeError> {
     let requested = match requested.map(Rate::new).transpose() {
         Ok(requested) => requested,
@@ -103,11 +126,9 @@ fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, Realiz
             return Err(RealizeError::new(ErrorKind::Protocol, e));
         }
     };
-    let limit = match (requested, peer.cap) {
-        (Some(requested), Some(cap)) => Some(requested.min(cap)),
-        (requested, cap) => requested.or(cap),
-    };
-    let old = peer.throttle.set(limit);
+    let old = peer.throttle.limit();
+    peer.throttle.set(requested);
+    let limit = peer.throttle.limit();
     let gauge = limit.map_or(0.0, |rate| rate.bytes_per_second() as f64);
     metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(gauge);
     let show = |rate: Option<Rate>| rate.map_or("unlimited".to_string(), |r| r.to_string());

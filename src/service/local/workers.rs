@@ -155,14 +155,17 @@ impl ShortOps {
         Ok(Self { workers })
     }
 
-    /// Runs `op` on one of the threads and returns its result.
+    /// Runs `op` on one of the threads and returns its result; an `op`
+    /// whose caller stopped waiting before its turn is not run.
     pub async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
     ) -> Result<T, RealizeError> {
         let (reply, outcome) = oneshot::channel();
         self.workers.push(Box::new(move || {
-            let _ = reply.send(op());
+            if !reply.is_closed() {
+                let _ = reply.send(op());
+            }
         }));
         outcome
             .await
@@ -185,6 +188,48 @@ mod tests {
             .run(|| Err::<(), _>(RealizeError::new(ErrorKind::Io, "disk on fire")))
             .await;
         assert_eq!(failed.unwrap_err().message, "disk on fire");
+    }
+
+    #[tokio::test(flavor = "multi_thread")]
+    async fn an_op_whose_caller_stopped_waiting_is_not_run() {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        use std::sync::{Arc, Barrier};
+        let ops = ShortOps::start().unwrap();
+        let threads = SHORT_OPS_THREADS;
+        let started = Arc::new(Barrier::new(threads + 1));
+        let release = Arc::new(Barrier::new(threads + 1));
+        // An op on a spawned task that holds its thread between the barriers.
+        let hold = || {
+            let (ops, started, release) = (ops.clone(), started.clone(), release.clone());
+            tokio::spawn(async move {
+                ops.run(move || {
+                    started.wait();
+                    release.wait();
+                    Ok(())
+                })
+                .await
+            })
+        };
+        let held: Vec<_> = (0..threads).map(|_| hold()).collect();
+        tokio::task::block_in_place(|| started.wait()); // every thread is busy
+        let ran = Arc::new(AtomicBool::new(false));
+        let flag = ran.clone();
+        let queued = ops.run(move || {
+            flag.store(true, Ordering::Relaxed);
+            Ok(())
+        });
+        // Polled once, so queued; then dropped: its caller stops waiting.
+        let _ = tokio::time::timeout(std::time::Duration::ZERO, queued).await;
+        // The abandoned op is first in the queue: once one op per thread
+        // behind it runs, its thread has passed it.
+        let after: Vec<_> = (0..threads).map(|_| hold()).collect();
+        tokio::task::block_in_place(|| release.wait());
+        tokio::task::block_in_place(|| started.wait());
+        tokio::task::block_in_place(|| release.wait());
+        for task in held.into_iter().chain(after) {
+            task.await.unwrap().unwrap();
+        }
+        assert!(!ran.load(Ordering::Relaxed));
     }
 
     #[test]
