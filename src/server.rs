@@ -9,9 +9,11 @@
 mod admission;
 pub mod config;
 mod connection;
+mod listing_gate;
 
 use admission::Admission;
 pub use admission::ConnectionLimits;
+use listing_gate::ListingGate;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -54,6 +56,7 @@ pub struct Daemon {
     peers: Arc<PinnedPeers>,
     send_limits: Arc<BTreeMap<String, Rate>>,
     admission: Arc<Admission>,
+    listings: Arc<ListingGate>,
 }
 
 impl Daemon {
@@ -61,8 +64,9 @@ impl Daemon {
     pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
         let identity = Identity::load(&config.key, &config.cert)?;
         let peers = Arc::new(load_peers(config)?);
-        let mut service =
-            LocalService::new(config.dirs.clone()).map_err(|e| StartError::Io(e.to_string()))?;
+        let mut service = LocalService::new(config.dirs.clone())
+            .map_err(|e| StartError::Io(e.to_string()))?
+            .with_listing_depth(config.limits.listing_depth);
         if config.keep_owner {
             service = service
                 .keeping_owners()
@@ -86,6 +90,7 @@ impl Daemon {
             peers,
             send_limits: Arc::new(config.send_limits.clone()),
             admission: Admission::new(config.limits),
+            listings: ListingGate::new(config.limits.listings, config.limits.listings_per_peer),
         })
     }
 
@@ -133,6 +138,7 @@ impl Daemon {
             peers: self.peers.clone(),
             send_limits: self.send_limits.clone(),
             admission: self.admission.clone(),
+            listings: self.listings.clone(),
         };
         tokio::spawn(async move {
             connection::handle(incoming, context).await;

@@ -11,7 +11,9 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The connection limits of `[limits]` in the daemon's configuration.
+use crate::service::local::DEFAULT_LISTING_DEPTH;
+
+/// The limits of `[limits]` in the daemon's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionLimits {
@@ -19,15 +21,27 @@ pub struct ConnectionLimits {
     pub connections: usize,
     /// Connections at once from one peer.
     pub connections_per_peer: usize,
+    /// Listings walking at once; more wait their turn.
+    pub listings: usize,
+    /// Listings walking at once for one peer; more wait their turn.
+    pub listings_per_peer: usize,
+    /// Components a listed or written path may have at most.
+    pub listing_depth: usize,
 }
 
 impl Default for ConnectionLimits {
     /// 256 connections, 16 per peer: a command uses one connection per
-    /// remote side, so 16 leaves room for many commands of one host.
+    /// remote side, so 16 leaves room for many commands of one host. 8
+    /// listings, 2 per peer: a command lists each remote side once per
+    /// attempt, and a walk holds a descriptor per level it is down, so 8
+    /// walks 64 levels deep hold at most 520 descriptors.
     fn default() -> Self {
         Self {
             connections: 256,
             connections_per_peer: 16,
+            listings: 8,
+            listings_per_peer: 2,
+            listing_depth: DEFAULT_LISTING_DEPTH,
         }
     }
 }
@@ -102,6 +116,7 @@ mod tests {
         let admission = Admission::new(ConnectionLimits {
             connections: 10,
             connections_per_peer: 2,
+            ..ConnectionLimits::default()
         });
         let (a1, _a2) = (admission.admit_peer("a"), admission.admit_peer("a"));
         assert!(admission.admit_peer("a").is_none());
@@ -118,6 +133,7 @@ mod tests {
         let admission = Admission::new(ConnectionLimits {
             connections: 2,
             connections_per_peer: 2,
+            ..ConnectionLimits::default()
         });
         let held = [admission.admit(), admission.admit()];
         assert!(held.iter().all(Option::is_some));

@@ -11,6 +11,7 @@ use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
 
 use super::admission::Admission;
+use super::listing_gate::ListingGate;
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
 };
@@ -47,6 +48,8 @@ pub struct Context {
     pub send_limits: Arc<BTreeMap<String, Rate>>,
     /// Places for connections, per peer.
     pub admission: Arc<Admission>,
+    /// Turns for listings, per peer.
+    pub listings: Arc<ListingGate>,
 }
 
 /// Handles one incoming connection to its end. Never panics the daemon:
@@ -57,6 +60,7 @@ pub async fn handle(incoming: Incoming, context: Context) {
         peers,
         send_limits,
         admission,
+        listings,
     } = context;
     let address = incoming.remote_address();
     let connection = match incoming.await {
@@ -108,7 +112,7 @@ pub async fn handle(incoming: Incoming, context: Context) {
     metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(limit);
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
     let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
-    let reason = serve(&connection, &peer, service).await;
+    let reason = serve(&connection, &peer, service, listings).await;
     sampler.abort();
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
@@ -136,7 +140,12 @@ fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {
     peers.peer_id(certs.first()?).map(str::to_string)
 }
 
-async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> String {
+async fn serve(
+    connection: &Connection,
+    peer: &Peer,
+    service: LocalService,
+    listings: Arc<ListingGate>,
+) -> String {
     let opened = tokio::time::timeout(HELLO_TIMEOUT, async {
         let (send, mut recv) = connection.accept_bi().await?;
         Ok::<_, quinn::ConnectionError>((send, read_frame::<_, Hello>(&mut recv).await, recv))
@@ -202,7 +211,9 @@ async fn serve(connection: &Connection, peer: &Peer, service: LocalService) -> S
     let reason = loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(streams::serve(send, recv, service.clone(), peer.clone()));
+                let stream =
+                    streams::serve(send, recv, service.clone(), peer.clone(), listings.clone());
+                tokio::spawn(stream);
             }
             Err(e) => break e.to_string(),
         }
