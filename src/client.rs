@@ -11,6 +11,7 @@
 
 mod bench;
 mod control;
+mod listing;
 mod streams;
 
 use std::net::SocketAddr;

@@ -345,13 +345,17 @@ pub enum SkipReason {
     /// The entry could not be read (permission denied, I/O error): what is
     /// under it stays behind.
     Unreadable,
+    /// A directory deeper than the listing descends (`listing_depth`): what
+    /// is under it stays behind.
+    TooDeep,
 }
 
 impl SkipReason {
     /// Whether the entry holds data the move leaves behind against the
-    /// user's wish: an unreadable directory may hold files to move.
+    /// user's wish: an unreadable or too deep directory may hold files to
+    /// move.
     pub fn leaves_data_behind(self) -> bool {
-        self == SkipReason::Unreadable
+        matches!(self, SkipReason::Unreadable | SkipReason::TooDeep)
     }
 }
 
@@ -366,6 +370,7 @@ impl fmt::Display for SkipReason {
             SkipReason::PartialFile => "partial file of an interrupted transfer",
             SkipReason::Vanished => "vanished while listed",
             SkipReason::Unreadable => "unreadable",
+            SkipReason::TooDeep => "too deep (more directory levels than listing_depth allows)",
         })
     }
 }

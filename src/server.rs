@@ -9,10 +9,12 @@
 mod admission;
 pub mod config;
 mod connection;
+mod listing_gate;
 mod refusals;
 
 pub use admission::ConnectionLimits;
 use admission::{Admission, Entry};
+use listing_gate::ListingGate;
 use refusals::Refusals;
 
 use std::collections::BTreeMap;
@@ -57,6 +59,7 @@ pub struct Daemon {
     send_limits: Arc<BTreeMap<String, Rate>>,
     admission: Arc<Admission>,
     refusals: Arc<Refusals>,
+    listings: Arc<ListingGate>,
 }
 
 impl Daemon {
@@ -64,8 +67,9 @@ impl Daemon {
     pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
         let identity = Identity::load(&config.key, &config.cert)?;
         let peers = Arc::new(load_peers(config)?);
-        let mut service =
-            LocalService::new(config.dirs.clone()).map_err(|e| StartError::Io(e.to_string()))?;
+        let mut service = LocalService::new(config.dirs.clone())
+            .map_err(|e| StartError::Io(e.to_string()))?
+            .with_listing_depth(config.limits.listing_depth);
         if config.keep_owner {
             service = service
                 .keeping_owners()
@@ -90,6 +94,7 @@ impl Daemon {
             send_limits: Arc::new(config.send_limits.clone()),
             admission: Admission::new(config.limits),
             refusals: Arc::default(),
+            listings: ListingGate::new(config.limits.listings, config.limits.listings_per_peer),
         })
     }
 
@@ -150,6 +155,7 @@ impl Daemon {
             send_limits: self.send_limits.clone(),
             admission: self.admission.clone(),
             refusals: self.refusals.clone(),
+            listings: self.listings.clone(),
         };
         tokio::spawn(connection::handle(incoming, place, context));
     }

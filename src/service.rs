@@ -53,6 +53,13 @@ pub struct Listing {
     pub skipped: Vec<Skipped>,
 }
 
+impl Listing {
+    /// Puts the files in path order, the order a move takes them in.
+    pub fn sort(&mut self) {
+        self.files.sort_by(|a, b| a.path.cmp(&b.path));
+    }
+}
+
 /// How a read ended: what the whole file hashed to and its stamp afterwards.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReadSummary {
@@ -101,7 +108,8 @@ pub trait FileWriter: Send {
 /// One endpoint of a move: the directories of a local root or of a daemon.
 #[async_trait]
 pub trait Service: Send + Sync {
-    /// Lists the regular files under `dir`, final and partial.
+    /// Lists the regular files under `dir`, final and partial, in path
+    /// order.
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError>;
 
     /// Opens the final file at `path` to read the bytes `delta` names. The

@@ -4,6 +4,7 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use quinn::{Connection, ReadError, RecvStream, SendStream, VarInt, WriteError};
 
+use super::listing::{Gathering, ListingBounds};
 use crate::model::{Delta, DirectoryId, FileStamp, Hash, RelPath, WritePlan};
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, FrameError, ListItem, ReadHeader, ReadTrailer,
@@ -12,10 +13,6 @@ use crate::protocol::{
 use crate::service::{FileReader, FileWriter, Listing, ReadEvent, ReadSummary, ServiceError};
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 use crate::transport::TransportError;
-
-/// Most files a listing may hold; a daemon announcing more is refused rather
-/// than allowed to exhaust memory.
-pub const MAX_LISTING_FILES: usize = 10_000_000;
 
 /// Opens a data stream and sends its request.
 pub(super) async fn open(
@@ -31,16 +28,11 @@ pub(super) async fn open(
 pub async fn list(connection: &Connection, dir: &DirectoryId) -> Result<Listing, ServiceError> {
     let (mut send, mut recv) = open(connection, &StreamRequest::List { dir: dir.clone() }).await?;
     send.finish().map_err(TransportError::from)?;
-    let mut listing = Listing::default();
+    let mut gathering = Gathering::new(ListingBounds::COMMAND);
     loop {
-        match read_frame(&mut recv).await.map_err(TransportError::from)? {
-            ListItem::Files(files) => listing.files.extend(files),
-            ListItem::Skipped(skipped) => listing.skipped.extend(skipped),
-            ListItem::End(result) => return result.map(|()| listing).map_err(Into::into),
-        }
-        if listing.files.len() + listing.skipped.len() > MAX_LISTING_FILES {
-            let message = format!("listing exceeds {MAX_LISTING_FILES} entries");
-            return Err(TransportError::Protocol(message).into());
+        let item: ListItem = read_frame(&mut recv).await.map_err(TransportError::from)?;
+        if let Some(listing) = gathering.add(item)? {
+            return Ok(listing);
         }
     }
 }

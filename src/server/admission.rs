@@ -16,6 +16,7 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::service::local::DEFAULT_LISTING_DEPTH;
 use crate::throttle::{Rate, Throttle};
 
 /// The limits of `[limits]` in the daemon's configuration.
@@ -34,6 +35,12 @@ pub struct ConnectionLimits {
     /// Control requests of one peer served at once, over all its
     /// connections; more wait unread.
     pub requests_per_peer: usize,
+    /// Listings walking at once; more wait their turn.
+    pub listings: usize,
+    /// Listings walking at once for one peer; more wait their turn.
+    pub listings_per_peer: usize,
+    /// Components a listed or written path may have at most.
+    pub listing_depth: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -42,7 +49,9 @@ impl Default for ConnectionLimits {
     /// handshakes, address validation beyond 16: an honest host starts a
     /// few at once, and a handshake takes one round trip or two. 64
     /// requests per peer: a command keeps a few per file in flight, and
-    /// hashes hold a thread each.
+    /// hashes hold a thread each. 8 listings, 2 per peer: a command lists each remote side once per
+    /// attempt, and a walk holds a descriptor per level it is down, so 8
+    /// walks 64 levels deep hold at most 520 descriptors.
     fn default() -> Self {
         Self {
             connections: 256,
@@ -50,6 +59,9 @@ impl Default for ConnectionLimits {
             handshakes: 64,
             unvalidated_handshakes: 16,
             requests_per_peer: 64,
+            listings: 8,
+            listings_per_peer: 2,
+            listing_depth: DEFAULT_LISTING_DEPTH,
         }
     }
 }

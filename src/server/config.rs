@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::admission::ConnectionLimits;
 use crate::model::DirectoryId;
+use crate::service::local::MAX_LISTING_DEPTH;
 use crate::throttle::Rate;
 
 /// The default UDP port of `realized`.
@@ -67,8 +68,8 @@ pub struct DaemonConfig {
     pub send_limits: BTreeMap<String, Rate>,
     /// Whether files written here get their source's owner (needs root).
     pub keep_owner: bool,
-    /// How many connections the daemon holds, in all and per peer, and how
-    /// many control requests of a peer it serves at once.
+    /// How many connections, handshakes, control requests and listings the
+    /// daemon holds, in all and per peer, and how deep listings go.
     pub limits: ConnectionLimits,
 }
 
@@ -93,18 +94,7 @@ impl DaemonConfig {
                 "[peers] is empty: no client could ever connect".into(),
             ));
         }
-        let limits = raw.limits;
-        if limits.connections == 0 || limits.connections_per_peer == 0 || limits.handshakes == 0 {
-            return Err(error(
-                "[limits] connections, connections_per_peer and handshakes must be at least 1"
-                    .into(),
-            ));
-        }
-        if !(1..=MAX_REQUESTS_PER_PEER).contains(&raw.limits.requests_per_peer) {
-            return Err(error(format!(
-                "[limits] requests_per_peer must be between 1 and {MAX_REQUESTS_PER_PEER}"
-            )));
-        }
+        check_limits(&raw.limits).map_err(error)?;
         let dirs = raw
             .dirs
             .into_iter()
@@ -144,6 +134,32 @@ impl DaemonConfig {
                 .collect(),
         })
     }
+}
+
+/// Refuses limits that would let nothing through, naming the key.
+fn check_limits(limits: &ConnectionLimits) -> Result<(), String> {
+    let at_least_one = [
+        ("connections", limits.connections),
+        ("connections_per_peer", limits.connections_per_peer),
+        ("handshakes", limits.handshakes),
+        ("listings", limits.listings),
+        ("listings_per_peer", limits.listings_per_peer),
+    ];
+    if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
+        return Err(format!("[limits] {key} must be at least 1"));
+    }
+    if !(1..=MAX_REQUESTS_PER_PEER).contains(&limits.requests_per_peer) {
+        return Err(format!(
+            "[limits] requests_per_peer must be between 1 and {MAX_REQUESTS_PER_PEER}"
+        ));
+    }
+    if !(1..=MAX_LISTING_DEPTH).contains(&limits.listing_depth) {
+        return Err(format!(
+            "[limits] listing_depth must be between 1 and {MAX_LISTING_DEPTH} (a path has at \
+             most that many components)"
+        ));
+    }
+    Ok(())
 }
 
 /// toml's errors span several lines with a source excerpt; keep the
@@ -220,6 +236,31 @@ mod tests {
         }
         let err = load(&format!("{base}[limits]\nstreams = 3\n")).unwrap_err();
         assert!(err.to_string().contains("streams"), "{err}");
+    }
+
+    #[test]
+    fn listing_limits_default_and_must_allow_a_listing() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let config = load(base).unwrap();
+        assert_eq!(
+            (
+                config.limits.listings,
+                config.limits.listings_per_peer,
+                config.limits.listing_depth
+            ),
+            (8, 2, 64)
+        );
+        let config = load(&format!("{base}[limits]\nlisting_depth = 200\n")).unwrap();
+        assert_eq!(config.limits.listing_depth, 200);
+        for key in ["listings", "listings_per_peer", "listing_depth"] {
+            let err = load(&format!("{base}[limits]\n{key} = 0\n")).unwrap_err();
+            assert!(
+                err.to_string().contains(&format!("[limits] {key}")),
+                "{err}"
+            );
+        }
+        let err = load(&format!("{base}[limits]\nlisting_depth = 5000\n")).unwrap_err();
+        assert!(err.to_string().contains("[limits] listing_depth"), "{err}");
     }
 
     #[test]

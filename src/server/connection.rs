@@ -12,6 +12,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::Semaphore;
 
 use super::admission::{Admission, Place};
+use super::listing_gate::ListingGate;
 use super::refusals::Refusals;
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
@@ -53,6 +54,8 @@ pub struct Context {
     pub admission: Arc<Admission>,
     /// Counts and logs refused connections.
     pub refusals: Arc<Refusals>,
+    /// Turns for listings, per peer.
+    pub listings: Arc<ListingGate>,
 }
 
 /// Handles one incoming connection to its end, holding `place` in the
@@ -65,6 +68,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         send_limits,
         admission,
         refusals,
+        listings,
     } = context;
     let address = incoming.remote_address();
     let handshake = incoming.await;
@@ -122,7 +126,8 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(limit);
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
     let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
-    let reason = serve(&connection, &peer, service, place.shared.requests.clone()).await;
+    let requests = place.shared.requests.clone();
+    let reason = serve(&connection, &peer, service, requests, listings).await;
     sampler.abort();
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
@@ -155,6 +160,7 @@ async fn serve(
     peer: &Peer,
     service: LocalService,
     requests: Arc<Semaphore>,
+    listings: Arc<ListingGate>,
 ) -> String {
     let opened = tokio::time::timeout(HELLO_TIMEOUT, async {
         let (send, mut recv) = connection.accept_bi().await?;
@@ -222,7 +228,9 @@ async fn serve(
     let reason = loop {
         match connection.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(streams::serve(send, recv, service.clone(), peer.clone()));
+                let stream =
+                    streams::serve(send, recv, service.clone(), peer.clone(), listings.clone());
+                tokio::spawn(stream);
             }
             Err(e) => break e.to_string(),
         }

@@ -23,6 +23,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 pub use exclusive::PartialClaim;
+pub use listing::{
+    BatchLimit, Batches, Walk, DEFAULT_LISTING_DEPTH, ENTRY_OVERHEAD, MAX_LISTING_DEPTH,
+};
 pub use reader::CHUNK_SIZE;
 pub use root::Root;
 pub use writer::LocalWriter;
@@ -51,6 +54,8 @@ pub struct LocalService {
     partials: Arc<PartialLocks>,
     /// Whether written files get their source's owner.
     keep_owners: bool,
+    /// Components a listed or written path may have at most.
+    depth: usize,
 }
 
 impl LocalService {
@@ -77,7 +82,28 @@ impl LocalService {
             ops: ShortOps::start()?,
             partials: Arc::default(),
             keep_owners: false,
+            depth: DEFAULT_LISTING_DEPTH,
         })
+    }
+
+    /// Lists and writes paths of at most `depth` components (the daemon's
+    /// `listing_depth`) instead of [`DEFAULT_LISTING_DEPTH`].
+    pub fn with_listing_depth(mut self, depth: usize) -> Self {
+        self.depth = depth;
+        self
+    }
+
+    /// Starts a listing of `dir` that is read batch by batch, each batch
+    /// at most `limit`.
+    pub async fn list_in_batches(
+        &self,
+        dir: &DirectoryId,
+        limit: BatchLimit,
+    ) -> Result<Batches, RealizeError> {
+        let root = self.root(dir)?;
+        let depth = self.depth;
+        let walk = on_blocking_thread(move || Walk::start(&root, depth)).await?;
+        Ok(Batches::new(walk, limit))
     }
 
     /// Gives every file written here its source's owner (numeric user and
@@ -125,6 +151,7 @@ impl LocalService {
         plan.delta
             .validate(plan.size)
             .map_err(|e| RealizeError::new(ErrorKind::Protocol, format!("{path}: {e}")))?;
+        self.check_depth(path)?;
         let root = self.root(dir)?;
         let display = path.clone();
         let place = self
@@ -143,6 +170,21 @@ impl LocalService {
             plan,
         };
         LocalWriter::open(target, claim, self.syncer.clone(), &self.finisher).await
+    }
+
+    /// Refuses a path deeper than a listing here descends: a file written
+    /// there could never be listed, so never moved on or seen again.
+    fn check_depth(&self, path: &RelPath) -> Result<(), RealizeError> {
+        let depth = path.components().count();
+        if depth <= self.depth {
+            return Ok(());
+        }
+        let message = format!(
+            "{path}: {depth} levels deep, deeper than the {} a listing here descends \
+             (listing_depth), so it could never be listed",
+            self.depth
+        );
+        Err(RealizeError::new(ErrorKind::InvalidPath, message))
     }
 
     /// What identifies one partial file among all roots, for its claim.
@@ -194,7 +236,10 @@ async fn blocking<T: Send + 'static>(
 impl Service for LocalService {
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
         let root = self.root(dir)?;
-        blocking(move || listing::list(&root)).await
+        let depth = self.depth;
+        let mut listing = blocking(move || listing::list(&root, depth)).await?;
+        listing.sort();
+        Ok(listing)
     }
 
     async fn read(
@@ -583,6 +628,29 @@ mod tests {
                 assert_eq!(owner, (me.0.as_raw(), me.1.as_raw()));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn a_write_deeper_than_a_listing_descends_is_refused_and_creates_nothing() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirectoryId::new("d").unwrap();
+        let service = LocalService::single(dir.clone(), root.path()).unwrap();
+        let depth = listing::DEFAULT_LISTING_DEPTH;
+        let deepest = RelPath::new(vec!["d"; depth].join("/")).unwrap();
+        let plan = new_file(2, Delta::full());
+        let mut writer = service.write(&dir, &deepest, &plan).await.unwrap();
+        writer.write(Bytes::from_static(b"hi")).await.unwrap();
+        writer.finish(blake3::hash(b"hi").into()).await.unwrap();
+        fs::remove_dir_all(root.path().join("d")).unwrap();
+        let deeper = RelPath::new(vec!["d"; depth + 1].join("/")).unwrap();
+        match service.write(&dir, &deeper, &plan).await {
+            Err(ServiceError::Realize(e)) => {
+                assert_eq!(e.kind, ErrorKind::InvalidPath, "{e}");
+                assert!(e.message.contains("listing_depth"), "{e}");
+            }
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
     }
 
     #[tokio::test]

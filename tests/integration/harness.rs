@@ -238,6 +238,16 @@ impl Daemon {
             .count()
     }
 
+    /// The daemon's peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).unwrap();
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix("VmHWM:"))
+            .and_then(|kib| kib.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap()
+    }
+
     /// Kills the daemon with SIGKILL, as a crash would.
     pub fn kill(&mut self) {
         self.child.kill().unwrap();

@@ -3,6 +3,8 @@
 
 mod bench;
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream, VarInt};
 
@@ -12,8 +14,9 @@ use crate::protocol::{
     code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
     WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
 };
-use crate::service::local::{LocalService, LocalWriter};
-use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
+use crate::server::listing_gate::ListingGate;
+use crate::service::local::{BatchLimit, LocalService, LocalWriter};
+use crate::service::{FileWriter, Listing, ReadEvent, Service, ServiceError};
 use crate::telemetry;
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 
@@ -22,8 +25,14 @@ use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 /// arrived, so an idle peer cannot hold a writing thread for good.
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
-/// Serves one data stream to its end.
-pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalService, peer: Peer) {
+/// Serves one data stream to its end; listings take turns at `listings`.
+pub async fn serve(
+    mut send: SendStream,
+    mut recv: RecvStream,
+    service: LocalService,
+    peer: Peer,
+    listings: Arc<ListingGate>,
+) {
     let request: StreamRequest = match read_frame(&mut recv).await {
         Ok(request) => request,
         Err(e) => {
@@ -35,7 +44,7 @@ pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalSer
         }
     };
     let outcome = match request {
-        StreamRequest::List { dir } => list(&mut send, &service, &dir, &peer).await,
+        StreamRequest::List { dir } => list(&mut send, &service, &dir, &peer, &listings).await,
         StreamRequest::Read { dir, path, delta } => {
             read(&mut send, &service, &dir, &path, &delta, &peer).await
         }
@@ -51,27 +60,68 @@ pub async fn serve(mut send: SendStream, mut recv: RecvStream, service: LocalSer
     }
 }
 
+/// What one batch of a listing holds at most: what fits a `Files` frame
+/// and a `Skipped` frame (a batch ends with the entry that reaches the byte
+/// budget, and an entry is far smaller than the other half of a frame).
+const LIST_BATCH: BatchLimit = BatchLimit {
+    entries: MAX_LIST_CHUNK,
+    bytes: MAX_FRAME_LEN / 2,
+};
+
+/// Sends a listing as the walk finds it, once the gate gives it its turn.
 async fn list(
     send: &mut SendStream,
     service: &LocalService,
     dir: &DirectoryId,
     peer: &Peer,
+    gate: &Arc<ListingGate>,
 ) -> Result<(), FrameError> {
-    let end = match service.list(dir).await {
-        Ok(listing) => {
-            for chunk in frames(&listing.files, |f| f.path.as_str().len()) {
-                write_frame(send, &ListItem::Files(chunk.to_vec())).await?;
+    let _turn = gate.turn(&peer.id).await;
+    let end = match service.list_in_batches(dir, LIST_BATCH).await {
+        Ok(mut batches) => loop {
+            match batches.next().await {
+                Ok(Some(batch)) => send_batch(send, batch, peer).await?,
+                Ok(None) => break Ok(()),
+                Err(e) => break Err(counted(e, peer)),
             }
-            for chunk in frames(&listing.skipped, |s| s.path.len()) {
-                write_frame(send, &ListItem::Skipped(chunk.to_vec())).await?;
-            }
-            Ok(())
-        }
-        Err(e) => Err(counted(local(e), peer)),
+        },
+        Err(e) => Err(counted(e, peer)),
     };
-    write_frame(send, &ListItem::End(end)).await?;
+    send_list_item(send, &ListItem::End(end), peer).await?;
     let _ = send.finish();
     Ok(())
+}
+
+/// Sends one batch of a listing: its files, then its skipped entries.
+async fn send_batch(send: &mut SendStream, batch: Listing, peer: &Peer) -> Result<(), FrameError> {
+    if !batch.files.is_empty() {
+        send_list_item(send, &ListItem::Files(batch.files), peer).await?;
+    }
+    if !batch.skipped.is_empty() {
+        send_list_item(send, &ListItem::Skipped(batch.skipped), peer).await?;
+    }
+    Ok(())
+}
+
+/// Sends one frame of a listing; a peer that takes none of it for
+/// [`STALL_LIMIT`] gets the stream reset with `STALLED`, so it cannot hold
+/// a listing's turn for good.
+async fn send_list_item(
+    send: &mut SendStream,
+    item: &ListItem,
+    peer: &Peer,
+) -> Result<(), FrameError> {
+    match tokio::time::timeout(STALL_LIMIT, write_frame(send, item)).await {
+        Ok(sent) => sent,
+        Err(_) => {
+            tracing::info!(peer = %peer.id, "listing not read for {STALL_LIMIT:?}; stream reset");
+            let _ = send.reset(VarInt::from_u32(code::STALLED));
+            Err(FrameError::Io(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "listing not read",
+            )))
+        }
+    }
 }
 
 /// Logs and counts an error the daemon answers a stream with.
@@ -89,31 +139,6 @@ fn method(delta: &Delta) -> &'static str {
     } else {
         "copy"
     }
-}
-
-/// Splits `items` into runs that fit a frame: at most [`MAX_LIST_CHUNK`]
-/// entries and at most half the frame limit of path bytes (paths are at most
-/// [`crate::model::MAX_PATH_LEN`] bytes, the rest of an entry a few dozen).
-fn frames<T>(items: &[T], path_len: impl Fn(&T) -> usize) -> impl Iterator<Item = &[T]> {
-    let budget = MAX_FRAME_LEN / 2;
-    let mut rest = items;
-    std::iter::from_fn(move || {
-        if rest.is_empty() {
-            return None;
-        }
-        let mut bytes = 0;
-        let mut count = 0;
-        while count < rest.len().min(MAX_LIST_CHUNK) {
-            bytes += path_len(&rest[count]) + 64;
-            if bytes > budget && count > 0 {
-                break;
-            }
-            count += 1;
-        }
-        let (chunk, tail) = rest.split_at(count);
-        rest = tail;
-        Some(chunk)
-    })
 }
 
 async fn read(
@@ -318,22 +343,4 @@ fn local(err: ServiceError) -> crate::protocol::RealizeError {
 
 fn io(err: quinn::WriteError) -> FrameError {
     FrameError::Io(std::io::Error::other(err))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::frames;
-
-    #[test]
-    fn frames_split_by_count_and_by_bytes() {
-        let small = vec![1usize; 2500];
-        let sizes: Vec<_> = frames(&small, |n| *n).map(<[_]>::len).collect();
-        assert_eq!(sizes, [1024, 1024, 452]);
-        let long = vec![4096usize; 300];
-        let sizes: Vec<_> = frames(&long, |n| *n).map(<[_]>::len).collect();
-        assert!(sizes
-            .iter()
-            .all(|&n| n * (4096 + 64) <= super::MAX_FRAME_LEN / 2));
-        assert_eq!(sizes.iter().sum::<usize>(), 300);
-    }
 }
