@@ -8,6 +8,7 @@ use serde::Deserialize;
 
 use super::admission::ConnectionLimits;
 use crate::model::DirectoryId;
+use crate::service::local::CHUNK_SIZE;
 use crate::throttle::Rate;
 
 /// The default UDP port of `realized`.
@@ -91,6 +92,17 @@ impl DaemonConfig {
             return Err(error(
                 "[limits] connections and connections_per_peer must be at least 1".into(),
             ));
+        }
+        if raw.limits.streams_per_connection == 0 {
+            return Err(error(
+                "[limits] streams_per_connection must be at least 1".into(),
+            ));
+        }
+        if raw.limits.read_buffer_per_connection < CHUNK_SIZE as u64 {
+            return Err(error(format!(
+                "[limits] read_buffer_per_connection must be at least {}k, one chunk of a read",
+                CHUNK_SIZE >> 10
+            )));
         }
         let dirs = raw
             .dirs
@@ -193,6 +205,40 @@ mod tests {
         assert!(err.to_string().contains("[limits]"), "{err}");
         let err = load(&format!("{base}[limits]\nstreams = 3\n")).unwrap_err();
         assert!(err.to_string().contains("streams"), "{err}");
+    }
+
+    #[test]
+    fn stream_and_read_buffer_limits_default_parse_and_refuse_nonsense() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let limits = load(base).unwrap().limits;
+        assert_eq!(limits.streams_per_connection, 256);
+        assert_eq!(limits.read_buffer_per_connection, 32 << 20);
+        assert_eq!(limits.quic_streams(), 257, "the control stream counts");
+        let text = format!(
+            "{base}[limits]\nstreams_per_connection = 8\nread_buffer_per_connection = '4M'\n"
+        );
+        let limits = load(&text).unwrap().limits;
+        assert_eq!(limits.streams_per_connection, 8);
+        assert_eq!(limits.read_buffer_per_connection, 4 << 20);
+        let text = format!("{base}[limits]\nread_buffer_per_connection = 1048576\n");
+        assert_eq!(
+            load(&text).unwrap().limits.read_buffer_per_connection,
+            1 << 20
+        );
+        for (bad, key) in [
+            ("streams_per_connection = 0", "streams_per_connection"),
+            (
+                "read_buffer_per_connection = '100k'",
+                "read_buffer_per_connection",
+            ),
+            (
+                "read_buffer_per_connection = 'lots'",
+                "read_buffer_per_connection",
+            ),
+        ] {
+            let err = load(&format!("{base}[limits]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

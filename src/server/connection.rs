@@ -4,6 +4,8 @@
 mod control;
 mod streams;
 
+pub(super) use control::MAX_CONCURRENT_REQUESTS;
+
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -39,7 +41,7 @@ pub struct Peer {
 
 /// What every connection is served with.
 pub struct Context {
-    /// The served directories.
+    /// The served directories, with this connection's own read budget.
     pub service: LocalService,
     /// The pinned peers.
     pub peers: Arc<PinnedPeers>,

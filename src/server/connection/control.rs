@@ -18,7 +18,7 @@ use crate::telemetry;
 use crate::throttle::Rate;
 
 /// Control requests of one connection served at once; more wait unread.
-const MAX_CONCURRENT_REQUESTS: usize = 64;
+pub(crate) const MAX_CONCURRENT_REQUESTS: usize = 64;
 
 /// Serves requests until the client closes the stream or breaks the protocol.
 pub async fn serve(
