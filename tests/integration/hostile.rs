@@ -552,6 +552,56 @@ async fn write_streams_that_go_silent_are_reset_and_give_back_their_threads() {
 }
 
 #[tokio::test]
+#[ignore = "slow: waits for the daemon's 30 s stall limit; run with --include-ignored"]
+async fn read_streams_never_read_are_reset_and_give_back_their_threads() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let root = TempDir::new().unwrap();
+    for i in 0..20 {
+        write_file(root.path(), &format!("big{i}"), &pattern(i, 8 << 20));
+    }
+    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+    let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
+    let baseline = daemon.threads_and_fds();
+    let mut streams = Vec::new();
+    for i in 0..20 {
+        let (mut send, recv) = stream_with(&raw, &request(&format!("big{i}"), false)).await;
+        send.finish().unwrap();
+        streams.push((send, recv));
+    }
+    // Each holds a reading thread and its file while nobody reads...
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let (threads, fds) = daemon.threads_and_fds();
+        if threads >= baseline.0 + 20 && fds >= baseline.1 + 20 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "readers started");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    // ...until the daemon resets it, which the client sees without reading.
+    for (_send, mut recv) in streams {
+        let reset = tokio::time::timeout(std::time::Duration::from_secs(60), recv.received_reset())
+            .await
+            .expect("reset within the stall limit");
+        assert_eq!(reset.unwrap(), Some(VarInt::from_u32(code::STALLED)));
+    }
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (threads, fds) = daemon.threads_and_fds();
+        if threads <= baseline.0 + 4 && fds <= baseline.1 + 4 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "threads and fds: {baseline:?} before, {:?} after",
+            (threads, fds)
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    daemon.wait_for_log("read stream unread for");
+}
+
+#[tokio::test]
 async fn a_peer_beyond_its_share_of_connections_is_refused_and_others_are_not() {
     let keys = Keys::generate(&["client", "other", "daemon"]);
     let root = TempDir::new().unwrap();

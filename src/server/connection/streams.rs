@@ -17,9 +17,10 @@ use crate::service::{FileWriter, ReadEvent, Service, ServiceError};
 use crate::telemetry;
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 
-/// Longest silence of a write stream in the middle of its bytes: the
-/// stream is then reset with `STALLED` and the partial file keeps what
-/// arrived, so an idle peer cannot hold a writing thread for good.
+/// Longest silence of a write stream in the middle of its bytes, and
+/// longest wait for the peer to take more of a file it reads: the stream is
+/// then reset with `STALLED` (a partial file keeps what arrived), so an
+/// idle peer cannot hold a thread for good.
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves one data stream to its end.
@@ -162,7 +163,14 @@ async fn read(
                 for piece in peer.throttle.pieces(chunk) {
                     peer.throttle.wait(piece.len()).await;
                     let len = piece.len() as u64;
-                    send.write_chunk(piece).await.map_err(io)?;
+                    let sent = tokio::time::timeout(STALL_LIMIT, send.write_chunk(piece)).await;
+                    let Ok(sent) = sent else {
+                        // The peer holds a reader (its thread, its file) without reading.
+                        tracing::info!(peer = %peer.id, dir = %dir, path = %path, "read stream unread for {STALL_LIMIT:?}");
+                        let _ = send.reset(VarInt::from_u32(code::STALLED));
+                        return Ok(());
+                    };
+                    sent.map_err(io)?;
                     let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
                     metrics::counter!(telemetry::BYTES_SENT, &labels).increment(len);
                 }
