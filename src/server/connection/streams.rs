@@ -163,14 +163,12 @@ async fn read(
                 for piece in peer.throttle.pieces(chunk) {
                     peer.throttle.wait(piece.len()).await;
                     let len = piece.len() as u64;
-                    let sent = tokio::time::timeout(STALL_LIMIT, send.write_chunk(piece)).await;
-                    let Ok(sent) = sent else {
+                    if !send_unless_stalled(send, piece).await.map_err(io)? {
                         // The peer holds a reader (its thread, its file) without reading.
                         tracing::info!(peer = %peer.id, dir = %dir, path = %path, "read stream unread for {STALL_LIMIT:?}");
                         let _ = send.reset(VarInt::from_u32(code::STALLED));
                         return Ok(());
-                    };
-                    sent.map_err(io)?;
+                    }
                     let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
                     metrics::counter!(telemetry::BYTES_SENT, &labels).increment(len);
                 }
@@ -194,6 +192,23 @@ async fn read(
             }
         }
     }
+}
+
+/// Sends `piece` whole; false if the peer took none of it (its flow control
+/// gave no room) for [`STALL_LIMIT`]. A slow reader goes on, an idle one
+/// does not.
+async fn send_unless_stalled(
+    send: &mut SendStream,
+    piece: Bytes,
+) -> Result<bool, quinn::WriteError> {
+    let mut rest = [piece];
+    while !rest[0].is_empty() {
+        match tokio::time::timeout(STALL_LIMIT, send.write_chunks(&mut rest)).await {
+            Ok(written) => written?,
+            Err(_) => return Ok(false),
+        };
+    }
+    Ok(true)
 }
 
 struct Target {
