@@ -25,7 +25,7 @@ use self::retry::Backoff;
 use crate::mover::{
     list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
 };
-use crate::server::{Daemon, DaemonConfig, StartError};
+use crate::server::{ConnectionLimits, Daemon, DaemonConfig, StartError};
 use crate::service::ServiceError;
 use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
@@ -87,7 +87,8 @@ pub fn realize_main() -> ExitCode {
 pub fn realized_main() -> ExitCode {
     let args = RealizedArgs::parse();
     init_logging("info", args.log_format, None).expect("stderr needs no setup");
-    let result = runtime().and_then(|rt| rt.block_on(run_daemon(&args)));
+    let result = load_daemon_config(&args)
+        .and_then(|config| daemon_runtime(&config.limits)?.block_on(run_daemon(&args, config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
@@ -126,6 +127,17 @@ fn init_logging(default: &str, format: LogFormat, file: Option<&Path>) -> Result
 
 fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Runtime::new()
+        .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
+}
+
+/// The daemon's runtime, whose blocking pool has a thread for all the work
+/// its connections may keep busy at once: no connection waits for a thread
+/// another holds.
+fn daemon_runtime(limits: &ConnectionLimits) -> Result<tokio::runtime::Runtime, CliError> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(limits.blocking_threads())
+        .build()
         .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))
 }
 
@@ -430,9 +442,12 @@ fn describe(reason: StopReason) -> &'static str {
     }
 }
 
-async fn run_daemon(args: &RealizedArgs) -> Result<(), CliError> {
-    let mut config =
-        DaemonConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))?;
+/// The daemon's configuration file, validated.
+fn load_daemon_config(args: &RealizedArgs) -> Result<DaemonConfig, CliError> {
+    DaemonConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))
+}
+
+async fn run_daemon(args: &RealizedArgs, mut config: DaemonConfig) -> Result<(), CliError> {
     if let Some(listen) = args.listen {
         config.listen = listen;
     }

@@ -26,7 +26,7 @@ use quinn::{Endpoint, VarInt};
 
 pub use self::config::{ConfigError, DaemonConfig};
 use crate::protocol::code;
-use crate::service::local::LocalService;
+use crate::service::local::{LocalService, ReadBudget};
 use crate::telemetry;
 use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
@@ -60,6 +60,8 @@ pub struct Daemon {
     admission: Arc<Admission>,
     refusals: Arc<Refusals>,
     listings: Arc<ListingGate>,
+    /// Bytes each connection's reads may hold in memory.
+    read_buffer: u64,
 }
 
 impl Daemon {
@@ -78,8 +80,12 @@ impl Daemon {
         let crypto = server_crypto(&identity, peers.clone())
             .map_err(|e| StartError::Io(format!("{}: {e}", config.key.display())))?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let tuning = Tuning {
+            max_streams: config.limits.quic_streams(),
+            ..tuning.clone()
+        };
         server.transport_config(Arc::new(tuning.transport_config()));
-        let endpoint = bind(config.listen, Some(server), tuning)
+        let endpoint = bind(config.listen, Some(server), &tuning)
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
         tracing::info!(
             fingerprint = %identity.fingerprint(),
@@ -95,6 +101,7 @@ impl Daemon {
             admission: Admission::new(config.limits),
             refusals: Arc::default(),
             listings: ListingGate::new(config.limits.listings, config.limits.listings_per_peer),
+            read_buffer: config.limits.read_buffer_per_connection,
         })
     }
 
@@ -150,7 +157,9 @@ impl Daemon {
             }
         };
         let context = connection::Context {
-            service: self.service.clone(),
+            service: self
+                .service
+                .with_read_budget(ReadBudget::new(self.read_buffer)),
             peers: self.peers.clone(),
             send_limits: self.send_limits.clone(),
             admission: self.admission.clone(),

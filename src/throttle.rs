@@ -121,7 +121,12 @@ impl Limiter {
     async fn wait(&self, bytes: usize) {
         // A piece cut at a higher rate may exceed a new, lower rate's burst:
         // then it waits for a full bucket instead.
-        if self.bucket.until_n_ready(cells(bytes as u64)).await.is_err() {
+        if self
+            .bucket
+            .until_n_ready(cells(bytes as u64))
+            .await
+            .is_err()
+        {
             let _ = self.bucket.until_n_ready(burst(self.rate)).await;
         }
     }

@@ -8,7 +8,7 @@ use serde::Deserialize;
 
 use super::admission::ConnectionLimits;
 use crate::model::DirectoryId;
-use crate::service::local::MAX_LISTING_DEPTH;
+use crate::service::local::{CHUNK_SIZE, MAX_LISTING_DEPTH};
 use crate::throttle::Rate;
 
 /// The default UDP port of `realized`.
@@ -142,11 +142,18 @@ fn check_limits(limits: &ConnectionLimits) -> Result<(), String> {
         ("connections", limits.connections),
         ("connections_per_peer", limits.connections_per_peer),
         ("handshakes", limits.handshakes),
+        ("streams_per_connection", limits.streams_per_connection),
         ("listings", limits.listings),
         ("listings_per_peer", limits.listings_per_peer),
     ];
     if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
         return Err(format!("[limits] {key} must be at least 1"));
+    }
+    if limits.read_buffer_per_connection < CHUNK_SIZE as u64 {
+        return Err(format!(
+            "[limits] read_buffer_per_connection must be at least {}k, one chunk of a read",
+            CHUNK_SIZE >> 10
+        ));
     }
     if !(1..=MAX_REQUESTS_PER_PEER).contains(&limits.requests_per_peer) {
         return Err(format!(
@@ -261,6 +268,40 @@ mod tests {
         }
         let err = load(&format!("{base}[limits]\nlisting_depth = 5000\n")).unwrap_err();
         assert!(err.to_string().contains("[limits] listing_depth"), "{err}");
+    }
+
+    #[test]
+    fn stream_and_read_buffer_limits_default_parse_and_refuse_nonsense() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let limits = load(base).unwrap().limits;
+        assert_eq!(limits.streams_per_connection, 256);
+        assert_eq!(limits.read_buffer_per_connection, 32 << 20);
+        assert_eq!(limits.quic_streams(), 257, "the control stream counts");
+        let text = format!(
+            "{base}[limits]\nstreams_per_connection = 8\nread_buffer_per_connection = '4M'\n"
+        );
+        let limits = load(&text).unwrap().limits;
+        assert_eq!(limits.streams_per_connection, 8);
+        assert_eq!(limits.read_buffer_per_connection, 4 << 20);
+        let text = format!("{base}[limits]\nread_buffer_per_connection = 1048576\n");
+        assert_eq!(
+            load(&text).unwrap().limits.read_buffer_per_connection,
+            1 << 20
+        );
+        for (bad, key) in [
+            ("streams_per_connection = 0", "streams_per_connection"),
+            (
+                "read_buffer_per_connection = '100k'",
+                "read_buffer_per_connection",
+            ),
+            (
+                "read_buffer_per_connection = 'lots'",
+                "read_buffer_per_connection",
+            ),
+        ] {
+            let err = load(&format!("{base}[limits]\n{bad}\n")).unwrap_err();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ pub struct Peer {
 
 /// What every connection is served with.
 pub struct Context {
-    /// The served directories.
+    /// The served directories, with this connection's own read budget.
     pub service: LocalService,
     /// The pinned peers.
     pub peers: Arc<PinnedPeers>,

@@ -26,7 +26,7 @@ pub use exclusive::PartialClaim;
 pub use listing::{
     BatchLimit, Batches, Walk, DEFAULT_LISTING_DEPTH, ENTRY_OVERHEAD, MAX_LISTING_DEPTH,
 };
-pub use reader::CHUNK_SIZE;
+pub use reader::{ReadBudget, CHUNK_SIZE};
 pub use root::Root;
 pub use writer::LocalWriter;
 
@@ -52,6 +52,8 @@ pub struct LocalService {
     finisher: Finisher,
     ops: ShortOps,
     partials: Arc<PartialLocks>,
+    /// Bounds the bytes this service's reads hold in memory.
+    read_budget: ReadBudget,
     /// Whether written files get their source's owner.
     keep_owners: bool,
     /// Components a listed or written path may have at most.
@@ -81,6 +83,7 @@ impl LocalService {
             finisher,
             ops: ShortOps::start()?,
             partials: Arc::default(),
+            read_budget: ReadBudget::default(),
             keep_owners: false,
             depth: DEFAULT_LISTING_DEPTH,
         })
@@ -104,6 +107,16 @@ impl LocalService {
         let depth = self.depth;
         let walk = on_blocking_thread(move || Walk::start(&root, depth)).await?;
         Ok(Batches::new(walk, limit))
+    }
+
+    /// This service with reads bounded by `budget` of their own, apart from
+    /// every other clone's: the daemon gives each connection one, so a peer
+    /// that does not read what it asked for holds up only itself.
+    pub fn with_read_budget(&self, budget: ReadBudget) -> Self {
+        Self {
+            read_budget: budget,
+            ..self.clone()
+        }
     }
 
     /// Gives every file written here its source's owner (numeric user and
@@ -251,6 +264,7 @@ impl Service for LocalService {
         let root = self.root(dir)?;
         let display = path.clone();
         let delta = delta.clone();
+        let budget = self.read_budget.clone();
         let runtime = tokio::runtime::Handle::current();
         let reader = self
             .ops
@@ -259,7 +273,7 @@ impl Service for LocalService {
                 delta.validate(stamp.size).map_err(|e| {
                     RealizeError::new(ErrorKind::Protocol, format!("{display}: {e}"))
                 })?;
-                LocalReader::open(file, stamp, delta, display, &runtime)
+                LocalReader::open(file, stamp, delta, display, &budget, &runtime)
             })
             .await?;
         Ok(Box::new(reader))

@@ -20,9 +20,10 @@ use crate::service::{FileWriter, Listing, ReadEvent, Service, ServiceError};
 use crate::telemetry;
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 
-/// Longest silence of a write stream in the middle of its bytes: the
-/// stream is then reset with `STALLED` and the partial file keeps what
-/// arrived, so an idle peer cannot hold a writing thread for good.
+/// Longest silence of a write stream in the middle of its bytes, and
+/// longest wait for the peer to take more of a file it reads: the stream is
+/// then reset with `STALLED` (a partial file keeps what arrived), so an
+/// idle peer cannot hold a thread for good.
 pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves one data stream to its end; listings take turns at `listings`.
@@ -187,7 +188,12 @@ async fn read(
                 for piece in peer.throttle.pieces(chunk) {
                     peer.throttle.wait(piece.len()).await;
                     let len = piece.len() as u64;
-                    send.write_chunk(piece).await.map_err(io)?;
+                    if !send_unless_stalled(send, piece).await.map_err(io)? {
+                        // The peer holds a reader (its thread, its file) without reading.
+                        tracing::info!(peer = %peer.id, dir = %dir, path = %path, "read stream unread for {STALL_LIMIT:?}");
+                        let _ = send.reset(VarInt::from_u32(code::STALLED));
+                        return Ok(());
+                    }
                     let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
                     metrics::counter!(telemetry::BYTES_SENT, &labels).increment(len);
                 }
@@ -211,6 +217,23 @@ async fn read(
             }
         }
     }
+}
+
+/// Sends `piece` whole; false if the peer took none of it (its flow control
+/// gave no room) for [`STALL_LIMIT`]. A slow reader goes on, an idle one
+/// does not.
+async fn send_unless_stalled(
+    send: &mut SendStream,
+    piece: Bytes,
+) -> Result<bool, quinn::WriteError> {
+    let mut rest = [piece];
+    while !rest[0].is_empty() {
+        match tokio::time::timeout(STALL_LIMIT, send.write_chunks(&mut rest)).await {
+            Ok(written) => written?,
+            Err(_) => return Ok(false),
+        };
+    }
+    Ok(true)
 }
 
 struct Target {

@@ -8,32 +8,27 @@ use std::io::Read;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use tokio::sync::{mpsc, Semaphore, SemaphorePermit};
+use tokio::sync::mpsc;
 
 use crate::model::{Delta, FileStamp, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileReader, ReadEvent, ReadSummary, ServiceError};
+
+mod budget;
+
+use budget::ChunkPermit;
+pub use budget::ReadBudget;
 
 /// Size of one read, and of one chunk handed to the network.
 pub const CHUNK_SIZE: usize = 256 * 1024;
 /// Chunks read ahead of the consumer.
 const READ_AHEAD: usize = 4;
 
-/// Chunks read from local files that may be held in memory at once, by all
-/// readers of the process together (48 MiB): read ahead, waiting to be
-/// sent, or in the transport's send buffer until the peer acknowledges
-/// them. Without it, memory grows with the files in flight (`--parallel`).
-/// It is far more than the bandwidth-delay product of the links served.
-const READ_BUDGET_CHUNKS: usize = 192;
-
-/// The permits of [`READ_BUDGET_CHUNKS`].
-static READ_BUDGET: Semaphore = Semaphore::const_new(READ_BUDGET_CHUNKS);
-
 /// A chunk's bytes and its share of the read budget, returned when the last
 /// reference to the chunk is dropped.
 struct BudgetedChunk {
     bytes: Vec<u8>,
-    _permit: SemaphorePermit<'static>,
+    _permit: ChunkPermit,
 }
 
 impl AsRef<[u8]> for BudgetedChunk {
@@ -57,23 +52,27 @@ enum Events {
 }
 
 impl LocalReader {
-    /// Reads `file` (whose stamp is `stamp`): every byte is hashed, the
-    /// bytes `delta` names are delivered. Blocking: a file of one chunk is
-    /// read before this returns, if the read budget has room at once; a
-    /// larger one, or one that would wait for the budget, is read by a
-    /// blocking thread of `runtime`, so the caller's thread never waits for
-    /// other files.
+    /// Reads `file` (whose stamp is `stamp`) within `budget`: every byte is
+    /// hashed, the bytes `delta` names are delivered. Blocking: a file of
+    /// one chunk is read before this returns, if the budget has room at
+    /// once; a larger one, or one that would wait for the budget, is read
+    /// by a blocking thread of `runtime`, so the caller's thread never
+    /// waits for other files.
     pub fn open(
         file: File,
         stamp: FileStamp,
         delta: Delta,
         display: RelPath,
+        budget: &ReadBudget,
         runtime: &tokio::runtime::Handle,
     ) -> Result<Self, RealizeError> {
         // A thread that serves many files must not wait for the budget.
-        let permit = match READ_BUDGET.try_acquire() {
-            Ok(permit) if stamp.size <= CHUNK_SIZE as u64 => permit,
-            _ => return Ok(Self::start(file, stamp, delta, display, runtime)),
+        let permit = match budget.try_take() {
+            Some(permit) if stamp.size <= CHUNK_SIZE as u64 => permit,
+            _ => {
+                let budget = budget.clone();
+                return Ok(Self::start(file, stamp, delta, display, budget, runtime));
+            }
         };
         let mut events = Vec::new();
         let mut permit = Some(permit);
@@ -94,6 +93,7 @@ impl LocalReader {
         stamp: FileStamp,
         delta: Delta,
         display: RelPath,
+        budget: ReadBudget,
         runtime: &tokio::runtime::Handle,
     ) -> Self {
         let (tx, events) = mpsc::channel(READ_AHEAD);
@@ -104,7 +104,7 @@ impl LocalReader {
             let budget = || {
                 futures::executor::block_on(async {
                     tokio::select! {
-                        permit = READ_BUDGET.acquire() => permit.ok(),
+                        permit = budget.take() => Some(permit),
                         () = tx.closed() => None,
                     }
                 })
@@ -129,7 +129,7 @@ fn pump(
     stamp: FileStamp,
     delta: &Delta,
     display: &RelPath,
-    mut budget: impl FnMut() -> Option<SemaphorePermit<'static>>,
+    mut budget: impl FnMut() -> Option<ChunkPermit>,
     mut emit: impl FnMut(ReadEvent) -> bool,
 ) -> Result<(), RealizeError> {
     let mut hasher = blake3::Hasher::new();
@@ -164,7 +164,7 @@ fn read_chunk(
     file: &mut File,
     want: usize,
     display: &RelPath,
-    permit: SemaphorePermit<'static>,
+    permit: ChunkPermit,
 ) -> Result<Bytes, RealizeError> {
     let mut buf = Vec::with_capacity(want);
     file.take(want as u64)
