@@ -25,7 +25,7 @@ use self::retry::Backoff;
 use crate::mover::{
     list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
 };
-use crate::server::{ConnectionLimits, Daemon, DaemonConfig, StartError};
+use crate::server::{Daemon, DaemonConfig, Limits, StartError};
 use crate::service::ServiceError;
 use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
@@ -133,7 +133,7 @@ fn runtime() -> Result<tokio::runtime::Runtime, CliError> {
 /// The daemon's runtime, whose blocking pool has a thread for all the work
 /// its connections may keep busy at once: no connection waits for a thread
 /// another holds.
-fn daemon_runtime(limits: &ConnectionLimits) -> Result<tokio::runtime::Runtime, CliError> {
+fn daemon_runtime(limits: &Limits) -> Result<tokio::runtime::Runtime, CliError> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(limits.blocking_threads())

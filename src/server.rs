@@ -9,11 +9,12 @@
 mod admission;
 pub mod config;
 mod connection;
+mod limits;
 mod listing_gate;
 mod refusals;
 
-pub use admission::ConnectionLimits;
 use admission::{Admission, Entry};
+pub use limits::Limits;
 use listing_gate::ListingGate;
 use refusals::Refusals;
 

@@ -13,121 +13,15 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use serde::{Deserialize, Deserializer};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use crate::service::local::DEFAULT_LISTING_DEPTH;
+use super::limits::Limits;
 use crate::throttle::{Rate, Throttle};
 
-/// The limits of `[limits]` in the daemon's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct ConnectionLimits {
-    /// Connections at once, handshakes in progress included.
-    pub connections: usize,
-    /// Connections at once from one peer.
-    pub connections_per_peer: usize,
-    /// Handshakes in progress at once; more are refused.
-    pub handshakes: usize,
-    /// Handshakes in progress beyond which a new one must first prove its
-    /// source address.
-    pub unvalidated_handshakes: usize,
-    /// Control requests of one peer served at once, over all its
-    /// connections; more wait unread.
-    pub requests_per_peer: usize,
-    /// Listings walking at once; more wait their turn.
-    pub listings: usize,
-    /// Listings walking at once for one peer; more wait their turn.
-    pub listings_per_peer: usize,
-    /// Components a listed or written path may have at most.
-    pub listing_depth: usize,
-    /// Data streams (files in flight) a connection may have open at once;
-    /// the peer opens more only as others end. Each holds at most one
-    /// blocking thread and one open file.
-    pub streams_per_connection: usize,
-    /// Bytes of file data one connection's reads may hold in memory: read
-    /// ahead, queued, or sent and not yet acknowledged.
-    #[serde(deserialize_with = "size")]
-    pub read_buffer_per_connection: u64,
-}
-
-/// Blocking threads the daemon keeps for work of no connection in
-/// particular: leaving a partial file behind, metrics.
-const SHARED_BLOCKING_THREADS: usize = 64;
-
-impl Default for ConnectionLimits {
-    /// 256 connections, 16 per peer: a command uses one connection per
-    /// remote side, so 16 leaves room for many commands of one host. 64
-    /// handshakes, address validation beyond 16: an honest host starts a
-    /// few at once, and a handshake takes one round trip or two. 64
-    /// requests per peer: a command keeps a few per file in flight, and
-    /// hashes hold a thread each. 8 listings, 2 per peer: a command lists each remote side once per
-    /// attempt, and a walk holds a descriptor per level it is down, so 8
-    /// walks 64 levels deep hold at most 520 descriptors. 256
-    /// streams: the 128 files a command moves at once by default, or the
-    /// 128 streams each way of `realize bench`. 32 MiB of reads: a
-    /// connection sends 2.5 Gbit/s at a 100 ms round trip.
-    fn default() -> Self {
-        Self {
-            connections: 256,
-            connections_per_peer: 16,
-            handshakes: 64,
-            unvalidated_handshakes: 16,
-            requests_per_peer: 64,
-            listings: 8,
-            listings_per_peer: 2,
-            listing_depth: DEFAULT_LISTING_DEPTH,
-            streams_per_connection: 256,
-            read_buffer_per_connection: 32 << 20,
-        }
-    }
-}
-
-impl ConnectionLimits {
-    /// Bidirectional QUIC streams a peer may open at once: the data streams
-    /// and the control stream.
-    pub fn quic_streams(&self) -> u32 {
-        u32::try_from(self.streams_per_connection + 1).unwrap_or(u32::MAX)
-    }
-
-    /// The most blocking threads all connections can keep busy at once:
-    /// one per data stream and one per control request being served, plus
-    /// [`SHARED_BLOCKING_THREADS`]. The daemon's pool allows that many, so
-    /// no connection ever waits for a thread another one holds.
-    pub fn blocking_threads(&self) -> usize {
-        // Every connection may be another peer's, with its full share of
-        // control requests.
-        let per_connection = self.streams_per_connection + self.requests_per_peer;
-        self.connections
-            .saturating_mul(per_connection)
-            .saturating_add(SHARED_BLOCKING_THREADS)
-    }
-}
-
-/// A size in bytes: a number, or a string with a binary multiple (`32M`).
-fn size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Size {
-        Bytes(u64),
-        Text(String),
-    }
-    let bytes = match Size::deserialize(deserializer)? {
-        Size::Bytes(bytes) => Some(bytes as f64),
-        Size::Text(text) => crate::throttle::parse_bytes(&text),
-    };
-    match bytes {
-        Some(bytes) if bytes >= 1.0 && bytes <= u64::MAX as f64 => Ok(bytes.round() as u64),
-        _ => Err(serde::de::Error::custom(
-            "expected a size such as 32M, 512k or a number of bytes",
-        )),
-    }
-}
-
-/// Hands out places for connections within [`ConnectionLimits`].
+/// Hands out places for connections within [`Limits`].
 #[derive(Debug)]
 pub struct Admission {
-    limits: ConnectionLimits,
+    limits: Limits,
     total: Arc<Semaphore>,
     handshakes: Arc<Semaphore>,
     per_peer: Mutex<HashMap<String, PeerState>>,
@@ -214,13 +108,18 @@ pub struct PeerPlace {
 
 impl Admission {
     /// Places for `limits`.
-    pub fn new(limits: ConnectionLimits) -> Arc<Self> {
+    pub fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             limits,
             total: Arc::new(Semaphore::new(limits.connections)),
             handshakes: Arc::new(Semaphore::new(limits.handshakes)),
             per_peer: Mutex::default(),
         })
+    }
+
+    /// The limits the daemon was configured with.
+    pub fn limits(&self) -> &Limits {
+        &self.limits
     }
 
     /// What to do with a new connection whose source address is
@@ -288,13 +187,13 @@ impl Drop for PeerPlace {
 mod tests {
     use super::*;
 
-    fn limits(connections: usize, per_peer: usize, handshakes: usize) -> ConnectionLimits {
-        ConnectionLimits {
+    fn limits(connections: usize, per_peer: usize, handshakes: usize) -> Limits {
+        Limits {
             connections,
             connections_per_peer: per_peer,
             handshakes,
             unvalidated_handshakes: handshakes,
-            ..ConnectionLimits::default()
+            ..Limits::default()
         }
     }
 
@@ -340,7 +239,7 @@ mod tests {
 
     #[test]
     fn handshakes_beyond_the_threshold_must_validate_and_beyond_the_cap_are_refused() {
-        let admission = Admission::new(ConnectionLimits {
+        let admission = Admission::new(Limits {
             unvalidated_handshakes: 1,
             ..limits(10, 10, 2)
         });
@@ -360,9 +259,9 @@ mod tests {
 
     #[test]
     fn a_peers_connections_share_its_send_cap_and_request_places() {
-        let admission = Admission::new(ConnectionLimits {
+        let admission = Admission::new(Limits {
             requests_per_peer: 3,
-            ..ConnectionLimits::default()
+            ..Limits::default()
         });
         let cap = Some("1M".parse().unwrap());
         let first = admission.admit_peer("a", cap).unwrap();

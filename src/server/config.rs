@@ -6,17 +6,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use super::admission::ConnectionLimits;
+use super::limits::Limits;
 use crate::model::DirectoryId;
-use crate::service::local::{CHUNK_SIZE, MAX_LISTING_DEPTH};
 use crate::throttle::Rate;
 
 /// The default UDP port of `realized`.
 pub const DEFAULT_PORT: u16 = 9771;
-
-/// The most `[limits] requests_per_peer` accepts: far more than a command
-/// keeps in flight.
-const MAX_REQUESTS_PER_PEER: usize = 1 << 16;
 
 /// A configuration file that cannot be used; the message names the file and
 /// the field.
@@ -45,7 +40,7 @@ struct RawConfig {
     #[serde(default)]
     keep_owner: bool,
     #[serde(default)]
-    limits: ConnectionLimits,
+    limits: Limits,
 }
 
 /// A validated daemon configuration, paths resolved against the file's folder.
@@ -70,7 +65,7 @@ pub struct DaemonConfig {
     pub keep_owner: bool,
     /// How many connections, handshakes, control requests and listings the
     /// daemon holds, in all and per peer, and how deep listings go.
-    pub limits: ConnectionLimits,
+    pub limits: Limits,
 }
 
 impl DaemonConfig {
@@ -94,7 +89,7 @@ impl DaemonConfig {
                 "[peers] is empty: no client could ever connect".into(),
             ));
         }
-        check_limits(&raw.limits).map_err(error)?;
+        raw.limits.check().map_err(error)?;
         let dirs = raw
             .dirs
             .into_iter()
@@ -134,39 +129,6 @@ impl DaemonConfig {
                 .collect(),
         })
     }
-}
-
-/// Refuses limits that would let nothing through, naming the key.
-fn check_limits(limits: &ConnectionLimits) -> Result<(), String> {
-    let at_least_one = [
-        ("connections", limits.connections),
-        ("connections_per_peer", limits.connections_per_peer),
-        ("handshakes", limits.handshakes),
-        ("streams_per_connection", limits.streams_per_connection),
-        ("listings", limits.listings),
-        ("listings_per_peer", limits.listings_per_peer),
-    ];
-    if let Some((key, _)) = at_least_one.iter().find(|(_, value)| *value == 0) {
-        return Err(format!("[limits] {key} must be at least 1"));
-    }
-    if limits.read_buffer_per_connection < CHUNK_SIZE as u64 {
-        return Err(format!(
-            "[limits] read_buffer_per_connection must be at least {}k, one chunk of a read",
-            CHUNK_SIZE >> 10
-        ));
-    }
-    if !(1..=MAX_REQUESTS_PER_PEER).contains(&limits.requests_per_peer) {
-        return Err(format!(
-            "[limits] requests_per_peer must be between 1 and {MAX_REQUESTS_PER_PEER}"
-        ));
-    }
-    if !(1..=MAX_LISTING_DEPTH).contains(&limits.listing_depth) {
-        return Err(format!(
-            "[limits] listing_depth must be between 1 and {MAX_LISTING_DEPTH} (a path has at \
-             most that many components)"
-        ));
-    }
-    Ok(())
 }
 
 /// toml's errors span several lines with a source excerpt; keep the
@@ -221,7 +183,7 @@ mod tests {
     fn limits_default_and_must_allow_a_connection() {
         let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
         let config = load(base).unwrap();
-        assert_eq!(config.limits, ConnectionLimits::default());
+        assert_eq!(config.limits, Limits::default());
         let config = load(&format!("{base}[limits]\nconnections_per_peer = 3\n")).unwrap();
         assert_eq!(config.limits.connections_per_peer, 3);
         assert_eq!(config.limits.connections, 256);
@@ -268,6 +230,27 @@ mod tests {
         }
         let err = load(&format!("{base}[limits]\nlisting_depth = 5000\n")).unwrap_err();
         assert!(err.to_string().contains("[limits] listing_depth"), "{err}");
+    }
+
+    #[test]
+    fn timeouts_default_parse_as_durations_and_refuse_nonsense() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let limits = load(base).unwrap().limits;
+        assert_eq!(limits.stall_timeout, std::time::Duration::from_secs(30));
+        assert_eq!(limits.hello_timeout, std::time::Duration::from_secs(10));
+        let text = format!("{base}[limits]\nstall_timeout = '1m 30s'\nhello_timeout = '5s'\n");
+        let limits = load(&text).unwrap().limits;
+        assert_eq!(limits.stall_timeout, std::time::Duration::from_secs(90));
+        assert_eq!(limits.hello_timeout, std::time::Duration::from_secs(5));
+        for bad in [
+            "stall_timeout = '0s'",
+            "hello_timeout = 'soon'",
+            "stall_timeout = 30",
+        ] {
+            let err = load(&format!("{base}[limits]\n{bad}\n")).unwrap_err();
+            let key = bad.split(' ').next().unwrap();
+            assert!(err.to_string().contains(key), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -22,11 +22,6 @@ use crate::telemetry;
 use crate::throttle::{Rate, Throttle};
 use crate::transport::tls::{fingerprint_in, PinnedPeers};
 
-/// How long a peer has to open its control stream and send its [`Hello`]
-/// after connecting; a peer that does neither is closed, whatever the
-/// keep-alives say.
-const HELLO_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
-
 /// Who is on the other end, and what the daemon may send them.
 #[derive(Debug, Clone)]
 pub struct Peer {
@@ -40,6 +35,9 @@ pub struct Peer {
     /// Paces the file bytes the daemon sends on this connection: at the
     /// limit the peer asked for it, within the peer's cap.
     pub throttle: Throttle,
+    /// How long one of the peer's data streams may make no progress before
+    /// it is reset with `STALLED` (`[limits] stall_timeout`).
+    pub stall_limit: std::time::Duration,
 }
 
 /// What every connection is served with.
@@ -118,6 +116,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         address,
         cap,
         throttle: Throttle::within(&place.shared.send_cap),
+        stall_limit: admission.limits().stall_timeout,
     };
     metrics::counter!(telemetry::CONNECTIONS_ACCEPTED).increment(1);
     let open = metrics::gauge!(telemetry::CONNECTIONS_OPEN);
@@ -127,7 +126,16 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
     let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
     let requests = place.shared.requests.clone();
-    let reason = serve(&connection, &peer, service, requests, listings).await;
+    let hello_timeout = admission.limits().hello_timeout;
+    let reason = serve(
+        &connection,
+        &peer,
+        service,
+        requests,
+        listings,
+        hello_timeout,
+    )
+    .await;
     sampler.abort();
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
@@ -161,8 +169,11 @@ async fn serve(
     service: LocalService,
     requests: Arc<Semaphore>,
     listings: Arc<ListingGate>,
+    hello_timeout: std::time::Duration,
 ) -> String {
-    let opened = tokio::time::timeout(HELLO_TIMEOUT, async {
+    // A peer that neither opens its control stream nor says hello in time
+    // is closed, whatever the keep-alives say.
+    let opened = tokio::time::timeout(hello_timeout, async {
         let (send, mut recv) = connection.accept_bi().await?;
         Ok::<_, quinn::ConnectionError>((send, read_frame::<_, Hello>(&mut recv).await, recv))
     })
@@ -172,7 +183,7 @@ async fn serve(
         Ok(Err(e)) => return e.to_string(),
         Err(_) => {
             connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"no hello");
-            return format!("no handshake within {HELLO_TIMEOUT:?}");
+            return format!("no handshake within {hello_timeout:?}");
         }
     };
     send.set_priority(1).ok(); // Responses never wait behind file data.

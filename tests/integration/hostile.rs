@@ -564,14 +564,22 @@ async fn write_streams_that_go_silent_are_reset_and_give_back_their_threads() {
 }
 
 #[tokio::test]
-#[ignore = "slow: waits for the daemon's 30 s stall limit; run with --include-ignored"]
 async fn read_streams_never_read_are_reset_and_give_back_their_threads() {
     let keys = Keys::generate(&["client", "daemon"]);
     let root = TempDir::new().unwrap();
     for i in 0..20 {
         write_file(root.path(), &format!("big{i}"), &pattern(i, 8 << 20));
     }
-    let daemon = Daemon::start(&keys, "daemon", &[("d", root.path())], &["client"]);
+    // A stall limit of its own, shorter than the default 30 s: the key
+    // takes effect.
+    let config = keys.dir.path().join("stalls.toml");
+    let text = format!(
+        "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n\
+         [limits]\nstall_timeout = \"3s\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
+        root.path().display().to_string()
+    );
+    std::fs::write(&config, text).unwrap();
+    let daemon = Daemon::start_with_config(&config);
     let (raw, _control_send, _control_recv, _) = connect(&keys, &daemon, VERSION).await;
     let baseline = daemon.threads_and_fds();
     let mut streams = Vec::new();
@@ -592,7 +600,7 @@ async fn read_streams_never_read_are_reset_and_give_back_their_threads() {
     }
     // ...until the daemon resets it, which the client sees without reading.
     for (_send, mut recv) in streams {
-        let reset = tokio::time::timeout(std::time::Duration::from_secs(60), recv.received_reset())
+        let reset = tokio::time::timeout(std::time::Duration::from_secs(20), recv.received_reset())
             .await
             .expect("reset within the stall limit");
         assert_eq!(reset.unwrap(), Some(VarInt::from_u32(code::STALLED)));

@@ -4,6 +4,7 @@
 mod bench;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use quinn::{RecvStream, SendStream, VarInt};
@@ -19,12 +20,6 @@ use crate::service::local::{BatchLimit, LocalService, LocalWriter};
 use crate::service::{FileWriter, Listing, ReadEvent, Service, ServiceError};
 use crate::telemetry;
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
-
-/// Longest silence of a write stream in the middle of its bytes, and
-/// longest wait for the peer to take more of a file it reads: the stream is
-/// then reset with `STALLED` (a partial file keeps what arrived), so an
-/// idle peer cannot hold a thread for good.
-pub const STALL_LIMIT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Serves one data stream to its end; listings take turns at `listings`.
 pub async fn serve(
@@ -105,17 +100,17 @@ async fn send_batch(send: &mut SendStream, batch: Listing, peer: &Peer) -> Resul
 }
 
 /// Sends one frame of a listing; a peer that takes none of it for
-/// [`STALL_LIMIT`] gets the stream reset with `STALLED`, so it cannot hold
+/// the peer's stall limit gets the stream reset with `STALLED`, so it cannot hold
 /// a listing's turn for good.
 async fn send_list_item(
     send: &mut SendStream,
     item: &ListItem,
     peer: &Peer,
 ) -> Result<(), FrameError> {
-    match tokio::time::timeout(STALL_LIMIT, write_frame(send, item)).await {
+    match tokio::time::timeout(peer.stall_limit, write_frame(send, item)).await {
         Ok(sent) => sent,
         Err(_) => {
-            tracing::info!(peer = %peer.id, "listing not read for {STALL_LIMIT:?}; stream reset");
+            tracing::info!(peer = %peer.id, "listing not read for {:?}; stream reset", peer.stall_limit);
             let _ = send.reset(VarInt::from_u32(code::STALLED));
             Err(FrameError::Io(std::io::Error::new(
                 std::io::ErrorKind::TimedOut,
@@ -188,9 +183,12 @@ async fn read(
                 for piece in peer.throttle.pieces(chunk) {
                     peer.throttle.wait(piece.len()).await;
                     let len = piece.len() as u64;
-                    if !send_unless_stalled(send, piece).await.map_err(io)? {
+                    if !send_unless_stalled(send, piece, peer.stall_limit)
+                        .await
+                        .map_err(io)?
+                    {
                         // The peer holds a reader (its thread, its file) without reading.
-                        tracing::info!(peer = %peer.id, dir = %dir, path = %path, "read stream unread for {STALL_LIMIT:?}");
+                        tracing::info!(peer = %peer.id, dir = %dir, path = %path, "read stream unread for {:?}", peer.stall_limit);
                         let _ = send.reset(VarInt::from_u32(code::STALLED));
                         return Ok(());
                     }
@@ -220,15 +218,16 @@ async fn read(
 }
 
 /// Sends `piece` whole; false if the peer took none of it (its flow control
-/// gave no room) for [`STALL_LIMIT`]. A slow reader goes on, an idle one
+/// gave no room) for the peer's stall limit. A slow reader goes on, an idle one
 /// does not.
 async fn send_unless_stalled(
     send: &mut SendStream,
     piece: Bytes,
+    stall_limit: Duration,
 ) -> Result<bool, quinn::WriteError> {
     let mut rest = [piece];
     while !rest[0].is_empty() {
-        match tokio::time::timeout(STALL_LIMIT, send.write_chunks(&mut rest)).await {
+        match tokio::time::timeout(stall_limit, send.write_chunks(&mut rest)).await {
             Ok(written) => written?,
             Err(_) => return Ok(false),
         };
@@ -262,7 +261,7 @@ async fn write(
     let mut remaining = payload;
     while remaining > 0 {
         let read = tokio::select! {
-            read = read_piece(recv, RECEIVE_PIECE.min(remaining as usize), Some(STALL_LIMIT)) => read,
+            read = read_piece(recv, RECEIVE_PIECE.min(remaining as usize), Some(peer.stall_limit)) => read,
             () = writer.superseded() => {
                 tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
                 let cancelled = VarInt::from_u32(code::CANCELLED);
@@ -300,10 +299,10 @@ async fn write(
         }
     }
     let trailer = tokio::select! {
-        trailer = tokio::time::timeout(STALL_LIMIT, read_frame::<_, WriteTrailer>(recv)) => match trailer {
+        trailer = tokio::time::timeout(peer.stall_limit, read_frame::<_, WriteTrailer>(recv)) => match trailer {
             Ok(trailer) => trailer,
             Err(_) => {
-                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "no write trailer within {STALL_LIMIT:?}; the partial file keeps what arrived");
+                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "no write trailer within {:?}; the partial file keeps what arrived", peer.stall_limit);
                 let stalled = VarInt::from_u32(code::STALLED);
                 let _ = recv.stop(stalled);
                 let _ = send.reset(stalled);
