@@ -119,7 +119,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(limit);
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
     let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
-    let reason = serve(&connection, &peer, service).await;
+    let reason = serve(&connection, &peer, service.for_peer(&peer.id)).await;
     sampler.abort();
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");

@@ -30,7 +30,7 @@ use self::durability::DirSyncer;
 use self::exclusive::PartialLocks;
 use self::finisher::Finisher;
 use self::reader::LocalReader;
-use self::workers::ShortOps;
+use self::workers::{Requester, ShortOps};
 use self::writer::WriteTarget;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::model::{
@@ -98,6 +98,18 @@ impl LocalService {
         Attributes {
             owner: attributes.owner.filter(|_| self.keep_owners),
             ..attributes
+        }
+    }
+
+    /// The same service, queuing its blocking work as `peer`'s: the threads
+    /// shared by every peer serve the peers in turn (see `workers`), so
+    /// one peer's backlog cannot hold up the others.
+    pub fn for_peer(&self, peer: &str) -> Self {
+        let requester = Requester::new(peer);
+        Self {
+            finisher: self.finisher.for_requester(requester.clone()),
+            ops: self.ops.for_requester(requester),
+            ..self.clone()
         }
     }
 
