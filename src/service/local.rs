@@ -581,6 +581,65 @@ mod tests {
         }
     }
 
+    /// Bytes this process has read so far (`rchar` of `/proc/self/io`).
+    fn bytes_read() -> u64 {
+        let io = fs::read_to_string("/proc/self/io").unwrap();
+        let line = io.lines().find(|l| l.starts_with("rchar:")).unwrap();
+        line["rchar:".len()..].trim().parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_file_is_finished_while_a_resume_of_a_huge_partial_file_is_hashed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirectoryId::new("d").unwrap();
+        let service = LocalService::single(dir.clone(), root.path()).unwrap();
+        // A resume that sends 10 bytes after a kept prefix of 4 GiB (sparse:
+        // no disk is used, but every byte is read and hashed).
+        let prefix = 4 << 30;
+        let partial = File::create(root.path().join(".realize~part.huge")).unwrap();
+        partial.set_len(prefix).unwrap();
+        let resume = Delta {
+            patches: Vec::new(),
+            offset: prefix,
+        };
+        let (finished, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let before = bytes_read();
+        let huge = tokio::spawn({
+            let (service, dir, finished) = (service.for_peer("a"), dir.clone(), finished.clone());
+            async move {
+                let path = RelPath::new("huge").unwrap();
+                let plan = new_file(prefix + 10, resume);
+                let mut writer = service.write(&dir, &path, &plan).await?;
+                writer.write(Bytes::from_static(b"0123456789")).await?;
+                // Not the file's hash: the whole file is hashed all the same.
+                let result = writer.finish(blake3::hash(b"other").into()).await;
+                finished.send("huge").unwrap();
+                result
+            }
+        });
+        // Once a gibibyte of the prefix has been read, another peer's small
+        // file comes.
+        while bytes_read() - before < 1 << 30 {
+            assert!(!huge.is_finished(), "{:?}", huge.await);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let small = service.for_peer("b");
+        let path = RelPath::new("small").unwrap();
+        let mut writer = small
+            .write(&dir, &path, &new_file(2, Delta::full()))
+            .await
+            .unwrap();
+        writer.write(Bytes::from_static(b"hi")).await.unwrap();
+        writer.finish(blake3::hash(b"hi").into()).await.unwrap();
+        finished.send("small").unwrap();
+        match huge.await.unwrap() {
+            Err(ServiceError::Realize(e)) => assert_eq!(e.kind, ErrorKind::HashMismatch, "{e}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let order = [order.recv().await.unwrap(), order.recv().await.unwrap()];
+        assert_eq!(order, ["small", "huge"]);
+    }
+
     #[tokio::test]
     async fn a_resume_whose_partial_file_is_gone_leaves_no_empty_one() {
         let root = tempfile::tempdir().unwrap();
