@@ -7,6 +7,7 @@
 //! [`LocalService`] the command uses for local paths.
 
 mod admission;
+mod collector;
 pub mod config;
 mod connection;
 mod refusals;
@@ -57,6 +58,8 @@ pub struct Daemon {
     send_limits: Arc<BTreeMap<String, Rate>>,
     admission: Arc<Admission>,
     refusals: Arc<Refusals>,
+    /// Age beyond which a partial file no writer holds is removed.
+    partial_max_age: Duration,
 }
 
 impl Daemon {
@@ -90,6 +93,7 @@ impl Daemon {
             send_limits: Arc::new(config.send_limits.clone()),
             admission: Admission::new(config.limits),
             refusals: Arc::default(),
+            partial_max_age: config.limits.partial_max_age,
         })
     }
 
@@ -103,6 +107,7 @@ impl Daemon {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
         tokio::pin!(shutdown);
+        let collector = tokio::spawn(collector::run(self.service.clone(), self.partial_max_age));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
@@ -113,6 +118,7 @@ impl Daemon {
             }
         }
         tracing::info!("shutting down");
+        collector.abort();
         self.endpoint
             .close(VarInt::from_u32(code::SHUTDOWN), b"daemon shutting down");
         let idle = self.endpoint.wait_idle();

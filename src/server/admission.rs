@@ -11,11 +11,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use serde::Deserialize;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-/// The connection limits of `[limits]` in the daemon's configuration.
+/// The limits of `[limits]` in the daemon's configuration.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct ConnectionLimits {
@@ -28,19 +29,27 @@ pub struct ConnectionLimits {
     /// Handshakes in progress beyond which a new one must first prove its
     /// source address.
     pub unvalidated_handshakes: usize,
+    /// How long a partial file no writer holds may stay unchanged before
+    /// the daemon removes it (see `server::collector`).
+    #[serde(deserialize_with = "super::config::duration")]
+    pub partial_max_age: Duration,
 }
 
 impl Default for ConnectionLimits {
     /// 256 connections, 16 per peer: a command uses one connection per
     /// remote side, so 16 leaves room for many commands of one host. 64
     /// handshakes, address validation beyond 16: an honest host starts a
-    /// few at once, and a handshake takes one round trip or two.
+    /// few at once, and a handshake takes one round trip or two. Partial
+    /// files are kept 7 days: an interrupted move is retried by the command
+    /// within minutes, or by its next scheduled run, typically a day later;
+    /// a partial file collected costs only sending its bytes again.
     fn default() -> Self {
         Self {
             connections: 256,
             connections_per_peer: 16,
             handshakes: 64,
             unvalidated_handshakes: 16,
+            partial_max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -186,6 +195,7 @@ mod tests {
             connections_per_peer: per_peer,
             handshakes,
             unvalidated_handshakes: handshakes,
+            ..ConnectionLimits::default()
         }
     }
 

@@ -3,8 +3,9 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
 use super::admission::ConnectionLimits;
 use crate::model::DirectoryId;
@@ -94,6 +95,9 @@ impl DaemonConfig {
                     .into(),
             ));
         }
+        if limits.partial_max_age < Duration::from_secs(1) {
+            return Err(error("[limits] partial_max_age must be at least 1s".into()));
+        }
         let dirs = raw
             .dirs
             .into_iter()
@@ -133,6 +137,14 @@ impl DaemonConfig {
                 .collect(),
         })
     }
+}
+
+/// Reads a duration written as `humantime` reads it: "7d", "90s",
+/// "1h 30m".
+pub(super) fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
+    let text = String::deserialize(deserializer)?;
+    humantime::parse_duration(&text)
+        .map_err(|e| serde::de::Error::custom(format!("{text:?} is not a duration: {e}")))
 }
 
 /// toml's errors span several lines with a source excerpt; keep the
@@ -202,6 +214,27 @@ mod tests {
         );
         let err = load(&format!("{base}[limits]\nstreams = 3\n")).unwrap_err();
         assert!(err.to_string().contains("streams"), "{err}");
+    }
+
+    #[test]
+    fn partial_max_age_defaults_to_a_week_and_reads_durations() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let week = Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(load(base).unwrap().limits.partial_max_age, week);
+        let config = load(&format!("{base}[limits]\npartial_max_age = '36h'\n")).unwrap();
+        assert_eq!(
+            config.limits.partial_max_age,
+            Duration::from_secs(36 * 3600)
+        );
+        let err = load(&format!("{base}[limits]\npartial_max_age = 'soon'\n")).unwrap_err();
+        assert!(err.to_string().contains("partial_max_age"), "{err}");
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        let err = load(&format!("{base}[limits]\npartial_max_age = '0s'\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("partial_max_age must be at least 1s"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! [`LocalService`]: the [`Service`] over local roots, used in process and by
 //! the daemon to serve its peers.
 
+mod collection;
 mod direct;
 mod durability;
 mod exclusive;
@@ -18,9 +19,11 @@ use std::fs::{self, File};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+pub use collection::Collected;
 pub use exclusive::PartialClaim;
 pub use reader::CHUNK_SIZE;
 pub use root::Root;
@@ -153,6 +156,31 @@ impl LocalService {
             plan,
         };
         LocalWriter::open(target, claim, self.syncer.clone(), &self.finisher).await
+    }
+
+    /// Removes, in every served directory, each partial file that no
+    /// writer holds and that has not changed for `max_age` (see
+    /// `collection`). A directory that cannot be walked is logged and
+    /// skipped.
+    pub async fn collect_abandoned_partials(&self, max_age: Duration) -> Collected {
+        let roots = self.roots.clone();
+        let collecting = on_blocking_thread(move || {
+            let changed_before = SystemTime::now() - max_age;
+            let mut collected = Collected::default();
+            for (id, root) in roots.iter() {
+                match collection::collect(root, changed_before) {
+                    Ok(more) => collected += more,
+                    Err(e) => {
+                        tracing::warn!(dir = %id, "cannot collect abandoned partial files: {e}")
+                    }
+                }
+            }
+            Ok(collected)
+        });
+        collecting.await.unwrap_or_else(|e| {
+            tracing::warn!("cannot collect abandoned partial files: {e}");
+            Collected::default()
+        })
     }
 
     /// What identifies one partial file among all roots, for its claim.

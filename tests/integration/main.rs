@@ -11,6 +11,7 @@ mod lossy;
 mod memory;
 mod moves;
 mod observability;
+mod partials;
 mod relay;
 mod resume;
 mod retry;

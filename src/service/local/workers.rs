@@ -323,9 +323,20 @@ mod tests {
         let order: Vec<_> = handled.iter().collect();
         let other_at = order.iter().position(|job| job.0 == "other").unwrap();
         // Behind the job at work and at most one more of the backlog.
-        assert!(other_at <= 2, "handled after {other_at} jobs of the backlog");
-        let backlog: Vec<u32> = order.iter().filter(|j| j.0 == "busy").map(|j| j.1).collect();
-        assert_eq!(backlog, (0..=100).collect::<Vec<_>>(), "each requester in order");
+        assert!(
+            other_at <= 2,
+            "handled after {other_at} jobs of the backlog"
+        );
+        let backlog: Vec<u32> = order
+            .iter()
+            .filter(|j| j.0 == "busy")
+            .map(|j| j.1)
+            .collect();
+        assert_eq!(
+            backlog,
+            (0..=100).collect::<Vec<_>>(),
+            "each requester in order"
+        );
     }
 
     #[test]
