@@ -165,8 +165,11 @@ impl LocalService {
     pub async fn collect_abandoned_partials(&self, max_age: Duration) -> Collected {
         let roots = self.roots.clone();
         let collecting = on_blocking_thread(move || {
-            let changed_before = SystemTime::now() - max_age;
             let mut collected = Collected::default();
+            // An age beyond what the clock can count back: nothing is older.
+            let Some(changed_before) = SystemTime::now().checked_sub(max_age) else {
+                return Ok(collected);
+            };
             for (id, root) in roots.iter() {
                 match collection::collect(root, changed_before) {
                     Ok(more) => collected += more,
@@ -607,6 +610,25 @@ mod tests {
                 assert_eq!(owner, (me.0.as_raw(), me.1.as_raw()));
             }
         }
+    }
+
+    #[tokio::test]
+    async fn abandoned_partials_are_collected_in_every_root_and_any_age_is_safe() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(one.path().join(".realize~part.a"), b"12").unwrap();
+        fs::write(two.path().join(".realize~part.b"), b"345").unwrap();
+        let service = LocalService::new([
+            (DirectoryId::new("one").unwrap(), one.path().to_path_buf()),
+            (DirectoryId::new("two").unwrap(), two.path().to_path_buf()),
+        ])
+        .unwrap();
+        // Older than the clock can count back: nothing is that old.
+        let none = service.collect_abandoned_partials(Duration::MAX).await;
+        assert_eq!(none, Collected::default());
+        let all = service.collect_abandoned_partials(Duration::ZERO).await;
+        assert_eq!(all, Collected { files: 2, bytes: 5 });
+        assert_eq!(fs::read_dir(one.path()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(two.path()).unwrap().count(), 0);
     }
 
     /// Bytes this process has read so far (`rchar` of `/proc/self/io`).
