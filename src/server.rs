@@ -7,6 +7,7 @@
 //! [`LocalService`] the command uses for local paths.
 
 mod admission;
+mod collector;
 pub mod config;
 mod connection;
 mod limits;
@@ -63,6 +64,8 @@ pub struct Daemon {
     listings: Arc<ListingGate>,
     /// Bytes each connection's reads may hold in memory.
     read_buffer: u64,
+    /// Age beyond which a partial file no writer holds is removed.
+    partial_max_age: Duration,
 }
 
 impl Daemon {
@@ -103,6 +106,7 @@ impl Daemon {
             refusals: Arc::default(),
             listings: ListingGate::new(config.limits.listings, config.limits.listings_per_peer),
             read_buffer: config.limits.read_buffer_per_connection,
+            partial_max_age: config.limits.partial_max_age,
         })
     }
 
@@ -116,6 +120,7 @@ impl Daemon {
     pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
         tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
         tokio::pin!(shutdown);
+        let collector = tokio::spawn(collector::run(self.service.clone(), self.partial_max_age));
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
@@ -126,6 +131,7 @@ impl Daemon {
             }
         }
         tracing::info!("shutting down");
+        collector.abort();
         self.endpoint
             .close(VarInt::from_u32(code::SHUTDOWN), b"daemon shutting down");
         let idle = self.endpoint.wait_idle();

@@ -43,6 +43,10 @@ pub const PATH_SENT_PACKETS: &str = "realize_path_sent_packets";
 pub const PATH_LOST_PACKETS: &str = "realize_path_lost_packets";
 /// UDP datagrams received, by `peer` (daemon).
 pub const PATH_RECEIVED_DATAGRAMS: &str = "realize_path_received_datagrams";
+/// Abandoned partial files removed (daemon).
+pub const PARTIALS_COLLECTED: &str = "realize_partials_collected_total";
+/// Bytes of the abandoned partial files removed (daemon).
+pub const PARTIAL_BYTES_COLLECTED: &str = "realize_partials_collected_bytes_total";
 /// Files moved, by `method` (`copy`, `resume`, `existing`) (command).
 pub const FILES_MOVED: &str = "realize_files_moved_total";
 /// Files that failed, by `kind` (command).
@@ -121,6 +125,15 @@ pub fn describe() {
     describe_gauge!(
         PATH_RECEIVED_DATAGRAMS,
         "UDP datagrams received on a peer's connection."
+    );
+    describe_counter!(
+        PARTIALS_COLLECTED,
+        "Abandoned partial files removed: no writer held them and they had not changed for [limits] partial_max_age."
+    );
+    describe_counter!(
+        PARTIAL_BYTES_COLLECTED,
+        Unit::Bytes,
+        "Bytes of the abandoned partial files removed."
     );
     describe_counter!(
         FILES_MOVED,

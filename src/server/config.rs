@@ -288,6 +288,27 @@ mod tests {
     }
 
     #[test]
+    fn partial_max_age_defaults_to_a_week_and_reads_durations() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let week = std::time::Duration::from_secs(7 * 24 * 3600);
+        assert_eq!(load(base).unwrap().limits.partial_max_age, week);
+        let config = load(&format!("{base}[limits]\npartial_max_age = '36h'\n")).unwrap();
+        assert_eq!(
+            config.limits.partial_max_age,
+            std::time::Duration::from_secs(36 * 3600)
+        );
+        let err = load(&format!("{base}[limits]\npartial_max_age = 'soon'\n")).unwrap_err();
+        assert!(err.to_string().contains("partial_max_age"), "{err}");
+        assert!(err.to_string().contains("not a duration"), "{err}");
+        let err = load(&format!("{base}[limits]\npartial_max_age = '0s'\n")).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("partial_max_age must be at least 1s"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn errors_name_the_field() {
         let err = load("key = 'k'\ncert = 'c'\nlisten = 'nope'\n").unwrap_err();
         assert!(

@@ -130,7 +130,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     let reason = serve(
         &connection,
         &peer,
-        service,
+        service.for_peer(&peer.id),
         requests,
         listings,
         hello_timeout,

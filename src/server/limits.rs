@@ -57,6 +57,10 @@ pub struct Limits {
     /// How long a connection has to open its control stream and say hello.
     #[serde(deserialize_with = "duration")]
     pub hello_timeout: Duration,
+    /// How long a partial file no writer holds may stay unchanged before
+    /// the daemon removes it (see `server::collector`).
+    #[serde(deserialize_with = "duration")]
+    pub partial_max_age: Duration,
 }
 
 impl Default for Limits {
@@ -73,7 +77,10 @@ impl Default for Limits {
     /// reads: a connection sends 2.5 Gbit/s at a 100 ms round trip. 30 s
     /// without progress: three idle timeouts, so a link that comes back
     /// within the idle timeout never trips it. 10 s to say hello: a few
-    /// round trips on the worst links served.
+    /// round trips on the worst links served. Partial files are kept 7
+    /// days: an interrupted move is retried by the command within minutes,
+    /// or by its next scheduled run, typically a day later; a partial file
+    /// collected costs only sending its bytes again.
     fn default() -> Self {
         Self {
             connections: 256,
@@ -88,6 +95,7 @@ impl Default for Limits {
             read_buffer_per_connection: 32 << 20,
             stall_timeout: Duration::from_secs(30),
             hello_timeout: Duration::from_secs(10),
+            partial_max_age: Duration::from_secs(7 * 24 * 3600),
         }
     }
 }
@@ -147,6 +155,7 @@ impl Limits {
         let timeouts = [
             ("stall_timeout", self.stall_timeout),
             ("hello_timeout", self.hello_timeout),
+            ("partial_max_age", self.partial_max_age),
         ];
         if let Some((key, _)) = timeouts.iter().find(|(_, t)| *t < MIN_TIMEOUT) {
             return Err(format!("[limits] {key} must be at least 1s"));
@@ -175,12 +184,12 @@ fn size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     }
 }
 
-/// A duration written as `30s`, `2m` or `1m 30s`.
+/// A duration written as `30s`, `2m`, `1m 30s` or `7d`.
 fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(deserializer)?;
     humantime::parse_duration(&text).map_err(|e| {
         serde::de::Error::custom(format!(
-            "{text:?} is not a duration ({e}): write e.g. 30s, 2m or 1m 30s"
+            "{text:?} is not a duration ({e}): write e.g. 30s, 2m, 1m 30s or 7d"
         ))
     })
 }

@@ -2,6 +2,7 @@
 //! the daemon to serve its peers.
 
 mod caller;
+mod collection;
 mod direct;
 mod durability;
 mod exclusive;
@@ -19,9 +20,11 @@ use std::fs;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime};
 
 use async_trait::async_trait;
 
+pub use collection::Collected;
 pub use exclusive::PartialClaim;
 pub use listing::{
     BatchLimit, Batches, Walk, DEFAULT_LISTING_DEPTH, ENTRY_OVERHEAD, MAX_LISTING_DEPTH,
@@ -35,7 +38,7 @@ use self::durability::DirSyncer;
 use self::exclusive::PartialLocks;
 use self::finisher::Finisher;
 use self::reader::LocalReader;
-use self::workers::ShortOps;
+use self::workers::{Requester, ShortOps};
 use self::writer::WriteTarget;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::model::{
@@ -142,6 +145,18 @@ impl LocalService {
         }
     }
 
+    /// The same service, queuing its blocking work as `peer`'s: the threads
+    /// shared by every peer serve the peers in turn (see `workers`), so
+    /// one peer's backlog cannot hold up the others.
+    pub fn for_peer(&self, peer: &str) -> Self {
+        let requester = Requester::new(peer);
+        Self {
+            finisher: self.finisher.for_requester(requester.clone()),
+            ops: self.ops.for_requester(requester),
+            ..self.clone()
+        }
+    }
+
     /// Serves one directory.
     pub fn single(id: DirectoryId, path: &Path) -> io::Result<Self> {
         Self::new([(id, path.to_path_buf())])
@@ -198,6 +213,34 @@ impl LocalService {
             self.depth
         );
         Err(RealizeError::new(ErrorKind::InvalidPath, message))
+    }
+
+    /// Removes, in every served directory, each partial file that no
+    /// writer holds and that has not changed for `max_age` (see
+    /// `collection`). A directory that cannot be walked is logged and
+    /// skipped.
+    pub async fn collect_abandoned_partials(&self, max_age: Duration) -> Collected {
+        let (roots, depth) = (self.roots.clone(), self.depth);
+        let collecting = on_blocking_thread(move || {
+            let mut collected = Collected::default();
+            // An age beyond what the clock can count back: nothing is older.
+            let Some(changed_before) = SystemTime::now().checked_sub(max_age) else {
+                return Ok(collected);
+            };
+            for (id, root) in roots.iter() {
+                match collection::collect(root, depth, changed_before) {
+                    Ok(more) => collected += more,
+                    Err(e) => {
+                        tracing::warn!(dir = %id, "cannot collect abandoned partial files: {e}")
+                    }
+                }
+            }
+            Ok(collected)
+        });
+        collecting.await.unwrap_or_else(|e| {
+            tracing::warn!("cannot collect abandoned partial files: {e}");
+            Collected::default()
+        })
     }
 
     /// What identifies one partial file among all roots, for its claim.
@@ -665,6 +708,84 @@ mod tests {
             other => panic!("{:?}", other.map(|_| ())),
         }
         assert_eq!(fs::read_dir(root.path()).unwrap().count(), 0);
+    }
+
+    #[tokio::test]
+    async fn abandoned_partials_are_collected_in_every_root_and_any_age_is_safe() {
+        let (one, two) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        fs::write(one.path().join(".realize~part.a"), b"12").unwrap();
+        fs::write(two.path().join(".realize~part.b"), b"345").unwrap();
+        let service = LocalService::new([
+            (DirectoryId::new("one").unwrap(), one.path().to_path_buf()),
+            (DirectoryId::new("two").unwrap(), two.path().to_path_buf()),
+        ])
+        .unwrap();
+        // Older than the clock can count back: nothing is that old.
+        let none = service.collect_abandoned_partials(Duration::MAX).await;
+        assert_eq!(none, Collected::default());
+        let all = service.collect_abandoned_partials(Duration::ZERO).await;
+        assert_eq!(all, Collected { files: 2, bytes: 5 });
+        assert_eq!(fs::read_dir(one.path()).unwrap().count(), 0);
+        assert_eq!(fs::read_dir(two.path()).unwrap().count(), 0);
+    }
+
+    /// Bytes this process has read so far (`rchar` of `/proc/self/io`).
+    fn bytes_read() -> u64 {
+        let io = fs::read_to_string("/proc/self/io").unwrap();
+        let line = io.lines().find(|l| l.starts_with("rchar:")).unwrap();
+        line["rchar:".len()..].trim().parse().unwrap()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_file_is_finished_while_a_resume_of_a_huge_partial_file_is_hashed() {
+        let root = tempfile::tempdir().unwrap();
+        let dir = DirectoryId::new("d").unwrap();
+        let service = LocalService::single(dir.clone(), root.path()).unwrap();
+        // A resume that sends 10 bytes after a kept prefix of 4 GiB (sparse:
+        // no disk is used, but every byte is read and hashed).
+        let prefix = 4 << 30;
+        let partial = fs::File::create(root.path().join(".realize~part.huge")).unwrap();
+        partial.set_len(prefix).unwrap();
+        let resume = Delta {
+            patches: Vec::new(),
+            offset: prefix,
+        };
+        let (finished, mut order) = tokio::sync::mpsc::unbounded_channel();
+        let before = bytes_read();
+        let huge = tokio::spawn({
+            let (service, dir, finished) = (service.for_peer("a"), dir.clone(), finished.clone());
+            async move {
+                let path = RelPath::new("huge").unwrap();
+                let plan = new_file(prefix + 10, resume);
+                let mut writer = service.write(&dir, &path, &plan).await?;
+                writer.write(Bytes::from_static(b"0123456789")).await?;
+                // Not the file's hash: the whole file is hashed all the same.
+                let result = writer.finish(blake3::hash(b"other").into()).await;
+                finished.send("huge").unwrap();
+                result
+            }
+        });
+        // Once a gibibyte of the prefix has been read, another peer's small
+        // file comes.
+        while bytes_read() - before < 1 << 30 {
+            assert!(!huge.is_finished(), "{:?}", huge.await);
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+        let small = service.for_peer("b");
+        let path = RelPath::new("small").unwrap();
+        let mut writer = small
+            .write(&dir, &path, &new_file(2, Delta::full()))
+            .await
+            .unwrap();
+        writer.write(Bytes::from_static(b"hi")).await.unwrap();
+        writer.finish(blake3::hash(b"hi").into()).await.unwrap();
+        finished.send("small").unwrap();
+        match huge.await.unwrap() {
+            Err(ServiceError::Realize(e)) => assert_eq!(e.kind, ErrorKind::HashMismatch, "{e}"),
+            other => panic!("{:?}", other.map(|_| ())),
+        }
+        let order = [order.recv().await.unwrap(), order.recv().await.unwrap()];
+        assert_eq!(order, ["small", "huge"]);
     }
 
     #[tokio::test]

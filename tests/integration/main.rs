@@ -13,6 +13,7 @@ mod lossy;
 mod memory;
 mod moves;
 mod observability;
+mod partials;
 mod relay;
 mod resume;
 mod retry;

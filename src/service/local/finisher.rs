@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use super::durability::sync_file_systems;
 use super::exclusive::PartialClaim;
 use super::place::Partial;
-use super::workers::Workers;
+use super::workers::{Requester, Workers};
 use super::writer::{commit, write_verified, WriteTarget};
 use crate::model::Hash;
 use crate::protocol::{ErrorKind, RealizeError};
@@ -63,10 +63,12 @@ impl Job {
     }
 }
 
-/// The handle of the finisher threads; they end with the last handle.
+/// The handle of the finisher threads, and the requester whose files it
+/// queues; the threads end with the last handle.
 #[derive(Debug, Clone)]
 pub struct Finisher {
     workers: Workers<Job>,
+    requester: Requester,
 }
 
 impl Finisher {
@@ -76,7 +78,19 @@ impl Finisher {
             tracing::trace!(files = batch.len(), "completing a batch of small files");
             complete_batch(batch);
         })?;
-        Ok(Self { workers })
+        Ok(Self {
+            workers,
+            requester: Requester::default(),
+        })
+    }
+
+    /// A handle on the same threads queuing the files of `requester`; a
+    /// batch takes the requesters' files in turn.
+    pub fn for_requester(&self, requester: Requester) -> Self {
+        Self {
+            workers: self.workers.clone(),
+            requester,
+        }
     }
 
     /// Writes `pieces` into the partial file of `target`, verifies that the
@@ -102,7 +116,7 @@ impl Finisher {
             claim,
             reply,
         };
-        self.workers.push(job);
+        self.workers.push(self.requester.clone(), job);
         outcome.await.map_err(|_| stopped())?
     }
 }

@@ -20,6 +20,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustix::fs::{
     AtFlags, FileType, FlockOperation, Gid, Mode, OFlags, RenameFlags, Timespec, Timestamps, Uid,
@@ -168,6 +169,85 @@ impl Place {
         Ok(())
     }
 
+    /// Removes the partial file if it is abandoned: a regular file that no
+    /// writer holds (its lock is free) and that has not changed since
+    /// `changed_before`. Returns the bytes removed, or `None` when there is
+    /// nothing to remove.
+    ///
+    /// Every check is made on the inode opened and locked, and the name is
+    /// removed only once it is known to hold that inode: it is first
+    /// renamed to a private name, as [`Place::delete`] does, so a file
+    /// that takes the name meanwhile is never the one removed.
+    pub fn collect_abandoned(
+        &self,
+        changed_before: SystemTime,
+    ) -> Result<Option<u64>, RealizeError> {
+        let partial = self.partial_name()?;
+        let Some(file) = self.lock_regular(partial)? else {
+            return Ok(None);
+        };
+        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+        let locked = rustix::fs::fstat(&file).map_err(io)?;
+        if changed_at(&locked) >= changed_before {
+            return Ok(None);
+        }
+        between_check_and_use();
+        let private = match self.rename_to_private_name(partial) {
+            Ok(private) => private,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let moved = rustix::fs::statat(&self.dir, private.as_str(), AtFlags::SYMLINK_NOFOLLOW);
+        if moved.is_ok_and(|s| (s.st_dev, s.st_ino) == (locked.st_dev, locked.st_ino)) {
+            rustix::fs::unlinkat(&self.dir, private.as_str(), AtFlags::empty()).map_err(io)?;
+            return Ok(Some(locked.st_size as u64));
+        }
+        // Another file took the name after the checks: it goes back,
+        // untouched.
+        self.rename(&private, partial, RenameFlags::NOREPLACE)
+            .map_err(|e| {
+                let message = format!(
+                    "{}: its partial file changed while it was collected; the version found \
+                     is kept as '{private}' in the same directory ({e})",
+                    self.display
+                );
+                RealizeError::new(ErrorKind::Io, message)
+            })?;
+        Ok(None)
+    }
+
+    /// Opens `name` and takes its lock without waiting, if it is a regular
+    /// file that no one holds; `None` otherwise. Only what a `stat` shows
+    /// to be a regular file is opened at all: opening a device may act on
+    /// it.
+    fn lock_regular(&self, name: &str) -> Result<Option<File>, RealizeError> {
+        let io = |e: Errno| RealizeError::io(&self.display, &e.into());
+        let named = match rustix::fs::statat(&self.dir, name, AtFlags::SYMLINK_NOFOLLOW) {
+            Ok(stat) => stat,
+            Err(Errno::NOENT) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        if FileType::from_raw_mode(named.st_mode) != FileType::RegularFile {
+            return Ok(None);
+        }
+        let flags = OFlags::RDONLY | FILE_FLAGS;
+        let file = match rustix::fs::openat(&self.dir, name, flags, Mode::empty()) {
+            Ok(fd) => File::from(fd),
+            // Gone, or swapped for a symlink, since the stat.
+            Err(Errno::NOENT | Errno::LOOP) => return Ok(None),
+            Err(e) => return Err(io(e)),
+        };
+        let opened = rustix::fs::fstat(&file).map_err(io)?;
+        if (opened.st_dev, opened.st_ino) != (named.st_dev, named.st_ino) {
+            return Ok(None);
+        }
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(Some(file)),
+            Err(Errno::WOULDBLOCK) => Ok(None),
+            Err(e) => Err(io(e)),
+        }
+    }
+
     /// Called when [`Place::commit`] found the name taken: if the file there
     /// holds exactly the verified content `expected` (an older transfer of
     /// the same source finished first, as after a killed run), the move is
@@ -226,7 +306,9 @@ impl Place {
             return Err(self.source_changed());
         }
         between_check_and_use();
-        let private = self.rename_to_private_name()?;
+        let private = self
+            .rename_to_private_name(&self.name)
+            .map_err(|e| RealizeError::io(&self.display, &e.into()))?;
         let taken = self.stamp_of(&private);
         if taken.is_ok_and(|t| t.inode == expected.inode && t.size == expected.size) {
             return rustix::fs::unlinkat(&self.dir, private.as_str(), AtFlags::empty())
@@ -314,14 +396,15 @@ impl Place {
         Err(self.destination_changed("the file there changed"))
     }
 
-    fn rename_to_private_name(&self) -> Result<String, RealizeError> {
+    /// Renames `from` to a fresh private name, which it returns.
+    fn rename_to_private_name(&self, from: &str) -> Result<String, Errno> {
         static SALT: AtomicU64 = AtomicU64::new(0);
         loop {
             let private = names::deleting_name(SALT.fetch_add(1, Ordering::Relaxed));
-            match self.rename(&self.name, &private, RenameFlags::NOREPLACE) {
+            match self.rename(from, &private, RenameFlags::NOREPLACE) {
                 Ok(()) => return Ok(private),
                 Err(Errno::EXIST) => continue,
-                Err(e) => return Err(RealizeError::io(&self.display, &e.into())),
+                Err(e) => return Err(e),
             }
         }
     }
@@ -486,6 +569,14 @@ fn between_check_and_use() {
             act();
         }
     });
+}
+
+/// When the inode of `stat` last changed: its data, its attributes or its
+/// names. Unlike the modification time, which a verified partial file takes
+/// from its source, no call can set it.
+fn changed_at(stat: &rustix::fs::Stat) -> SystemTime {
+    let since_epoch = Duration::new(stat.st_ctime.max(0) as u64, stat.st_ctime_nsec as u32);
+    UNIX_EPOCH + since_epoch
 }
 
 /// Gives `file` the permission bits and modification time of `attributes`,
@@ -663,6 +754,75 @@ mod tests {
         apply_attributes(&file, &attributes).unwrap();
         let kept = stamp(dir.path());
         assert_eq!((kept.modified_ns, kept.mode), (-1_500_000_001, 0o751));
+    }
+
+    /// Runs a collection of `f`'s partial file with everything changed
+    /// before now counted as abandoned.
+    fn collect(dir: &Path) -> Option<u64> {
+        let now = std::time::SystemTime::now() + std::time::Duration::from_secs(1);
+        place(dir).collect_abandoned(now).unwrap()
+    }
+
+    #[test]
+    fn an_abandoned_partial_file_is_collected_a_recent_or_held_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = partial(&place(dir.path()), b"arrived");
+        // Held by its writer (this open file keeps its lock).
+        assert_eq!(collect(dir.path()), None);
+        drop(written);
+        // Changed after the limit.
+        let an_hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        assert_eq!(
+            place(dir.path()).collect_abandoned(an_hour_ago).unwrap(),
+            None
+        );
+        assert_eq!(read(dir.path(), ".realize~part.f"), b"arrived");
+        assert_eq!(collect(dir.path()), Some(7));
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert_eq!(collect(dir.path()), None, "nothing left");
+    }
+
+    #[test]
+    fn only_a_regular_file_is_collected_never_what_a_symlink_points_to() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let partial = dir.path().join(".realize~part.f");
+        std::fs::write(outside.path().join("t"), b"outside").unwrap();
+        std::os::unix::fs::symlink(outside.path().join("t"), &partial).unwrap();
+        assert_eq!(collect(dir.path()), None);
+        assert!(partial.symlink_metadata().is_ok());
+        std::fs::remove_file(&partial).unwrap();
+        std::fs::create_dir(&partial).unwrap();
+        assert_eq!(collect(dir.path()), None);
+        assert!(partial.is_dir());
+        std::fs::remove_dir(&partial).unwrap();
+        rustix::fs::mknodat(
+            rustix::fs::CWD,
+            &partial,
+            FileType::Fifo,
+            Mode::RUSR | Mode::WUSR,
+            0,
+        )
+        .unwrap();
+        assert_eq!(collect(dir.path()), None);
+        assert!(partial.symlink_metadata().is_ok());
+        assert_eq!(read(outside.path(), "t"), b"outside");
+    }
+
+    #[test]
+    fn a_partial_file_replaced_after_its_checks_is_kept() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(partial(&place(dir.path()), b"abandoned"));
+        // A writer makes a new partial file at the name between the checks
+        // of the old one and its removal.
+        let path = dir.path().to_path_buf();
+        race(move || {
+            std::fs::write(path.join("new.tmp"), b"being written").unwrap();
+            std::fs::rename(path.join("new.tmp"), path.join(".realize~part.f")).unwrap();
+        });
+        assert_eq!(collect(dir.path()), None);
+        assert_eq!(read(dir.path(), ".realize~part.f"), b"being written");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 
     #[test]

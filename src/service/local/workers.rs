@@ -13,8 +13,14 @@
 //! and reading a small file, deleting one. The finisher takes jobs in
 //! batches. Long operations (reading or writing a large file, hashing) keep
 //! threads of their own: they would hold up the queue.
+//!
+//! The threads serve every peer, so each job is queued under its
+//! [`Requester`], and the threads take the requesters in turn, one job of
+//! each: a peer that queues thousands of jobs (a deep tree, whose every new
+//! directory costs an fsync) delays another peer's job by at most one job
+//! per thread, not by its whole backlog.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Condvar, Mutex};
 
 use tokio::sync::oneshot;
@@ -52,7 +58,7 @@ struct Shared<J> {
 }
 
 struct State<J> {
-    jobs: VecDeque<J>,
+    jobs: FairQueue<J>,
     /// Threads waiting for work.
     idle: usize,
     closed: bool,
@@ -69,7 +75,7 @@ impl<J: Send + 'static> Workers<J> {
     ) -> std::io::Result<Self> {
         let shared = Arc::new(Shared {
             state: Mutex::new(State {
-                jobs: VecDeque::new(),
+                jobs: FairQueue::default(),
                 idle: 0,
                 closed: false,
             }),
@@ -91,10 +97,10 @@ impl<J: Send + 'static> Workers<J> {
         })
     }
 
-    /// Queues `job`, waking a thread only if none is at work.
-    pub fn push(&self, job: J) {
+    /// Queues `job` of `requester`, waking a thread only if none is at work.
+    pub fn push(&self, requester: Requester, job: J) {
         let mut state = self.shared.lock();
-        state.jobs.push_back(job);
+        state.jobs.push(requester, job);
         if state.idle > 0 {
             self.shared.work.notify_one();
         }
@@ -119,8 +125,7 @@ fn serve<J>(shared: &Shared<J>, batch: usize, handle: &dyn Fn(Vec<J>)) {
     let mut state = shared.lock();
     loop {
         if !state.jobs.is_empty() {
-            let take = batch.min(state.jobs.len());
-            let jobs: Vec<J> = state.jobs.drain(..take).collect();
+            let jobs = state.jobs.take(batch);
             drop(state);
             handle(jobs);
             state = shared.lock();
@@ -134,13 +139,77 @@ fn serve<J>(shared: &Shared<J>, batch: usize, handle: &dyn Fn(Vec<J>)) {
     }
 }
 
+/// Whose work a job is: a peer, or the process itself (the default).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
+pub struct Requester(Arc<str>);
+
+impl Requester {
+    /// The requester named `name`.
+    pub fn new(name: &str) -> Self {
+        Self(name.into())
+    }
+}
+
+/// Jobs queued per requester, taken from the requesters in turn.
+struct FairQueue<J> {
+    queues: HashMap<Requester, VecDeque<J>>,
+    /// The requesters with jobs waiting, the next to be served first.
+    turns: VecDeque<Requester>,
+}
+
+impl<J> Default for FairQueue<J> {
+    fn default() -> Self {
+        Self {
+            queues: HashMap::new(),
+            turns: VecDeque::new(),
+        }
+    }
+}
+
+impl<J> FairQueue<J> {
+    fn is_empty(&self) -> bool {
+        self.turns.is_empty()
+    }
+
+    /// Queues `job` behind `requester`'s others; a requester with no job
+    /// waiting takes its turn after every requester that has.
+    fn push(&mut self, requester: Requester, job: J) {
+        let queue = self.queues.entry(requester.clone()).or_default();
+        if queue.is_empty() {
+            self.turns.push_back(requester);
+        }
+        queue.push_back(job);
+    }
+
+    /// Takes up to `most` jobs, one per requester's turn; each requester's
+    /// jobs come in the order they were queued.
+    fn take(&mut self, most: usize) -> Vec<J> {
+        let mut taken = Vec::with_capacity(most.min(self.turns.len().max(1)));
+        while taken.len() < most {
+            let Some(requester) = self.turns.pop_front() else {
+                break;
+            };
+            let queue = self.queues.get_mut(&requester).expect("a turn has jobs");
+            taken.extend(queue.pop_front());
+            if queue.is_empty() {
+                self.queues.remove(&requester);
+            } else {
+                self.turns.push_back(requester);
+            }
+        }
+        taken
+    }
+}
+
 /// A short blocking operation, answering through its own channel.
 type Op = Box<dyn FnOnce() + Send>;
 
-/// Threads for short blocking operations (see the module's documentation).
+/// Threads for short blocking operations (see the module's documentation),
+/// and the requester whose operations this handle queues.
 #[derive(Debug, Clone)]
 pub struct ShortOps {
     workers: Workers<Op>,
+    requester: Requester,
 }
 
 /// Threads of a [`ShortOps`].
@@ -152,7 +221,18 @@ impl ShortOps {
         let workers = Workers::start("realize-io", SHORT_OPS_THREADS, 1, |ops: Vec<Op>| {
             ops.into_iter().for_each(|op| op())
         })?;
-        Ok(Self { workers })
+        Ok(Self {
+            workers,
+            requester: Requester::default(),
+        })
+    }
+
+    /// A handle on the same threads queuing the operations of `requester`.
+    pub fn for_requester(&self, requester: Requester) -> Self {
+        Self {
+            workers: self.workers.clone(),
+            requester,
+        }
     }
 
     /// Runs `op` on one of the threads and returns its result; an `op`
@@ -162,11 +242,12 @@ impl ShortOps {
         op: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
     ) -> Result<T, RealizeError> {
         let (reply, outcome) = oneshot::channel();
-        self.workers.push(Box::new(move || {
+        let op = Box::new(move || {
             if !reply.is_closed() {
                 let _ = reply.send(op());
             }
-        }));
+        });
+        self.workers.push(self.requester.clone(), op);
         outcome
             .await
             .map_err(|_| RealizeError::new(ErrorKind::Io, "a file-system thread stopped"))?
@@ -246,18 +327,60 @@ mod tests {
             done.send(jobs).unwrap();
         })
         .unwrap();
-        workers.push(0);
+        let push = |job| workers.push(Requester::default(), job);
+        push(0);
         holding.recv().unwrap();
         // Jobs pushed while the thread is held wait, then come together,
         // at most `batch` at a time.
-        for job in 1..=15 {
-            workers.push(job);
-        }
+        (1..=15).for_each(push);
         release.send(()).unwrap();
         let received: Vec<Vec<u32>> = (0..3).map(|_| batches.recv().unwrap()).collect();
         assert_eq!(
             received,
             [vec![0], (1..=10).collect(), (11..=15).collect::<Vec<_>>()]
+        );
+    }
+
+    #[test]
+    fn a_requester_with_one_job_waits_behind_one_job_of_a_backlog_not_the_backlog() {
+        let (done, handled) = mpsc::channel();
+        let (started, holding) = mpsc::channel();
+        let (release, gate) = mpsc::channel::<()>();
+        let (started, gate) = (Mutex::new(started), Mutex::new(gate));
+        let workers = Workers::start("test", 1, 1, move |jobs: Vec<(&str, u32)>| {
+            if jobs == [("busy", 0)] {
+                started.lock().unwrap().send(()).unwrap();
+                gate.lock().unwrap().recv().unwrap(); // Hold the thread.
+            }
+            done.send(jobs[0]).unwrap();
+        })
+        .unwrap();
+        let (busy, other) = (Requester::new("busy"), Requester::new("other"));
+        workers.push(busy.clone(), ("busy", 0));
+        holding.recv().unwrap();
+        // One requester queues a long backlog, then another one job.
+        for job in 1..=100 {
+            workers.push(busy.clone(), ("busy", job));
+        }
+        workers.push(other, ("other", 0));
+        release.send(()).unwrap();
+        drop(workers);
+        let order: Vec<_> = handled.iter().collect();
+        let other_at = order.iter().position(|job| job.0 == "other").unwrap();
+        // Behind the job at work and at most one more of the backlog.
+        assert!(
+            other_at <= 2,
+            "handled after {other_at} jobs of the backlog"
+        );
+        let backlog: Vec<u32> = order
+            .iter()
+            .filter(|j| j.0 == "busy")
+            .map(|j| j.1)
+            .collect();
+        assert_eq!(
+            backlog,
+            (0..=100).collect::<Vec<_>>(),
+            "each requester in order"
         );
     }
 
@@ -269,7 +392,7 @@ mod tests {
             done.send(jobs).unwrap();
         })
         .unwrap();
-        (0..20).for_each(|job| workers.push(job));
+        (0..20).for_each(|job| workers.push(Requester::default(), job));
         drop(workers);
         let mut seen: Vec<u32> = handled.iter().flatten().collect();
         seen.sort_unstable();

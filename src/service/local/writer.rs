@@ -1,11 +1,12 @@
 //! Writing a file into its partial file on a blocking thread, hashing what is
 //! written, then making it durable and final.
 //!
-//! A large file gets a thread of its own that writes the pieces as they
-//! arrive. A small one is gathered in memory and handed whole to the
-//! [`Finisher`] when it finishes, which completes small files in batches:
-//! with thousands of small files, per-file hand-offs between threads and
-//! per-file journal commits would cost more than the writing.
+//! A large file (whatever it receives: a resume hashes its kept prefix too)
+//! gets a thread of its own that writes the pieces as they arrive. A small
+//! one is gathered in memory and handed whole to the [`Finisher`] when it
+//! finishes, which completes small files in batches: with thousands of
+//! small files, per-file hand-offs between threads and per-file journal
+//! commits would cost more than the writing.
 //!
 //! A fresh copy (`Delta::full`) and a plain resume (no patches) are hashed
 //! as they are written, the kept prefix being read once at open. A resume
@@ -33,8 +34,12 @@ use crate::service::{FileWriter, ServiceError};
 /// Chunks queued for the writing thread.
 const WRITE_BEHIND: usize = 2;
 
-/// Files that receive at most this many bytes are gathered in memory and
-/// written when they finish.
+/// Files of at most this many bytes are gathered in memory and handed to
+/// the shared [`Finisher`] when they finish. The finisher hashes the whole
+/// file, a resume's kept prefix included, so the bound is on the file's
+/// size, not on the bytes it receives: a resume of a large partial file
+/// that receives a few bytes hashes its whole prefix on a thread of its
+/// own, and never holds up the small files of every peer.
 const GATHERED_MAX: u64 = 64 * 1024;
 
 enum Command {
@@ -107,7 +112,7 @@ impl LocalWriter {
     ) -> Result<Self, RealizeError> {
         let display = target.display().clone();
         let superseded = claim.superseded_signal();
-        let sink = if target.delta().payload_len(target.size()) <= GATHERED_MAX {
+        let sink = if target.size() <= GATHERED_MAX {
             Sink::Gathered(Box::new(Gathered {
                 target,
                 claim: Some(claim),
