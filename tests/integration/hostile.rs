@@ -869,6 +869,7 @@ async fn thousands_of_stalled_streams_do_not_hold_up_another_peer() {
     let (_src, args) = upload(300);
     let up_alone = timed_move(args).await;
     let baseline = daemon.threads_and_fds();
+    let memory_before = daemon.peak_rss_kib();
 
     // 2,000 stalled streams over 4 connections, half reads never read,
     // half writes that never send their bytes.
@@ -897,11 +898,19 @@ async fn thousands_of_stalled_streams_do_not_hold_up_another_peer() {
     let (_src, args) = upload(400);
     let up_flooded = timed_move(args).await;
     let during = daemon.threads_and_fds();
-    // Each of the 4 connections holds at most its streams' threads and files.
+    // Each of the 4 connections holds at most its streams' threads and files,
+    // and its read buffer (`read_buffer_per_connection`, 32 MiB) of memory,
+    // besides the QUIC state of its streams and the stacks of their threads
+    // (about 25 MiB measured; 96 MiB allowed).
     let share = 4 * STREAMS + 16;
     assert!(
         during.0 <= baseline.0 + share && during.1 <= baseline.1 + share,
         "threads and fds: {baseline:?} before, {during:?} flooded"
+    );
+    let memory_grew = daemon.peak_rss_kib().saturating_sub(memory_before) >> 10;
+    assert!(
+        memory_grew <= 4 * 32 + 96,
+        "the daemon's peak memory grew by {memory_grew} MiB"
     );
 
     // The flood ends; the daemon serves on. The moves alone are timed
@@ -919,7 +928,7 @@ async fn thousands_of_stalled_streams_do_not_hold_up_another_peer() {
     eprintln!(
         "50 files of 200 KB: download {down_alone:?} alone, {down_flooded:?} flooded; \
          upload {up_alone:?} alone, {up_flooded:?} flooded; threads and fds {baseline:?} \
-         before, {during:?} flooded"
+         before, {during:?} flooded; peak memory {memory_grew} MiB more"
     );
     assert!(
         down_flooded < down_alone * 3,
