@@ -48,8 +48,8 @@ impl Location {
         let remote = RemoteLocation::parse(arg)?;
         if remote.dir.is_none() {
             return Err(CliError::Usage(format!(
-                "{arg}: name the directory to move, as HOST:DIR or HOST:DIR/SUBPATH \
-                 (`realize ls {}` lists them); write ./{arg} for a local path",
+                "`{arg}` names no directory: write HOST:DIR or HOST:DIR/SUBPATH \
+                 (`realize ls {}` lists them), or ./{arg} for a local path",
                 remote.host
             )));
         }
@@ -69,16 +69,22 @@ impl RemoteLocation {
             });
         };
         let (dir, under) = rest.split_once('/').unwrap_or((rest, ""));
+        if dir.is_empty() {
+            return Err(CliError::Usage(format!(
+                "`{arg}` names no directory: write HOST:DIR[/SUBPATH] (`realize ls {host}` \
+                 lists them)"
+            )));
+        }
         let dir = DirectoryId::new(dir).map_err(|e| {
             CliError::Usage(format!(
-                "{arg}: {dir:?} is not a directory id ({e}); write HOST:DIR[/SUBPATH]"
+                "`{arg}`: {dir:?} is not a directory id ({e}); write HOST:DIR[/SUBPATH]"
             ))
         })?;
         let under = under.trim_end_matches('/');
         let under = match under.is_empty() {
             true => None,
             false => Some(RelPath::new(under).map_err(|e| {
-                CliError::Usage(format!("{arg}: {under:?} is not a path inside {dir}: {e}"))
+                CliError::Usage(format!("`{arg}`: {under:?} is not a path inside {dir}: {e}"))
             })?),
         };
         Ok(Self {
@@ -91,7 +97,7 @@ impl RemoteLocation {
 
 /// Splits `HOST[:PORT]` from what follows its colon, if anything does.
 fn split_host(arg: &str) -> Result<(String, Option<&str>), CliError> {
-    let bad = |why: &str| CliError::Usage(format!("{arg}: {why}"));
+    let bad = |why: &str| CliError::Usage(format!("`{arg}`: {why}"));
     let (host, rest) = match arg.strip_prefix('[') {
         Some(inner) => {
             let end = inner

@@ -2,6 +2,7 @@
 //! 127.0.0.1, with keys made by `realize keygen` at test time.
 
 mod bench;
+mod addressing;
 mod control_work;
 mod crash;
 mod harness;
