@@ -265,10 +265,11 @@ pub struct TrustArgs {
     /// own flag (--src-peer, --dst-peer; --peer for bench).
     #[arg(long, value_name = "FILE")]
     pub peers: Option<PathBuf>,
-    /// Client configuration holding key, cert and peers (one certificate, as
-    /// for --peers), so the common call is short. Default:
-    /// $XDG_CONFIG_HOME/realize/config.toml if it exists.
-    #[arg(long, value_name = "FILE")]
+    /// Client configuration holding key, cert, peers (one certificate, as
+    /// for --peers) and [hosts] (NAME = { addr, cert }, the names HOST:DIR
+    /// takes), so the common call is short. Default:
+    /// $XDG_CONFIG_HOME/realize/config.toml (~/.config/...) if it exists.
+    #[arg(long, value_name = "FILE", env = "REALIZE_CONFIG")]
     pub config: Option<PathBuf>,
 }
 

@@ -84,7 +84,9 @@ impl RemoteLocation {
         let under = match under.is_empty() {
             true => None,
             false => Some(RelPath::new(under).map_err(|e| {
-                CliError::Usage(format!("`{arg}`: {under:?} is not a path inside {dir}: {e}"))
+                CliError::Usage(format!(
+                    "`{arg}`: {under:?} is not a path inside {dir}: {e}"
+                ))
             })?),
         };
         Ok(Self {
@@ -162,12 +164,24 @@ mod tests {
             ("nas:photos", remote("nas", "photos", None)),
             ("nas:photos/", remote("nas", "photos", None)),
             ("nas:photos/2024", remote("nas", "photos", Some("2024"))),
-            ("nas:photos/2024/a:b.jpg", remote("nas", "photos", Some("2024/a:b.jpg"))),
-            ("nas:9000:photos/x/", remote("nas:9000", "photos", Some("x"))),
+            (
+                "nas:photos/2024/a:b.jpg",
+                remote("nas", "photos", Some("2024/a:b.jpg")),
+            ),
+            (
+                "nas:9000:photos/x/",
+                remote("nas:9000", "photos", Some("x")),
+            ),
             ("10.0.0.1:photos", remote("10.0.0.1", "photos", None)),
-            ("10.0.0.1:9771:photos", remote("10.0.0.1:9771", "photos", None)),
+            (
+                "10.0.0.1:9771:photos",
+                remote("10.0.0.1:9771", "photos", None),
+            ),
             ("[::1]:photos", remote("[::1]", "photos", None)),
-            ("[::1]:9771:photos/a", remote("[::1]:9771", "photos", Some("a"))),
+            (
+                "[::1]:9771:photos/a",
+                remote("[::1]:9771", "photos", Some("a")),
+            ),
         ];
         for (arg, expected) in cases {
             assert_eq!(Location::parse(arg).unwrap(), expected, "{arg}");

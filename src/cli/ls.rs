@@ -63,7 +63,9 @@ async fn print_files(
 ) -> Result<(), CliError> {
     let listing = remote.list(dir).await.map_err(failed)?;
     let mut listing: Listing = match under {
-        Some(under) => existing_under(listing, under).map_err(|e| CliError::Failed(e.to_string()))?,
+        Some(under) => {
+            existing_under(listing, under).map_err(|e| CliError::Failed(e.to_string()))?
+        }
         None => listing,
     };
     listing.sort();

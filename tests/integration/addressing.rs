@@ -100,8 +100,14 @@ fn src_dst_moves_both_ways_with_a_host_named_in_the_client_config() {
     assert_eq!(snapshot(nas.photos.path()), tree);
     assert!(is_empty_dir(local.path()));
 
+    // REALIZE_CONFIG names the client config as --config does.
     let back = local.path().join("back");
-    assert_success(&nas.realize(&["nas:photos", arg(&back)]));
+    let out = realize()
+        .args(["nas:photos", arg(&back)])
+        .env("REALIZE_CONFIG", &nas.config)
+        .output()
+        .unwrap();
+    assert_success(&out);
     assert_eq!(snapshot(&back), tree);
     assert!(is_empty_dir(nas.photos.path()));
 }
@@ -134,7 +140,10 @@ fn a_subpath_moves_one_file_or_one_subtree_and_the_rest_stays() {
     write_file(local.path(), "2024/x.jpg", b"x");
     write_file(local.path(), "2025/y.jpg", b"y");
     assert_success(&nas.realize(&[arg(local.path()), "nas:photos/2024"]));
-    assert_eq!(std::fs::read(nas.photos.path().join("2024/x.jpg")).unwrap(), b"x");
+    assert_eq!(
+        std::fs::read(nas.photos.path().join("2024/x.jpg")).unwrap(),
+        b"x"
+    );
     assert!(local.path().join("2025/y.jpg").exists());
     assert!(!nas.photos.path().join("2025").exists());
 

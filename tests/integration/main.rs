@@ -1,8 +1,8 @@
 //! Integration tests: the real `realize` and `realized` binaries on
 //! 127.0.0.1, with keys made by `realize keygen` at test time.
 
-mod bench;
 mod addressing;
+mod bench;
 mod control_work;
 mod crash;
 mod harness;
