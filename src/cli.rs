@@ -5,6 +5,8 @@ pub mod args;
 mod bench;
 mod demo;
 mod endpoints;
+mod location;
+mod ls;
 pub mod output;
 mod peers;
 mod retry;
@@ -72,6 +74,7 @@ pub fn realize_main() -> ExitCode {
         Some(Command::Keygen(keygen)) => run_keygen(&keygen),
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
         Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
+        Some(Command::Ls(ls)) => runtime().and_then(|rt| rt.block_on(ls::run(&ls))),
         None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
     };
     match result {
@@ -368,6 +371,7 @@ async fn attempt(
         stop: signal.clone(),
         up: Throttle::new(up),
         down: Throttle::new(down),
+        under: endpoints.under.clone(),
     };
     let result = move_listed(
         endpoints.source.as_ref(),

@@ -256,6 +256,14 @@ impl RemoteService {
         }
     }
 
+    /// The ids of the directories the daemon serves, in order.
+    pub async fn list_dirs(&self) -> Result<Vec<DirectoryId>, ServiceError> {
+        match self.control.call(ControlRequest::ListDirs).await? {
+            ControlReply::Dirs(dirs) => Ok(dirs),
+            other => Err(unexpected(other)),
+        }
+    }
+
     /// The daemon's address (an IPv4 address as such, not IPv4-mapped IPv6).
     pub fn remote_address(&self) -> SocketAddr {
         let address = self.connection.remote_address();

@@ -10,6 +10,7 @@
 mod error;
 mod progress;
 mod stop;
+mod subtree;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,6 +21,7 @@ use futures::stream::{self, StreamExt};
 pub use self::error::{MoveFileError, Side};
 pub use self::progress::{FileProgress, NoProgress, Progress};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
+pub use self::subtree::existing_under;
 use crate::model::{
     block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath, SkipReason,
     Skipped, WritePlan,
@@ -40,6 +42,9 @@ pub struct MoveOptions {
     /// Paces the file bytes read from the source, all files together (for a
     /// remote source the daemon paces itself instead).
     pub down: Throttle,
+    /// Moves only this file or subtree of the directory; paths stay
+    /// relative to the directory's root.
+    pub under: Option<RelPath>,
 }
 
 impl Default for MoveOptions {
@@ -49,6 +54,7 @@ impl Default for MoveOptions {
             stop: StopSignal::never(),
             up: Throttle::default(),
             down: Throttle::default(),
+            under: None,
         }
     }
 }
@@ -125,6 +131,10 @@ pub async fn move_listed(
     options: &MoveOptions,
     progress: &mut dyn Progress,
 ) -> Result<MoveSummary, MoveFileError> {
+    let listings = match &options.under {
+        Some(under) => listings.and_then(|listings| subtree::restrict(listings, under)),
+        None => listings,
+    };
     let (src_listing, dst_listing) = match listings {
         Ok(listings) => listings,
         Err(err) => {

@@ -22,6 +22,9 @@ Exit codes:
 
 /// Move every file of a directory to another host over QUIC: copy, verify,
 /// make durable, then delete the source.
+///
+/// realize SRC DST, each a local directory or HOST:DIR[/SUBPATH]; or the
+/// flags --src-path/--src-addr, --dst-path/--dst-addr and --directory-id.
 #[derive(Debug, Parser)]
 #[command(
     name = "realize",
@@ -51,6 +54,30 @@ pub enum Command {
     /// through the real protocol (no disk is touched on either side), then
     /// goodput, round trip, loss and congestion are reported.
     Bench(BenchArgs),
+    /// List what a daemon serves: `realize ls HOST` prints the directory ids
+    /// it serves, `realize ls HOST:DIR[/SUBPATH]` the files under it with
+    /// their sizes in bytes (a partial file, which the next move resumes, is
+    /// marked so).
+    Ls(LsArgs),
+}
+
+/// `realize ls`.
+#[derive(Debug, Args)]
+pub struct LsArgs {
+    /// The daemon, and optionally a directory and a file or folder inside
+    /// it. HOST is a [hosts] name of the client config or ADDR[:PORT].
+    #[arg(value_name = "HOST[:DIR[/SUBPATH]]")]
+    pub target: String,
+    /// Print one JSON object, for scripts.
+    #[arg(long)]
+    pub json: bool,
+    /// This host's key and the daemons it trusts.
+    #[command(flatten)]
+    pub trust: TrustArgs,
+    /// PEM file with the one certificate the daemon at an address must
+    /// present; a [hosts] name brings its own.
+    #[arg(long, value_name = "FILE")]
+    pub peer: Option<PathBuf>,
 }
 
 /// `realize keygen`.
@@ -159,8 +186,8 @@ pub struct MoveArgs {
     /// Where files go.
     #[command(flatten)]
     pub destination: DestinationArgs,
-    /// Directory id on the daemon(s). Required when an endpoint is remote;
-    /// defaults to "dir" for two local paths.
+    /// Directory id on the daemon(s) of --src-addr and --dst-addr. Required
+    /// when one of them is given; HOST:DIR names its own.
     #[arg(long, value_name = "ID")]
     pub directory_id: Option<DirectoryId>,
     /// This host's key and the daemons it trusts.
@@ -178,12 +205,12 @@ pub struct MoveArgs {
     /// Running the command again continues the work.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
     pub max_duration: Option<std::time::Duration>,
-    /// Give each file written to a local --dst-path its source's owner
+    /// Give each file written to a local destination its source's owner
     /// (numeric user and group ids, like rsync -og --numeric-ids); needs
     /// root. A daemon destination keeps owners when its configuration says
     /// keep_owner = true. Without it, files belong to whoever writes them;
     /// modification times and permission bits are always kept.
-    #[arg(long, requires = "dst_path")]
+    #[arg(long)]
     pub keep_owner: bool,
     /// Send limits.
     #[command(flatten)]
@@ -238,10 +265,11 @@ pub struct TrustArgs {
     /// own flag (--src-peer, --dst-peer; --peer for bench).
     #[arg(long, value_name = "FILE")]
     pub peers: Option<PathBuf>,
-    /// Client configuration holding key, cert and peers (one certificate, as
-    /// for --peers), so the common call is short. Default:
-    /// $XDG_CONFIG_HOME/realize/config.toml if it exists.
-    #[arg(long, value_name = "FILE")]
+    /// Client configuration holding key, cert, peers (one certificate, as
+    /// for --peers) and [hosts] (NAME = { addr, cert }, the names HOST:DIR
+    /// takes), so the common call is short. Default:
+    /// $XDG_CONFIG_HOME/realize/config.toml (~/.config/...) if it exists.
+    #[arg(long, value_name = "FILE", env = "REALIZE_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
@@ -354,10 +382,17 @@ fn parse_parallel(value: &str) -> Result<usize, String> {
     }
 }
 
-/// The source endpoint: exactly one of a local path or a daemon.
+/// The source endpoint: exactly one of SRC, a local path or a daemon.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct SourceArgs {
+    /// Where files come from: a local directory, or HOST:DIR[/SUBPATH] on a
+    /// daemon. HOST is a [hosts] name of the client config or an address
+    /// (ADDR[:PORT]); DIR a directory id it serves (`realize ls HOST` lists
+    /// them); SUBPATH a file or folder inside DIR, the only part moved. An
+    /// argument with a colon is local when a / comes before it (./a:b).
+    #[arg(value_name = "SRC")]
+    pub src: Option<String>,
     /// Move files from this local directory.
     #[arg(long, value_name = "PATH")]
     pub src_path: Option<PathBuf>,
@@ -366,10 +401,16 @@ pub struct SourceArgs {
     pub src_addr: Option<String>,
 }
 
-/// The destination endpoint: exactly one of a local path or a daemon.
+/// The destination endpoint: exactly one of DST, a local path or a daemon.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
 pub struct DestinationArgs {
+    /// Where files go, written as SRC is. A local side stands for the root
+    /// of DIR: `realize nas:photos/2024 /srv/photos` lands 2024/... in
+    /// /srv/photos/2024/..., as a whole-directory move would (created if
+    /// missing).
+    #[arg(value_name = "DST")]
+    pub dst: Option<String>,
     /// Move files into this local directory (created if missing).
     #[arg(long, value_name = "PATH")]
     pub dst_path: Option<PathBuf>,

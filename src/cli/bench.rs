@@ -15,17 +15,14 @@ use crate::throttle::Throttle;
 pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let trust = Trust::load(&args.trust)?;
     let side = RemoteSide {
-        addr: &args.address,
-        flag: "--peer",
-        file: args.peer.as_deref(),
+        addr: args.address.clone(),
+        flag: "--peer".into(),
+        file: args.peer.clone(),
     };
     let daemon = peers::bind(&[side], trust.shared.as_ref())?.remove(0);
     let client = trust.client(&args.transport.tuning())?;
-    let addr = endpoints::resolve(&args.address).await?;
-    let remote = client
-        .connect(addr, &daemon)
-        .await
-        .map_err(|e| CliError::Failed(e.to_string()))?;
+    let remote = endpoints::connect(&client, &args.address, &daemon).await?;
+    let addr = remote.remote_address();
     let options = BenchOptions {
         streams: args.streams,
         limit: args.limit(),

@@ -15,14 +15,15 @@ use crate::client::ExpectedDaemon;
 use crate::transport::identity::load_certificates;
 
 /// One remote side of a call, as the user named it.
-#[derive(Debug, Clone, Copy)]
-pub struct RemoteSide<'a> {
-    /// The daemon's address, as written on the command line.
-    pub addr: &'a str,
-    /// The flag that names this side's certificate.
-    pub flag: &'static str,
-    /// The file that flag gave, if it was given.
-    pub file: Option<&'a Path>,
+#[derive(Debug, Clone)]
+pub struct RemoteSide {
+    /// The daemon's address, as written on the command line or for its
+    /// `[hosts]` name.
+    pub addr: String,
+    /// What names this side's certificate: its flag, or its `[hosts]` entry.
+    pub flag: String,
+    /// The file that names it, if one does.
+    pub file: Option<PathBuf>,
 }
 
 /// The peers file shared by every side of a call, and where it was named.
@@ -58,7 +59,7 @@ impl SharedPeers {
     }
 
     /// The daemon this file binds `unbound` to: its only certificate.
-    fn expected(&self, unbound: &[&RemoteSide<'_>]) -> Result<ExpectedDaemon, CliError> {
+    fn expected(&self, unbound: &[&RemoteSide]) -> Result<ExpectedDaemon, CliError> {
         let certs = load_certificates(&self.path).map_err(|e| CliError::Usage(e.to_string()))?;
         match certs.as_slice() {
             [cert] => ExpectedDaemon::new(cert, self.describe()).map_err(CliError::Usage),
@@ -83,10 +84,10 @@ impl SharedPeers {
 /// its own flag, else the only one of `shared`. A side that nothing binds is
 /// a usage error that names the flag to bind it with.
 pub fn bind(
-    sides: &[RemoteSide<'_>],
+    sides: &[RemoteSide],
     shared: Option<&SharedPeers>,
 ) -> Result<Vec<ExpectedDaemon>, CliError> {
-    let unbound: Vec<&RemoteSide<'_>> = sides.iter().filter(|s| s.file.is_none()).collect();
+    let unbound: Vec<&RemoteSide> = sides.iter().filter(|s| s.file.is_none()).collect();
     let fallback = match (shared, unbound.first()) {
         (Some(shared), Some(_)) => Some(shared.expected(&unbound)?),
         (None, Some(side)) => return Err(unnamed(side)),
@@ -94,7 +95,7 @@ pub fn bind(
     };
     sides
         .iter()
-        .map(|side| match side.file {
+        .map(|side| match &side.file {
             Some(file) => own(side, file),
             None => Ok(fallback
                 .clone()
@@ -104,7 +105,7 @@ pub fn bind(
 }
 
 /// The daemon that `side`'s own flag names with `file`.
-fn own(side: &RemoteSide<'_>, file: &Path) -> Result<ExpectedDaemon, CliError> {
+fn own(side: &RemoteSide, file: &Path) -> Result<ExpectedDaemon, CliError> {
     let certs = load_certificates(file).map_err(|e| CliError::Usage(e.to_string()))?;
     let named_by = format!("{} {}", side.flag, file.display());
     match certs.as_slice() {
@@ -119,7 +120,7 @@ fn own(side: &RemoteSide<'_>, file: &Path) -> Result<ExpectedDaemon, CliError> {
 }
 
 /// Nothing names the certificate of `side`'s daemon.
-fn unnamed(side: &RemoteSide<'_>) -> CliError {
+fn unnamed(side: &RemoteSide) -> CliError {
     CliError::Usage(format!(
         "the daemon at {} has no certificate to check: name the one it must present with {} \
          FILE or --peers FILE (or set peers in the client config)",
@@ -145,8 +146,12 @@ mod tests {
         dir
     }
 
-    fn side<'a>(addr: &'a str, flag: &'static str, file: Option<&'a Path>) -> RemoteSide<'a> {
-        RemoteSide { addr, flag, file }
+    fn side(addr: &str, flag: &str, file: Option<&Path>) -> RemoteSide {
+        RemoteSide {
+            addr: addr.into(),
+            flag: flag.into(),
+            file: file.map(Path::to_path_buf),
+        }
     }
 
     fn usage(result: Result<Vec<ExpectedDaemon>, CliError>) -> String {

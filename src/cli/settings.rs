@@ -1,13 +1,14 @@
-//! The client configuration file: key, cert and peers, so the common call is
-//! short. Flags override it.
+//! The client configuration file: key, cert, peers and named hosts, so the
+//! common call is short. Flags override it.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
 use super::CliError;
 
-/// Key, certificate and peers for connecting to daemons.
+/// Key, certificate, peers and named hosts for connecting to daemons.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ClientSettings {
@@ -17,6 +18,21 @@ pub struct ClientSettings {
     pub cert: Option<PathBuf>,
     /// The daemons' certificates.
     pub peers: Option<PathBuf>,
+    /// Daemons by the name `HOST:DIR` arguments give them.
+    #[serde(default)]
+    pub hosts: BTreeMap<String, HostSettings>,
+}
+
+/// One `[hosts.NAME]` entry: where the daemon is and the one certificate it
+/// must present.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostSettings {
+    /// `HOST`, `HOST:PORT`, `IP`, `IP:PORT` or `[IPv6]:PORT` (port 9771 if
+    /// omitted); every address a name resolves to is tried in order.
+    pub addr: String,
+    /// The daemon's certificate (one); any other key is refused.
+    pub cert: PathBuf,
 }
 
 impl ClientSettings {
@@ -35,10 +51,19 @@ impl ClientSettings {
             .map_err(|e| CliError::Usage(format!("{}: {}", path.display(), e.message())))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let resolve = |p: Option<PathBuf>| p.map(|p| base.join(p));
+        let hosts = settings
+            .hosts
+            .into_iter()
+            .map(|(name, host)| {
+                let cert = base.join(host.cert);
+                (name, HostSettings { cert, ..host })
+            })
+            .collect();
         Ok(Self {
             key: resolve(settings.key),
             cert: resolve(settings.cert),
             peers: resolve(settings.peers),
+            hosts,
         })
     }
 }

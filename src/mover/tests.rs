@@ -665,3 +665,41 @@ async fn names_that_differ_only_by_case_are_warned_about() {
         "{warnings:?}"
     );
 }
+
+#[tokio::test]
+async fn a_subpath_moves_only_what_lies_under_it_and_a_missing_one_changes_nothing() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "a/b/one", b"one");
+    write(src.path(), "a/b-sibling", b"sibling");
+    write(src.path(), "top", b"top");
+    write(dst.path(), "elsewhere", b"kept");
+    let under = |path: &str| MoveOptions {
+        under: Some(RelPath::new(path).unwrap()),
+        ..MoveOptions::default()
+    };
+    let mut progress = Recording::default();
+    let summary = move_files(&source, &destination, &dir(), &under("a/b"), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!((summary.moved, summary.skipped, summary.failed), (1, 0, 0));
+    assert_eq!(read(dst.path(), "a/b/one"), b"one");
+    assert_eq!(read(src.path(), "a/b-sibling"), b"sibling");
+    assert_eq!(read(src.path(), "top"), b"top");
+    assert_eq!(read(dst.path(), "elsewhere"), b"kept");
+    assert_eq!(progress.events()[0], "set_length 1 3");
+
+    let summary = move_files(&source, &destination, &dir(), &under("top"), &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(summary.moved, 1);
+    assert_eq!(read(dst.path(), "top"), b"top");
+
+    let err = move_files(&source, &destination, &dir(), &under("a/b"), &mut progress)
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "source: a/b does not exist in the source directory"
+    );
+    assert_eq!(read(src.path(), "a/b-sibling"), b"sibling");
+}

@@ -274,6 +274,27 @@ mod tests {
         );
     }
 
+    /// `ListDirs` and `Dirs` as `docs/protocol.md` §4.3 shows them.
+    #[test]
+    fn directory_list_frames_encode_as_documented() {
+        use crate::model::DirectoryId;
+        use crate::protocol::{ControlReply, ControlRequest, Request, Response};
+        let request = Request {
+            id: 8,
+            op: ControlRequest::ListDirs,
+        };
+        assert_eq!(frame(&request), "00 00 00 02 08 07");
+        let dirs = ["docs", "photos"].map(|id| DirectoryId::new(id).unwrap());
+        let response = Response {
+            id: 8,
+            result: Ok(ControlReply::Dirs(dirs.into())),
+        };
+        assert_eq!(
+            frame(&response),
+            "00 00 00 10 08 00 07 02 04 64 6f 63 73 06 70 68 6f 74 6f 73"
+        );
+    }
+
     #[test]
     fn oversized_message_is_refused_when_encoding() {
         let big = crate::protocol::RealizeError::new(

@@ -96,6 +96,8 @@ pub enum ControlRequest {
         /// Modification time and permission bits to give it.
         attributes: Attributes,
     },
+    /// The ids of the directories the daemon serves, for `realize ls HOST`.
+    ListDirs,
 }
 
 /// The answer to one [`Request`].
@@ -127,6 +129,8 @@ pub enum ControlReply {
     PathStats(PathSample),
     /// Answer to [`ControlRequest::SetAttributes`].
     AttributesSet,
+    /// Answer to [`ControlRequest::ListDirs`], in id order.
+    Dirs(Vec<DirectoryId>),
 }
 
 /// One side's statistics of a connection's path at one moment, as quinn

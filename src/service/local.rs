@@ -92,6 +92,13 @@ impl LocalService {
         })
     }
 
+    /// The ids of the directories served, in order.
+    pub fn dir_ids(&self) -> Vec<DirectoryId> {
+        let mut ids: Vec<DirectoryId> = self.roots.keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
     /// Lists and writes paths of at most `depth` components (the daemon's
     /// `listing_depth`) instead of [`DEFAULT_LISTING_DEPTH`].
     pub fn with_listing_depth(mut self, depth: usize) -> Self {

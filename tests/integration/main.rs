@@ -1,6 +1,7 @@
 //! Integration tests: the real `realize` and `realized` binaries on
 //! 127.0.0.1, with keys made by `realize keygen` at test time.
 
+mod addressing;
 mod bench;
 mod control_work;
 mod crash;

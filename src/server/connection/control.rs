@@ -113,6 +113,7 @@ fn op_name(op: &ControlRequest) -> &'static str {
         ControlRequest::Delete { .. } => "delete",
         ControlRequest::PathStats => "path_stats",
         ControlRequest::SetAttributes { .. } => "set_attributes",
+        ControlRequest::ListDirs => "list_dirs",
     }
 }
 
@@ -174,6 +175,7 @@ async fn execute(
         ControlRequest::PathStats => {
             return Ok(ControlReply::PathStats(path_sample(connection)));
         }
+        ControlRequest::ListDirs => return Ok(ControlReply::Dirs(service.dir_ids())),
         ControlRequest::Delete {
             dir,
             path,
