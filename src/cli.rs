@@ -330,7 +330,7 @@ async fn attempt(
             (false, 0) => Verbosity::Normal,
             _ => Verbosity::Verbose,
         };
-        Display::new(endpoints.dir.clone(), verbosity)
+        Display::new(endpoints.dir.clone(), verbosity, args.dry_run)
     });
     let up = args.limits.up();
     // The checks and the listings are round trips to the daemons: overlap
@@ -368,6 +368,7 @@ async fn attempt(
         stop: signal.clone(),
         up: Throttle::new(up),
         down: Throttle::new(down),
+        dry_run: args.dry_run,
     };
     let result = move_listed(
         endpoints.source.as_ref(),

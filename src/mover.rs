@@ -8,6 +8,7 @@
 //! and reported, and the others go on.
 
 mod error;
+mod preview;
 mod progress;
 mod stop;
 
@@ -18,6 +19,7 @@ use std::sync::Mutex;
 use futures::stream::{self, StreamExt};
 
 pub use self::error::{MoveFileError, Side};
+pub use self::preview::Plan;
 pub use self::progress::{FileProgress, NoProgress, Progress};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 use crate::model::{
@@ -40,6 +42,9 @@ pub struct MoveOptions {
     /// Paces the file bytes read from the source, all files together (for a
     /// remote source the daemon paces itself instead).
     pub down: Throttle,
+    /// Report what the move would do, file by file, and change nothing on
+    /// either side.
+    pub dry_run: bool,
 }
 
 impl Default for MoveOptions {
@@ -49,6 +54,7 @@ impl Default for MoveOptions {
             stop: StopSignal::never(),
             up: Throttle::default(),
             down: Throttle::default(),
+            dry_run: false,
         }
     }
 }
@@ -56,7 +62,7 @@ impl Default for MoveOptions {
 /// Files in flight by default (see `docs/operations.md` for the measurement).
 pub const DEFAULT_PARALLEL: usize = 128;
 
-/// What a move did.
+/// What a move did; for a dry run, what it would do (see [`MoveOptions::dry_run`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveSummary {
     /// Files now at the destination whose source copy was deleted.
@@ -68,6 +74,9 @@ pub struct MoveSummary {
     /// Of the moved files, those that replaced a different file the
     /// destination held at the same name.
     pub replaced: usize,
+    /// Of the moved files, those that resumed a partial file the destination
+    /// held.
+    pub resumed: usize,
     /// Files in flight when the move was stopped; their partial files are
     /// kept and the next run resumes them.
     pub interrupted: usize,
@@ -170,11 +179,36 @@ pub async fn move_listed(
         tracing::warn!(dir = %dir, "{message}");
         progress.warn(&message);
     }
+    let sent_counter = AtomicU64::new(0);
+    let sent_total = &sent_counter;
+    if options.dry_run {
+        let endpoints = Endpoints {
+            source,
+            destination,
+            dir,
+            sent_total,
+            up: &options.up,
+            down: &options.down,
+        };
+        let at_destination = |entry: &FileEntry| AtDestination {
+            complete: existing.get(&entry.path),
+            partial: partials.get(&entry.path),
+        };
+        let parallel = options.parallel;
+        preview::preview(
+            &endpoints,
+            files,
+            at_destination,
+            parallel,
+            &mut summary,
+            progress,
+        )
+        .await;
+        return Ok(summary);
+    }
     progress.set_length(files.len(), files.iter().map(|f| f.stamp.size).sum());
 
     let progress = Mutex::new(progress);
-    let sent_counter = AtomicU64::new(0);
-    let sent_total = &sent_counter;
     let job = |entry: FileEntry| {
         let mut file_progress = progress
             .lock()
@@ -224,6 +258,7 @@ pub async fn move_listed(
                 metrics::counter!(telemetry::FILES_MOVED, "method" => method).increment(1);
                 summary.moved += 1;
                 summary.replaced += usize::from(replaced);
+                summary.resumed += usize::from(method == "resume");
                 file_progress.success();
             }
             Err(err) => {

@@ -169,6 +169,16 @@ pub struct MoveArgs {
     /// Which daemon each remote side must be.
     #[command(flatten)]
     pub daemons: DaemonPeerArgs,
+    /// Show what the move would do and change nothing, on either side: list
+    /// each file that would move (replacing a different file, resuming a
+    /// partial file, or already at the destination so that only the source
+    /// copy would be deleted), each entry that would be left at the source,
+    /// and a summary. Both sides are listed and files of the same size on
+    /// both are hashed, as a real move does; nothing is written, deleted or
+    /// created (not even a missing --dst-path). Exit code 0 unless a side
+    /// cannot be read.
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
           value_parser = parse_parallel)]

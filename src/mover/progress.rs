@@ -13,7 +13,7 @@
 //!  (any step may end in `error` instead; exactly one of success/error ends a file)
 //! ```
 
-use super::MoveFileError;
+use super::{MoveFileError, Plan};
 use crate::model::{RelPath, Skipped};
 
 /// Receives the progress of a whole move.
@@ -34,6 +34,11 @@ pub trait Progress: Send {
     /// Something the user should know before files move (names that clash
     /// on some destinations).
     fn warn(&mut self, message: &str);
+
+    /// A dry run: what a move would do with the file at `path` of `bytes`
+    /// bytes. A dry run calls this instead of [`Progress::set_length`] and
+    /// [`Progress::for_file`].
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan);
 }
 
 /// Receives the progress of one file.
@@ -79,6 +84,7 @@ impl Progress for NoProgress {
     }
     fn error(&mut self, _err: &MoveFileError) {}
     fn warn(&mut self, _message: &str) {}
+    fn planned(&mut self, _path: &RelPath, _bytes: u64, _plan: Plan) {}
 }
 
 impl FileProgress for NoProgress {

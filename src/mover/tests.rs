@@ -62,6 +62,9 @@ impl Progress for Recording {
     fn warn(&mut self, message: &str) {
         self.push(format!("warn {message}"));
     }
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
+        self.push(format!("{path}:planned {bytes} {plan:?}"));
+    }
 }
 
 struct FileRecording {

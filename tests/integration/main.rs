@@ -14,6 +14,7 @@ mod memory;
 mod moves;
 mod observability;
 mod partials;
+mod preview;
 mod relay;
 mod resume;
 mod retry;
