@@ -14,7 +14,7 @@ use std::process::ExitCode;
 
 use std::path::Path;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -23,7 +23,8 @@ use self::endpoints::Endpoints;
 use self::output::{Display, Verbosity};
 use self::retry::Backoff;
 use crate::mover::{
-    list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
+    list_both, move_listed, stop_pair, MoveOptions, MoveSummary, Selection, StopHandle, StopReason,
+    StopSignal,
 };
 use crate::server::{Daemon, DaemonConfig, Limits, StartError};
 use crate::service::ServiceError;
@@ -56,7 +57,8 @@ impl CliError {
 
 /// Entry point of `realize`.
 pub fn realize_main() -> ExitCode {
-    let args = RealizeArgs::parse();
+    let matches = RealizeArgs::command().get_matches();
+    let args = RealizeArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let transfer = &args.transfer;
     let level = match (transfer.verbose, &transfer.log_file) {
         (0, None) => "off",
@@ -72,7 +74,14 @@ pub fn realize_main() -> ExitCode {
         Some(Command::Keygen(keygen)) => run_keygen(&keygen),
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
         Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
-        None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
+        None => transfer
+            .selection
+            .selection(&matches)
+            .map_err(CliError::Usage)
+            .and_then(|selection| {
+                let run = run_with_metrics(transfer, &selection);
+                runtime().and_then(|rt| rt.block_on(run))
+            }),
     };
     match result {
         Ok(code) => code,
@@ -161,7 +170,7 @@ const PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs the move with the metrics the flags ask for: a `/metrics` listener
 /// while it runs, and pushes to a Pushgateway during and at the end.
-async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
+async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, CliError> {
     let gateway = match &args.metrics_pushgateway {
         Some(url) => {
             let instance = match &args.metrics_instance {
@@ -173,7 +182,7 @@ async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
         None => None,
     };
     if args.metrics_addr.is_none() && gateway.is_none() {
-        return Ok(ExitCode::from(run_move(args).await?));
+        return Ok(ExitCode::from(run_move(args, selection).await?));
     }
     let handle = telemetry::install(args.metrics_addr).map_err(CliError::Usage)?;
     let periodic = gateway.clone().map(|gateway| {
@@ -190,7 +199,7 @@ async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
         })
     });
     // The final push happens whatever the outcome, failed runs included.
-    let outcome = run_move(args).await;
+    let outcome = run_move(args, selection).await;
     if let Some(task) = periodic {
         task.abort();
     }
@@ -223,7 +232,7 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
+async fn run_move(args: &MoveArgs, selection: &Selection) -> Result<u8, CliError> {
     let (stop, signal) = stop_pair();
     watch_interrupts(stop.clone());
     if let Some(limit) = args.max_duration {
@@ -235,7 +244,7 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
     }
     let mut display = None;
     let mut total = MoveSummary::default();
-    let finished = run_attempts(args, &signal, &mut display, &mut total).await?;
+    let finished = run_attempts(args, selection, &signal, &mut display, &mut total).await?;
     match &display {
         Some(display) => display.finish(&total),
         None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
@@ -257,13 +266,14 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
 /// one cut short.
 async fn run_attempts(
     args: &MoveArgs,
+    selection: &Selection,
     signal: &StopSignal,
     display: &mut Option<Display>,
     total: &mut MoveSummary,
 ) -> Result<bool, CliError> {
     let mut backoff = Backoff::default();
     loop {
-        let outcome = attempt(args, signal, display).await;
+        let outcome = attempt(args, selection, signal, display).await;
         let finished = matches!(outcome, Ok(Some(_)));
         let reason = match outcome {
             Ok(None) => return Ok(false), // Stopped before listing.
@@ -317,6 +327,7 @@ fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -
 /// `None` if the run was stopped before both sides were listed.
 async fn attempt(
     args: &MoveArgs,
+    selection: &Selection,
     signal: &StopSignal,
     display: &mut Option<Display>,
 ) -> Result<Option<MoveSummary>, CliError> {
@@ -369,6 +380,7 @@ async fn attempt(
         up: Throttle::new(up),
         down: Throttle::new(down),
         dry_run: args.dry_run,
+        selection: selection.clone(),
     };
     let result = move_listed(
         endpoints.source.as_ref(),

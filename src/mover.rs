@@ -10,17 +10,20 @@
 mod error;
 mod preview;
 mod progress;
+pub mod selection;
 mod stop;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use futures::stream::{self, StreamExt};
 
 pub use self::error::{MoveFileError, Side};
 pub use self::preview::Plan;
 pub use self::progress::{FileProgress, NoProgress, Progress};
+pub use self::selection::{LeftOut, Selection};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 use crate::model::{
     block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath, SkipReason,
@@ -45,6 +48,8 @@ pub struct MoveOptions {
     /// Report what the move would do, file by file, and change nothing on
     /// either side.
     pub dry_run: bool,
+    /// Which source files the move takes.
+    pub selection: Selection,
 }
 
 impl Default for MoveOptions {
@@ -55,6 +60,7 @@ impl Default for MoveOptions {
             up: Throttle::default(),
             down: Throttle::default(),
             dry_run: false,
+            selection: Selection::default(),
         }
     }
 }
@@ -71,6 +77,11 @@ pub struct MoveSummary {
     pub failed: usize,
     /// Source entries not moved (symlinks, special files, empty directories).
     pub skipped: usize,
+    /// Source files an `--exclude` rule left out.
+    pub excluded: usize,
+    /// Source files left out because they were modified less than
+    /// `--min-age` ago.
+    pub too_recent: usize,
     /// Of the moved files, those that replaced a different file the
     /// destination held at the same name.
     pub replaced: usize,
@@ -150,6 +161,7 @@ pub async fn move_listed(
             FileState::Partial => partials.insert(file.path.clone(), file),
         };
     }
+    let (src_listing, left_out) = options.selection.apply(src_listing, SystemTime::now());
     let (files, partials_at_source): (Vec<FileEntry>, Vec<FileEntry>) = src_listing
         .files
         .into_iter()
@@ -167,6 +179,12 @@ pub async fn move_listed(
             .count(),
         ..MoveSummary::default()
     };
+    for (path, why) in &left_out {
+        tracing::info!(dir = %dir, path = %path, ?why, "left out");
+        summary.excluded += usize::from(*why == LeftOut::Excluded);
+        summary.too_recent += usize::from(*why == LeftOut::TooRecent);
+        progress.left_out(path, *why);
+    }
     for skipped in &skipped {
         tracing::info!(dir = %dir, path = %skipped.path, reason = %skipped.reason, "skipped");
         progress.skipped(skipped);

@@ -14,7 +14,7 @@ use console::style;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::model::{DirectoryId, RelPath, Skipped};
-use crate::mover::{FileProgress, MoveFileError, MoveSummary, Plan, Progress};
+use crate::mover::{FileProgress, LeftOut, MoveFileError, MoveSummary, Plan, Progress};
 
 /// How much to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,10 +103,11 @@ impl Display {
             n => format!(", {n} replaced"),
         };
         println!(
-            "{} moved, {} failed, {} skipped{replaced}{stopped}; {} sent in {:.1}s ({}/s)",
+            "{} moved, {} failed, {} skipped{}{replaced}{stopped}; {} sent in {:.1}s ({}/s)",
             summary.moved,
             summary.failed,
             summary.skipped,
+            left_out(summary),
             HumanBytes(summary.bytes_sent),
             elapsed.as_secs_f64(),
             HumanBytes(rate as u64),
@@ -153,6 +154,18 @@ impl Display {
     }
 }
 
+/// The files the selection left out, for a summary line: empty when none.
+fn left_out(summary: &MoveSummary) -> String {
+    let mut counts = String::new();
+    if summary.excluded > 0 {
+        counts.push_str(&format!(", {} excluded", summary.excluded));
+    }
+    if summary.too_recent > 0 {
+        counts.push_str(&format!(", {} not old enough", summary.too_recent));
+    }
+    counts
+}
+
 /// The last line of a dry run.
 fn dry_run_summary(summary: &MoveSummary) -> String {
     let mut details = Vec::new();
@@ -167,10 +180,11 @@ fn dry_run_summary(summary: &MoveSummary) -> String {
         false => format!(" ({})", details.join(", ")),
     };
     format!(
-        "dry run: {} would move{details}, {} failed, {} skipped; {} to send; nothing was changed",
+        "dry run: {} would move{details}, {} failed, {} skipped{}; {} to send; nothing was changed",
         summary.moved,
         summary.failed,
         summary.skipped,
+        left_out(summary),
         HumanBytes(summary.bytes_sent),
     )
 }
@@ -226,6 +240,18 @@ impl Progress for Display {
                 entry.reason
             ));
         }
+    }
+
+    fn left_out(&mut self, path: &str, why: LeftOut) {
+        if !self.shows_skipped() {
+            return;
+        }
+        let (prefix, why) = match why {
+            LeftOut::Excluded => ("Excluded", "matches an --exclude rule"),
+            LeftOut::TooRecent => ("Too new", "modified less than --min-age ago"),
+        };
+        let prefix = style(format!("{prefix:<9}")).yellow();
+        self.out(format!("{prefix} {}/{path}: {why}", self.inner.dir));
     }
 
     fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {

@@ -13,7 +13,7 @@
 //!  (any step may end in `error` instead; exactly one of success/error ends a file)
 //! ```
 
-use super::{MoveFileError, Plan};
+use super::{LeftOut, MoveFileError, Plan};
 use crate::model::{RelPath, Skipped};
 
 /// Receives the progress of a whole move.
@@ -24,6 +24,10 @@ pub trait Progress: Send {
     /// Something in the source is not moved (symlink, special file, empty
     /// directory, unreadable directory, reserved name).
     fn skipped(&mut self, entry: &Skipped);
+
+    /// A source entry is left out by the user's choice (`--exclude`,
+    /// `--min-age`): it is neither moved nor deleted.
+    fn left_out(&mut self, path: &str, why: LeftOut);
 
     /// A file starts; the returned handle follows it to its end.
     fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress>;
@@ -79,6 +83,7 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn set_length(&mut self, _total_files: usize, _total_bytes: u64) {}
     fn skipped(&mut self, _entry: &Skipped) {}
+    fn left_out(&mut self, _path: &str, _why: LeftOut) {}
     fn for_file(&mut self, _path: &RelPath, _bytes: u64) -> Box<dyn FileProgress> {
         Box::new(NoProgress)
     }

@@ -49,6 +49,9 @@ impl Progress for Recording {
     fn skipped(&mut self, entry: &Skipped) {
         self.push(format!("skipped {}", entry.path));
     }
+    fn left_out(&mut self, path: &str, why: LeftOut) {
+        self.push(format!("left out {path} {why:?}"));
+    }
     fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {
         self.push(format!("{path}:for_file {bytes}"));
         Box::new(FileRecording {
@@ -613,6 +616,12 @@ impl Progress for StopOnFirstByte {
     }
     fn warn(&mut self, message: &str) {
         self.inner.warn(message);
+    }
+    fn left_out(&mut self, path: &str, why: LeftOut) {
+        self.inner.left_out(path, why);
+    }
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
+        self.inner.planned(path, bytes, plan);
     }
 }
 

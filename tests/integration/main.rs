@@ -19,6 +19,7 @@ mod relay;
 mod resume;
 mod retry;
 mod safety;
+mod selection;
 mod terminal;
 mod throttle;
 mod trust;
