@@ -260,10 +260,11 @@ async fn run_move(args: &MoveArgs, selection: &Selection) -> Result<u8, CliError
     Ok(code)
 }
 
-/// Runs attempts until one ends the run, adding each one's files to `total`.
-/// Returns whether the last attempt listed both sides and moved what it
-/// could: only such an attempt knows what is left, `total` says nothing of
-/// one cut short.
+/// Runs attempts until one ends the run or `--retries` is spent, adding
+/// each one's files to `total`. Returns whether the last attempt listed
+/// both sides and moved what it could, without failures a retry could cure:
+/// only such an attempt knows what is left, `total` says nothing of one cut
+/// short.
 async fn run_attempts(
     args: &MoveArgs,
     selection: &Selection,
@@ -272,6 +273,7 @@ async fn run_attempts(
     total: &mut MoveSummary,
 ) -> Result<bool, CliError> {
     let mut backoff = Backoff::default();
+    let mut retries = 0;
     loop {
         let outcome = attempt(args, selection, signal, display).await;
         let finished = matches!(outcome, Ok(Some(_)));
@@ -284,6 +286,7 @@ async fn run_attempts(
                 }
                 if summary.moved > 0 {
                     backoff.reset();
+                    retries = 0;
                 }
                 format!("files lost their connection: {}", summary.retryable)
             }
@@ -293,12 +296,20 @@ async fn run_attempts(
         if signal.reason().is_some() {
             return Ok(finished);
         }
+        if retries == args.retries {
+            tracing::error!(retries, %reason, "giving up");
+            let plural = if retries == 1 { "retry" } else { "retries" };
+            eprintln!("realize: {reason}; gave up after {retries} {plural} (--retries)");
+            return Ok(false);
+        }
+        retries += 1;
         let delay = backoff.next_delay();
         metrics::counter!(telemetry::RETRIES).increment(1);
-        tracing::warn!(?delay, %reason, "retrying");
+        tracing::warn!(?delay, %reason, retry = retries, "retrying");
         eprintln!(
-            "realize: {reason}; retrying in {}",
-            humantime::format_duration(delay)
+            "realize: {reason}; retrying in {} ({retries}/{})",
+            humantime::format_duration(delay),
+            args.retries
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -312,14 +323,16 @@ async fn run_attempts(
 /// before both sides were listed, or lost its daemon and was stopped waiting to retry,
 /// however many attempts connected before — or when the totals count files
 /// not moved yet. A stop that comes when nothing is left to do (during the
-/// final close) does not change the outcome.
+/// final close) does not change the outcome. A run that gave up retrying
+/// moved some files ([`EXIT_PARTIAL`]) or none (1).
 fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -> u8 {
     let work_left = !finished || total.interrupted + total.not_started + total.retryable > 0;
     match stop {
         Some(StopReason::TimeLimit) if work_left => EXIT_TIME_LIMIT,
         Some(StopReason::Interrupted) if work_left => EXIT_INTERRUPTED,
-        _ if total.failed == 0 => 0,
-        _ => 1,
+        _ if !finished && total.moved == 0 => 1,
+        _ if finished && total.failed == 0 => 0,
+        _ => EXIT_PARTIAL,
     }
 }
 
@@ -447,6 +460,9 @@ fn watch_interrupts(stop: StopHandle) {
 pub const EXIT_TIME_LIMIT: u8 = 11;
 /// Exit code of a run stopped by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 20;
+/// Exit code of a run in which some files failed and the others moved
+/// (rsync's "partial transfer").
+pub const EXIT_PARTIAL: u8 = 23;
 
 fn describe(reason: StopReason) -> &'static str {
     match reason {
@@ -509,7 +525,10 @@ mod tests {
             ..MoveSummary::default()
         };
         assert_eq!(outcome_code(None, true, &done), 0);
-        assert_eq!(outcome_code(None, true, &failed), 1);
+        assert_eq!(outcome_code(None, true, &failed), EXIT_PARTIAL);
+        // Gave up retrying, before or after files moved.
+        assert_eq!(outcome_code(None, false, &MoveSummary::default()), 1);
+        assert_eq!(outcome_code(None, false, &failed), EXIT_PARTIAL);
         assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &cut), 11);
         assert_eq!(outcome_code(Some(StopReason::Interrupted), true, &cut), 20);
         assert_eq!(
@@ -530,7 +549,7 @@ mod tests {
         assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &done), 0);
         assert_eq!(
             outcome_code(Some(StopReason::Interrupted), true, &failed),
-            1
+            EXIT_PARTIAL
         );
     }
 }

@@ -15,11 +15,13 @@ use crate::transport::endpoint::Tuning;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   every file moved
-  1   an error, including some files that failed to move
+  1   the move could not run (no connection, a side cannot be listed, gave up
+      retrying before a file moved)
   2   bad usage (flags, configuration, same source and destination)
   11  --max-duration exceeded (partial files kept; run again to continue)
   12  everything moved but the metrics push failed
-  20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)";
+  20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)
+  23  some files failed (their sources are kept), the others moved";
 
 /// Move every file of a directory to another host over QUIC: copy, verify,
 /// make durable, then delete the source.
@@ -202,9 +204,16 @@ pub struct MoveArgs {
     pub limits: ThrottleArgs,
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
-    /// until the move succeeds or --max-duration is reached.
+    /// up to --retries times in a row, or until --max-duration is reached.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: std::time::Duration,
+    /// Reconnect at most N times in a row after a daemon cannot be reached
+    /// or a connection is lost (0: never); an attempt that moves a file
+    /// starts the count over. Then the command gives up: exit 23 if files
+    /// moved, else 1.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES,
+          value_parser = clap::value_parser!(u32).range(..=MAX_RETRIES as i64))]
+    pub retries: u32,
     /// Which source files the move takes.
     #[command(flatten)]
     pub selection: SelectionArgs,
@@ -392,6 +401,14 @@ pub enum LogFormat {
     /// One JSON object per line, fields included.
     Json,
 }
+
+/// Reconnections in a row a move makes by default before giving up: with
+/// the backoff's delays, about six minutes of trying.
+pub const DEFAULT_RETRIES: u32 = 10;
+
+/// Most `--retries` accepted: more is a typo (use --max-duration to bound
+/// a run by time).
+const MAX_RETRIES: u32 = 10_000;
 
 /// Longest `--max-duration` accepted: anything longer is a typo.
 const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);
