@@ -16,7 +16,7 @@ use std::process::ExitCode;
 
 use std::path::Path;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches, Parser};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -25,7 +25,8 @@ use self::endpoints::Endpoints;
 use self::output::{Display, Verbosity};
 use self::retry::Backoff;
 use crate::mover::{
-    list_both, move_listed, stop_pair, MoveOptions, MoveSummary, StopHandle, StopReason, StopSignal,
+    list_both, move_listed, stop_pair, MoveOptions, MoveSummary, Selection, StopHandle, StopReason,
+    StopSignal,
 };
 use crate::server::{Daemon, DaemonConfig, Limits, StartError};
 use crate::service::ServiceError;
@@ -58,7 +59,8 @@ impl CliError {
 
 /// Entry point of `realize`.
 pub fn realize_main() -> ExitCode {
-    let args = RealizeArgs::parse();
+    let matches = RealizeArgs::command().get_matches();
+    let args = RealizeArgs::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
     let transfer = &args.transfer;
     let level = match (transfer.verbose, &transfer.log_file) {
         (0, None) => "off",
@@ -75,7 +77,14 @@ pub fn realize_main() -> ExitCode {
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
         Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
         Some(Command::Ls(ls)) => runtime().and_then(|rt| rt.block_on(ls::run(&ls))),
-        None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
+        None => transfer
+            .selection
+            .selection(&matches)
+            .map_err(CliError::Usage)
+            .and_then(|selection| {
+                let run = run_with_metrics(transfer, &selection);
+                runtime().and_then(|rt| rt.block_on(run))
+            }),
     };
     match result {
         Ok(code) => code,
@@ -164,7 +173,7 @@ const PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// Runs the move with the metrics the flags ask for: a `/metrics` listener
 /// while it runs, and pushes to a Pushgateway during and at the end.
-async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
+async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, CliError> {
     let gateway = match &args.metrics_pushgateway {
         Some(url) => {
             let instance = match &args.metrics_instance {
@@ -176,7 +185,7 @@ async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
         None => None,
     };
     if args.metrics_addr.is_none() && gateway.is_none() {
-        return Ok(ExitCode::from(run_move(args).await?));
+        return Ok(ExitCode::from(run_move(args, selection).await?));
     }
     let handle = telemetry::install(args.metrics_addr).map_err(CliError::Usage)?;
     let periodic = gateway.clone().map(|gateway| {
@@ -193,7 +202,7 @@ async fn run_with_metrics(args: &MoveArgs) -> Result<ExitCode, CliError> {
         })
     });
     // The final push happens whatever the outcome, failed runs included.
-    let outcome = run_move(args).await;
+    let outcome = run_move(args, selection).await;
     if let Some(task) = periodic {
         task.abort();
     }
@@ -226,7 +235,7 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
+async fn run_move(args: &MoveArgs, selection: &Selection) -> Result<u8, CliError> {
     let (stop, signal) = stop_pair();
     watch_interrupts(stop.clone());
     if let Some(limit) = args.max_duration {
@@ -238,7 +247,7 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
     }
     let mut display = None;
     let mut total = MoveSummary::default();
-    let finished = run_attempts(args, &signal, &mut display, &mut total).await?;
+    let finished = run_attempts(args, selection, &signal, &mut display, &mut total).await?;
     match &display {
         Some(display) => display.finish(&total),
         None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
@@ -254,19 +263,22 @@ async fn run_move(args: &MoveArgs) -> Result<u8, CliError> {
     Ok(code)
 }
 
-/// Runs attempts until one ends the run, adding each one's files to `total`.
-/// Returns whether the last attempt listed both sides and moved what it
-/// could: only such an attempt knows what is left, `total` says nothing of
-/// one cut short.
+/// Runs attempts until one ends the run or `--retries` is spent, adding
+/// each one's files to `total`. Returns whether the last attempt listed
+/// both sides and moved what it could, without failures a retry could cure:
+/// only such an attempt knows what is left, `total` says nothing of one cut
+/// short.
 async fn run_attempts(
     args: &MoveArgs,
+    selection: &Selection,
     signal: &StopSignal,
     display: &mut Option<Display>,
     total: &mut MoveSummary,
 ) -> Result<bool, CliError> {
     let mut backoff = Backoff::default();
+    let mut retries = 0;
     loop {
-        let outcome = attempt(args, signal, display).await;
+        let outcome = attempt(args, selection, signal, display).await;
         let finished = matches!(outcome, Ok(Some(_)));
         let reason = match outcome {
             Ok(None) => return Ok(false), // Stopped before listing.
@@ -277,6 +289,7 @@ async fn run_attempts(
                 }
                 if summary.moved > 0 {
                     backoff.reset();
+                    retries = 0;
                 }
                 format!("files lost their connection: {}", summary.retryable)
             }
@@ -286,12 +299,20 @@ async fn run_attempts(
         if signal.reason().is_some() {
             return Ok(finished);
         }
+        if retries == args.retries {
+            tracing::error!(retries, %reason, "giving up");
+            let plural = if retries == 1 { "retry" } else { "retries" };
+            eprintln!("realize: {reason}; gave up after {retries} {plural} (--retries)");
+            return Ok(false);
+        }
+        retries += 1;
         let delay = backoff.next_delay();
         metrics::counter!(telemetry::RETRIES).increment(1);
-        tracing::warn!(?delay, %reason, "retrying");
+        tracing::warn!(?delay, %reason, retry = retries, "retrying");
         eprintln!(
-            "realize: {reason}; retrying in {}",
-            humantime::format_duration(delay)
+            "realize: {reason}; retrying in {} ({retries}/{})",
+            humantime::format_duration(delay),
+            args.retries
         );
         tokio::select! {
             () = tokio::time::sleep(delay) => {}
@@ -305,14 +326,16 @@ async fn run_attempts(
 /// before both sides were listed, or lost its daemon and was stopped waiting to retry,
 /// however many attempts connected before — or when the totals count files
 /// not moved yet. A stop that comes when nothing is left to do (during the
-/// final close) does not change the outcome.
+/// final close) does not change the outcome. A run that gave up retrying
+/// moved some files ([`EXIT_PARTIAL`]) or none (1).
 fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -> u8 {
     let work_left = !finished || total.interrupted + total.not_started + total.retryable > 0;
     match stop {
         Some(StopReason::TimeLimit) if work_left => EXIT_TIME_LIMIT,
         Some(StopReason::Interrupted) if work_left => EXIT_INTERRUPTED,
-        _ if total.failed == 0 => 0,
-        _ => 1,
+        _ if !finished && total.moved == 0 => 1,
+        _ if finished && total.failed == 0 => 0,
+        _ => EXIT_PARTIAL,
     }
 }
 
@@ -320,6 +343,7 @@ fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -
 /// `None` if the run was stopped before both sides were listed.
 async fn attempt(
     args: &MoveArgs,
+    selection: &Selection,
     signal: &StopSignal,
     display: &mut Option<Display>,
 ) -> Result<Option<MoveSummary>, CliError> {
@@ -333,7 +357,7 @@ async fn attempt(
             (false, 0) => Verbosity::Normal,
             _ => Verbosity::Verbose,
         };
-        Display::new(endpoints.dir.clone(), verbosity)
+        Display::new(endpoints.dir.clone(), verbosity, args.dry_run)
     });
     let up = args.limits.up();
     // The checks and the listings are round trips to the daemons: overlap
@@ -372,6 +396,8 @@ async fn attempt(
         up: Throttle::new(up),
         down: Throttle::new(down),
         under: endpoints.under.clone(),
+        dry_run: args.dry_run,
+        selection: selection.clone(),
     };
     let result = move_listed(
         endpoints.source.as_ref(),
@@ -438,6 +464,9 @@ fn watch_interrupts(stop: StopHandle) {
 pub const EXIT_TIME_LIMIT: u8 = 11;
 /// Exit code of a run stopped by Ctrl-C or SIGTERM.
 pub const EXIT_INTERRUPTED: u8 = 20;
+/// Exit code of a run in which some files failed and the others moved
+/// (rsync's "partial transfer").
+pub const EXIT_PARTIAL: u8 = 23;
 
 fn describe(reason: StopReason) -> &'static str {
     match reason {
@@ -500,7 +529,10 @@ mod tests {
             ..MoveSummary::default()
         };
         assert_eq!(outcome_code(None, true, &done), 0);
-        assert_eq!(outcome_code(None, true, &failed), 1);
+        assert_eq!(outcome_code(None, true, &failed), EXIT_PARTIAL);
+        // Gave up retrying, before or after files moved.
+        assert_eq!(outcome_code(None, false, &MoveSummary::default()), 1);
+        assert_eq!(outcome_code(None, false, &failed), EXIT_PARTIAL);
         assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &cut), 11);
         assert_eq!(outcome_code(Some(StopReason::Interrupted), true, &cut), 20);
         assert_eq!(
@@ -521,7 +553,7 @@ mod tests {
         assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &done), 0);
         assert_eq!(
             outcome_code(Some(StopReason::Interrupted), true, &failed),
-            1
+            EXIT_PARTIAL
         );
     }
 }

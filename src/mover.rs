@@ -8,18 +8,23 @@
 //! and reported, and the others go on.
 
 mod error;
+mod preview;
 mod progress;
+pub mod selection;
 mod stop;
 mod subtree;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
+use std::time::SystemTime;
 
 use futures::stream::{self, StreamExt};
 
 pub use self::error::{MoveFileError, Side};
+pub use self::preview::Plan;
 pub use self::progress::{FileProgress, NoProgress, Progress};
+pub use self::selection::{LeftOut, Selection};
 pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
 pub use self::subtree::existing_under;
 use crate::model::{
@@ -45,6 +50,11 @@ pub struct MoveOptions {
     /// Moves only this file or subtree of the directory; paths stay
     /// relative to the directory's root.
     pub under: Option<RelPath>,
+    /// Report what the move would do, file by file, and change nothing on
+    /// either side.
+    pub dry_run: bool,
+    /// Which source files the move takes.
+    pub selection: Selection,
 }
 
 impl Default for MoveOptions {
@@ -55,6 +65,8 @@ impl Default for MoveOptions {
             up: Throttle::default(),
             down: Throttle::default(),
             under: None,
+            dry_run: false,
+            selection: Selection::default(),
         }
     }
 }
@@ -62,7 +74,7 @@ impl Default for MoveOptions {
 /// Files in flight by default (see `docs/operations.md` for the measurement).
 pub const DEFAULT_PARALLEL: usize = 128;
 
-/// What a move did.
+/// What a move did; for a dry run, what it would do (see [`MoveOptions::dry_run`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveSummary {
     /// Files now at the destination whose source copy was deleted.
@@ -71,9 +83,17 @@ pub struct MoveSummary {
     pub failed: usize,
     /// Source entries not moved (symlinks, special files, empty directories).
     pub skipped: usize,
+    /// Source files an `--exclude` rule left out.
+    pub excluded: usize,
+    /// Source files left out because they were modified less than
+    /// `--min-age` ago.
+    pub too_recent: usize,
     /// Of the moved files, those that replaced a different file the
     /// destination held at the same name.
     pub replaced: usize,
+    /// Of the moved files, those that resumed a partial file the destination
+    /// held.
+    pub resumed: usize,
     /// Files in flight when the move was stopped; their partial files are
     /// kept and the next run resumes them.
     pub interrupted: usize,
@@ -151,6 +171,7 @@ pub async fn move_listed(
             FileState::Partial => partials.insert(file.path.clone(), file),
         };
     }
+    let (src_listing, left_out) = options.selection.apply(src_listing, SystemTime::now());
     let (files, partials_at_source): (Vec<FileEntry>, Vec<FileEntry>) = src_listing
         .files
         .into_iter()
@@ -168,6 +189,12 @@ pub async fn move_listed(
             .count(),
         ..MoveSummary::default()
     };
+    for (path, why) in &left_out {
+        tracing::info!(dir = %dir, path = %path, ?why, "left out");
+        summary.excluded += usize::from(*why == LeftOut::Excluded);
+        summary.too_recent += usize::from(*why == LeftOut::TooRecent);
+        progress.left_out(path, *why);
+    }
     for skipped in &skipped {
         tracing::info!(dir = %dir, path = %skipped.path, reason = %skipped.reason, "skipped");
         progress.skipped(skipped);
@@ -180,11 +207,36 @@ pub async fn move_listed(
         tracing::warn!(dir = %dir, "{message}");
         progress.warn(&message);
     }
+    let sent_counter = AtomicU64::new(0);
+    let sent_total = &sent_counter;
+    if options.dry_run {
+        let endpoints = Endpoints {
+            source,
+            destination,
+            dir,
+            sent_total,
+            up: &options.up,
+            down: &options.down,
+        };
+        let at_destination = |entry: &FileEntry| AtDestination {
+            complete: existing.get(&entry.path),
+            partial: partials.get(&entry.path),
+        };
+        let parallel = options.parallel;
+        preview::preview(
+            &endpoints,
+            files,
+            at_destination,
+            parallel,
+            &mut summary,
+            progress,
+        )
+        .await;
+        return Ok(summary);
+    }
     progress.set_length(files.len(), files.iter().map(|f| f.stamp.size).sum());
 
     let progress = Mutex::new(progress);
-    let sent_counter = AtomicU64::new(0);
-    let sent_total = &sent_counter;
     let job = |entry: FileEntry| {
         let mut file_progress = progress
             .lock()
@@ -234,6 +286,7 @@ pub async fn move_listed(
                 metrics::counter!(telemetry::FILES_MOVED, "method" => method).increment(1);
                 summary.moved += 1;
                 summary.replaced += usize::from(replaced);
+                summary.resumed += usize::from(method == "resume");
                 file_progress.success();
             }
             Err(err) => {

@@ -2,10 +2,11 @@
 
 use std::path::PathBuf;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
 use crate::bench::{self, BenchLimit, Directions};
 use crate::model::DirectoryId;
+use crate::mover::selection::{self, Action, Pattern, Selection};
 use crate::throttle::{parse_bytes, Rate};
 use crate::transport::congestion::Congestion;
 use crate::transport::endpoint::Tuning;
@@ -14,11 +15,13 @@ use crate::transport::endpoint::Tuning;
 pub const EXIT_CODES: &str = "\
 Exit codes:
   0   every file moved
-  1   an error, including some files that failed to move
+  1   the move could not run (no connection, a side cannot be listed, gave up
+      retrying before a file moved)
   2   bad usage (flags, configuration, same source and destination)
   11  --max-duration exceeded (partial files kept; run again to continue)
   12  everything moved but the metrics push failed
-  20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)";
+  20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)
+  23  some files failed (their sources are kept), the others moved";
 
 /// Move every file of a directory to another host over QUIC: copy, verify,
 /// make durable, then delete the source.
@@ -196,6 +199,17 @@ pub struct MoveArgs {
     /// Which daemon each remote side must be.
     #[command(flatten)]
     pub daemons: DaemonPeerArgs,
+    /// Show what the move would do and change nothing, on either side.
+    ///
+    /// Lists each file that would move (replacing a different file, resuming a
+    /// partial file, or already at the destination so that only the source
+    /// copy would be deleted), each entry that would be left at the source,
+    /// and a summary. Both sides are listed and files of the same size on
+    /// both are hashed, as a real move does; nothing is written, deleted or
+    /// created. Exit code 0, or 1 if a side cannot be read or --dst-path
+    /// does not exist (a dry run does not create it).
+    #[arg(long, short = 'n')]
+    pub dry_run: bool,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
           value_parser = parse_parallel)]
@@ -217,9 +231,19 @@ pub struct MoveArgs {
     pub limits: ThrottleArgs,
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
-    /// until the move succeeds or --max-duration is reached.
+    /// up to --retries times in a row, or until --max-duration is reached.
     #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
     pub connect_timeout: std::time::Duration,
+    /// Reconnect at most N times in a row after a daemon cannot be reached
+    /// or a connection is lost (0: never); an attempt that moves a file
+    /// starts the count over. Then the command gives up: exit 23 if files
+    /// moved, else 1.
+    #[arg(long, value_name = "N", default_value_t = DEFAULT_RETRIES,
+          value_parser = clap::value_parser!(u32).range(..=MAX_RETRIES as i64))]
+    pub retries: u32,
+    /// Which source files the move takes.
+    #[command(flatten)]
+    pub selection: SelectionArgs,
     #[command(flatten)]
     pub transport: TransportArgs,
     /// Print errors only.
@@ -248,6 +272,83 @@ pub struct MoveArgs {
     /// Instance label of pushed metrics (default: this host's name).
     #[arg(long, value_name = "NAME")]
     pub metrics_instance: Option<String>,
+}
+
+/// Which source files a move takes; the others stay at the source, are not
+/// deleted and are not errors. The rules are those of
+/// [`crate::mover::selection`].
+#[derive(Debug, Args)]
+#[command(next_help_heading = "Selecting files")]
+pub struct SelectionArgs {
+    /// Leave the files PATTERN matches at the source (repeatable; --help
+    /// gives the rules).
+    ///
+    /// PATTERN is a glob matched against each path relative to the directory root:
+    /// `*` and `?` do not cross `/`, `**` does, `[abc]` and `{jpg,png}` work
+    /// as in a shell. Without a `/`, it matches a name at any depth
+    /// (`*.tmp`, `cache`); with one, the path from the root (`photos/*.jpg`,
+    /// `/notes.txt`). A trailing `/` matches directories only (`cache/`), and
+    /// a matched directory takes everything under it. --include, --exclude
+    /// and --exclude-from rules apply in command-line order, the first that
+    /// matches a file (or a directory above it) decides, and a file no rule
+    /// matches is moved: `--include '*.jpg' --exclude '*'` moves only JPEGs.
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    pub exclude: Vec<Pattern>,
+    /// Move the files PATTERN matches, even if a later --exclude matches them
+    /// (repeatable; same rules as --exclude).
+    #[arg(long, value_name = "PATTERN", value_parser = parse_pattern)]
+    pub include: Vec<Pattern>,
+    /// Read --exclude patterns from FILE, one a line; empty lines and lines
+    /// starting with `#` are ignored. They apply where the flag stands among
+    /// the others.
+    #[arg(long, value_name = "FILE")]
+    pub exclude_from: Vec<PathBuf>,
+    /// Leave source files modified less than DURATION ago (e.g. 10m, 2h) at
+    /// the source: files still being written, in a cron job that moves
+    /// finished files. A remote source's times are those of its host's
+    /// clock.
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration)]
+    pub min_age: Option<std::time::Duration>,
+}
+
+impl SelectionArgs {
+    /// The selection these flags ask for, with the rules in command-line
+    /// order (`matches` says where each flag stood) and the --exclude-from
+    /// files read.
+    pub fn selection(&self, matches: &ArgMatches) -> Result<Selection, String> {
+        let at = |id: &str| -> Vec<usize> {
+            matches
+                .indices_of(id)
+                .map(|indices| indices.collect())
+                .unwrap_or_default()
+        };
+        let mut rules: Vec<(usize, Action, Pattern)> = Vec::new();
+        for (action, id, patterns) in [
+            (Action::Exclude, "exclude", &self.exclude),
+            (Action::Include, "include", &self.include),
+        ] {
+            let placed = at(id).into_iter().zip(patterns.iter().cloned());
+            rules.extend(placed.map(|(index, pattern)| (index, action, pattern)));
+        }
+        for (index, file) in at("exclude_from").into_iter().zip(&self.exclude_from) {
+            let patterns = std::fs::read_to_string(file)
+                .map_err(|e| e.to_string())
+                .and_then(|text| selection::patterns_in(&text))
+                .map_err(|e| format!("--exclude-from {}: {e}", file.display()))?;
+            rules.extend(patterns.into_iter().map(|p| (index, Action::Exclude, p)));
+        }
+        // Stable: the patterns of one file keep their order.
+        rules.sort_by_key(|(index, _, _)| *index);
+        let rules = rules
+            .into_iter()
+            .map(|(_, action, p)| (action, p))
+            .collect();
+        Selection::new(rules, self.min_age)
+    }
+}
+
+fn parse_pattern(value: &str) -> Result<Pattern, String> {
+    Pattern::new(value)
 }
 
 /// This host's identity and the daemons it trusts, for remote endpoints.
@@ -328,6 +429,14 @@ pub enum LogFormat {
     /// One JSON object per line, fields included.
     Json,
 }
+
+/// Reconnections in a row a move makes by default before giving up: with
+/// the backoff's delays, about six minutes of trying.
+pub const DEFAULT_RETRIES: u32 = 10;
+
+/// Most `--retries` accepted: more is a typo (use --max-duration to bound
+/// a run by time).
+const MAX_RETRIES: u32 = 10_000;
 
 /// Longest `--max-duration` accepted: anything longer is a typo.
 const MAX_DURATION: std::time::Duration = std::time::Duration::from_secs(366 * 24 * 3600);

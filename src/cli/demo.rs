@@ -74,7 +74,7 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| failed(&e))?;
     let local = LocalService::single(dir.clone(), &src).map_err(|e| failed(&e))?;
-    let mut display = Display::new(dir.clone(), Verbosity::Normal);
+    let mut display = Display::new(dir.clone(), Verbosity::Normal, false);
     let summary = move_files(&local, &remote, &dir, &MoveOptions::default(), &mut display)
         .await
         .map_err(|e| failed(&e))?;

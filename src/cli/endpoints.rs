@@ -198,7 +198,7 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     let mut services = Vec::new();
     for (spec, create) in [(&plan.source, false), (&plan.destination, true)] {
         let service: Box<dyn Service> = match spec {
-            Spec::Local(path) => Box::new(local(&dir, path, create, args.keep_owner)?),
+            Spec::Local(path) => Box::new(local(&dir, path, create, args)?),
             Spec::Remote(side) => {
                 let client = client.as_ref().expect("a client exists for a remote side");
                 let daemon = expected.next().expect("one daemon per remote side");
@@ -300,20 +300,29 @@ pub(super) async fn connect(
 }
 
 /// The local endpoint at `path`; the destination (`create`) is made if
-/// missing and keeps owners if `keep_owner`.
+/// missing (except in a dry run, which creates nothing) and keeps owners if
+/// `--keep-owner`.
 fn local(
     dir: &DirectoryId,
     path: &Path,
     create: bool,
-    keep_owner: bool,
+    args: &MoveArgs,
 ) -> Result<LocalService, CliError> {
-    if create {
-        std::fs::create_dir_all(path)
-            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+    match (create, args.dry_run) {
+        (true, false) => std::fs::create_dir_all(path)
+            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?,
+        (true, true) if !path.exists() => {
+            return Err(CliError::Failed(format!(
+                "{} does not exist: a real move would create it and move every file there; \
+                 a dry run creates nothing (run without --dry-run, or create it first)",
+                path.display()
+            )))
+        }
+        _ => {}
     }
     let service = LocalService::single(dir.clone(), path)
         .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
-    if !(create && keep_owner) {
+    if !(create && args.keep_owner) {
         return Ok(service);
     }
     service

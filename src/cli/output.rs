@@ -14,7 +14,7 @@ use console::style;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use crate::model::{DirectoryId, RelPath, Skipped};
-use crate::mover::{FileProgress, MoveFileError, MoveSummary, Progress};
+use crate::mover::{FileProgress, LeftOut, MoveFileError, MoveSummary, Plan, Progress};
 
 /// How much to print.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,6 +36,7 @@ pub struct Display {
 struct Shared {
     dir: DirectoryId,
     verbosity: Verbosity,
+    dry_run: bool,
     bars: Option<MultiProgress>,
     overall: ProgressBar,
     state: Mutex<Counts>,
@@ -50,10 +51,10 @@ struct Counts {
 }
 
 impl Display {
-    /// A display for moving `dir`; bars only if stdout is a terminal and not
-    /// quiet.
-    pub fn new(dir: DirectoryId, verbosity: Verbosity) -> Self {
-        let terminal = console::Term::stdout().is_term();
+    /// A display for moving `dir`, or for a dry run of it; bars only if
+    /// stdout is a terminal, the run is real and not quiet.
+    pub fn new(dir: DirectoryId, verbosity: Verbosity, dry_run: bool) -> Self {
+        let terminal = console::Term::stdout().is_term() && !dry_run;
         let bars = (terminal && verbosity != Verbosity::Quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10)));
         let overall = match &bars {
@@ -69,6 +70,7 @@ impl Display {
             inner: Arc::new(Shared {
                 dir,
                 verbosity,
+                dry_run,
                 bars,
                 overall,
                 state: Mutex::new(Counts::default()),
@@ -82,6 +84,9 @@ impl Display {
         self.inner.overall.finish_and_clear();
         if self.inner.verbosity == Verbosity::Quiet {
             return;
+        }
+        if self.inner.dry_run {
+            return println!("{}", dry_run_summary(summary));
         }
         let elapsed = self.inner.started.elapsed();
         let rate = summary.bytes_sent as f64 / elapsed.as_secs_f64().max(1e-3);
@@ -98,14 +103,25 @@ impl Display {
             n => format!(", {n} replaced"),
         };
         println!(
-            "{} moved, {} failed, {} skipped{replaced}{stopped}; {} sent in {:.1}s ({}/s)",
+            "{} moved, {} failed, {} skipped{}{replaced}{stopped}; {} sent in {:.1}s ({}/s)",
             summary.moved,
             summary.failed,
             summary.skipped,
+            left_out(summary),
             HumanBytes(summary.bytes_sent),
             elapsed.as_secs_f64(),
             HumanBytes(rate as u64),
         );
+    }
+
+    /// Whether entries left at the source are listed: with -v, and in a dry
+    /// run unless quiet.
+    fn shows_skipped(&self) -> bool {
+        match self.inner.verbosity {
+            Verbosity::Verbose => true,
+            Verbosity::Normal => self.inner.dry_run,
+            Verbosity::Quiet => false,
+        }
     }
 
     fn counts(&self) -> std::sync::MutexGuard<'_, Counts> {
@@ -136,6 +152,41 @@ impl Display {
             counts.done_files, counts.total_files
         ));
     }
+}
+
+/// The files the selection left out, for a summary line: empty when none.
+fn left_out(summary: &MoveSummary) -> String {
+    let mut counts = String::new();
+    if summary.excluded > 0 {
+        counts.push_str(&format!(", {} excluded", summary.excluded));
+    }
+    if summary.too_recent > 0 {
+        counts.push_str(&format!(", {} not old enough", summary.too_recent));
+    }
+    counts
+}
+
+/// The last line of a dry run.
+fn dry_run_summary(summary: &MoveSummary) -> String {
+    let mut details = Vec::new();
+    if summary.replaced > 0 {
+        details.push(format!("{} replacing", summary.replaced));
+    }
+    if summary.resumed > 0 {
+        details.push(format!("{} resuming", summary.resumed));
+    }
+    let details = match details.is_empty() {
+        true => String::new(),
+        false => format!(" ({})", details.join(", ")),
+    };
+    format!(
+        "dry run: {} would move{details}, {} failed, {} skipped{}; {} to send; nothing was changed",
+        summary.moved,
+        summary.failed,
+        summary.skipped,
+        left_out(summary),
+        HumanBytes(summary.bytes_sent),
+    )
 }
 
 fn overall_style() -> ProgressStyle {
@@ -179,7 +230,7 @@ impl Progress for Display {
                 entry.reason
             ));
         }
-        if self.inner.verbosity == Verbosity::Verbose {
+        if self.shows_skipped() {
             let prefix = format!("{:<9}", "Skipped");
             self.out(format!(
                 "{} {}/{}: {}",
@@ -189,6 +240,18 @@ impl Progress for Display {
                 entry.reason
             ));
         }
+    }
+
+    fn left_out(&mut self, path: &str, why: LeftOut) {
+        if !self.shows_skipped() {
+            return;
+        }
+        let (prefix, why) = match why {
+            LeftOut::Excluded => ("Excluded", "matches an --exclude rule"),
+            LeftOut::TooRecent => ("Too new", "modified less than --min-age ago"),
+        };
+        let prefix = style(format!("{prefix:<9}")).yellow();
+        self.out(format!("{prefix} {}/{path}: {why}", self.inner.dir));
     }
 
     fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {
@@ -232,6 +295,30 @@ impl Progress for Display {
             let prefix = style(prefix).for_stderr().yellow().bold();
             self.err(format!("{prefix} {}: {message}", self.inner.dir));
         }
+    }
+
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
+        if self.inner.verbosity == Verbosity::Quiet {
+            return;
+        }
+        let size = HumanBytes(bytes);
+        let what = match plan {
+            Plan::AlreadyThere => {
+                "already at the destination: only the source copy would be deleted".to_string()
+            }
+            Plan::Send { kept, replaces } => {
+                let mut what = size.to_string();
+                if kept > 0 {
+                    what.push_str(&format!(", resuming: {} already there", HumanBytes(kept)));
+                }
+                if replaces {
+                    what.push_str(", replacing a different file");
+                }
+                what
+            }
+        };
+        let prefix = style("Would move").green().bold();
+        self.out(format!("{prefix} {}/{path} ({what})", self.inner.dir));
     }
 }
 

@@ -13,7 +13,7 @@
 //!  (any step may end in `error` instead; exactly one of success/error ends a file)
 //! ```
 
-use super::MoveFileError;
+use super::{LeftOut, MoveFileError, Plan};
 use crate::model::{RelPath, Skipped};
 
 /// Receives the progress of a whole move.
@@ -25,6 +25,10 @@ pub trait Progress: Send {
     /// directory, unreadable directory, reserved name).
     fn skipped(&mut self, entry: &Skipped);
 
+    /// A source entry is left out by the user's choice (`--exclude`,
+    /// `--min-age`): it is neither moved nor deleted.
+    fn left_out(&mut self, path: &str, why: LeftOut);
+
     /// A file starts; the returned handle follows it to its end.
     fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress>;
 
@@ -34,6 +38,11 @@ pub trait Progress: Send {
     /// Something the user should know before files move (names that clash
     /// on some destinations).
     fn warn(&mut self, message: &str);
+
+    /// A dry run: what a move would do with the file at `path` of `bytes`
+    /// bytes. A dry run calls this instead of [`Progress::set_length`] and
+    /// [`Progress::for_file`].
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan);
 }
 
 /// Receives the progress of one file.
@@ -74,11 +83,13 @@ pub struct NoProgress;
 impl Progress for NoProgress {
     fn set_length(&mut self, _total_files: usize, _total_bytes: u64) {}
     fn skipped(&mut self, _entry: &Skipped) {}
+    fn left_out(&mut self, _path: &str, _why: LeftOut) {}
     fn for_file(&mut self, _path: &RelPath, _bytes: u64) -> Box<dyn FileProgress> {
         Box::new(NoProgress)
     }
     fn error(&mut self, _err: &MoveFileError) {}
     fn warn(&mut self, _message: &str) {}
+    fn planned(&mut self, _path: &RelPath, _bytes: u64, _plan: Plan) {}
 }
 
 impl FileProgress for NoProgress {

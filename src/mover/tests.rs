@@ -49,6 +49,9 @@ impl Progress for Recording {
     fn skipped(&mut self, entry: &Skipped) {
         self.push(format!("skipped {}", entry.path));
     }
+    fn left_out(&mut self, path: &str, why: LeftOut) {
+        self.push(format!("left out {path} {why:?}"));
+    }
     fn for_file(&mut self, path: &RelPath, bytes: u64) -> Box<dyn FileProgress> {
         self.push(format!("{path}:for_file {bytes}"));
         Box::new(FileRecording {
@@ -61,6 +64,9 @@ impl Progress for Recording {
     }
     fn warn(&mut self, message: &str) {
         self.push(format!("warn {message}"));
+    }
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
+        self.push(format!("{path}:planned {bytes} {plan:?}"));
     }
 }
 
@@ -611,6 +617,12 @@ impl Progress for StopOnFirstByte {
     fn warn(&mut self, message: &str) {
         self.inner.warn(message);
     }
+    fn left_out(&mut self, path: &str, why: LeftOut) {
+        self.inner.left_out(path, why);
+    }
+    fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
+        self.inner.planned(path, bytes, plan);
+    }
 }
 
 struct StopOnInc {
@@ -702,4 +714,94 @@ async fn a_subpath_moves_only_what_lies_under_it_and_a_missing_one_changes_nothi
         "source: a/b does not exist in the source directory"
     );
     assert_eq!(read(src.path(), "a/b-sibling"), b"sibling");
+}
+
+#[tokio::test]
+async fn a_dry_run_plans_each_file_and_writes_nothing() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "new", b"new");
+    write(src.path(), "same", b"identical");
+    write(dst.path(), "same", b"identical");
+    write(src.path(), "changed", b"the source's");
+    write(dst.path(), "changed", b"another file");
+    write(src.path(), "resumed", b"0123456789");
+    write(dst.path(), ".realize~part.resumed", b"01234");
+    let before = (tree(src.path()), tree(dst.path()));
+    let mut progress = Recording::default();
+    let options = MoveOptions {
+        dry_run: true,
+        ..MoveOptions::default()
+    };
+    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
+        .await
+        .unwrap();
+    assert_eq!(before, (tree(src.path()), tree(dst.path())));
+    let planned: Vec<String> = progress
+        .events()
+        .into_iter()
+        .filter(|e| e.contains(":planned"))
+        .collect();
+    assert_eq!(
+        planned,
+        [
+            "changed:planned 12 Send { kept: 0, replaces: true }",
+            "new:planned 3 Send { kept: 0, replaces: false }",
+            "resumed:planned 10 Send { kept: 5, replaces: false }",
+            "same:planned 9 AlreadyThere",
+        ]
+    );
+    assert_eq!(
+        summary,
+        MoveSummary {
+            moved: 4,
+            replaced: 1,
+            resumed: 1,
+            bytes_sent: 12 + 3 + 5,
+            ..MoveSummary::default()
+        }
+    );
+}
+
+#[tokio::test]
+async fn files_the_selection_leaves_out_stay_and_are_counted() {
+    let (src, dst, source, destination) = services();
+    write(src.path(), "keep.jpg", b"jpg");
+    write(src.path(), "tmp/upload", b"partial upload");
+    let exclude = selection::Pattern::new("tmp/").unwrap();
+    let options = MoveOptions {
+        selection: Selection::new(vec![(selection::Action::Exclude, exclude)], None).unwrap(),
+        ..MoveOptions::default()
+    };
+    let mut progress = Recording::default();
+    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
+        .await
+        .unwrap();
+    assert_eq!((summary.moved, summary.excluded), (1, 1));
+    assert_eq!(read(dst.path(), "keep.jpg"), b"jpg");
+    assert_eq!(read(src.path(), "tmp/upload"), b"partial upload");
+    assert!(progress
+        .events()
+        .contains(&"left out tmp/upload Excluded".to_string()));
+}
+
+/// Every file under `root` with its content, modification time and mode.
+fn tree(root: &Path) -> Vec<(String, Vec<u8>, std::time::SystemTime, u32)> {
+    use std::os::unix::fs::PermissionsExt;
+    let mut files: Vec<_> = std::fs::read_dir(root)
+        .unwrap()
+        .map(|entry| {
+            let path = entry.unwrap().path();
+            let meta = std::fs::metadata(&path).unwrap();
+            let name = path.file_name().unwrap().to_string_lossy().into_owned();
+            let mode = meta.permissions().mode();
+            (
+                name,
+                std::fs::read(&path).unwrap_or_default(),
+                meta.modified().unwrap(),
+                mode,
+            )
+        })
+        .collect();
+    files.sort();
+    files
 }

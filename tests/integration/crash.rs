@@ -761,11 +761,12 @@ impl Run {
     }
 
     /// The waits the command announced before each retry so far
-    /// (`realize: …; retrying in 1s`).
+    /// (`realize: …; retrying in 1s (1/10)`).
     fn backoffs(&self) -> Vec<Duration> {
         self.stderr()
             .lines()
             .filter_map(|line| line.split("; retrying in ").nth(1))
+            .filter_map(|wait| wait.split(" (").next())
             .map(|wait| humantime::parse_duration(wait.trim()).expect("a duration"))
             .collect()
     }

@@ -27,10 +27,10 @@ fn deep_tree(root: &Path) {
 }
 
 /// What a move of [`deep_tree`] must leave: the deep file at the source and
-/// reported, the rest moved, exit 1.
+/// reported, the rest moved, exit 23.
 fn assert_deep_file_stays(out: &std::process::Output, src: &Path, dst: &Path) {
     let (deepest, too_deep) = deep_paths();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(out));
+    assert_eq!(out.status.code(), Some(23), "{}", stderr(out));
     let reported = format!(
         "{}: too deep",
         Path::new(&too_deep).parent().unwrap().display()

@@ -204,7 +204,7 @@ fn one_unwritable_file_fails_alone() {
     let (_daemon, args) = s.to_destination_daemon();
     let before = snapshot(s.src.path());
     let out = realize().args(&args).output().unwrap();
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(23), "{}", stderr(&out));
     let err = stderr(&out);
     assert!(
         err.contains("ERROR     photos/a/b/c/deep.dat: destination: a/b/c/deep.dat:"),

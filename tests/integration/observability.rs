@@ -261,7 +261,7 @@ fn a_run_that_fails_still_pushes_its_metrics() {
     write_file(src.path(), "blocked", b"cannot land");
     std::fs::create_dir_all(dst.path().join("blocked/dir")).unwrap();
     let out = gateway.push_run(src.path(), dst.path(), "host-b");
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(23), "{}", stderr(&out));
     let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
     let group = ["job=\"nightly\"", "instance=\"host-b\""];
     assert_eq!(

@@ -95,6 +95,47 @@ fn max_duration_during_a_retry_backoff_exits_11() {
 }
 
 #[test]
+fn retries_are_counted_and_the_command_gives_up_when_they_are_spent() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let src = TempDir::new().unwrap();
+    write_file(src.path(), "f", b"data");
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let addr = silent.local_addr().unwrap().to_string();
+    let run = |retries: &str| {
+        realize()
+            .args([
+                "--src-path",
+                src.path().to_str().unwrap(),
+                "--dst-addr",
+                &addr,
+                "--directory-id",
+                "d",
+            ])
+            .args(["--connect-timeout", "1s", "--retries", retries])
+            .args(keys.client_args("client", "daemon"))
+            .output()
+            .unwrap()
+    };
+    // Three attempts of 1 s with backoffs of 1 s and 2 s between them.
+    let started = Instant::now();
+    let out = run("2");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "nothing moved: {err}");
+    assert!(started.elapsed() < Duration::from_secs(10), "{err}");
+    assert!(err.contains("retrying in 1s (1/2)"), "{err}");
+    assert!(err.contains("retrying in 2s (2/2)"), "{err}");
+    assert!(!err.contains("(3/2)"), "{err}");
+    assert!(err.contains("gave up after 2 retries (--retries)"), "{err}");
+
+    let out = run("0");
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(!err.contains("retrying"), "{err}");
+    assert!(err.contains("gave up after 0 retries (--retries)"), "{err}");
+    assert!(src.path().join("f").exists());
+}
+
+#[test]
 fn daemon_sigterm_stops_cleanly_and_a_later_run_finishes() {
     const SIZE: usize = 200 << 20;
     let keys = Keys::generate(&["client", "daemon"]);

@@ -28,7 +28,7 @@ fn a_file_created_at_the_destination_after_the_listing_is_kept() {
     );
     write_file(dst.path(), "report.bin", b"the user's own report");
     let status = command.wait().unwrap();
-    assert_eq!(status.code(), Some(1), "the file fails");
+    assert_eq!(status.code(), Some(23), "the file fails");
     assert_eq!(
         std::fs::read(dst.path().join("report.bin")).unwrap(),
         b"the user's own report",
@@ -175,7 +175,7 @@ fn an_unreadable_subdirectory_stays_the_rest_moves_and_the_exit_says_so() {
     chown_nobody(&src.join("free/a.txt"));
     std::fs::set_permissions(src.join("locked"), std::fs::Permissions::from_mode(0o700)).unwrap();
     let out = as_nobody(base.path(), &local_args(&src, &dst));
-    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(out.status.code(), Some(23), "{}", stderr(&out));
     assert!(
         stderr(&out).contains("dir/locked: unreadable; what is under it stays at the source"),
         "{}",
