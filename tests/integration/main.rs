@@ -8,6 +8,7 @@ mod harness;
 mod hostile;
 mod interrupt;
 mod isolation;
+mod keys;
 mod listings;
 mod lossy;
 mod memory;
