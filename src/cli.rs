@@ -5,6 +5,7 @@ pub mod args;
 mod bench;
 mod demo;
 mod endpoints;
+mod install_files;
 pub mod output;
 mod peers;
 mod retry;
@@ -72,6 +73,11 @@ pub fn realize_main() -> ExitCode {
         Some(Command::Keygen(keygen)) => run_keygen(&keygen),
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
         Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
+        Some(Command::Completions(completions)) => {
+            install_files::print_completions(completions.shell);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man(man)) => install_files::write_man_pages(&man.out).map(|()| ExitCode::SUCCESS),
         None => runtime().and_then(|rt| rt.block_on(run_with_metrics(&args.transfer))),
     };
     match result {

@@ -51,6 +51,29 @@ pub enum Command {
     /// through the real protocol (no disk is touched on either side), then
     /// goodput, round trip, loss and congestion are reported.
     Bench(BenchArgs),
+    /// Print a shell completion script for realize to stdout, e.g.
+    /// `realize completions bash > /etc/bash_completion.d/realize`.
+    Completions(CompletionsArgs),
+    /// Write the manual pages (realize.1, one per subcommand, realized.1)
+    /// into a folder, e.g. `realize man --out /usr/local/share/man/man1`.
+    Man(ManArgs),
+}
+
+/// `realize completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `realize man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Folder to write the pages into (created if missing; pages already
+    /// there are replaced).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
 }
 
 /// `realize keygen`.

@@ -6,6 +6,7 @@ mod control_work;
 mod crash;
 mod harness;
 mod hostile;
+mod install;
 mod interrupt;
 mod isolation;
 mod keys;
