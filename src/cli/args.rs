@@ -194,7 +194,7 @@ pub struct MoveArgs {
     pub daemons: DaemonPeerArgs,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
-          value_parser = parse_parallel)]
+          value_parser = parse_parallel, env = "REALIZE_PARALLEL")]
     pub parallel: usize,
     /// Stop after this much wall-clock time (e.g. 30s, 5m, 1h30m): no new
     /// file starts, files in flight keep their partial files, exit code 11.
@@ -214,7 +214,8 @@ pub struct MoveArgs {
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
     /// until the move succeeds or --max-duration is reached.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s",
+          env = "REALIZE_CONNECT_TIMEOUT")]
     pub connect_timeout: std::time::Duration,
     #[command(flatten)]
     pub transport: TransportArgs,
@@ -226,23 +227,23 @@ pub struct MoveArgs {
     pub verbose: u8,
     /// Write logs to this file instead of stderr (at info level unless -v
     /// asks for more, or RUST_LOG says otherwise).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_LOG_FILE")]
     pub log_file: Option<PathBuf>,
     /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "REALIZE_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Serve Prometheus metrics at http://ADDR/metrics while the command runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT) at the
     /// end and every 30 s; a failed push is a warning and exit code 12.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "REALIZE_METRICS_PUSHGATEWAY")]
     pub metrics_pushgateway: Option<String>,
     /// Job label of pushed metrics.
-    #[arg(long, value_name = "NAME", default_value = "realize")]
+    #[arg(long, value_name = "NAME", default_value = "realize", env = "REALIZE_METRICS_JOB")]
     pub metrics_job: String,
     /// Instance label of pushed metrics (default: this host's name).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "REALIZE_METRICS_INSTANCE")]
     pub metrics_instance: Option<String>,
 }
 
@@ -250,21 +251,22 @@ pub struct MoveArgs {
 #[derive(Debug, Args)]
 pub struct TrustArgs {
     /// This host's private key (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_KEY")]
     pub key: Option<PathBuf>,
     /// This host's certificate (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_CERT")]
     pub cert: Option<PathBuf>,
     /// PEM file with the certificate of the daemon to trust. It binds every
     /// remote daemon of the call, so it must hold exactly one certificate:
     /// when it holds several, name the daemon of each remote side with its
     /// own flag (--src-peer, --dst-peer; --peer for bench).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_PEERS")]
     pub peers: Option<PathBuf>,
     /// Client configuration holding key, cert and peers (one certificate, as
     /// for --peers), so the common call is short. Default:
-    /// $XDG_CONFIG_HOME/realize/config.toml if it exists.
-    #[arg(long, value_name = "FILE")]
+    /// $XDG_CONFIG_HOME/realize/config.toml if it exists. A flag, or the
+    /// environment variable shown beside it, overrides the file.
+    #[arg(long, value_name = "FILE", env = "REALIZE_CONFIG")]
     pub config: Option<PathBuf>,
 }
 
@@ -292,7 +294,7 @@ pub struct DaemonPeerArgs {
 pub struct ThrottleArgs {
     /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
     /// multiples) or plain bytes per second.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, env = "REALIZE_THROTTLE")]
     pub throttle: Option<Rate>,
     /// Limit what is sent towards the destination (overrides --throttle).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
