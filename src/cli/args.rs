@@ -240,7 +240,12 @@ pub struct MoveArgs {
     #[arg(long, value_name = "URL", env = "REALIZE_METRICS_PUSHGATEWAY")]
     pub metrics_pushgateway: Option<String>,
     /// Job label of pushed metrics.
-    #[arg(long, value_name = "NAME", default_value = "realize", env = "REALIZE_METRICS_JOB")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "realize",
+        env = "REALIZE_METRICS_JOB"
+    )]
     pub metrics_job: String,
     /// Instance label of pushed metrics (default: this host's name).
     #[arg(long, value_name = "NAME", env = "REALIZE_METRICS_INSTANCE")]
@@ -403,13 +408,22 @@ pub struct DestinationArgs {
     pub dst_addr: Option<String>,
 }
 
+/// Where `realized` reads its configuration when --config is not given.
+pub const DEFAULT_DAEMON_CONFIG: &str = "/etc/realize/realized.toml";
+
 /// Serve local directories to pinned peers over QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "realized", version)]
 pub struct RealizedArgs {
     /// Daemon configuration (TOML): listen, key, cert, [dirs], [peers].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_DAEMON_CONFIG)]
     pub config: PathBuf,
+    /// Check the configuration and everything it names (key, certificates,
+    /// directories), print the configuration the daemon would run with, and
+    /// exit: 0 if it would start, 2 with the error if not. Binds nothing, so
+    /// it can run beside the running daemon, e.g. before restarting it.
+    #[arg(long)]
+    pub check_config: bool,
     /// Listen on this UDP address instead of the configuration's.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,

@@ -25,7 +25,11 @@ pub fn write_man_pages(dir: &Path) -> Result<(), CliError> {
     for command in [RealizeArgs::command(), RealizedArgs::command()] {
         let name = command.get_name().to_string();
         pages.push(format!("{name}.1"));
-        pages.extend(command.get_subcommands().map(|sub| format!("{name}-{}.1", sub.get_name())));
+        pages.extend(
+            command
+                .get_subcommands()
+                .map(|sub| format!("{name}-{}.1", sub.get_name())),
+        );
         clap_mangen::generate_to(command, dir).map_err(failed)?;
     }
     println!("wrote {} into {}", pages.join(" "), dir.display());

@@ -42,7 +42,7 @@ pub enum IdentityError {
 
 /// The SHA-256 of a certificate's SubjectPublicKeyInfo, the id of a peer's
 /// key. Pinning the key, not the certificate, survives re-issuing.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {

@@ -73,6 +73,9 @@ fn man_pages_render_with_their_flags() {
         };
         assert!(shown.status.success(), "man -l {page}: {}", stderr(&shown));
         let text = stdout(&shown);
-        assert!(text.contains("NAME") && text.contains(flag), "{page}: {text}");
+        assert!(
+            text.contains("NAME") && text.contains(flag),
+            "{page}: {text}"
+        );
     }
 }

@@ -4,6 +4,7 @@
 mod bench;
 mod control_work;
 mod crash;
+mod daemon_config;
 mod harness;
 mod hostile;
 mod install;

@@ -380,7 +380,12 @@ fn identity_and_daemon_certificate_from_the_environment_alone() {
         command
     };
     let out = move_to_daemon().output().unwrap();
-    assert_eq!(out.status.code(), Some(2), "no identity yet: {}", stderr(&out));
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no identity yet: {}",
+        stderr(&out)
+    );
     let out = move_to_daemon()
         .env("REALIZE_KEY", keys.key("client"))
         .env("REALIZE_CERT", keys.cert("client"))

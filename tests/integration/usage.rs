@@ -87,8 +87,16 @@ fn help_documents_exit_codes() {
 #[test]
 fn help_names_the_environment_variables() {
     let help = stdout(&run(&["--help"]));
-    for variable in ["REALIZE_KEY", "REALIZE_CERT", "REALIZE_PEERS", "REALIZE_CONFIG"] {
-        assert!(help.contains(&format!("[env: {variable}=")), "{variable}:\n{help}");
+    for variable in [
+        "REALIZE_KEY",
+        "REALIZE_CERT",
+        "REALIZE_PEERS",
+        "REALIZE_CONFIG",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {variable}=")),
+            "{variable}:\n{help}"
+        );
     }
 }
 
