@@ -121,8 +121,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s",
           value_parser = parse_bench_duration, conflicts_with = "size")]
     pub duration: std::time::Duration,
-    /// Carry this many bytes each way instead of running for a time: 512M, 4G
-    /// (binary multiples) or plain bytes, at most 1024G.
+    /// Carry this many bytes each way instead of running for a time: 512M,
+    /// 4GiB (binary multiples) or plain bytes, at most 1024G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub size: Option<u64>,
     /// QUIC streams per direction, like files in flight in a move.
@@ -297,8 +297,9 @@ pub struct DaemonPeerArgs {
 /// Send limits in each direction.
 #[derive(Debug, Args)]
 pub struct ThrottleArgs {
-    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
-    /// multiples) or plain bytes per second.
+    /// Limit both directions to RATE bytes per second: 512k, 4M, 4MiB, 1.5G
+    /// or plain bytes per second. Units are binary multiples however they
+    /// are spelled (10MB is 10 MiB), here and in every size.
     #[arg(long, value_name = "RATE", value_parser = parse_rate, env = "REALIZE_THROTTLE")]
     pub throttle: Option<Rate>,
     /// Limit what is sent towards the destination (overrides --throttle).
@@ -483,7 +484,7 @@ fn parse_window(value: &str) -> Result<u32, String> {
         Some(bytes) if WINDOWS.contains(&bytes) => Ok(bytes as u32),
         Some(_) => Err("a window must be from 64k to 1G".into()),
         None => Err(format!(
-            "{value:?} is not a size: use e.g. 512k, 8M or 1G (binary multiples)"
+            "{value:?} is not a size: use e.g. 512k, 8MiB or 1G (binary multiples)"
         )),
     }
 }
@@ -546,6 +547,12 @@ mod tests {
             .limits;
         assert_eq!(limits.up().unwrap().bytes_per_second(), 1 << 20);
         assert_eq!(limits.down().unwrap().bytes_per_second(), 512 << 10);
+        let limits = parse(&["--throttle", "4MiB", "--throttle-up", "10MB"])
+            .unwrap()
+            .transfer
+            .limits;
+        assert_eq!(limits.down().unwrap().bytes_per_second(), 4 << 20);
+        assert_eq!(limits.up().unwrap().bytes_per_second(), 10 << 20);
         for bad in ["0", "fast", "-1M", "5000G"] {
             let err = parse(&["--throttle-up", bad]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");
