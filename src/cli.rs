@@ -3,8 +3,10 @@
 
 pub mod args;
 mod bench;
+mod check_config;
 mod demo;
 mod endpoints;
+mod install_files;
 mod location;
 mod ls;
 pub mod output;
@@ -77,6 +79,13 @@ pub fn realize_main() -> ExitCode {
         Some(Command::Demo(demo)) => runtime().and_then(|rt| rt.block_on(demo::run(&demo))),
         Some(Command::Bench(bench)) => runtime().and_then(|rt| rt.block_on(bench::run(&bench))),
         Some(Command::Ls(ls)) => runtime().and_then(|rt| rt.block_on(ls::run(&ls))),
+        Some(Command::Completions(completions)) => {
+            install_files::print_completions(completions.shell);
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Man(man)) => {
+            install_files::write_man_pages(&man.out).map(|()| ExitCode::SUCCESS)
+        }
         None => transfer
             .selection
             .selection(&matches)
@@ -99,6 +108,9 @@ pub fn realize_main() -> ExitCode {
 pub fn realized_main() -> ExitCode {
     let args = RealizedArgs::parse();
     init_logging("info", args.log_format, None).expect("stderr needs no setup");
+    if args.check_config {
+        return check_config::run(&args);
+    }
     let result = load_daemon_config(&args)
         .and_then(|config| daemon_runtime(&config.limits)?.block_on(run_daemon(&args, config)));
     match result {
@@ -475,24 +487,42 @@ fn describe(reason: StopReason) -> &'static str {
     }
 }
 
-/// The daemon's configuration file, validated.
+/// The daemon's configuration file, validated, with the flags that
+/// override it applied.
 fn load_daemon_config(args: &RealizedArgs) -> Result<DaemonConfig, CliError> {
-    DaemonConfig::load(&args.config).map_err(|e| CliError::Usage(e.to_string()))
-}
-
-async fn run_daemon(args: &RealizedArgs, mut config: DaemonConfig) -> Result<(), CliError> {
+    let path = &args.config;
+    if let Err(e) = std::fs::metadata(path) {
+        if e.kind() == std::io::ErrorKind::NotFound {
+            return Err(CliError::Usage(format!(
+                "{}: no such file; write the daemon's configuration there (see \
+                 `realized --help` and the README's guide) or name it with --config FILE",
+                path.display()
+            )));
+        }
+    }
+    let mut config = DaemonConfig::load(path).map_err(|e| CliError::Usage(e.to_string()))?;
     if let Some(listen) = args.listen {
         config.listen = listen;
     }
+    Ok(config)
+}
+
+/// A daemon that cannot start with its configuration, the message naming
+/// the file where the fault is the configuration's own.
+fn start_error(args: &RealizedArgs, error: StartError) -> CliError {
+    match error {
+        StartError::SharedKey(_) => CliError::Failed(format!("{}: {error}", args.config.display())),
+        error => CliError::Failed(error.to_string()),
+    }
+}
+
+async fn run_daemon(args: &RealizedArgs, config: DaemonConfig) -> Result<(), CliError> {
     if let Some(addr) = config.metrics {
         telemetry::install(Some(addr)).map_err(CliError::Failed)?;
         tracing::info!(metrics = %addr, "serving metrics at /metrics");
     }
-    let daemon = Daemon::bind(&config, &args.transport.tuning()).map_err(|e| match e {
-        // A fault of the configuration itself: name the file, as load does.
-        StartError::SharedKey(_) => CliError::Failed(format!("{}: {e}", args.config.display())),
-        e => CliError::Failed(e.to_string()),
-    })?;
+    let daemon =
+        Daemon::bind(&config, &args.transport.tuning()).map_err(|e| start_error(args, e))?;
     daemon.run(shutdown_signal()).await;
     Ok(())
 }

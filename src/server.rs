@@ -32,7 +32,7 @@ use crate::service::local::{LocalService, ReadBudget};
 use crate::telemetry;
 use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
-use crate::transport::identity::{load_certificates, Identity, IdentityError};
+use crate::transport::identity::{load_certificates, Fingerprint, Identity, IdentityError};
 use crate::transport::tls::{server_crypto, PinError, PinnedPeers};
 
 /// Why the daemon could not start.
@@ -68,9 +68,27 @@ pub struct Daemon {
     partial_max_age: Duration,
 }
 
-impl Daemon {
-    /// Loads everything `config` names and binds its listening socket.
-    pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
+/// What `realized --check-config` reports of a configuration whose every
+/// file and directory loaded: the keys, as peers will see them.
+#[derive(Debug)]
+pub struct CheckedConfig {
+    /// The fingerprint of the daemon's own key.
+    pub fingerprint: Fingerprint,
+    /// Each peer id with the fingerprints of the keys pinned under it.
+    pub peers: BTreeMap<String, Vec<Fingerprint>>,
+}
+
+/// Everything a configuration names, loaded and checked: all the daemon
+/// needs but its socket.
+struct Loaded {
+    identity: Identity,
+    peers: Arc<PinnedPeers>,
+    service: LocalService,
+    crypto: quinn::crypto::rustls::QuicServerConfig,
+}
+
+impl Loaded {
+    fn new(config: &DaemonConfig) -> Result<Self, StartError> {
         let identity = Identity::load(&config.key, &config.cert)?;
         let peers = Arc::new(load_peers(config)?);
         let mut service = LocalService::new(config.dirs.clone())
@@ -83,6 +101,42 @@ impl Daemon {
         }
         let crypto = server_crypto(&identity, peers.clone())
             .map_err(|e| StartError::Io(format!("{}: {e}", config.key.display())))?;
+        Ok(Self {
+            identity,
+            peers,
+            service,
+            crypto,
+        })
+    }
+}
+
+/// Loads and checks everything `config` names, as [`Daemon::bind`] does,
+/// but binds nothing: a running daemon is not disturbed.
+pub fn check(config: &DaemonConfig) -> Result<CheckedConfig, StartError> {
+    let loaded = Loaded::new(config)?;
+    let mut peers: BTreeMap<String, Vec<Fingerprint>> = BTreeMap::new();
+    for (peer, fingerprint) in loaded.peers.pinned() {
+        peers
+            .entry(peer.to_string())
+            .or_default()
+            .push(fingerprint.clone());
+    }
+    peers.values_mut().for_each(|keys| keys.sort());
+    Ok(CheckedConfig {
+        fingerprint: loaded.identity.fingerprint(),
+        peers,
+    })
+}
+
+impl Daemon {
+    /// Loads everything `config` names and binds its listening socket.
+    pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
+        let Loaded {
+            identity,
+            peers,
+            service,
+            crypto,
+        } = Loaded::new(config)?;
         let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
         let tuning = Tuning {
             max_streams: config.limits.quic_streams(),

@@ -73,18 +73,19 @@ impl FromStr for Rate {
     }
 }
 
-/// A positive number of bytes written plain or with a binary multiple:
-/// `512k`, `4M`, `1.5G`. `None` if `text` is not one.
+/// How every size and rate of the flags and of the daemon's configuration
+/// is read: units are binary multiples whatever their spelling (`k`, `K`,
+/// `KB` and `KiB` all mean 1024 bytes; `10MB` is 10 MiB).
+const SIZE_UNITS: parse_size::Config = parse_size::Config::new().with_binary();
+
+/// A positive number of bytes written plain or with a unit: `512k`, `4M`,
+/// `4MiB`, `10MB`, `1.5G`, `1T`, all binary multiples ([`SIZE_UNITS`]).
+/// `None` if `text` is not one.
 pub fn parse_bytes(text: &str) -> Option<f64> {
-    let text = text.trim();
-    let (number, multiple) = match text.char_indices().last() {
-        Some((i, 'k' | 'K')) => (&text[..i], 1u64 << 10),
-        Some((i, 'm' | 'M')) => (&text[..i], 1 << 20),
-        Some((i, 'g' | 'G')) => (&text[..i], 1 << 30),
-        _ => (text, 1),
-    };
-    let value: f64 = number.parse().ok()?;
-    (value.is_finite() && value > 0.0).then_some(value * multiple as f64)
+    match SIZE_UNITS.parse_size(text.trim()) {
+        Ok(bytes) if bytes > 0 => Some(bytes as f64),
+        _ => None,
+    }
 }
 
 impl fmt::Display for Rate {
@@ -245,7 +246,14 @@ mod tests {
         assert_eq!(parse("4M"), Ok(4 << 20));
         assert_eq!(parse("1.5G"), Ok(3 << 29));
         assert_eq!(parse("100000"), Ok(100_000));
-        for bad in ["0", "-1M", "abc", "", "1T", "k", "2000G", "100", "nanM"] {
+        // Every spelling of a unit is a binary multiple.
+        for four_mib in ["4MiB", "4MB", "4 MiB", "4mb", "4Mi"] {
+            assert_eq!(parse(four_mib), Ok(4 << 20), "{four_mib}");
+        }
+        assert_eq!(parse("1T"), Ok(1 << 40));
+        for bad in [
+            "0", "-1M", "abc", "", "2T", "k", "2000G", "100", "nanM", "4Mbit",
+        ] {
             assert!(parse(bad).is_err(), "{bad:?}");
         }
     }

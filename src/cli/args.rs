@@ -62,6 +62,29 @@ pub enum Command {
     /// their sizes in bytes (a partial file, which the next move resumes, is
     /// marked so).
     Ls(LsArgs),
+    /// Print a shell completion script for realize to stdout, e.g.
+    /// `realize completions bash > /etc/bash_completion.d/realize`.
+    Completions(CompletionsArgs),
+    /// Write the manual pages (realize.1, one per subcommand, realized.1)
+    /// into a folder, e.g. `realize man --out /usr/local/share/man/man1`.
+    Man(ManArgs),
+}
+
+/// `realize completions`.
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete in.
+    #[arg(value_enum, value_name = "SHELL")]
+    pub shell: clap_complete::Shell,
+}
+
+/// `realize man`.
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Folder to write the pages into (created if missing; pages already
+    /// there are replaced).
+    #[arg(long, value_name = "DIR", default_value = ".")]
+    pub out: PathBuf,
 }
 
 /// `realize ls`.
@@ -128,8 +151,8 @@ pub struct BenchArgs {
     #[arg(long, value_name = "DURATION", default_value = "10s",
           value_parser = parse_bench_duration, conflicts_with = "size")]
     pub duration: std::time::Duration,
-    /// Carry this many bytes each way instead of running for a time: 512M, 4G
-    /// (binary multiples) or plain bytes, at most 1024G.
+    /// Carry this many bytes each way instead of running for a time: 512M,
+    /// 4GiB (binary multiples) or plain bytes, at most 1024G.
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
     pub size: Option<u64>,
     /// QUIC streams per direction, like files in flight in a move.
@@ -212,7 +235,7 @@ pub struct MoveArgs {
     pub dry_run: bool,
     /// Files moved at once, each on its own QUIC stream.
     #[arg(long, value_name = "N", default_value_t = crate::mover::DEFAULT_PARALLEL,
-          value_parser = parse_parallel)]
+          value_parser = parse_parallel, env = "REALIZE_PARALLEL")]
     pub parallel: usize,
     /// Stop after this much wall-clock time (e.g. 30s, 5m, 1h30m): no new
     /// file starts, files in flight keep their partial files, exit code 11.
@@ -232,7 +255,8 @@ pub struct MoveArgs {
     /// How long to wait for a daemon to answer when connecting. A lost
     /// connection is retried (1s, 2s, 5s, 15s, 30s, 60s, then every minute)
     /// up to --retries times in a row, or until --max-duration is reached.
-    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s")]
+    #[arg(long, value_name = "DURATION", value_parser = parse_duration, default_value = "10s",
+          env = "REALIZE_CONNECT_TIMEOUT")]
     pub connect_timeout: std::time::Duration,
     /// Reconnect at most N times in a row after a daemon cannot be reached
     /// or a connection is lost (0: never); an attempt that moves a file
@@ -254,23 +278,28 @@ pub struct MoveArgs {
     pub verbose: u8,
     /// Write logs to this file instead of stderr (at info level unless -v
     /// asks for more, or RUST_LOG says otherwise).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_LOG_FILE")]
     pub log_file: Option<PathBuf>,
     /// Log line format.
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    #[arg(long, value_enum, default_value_t = LogFormat::Text, env = "REALIZE_LOG_FORMAT")]
     pub log_format: LogFormat,
     /// Serve Prometheus metrics at http://ADDR/metrics while the command runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
     /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT) at the
     /// end and every 30 s; a failed push is a warning and exit code 12.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "REALIZE_METRICS_PUSHGATEWAY")]
     pub metrics_pushgateway: Option<String>,
     /// Job label of pushed metrics.
-    #[arg(long, value_name = "NAME", default_value = "realize")]
+    #[arg(
+        long,
+        value_name = "NAME",
+        default_value = "realize",
+        env = "REALIZE_METRICS_JOB"
+    )]
     pub metrics_job: String,
     /// Instance label of pushed metrics (default: this host's name).
-    #[arg(long, value_name = "NAME")]
+    #[arg(long, value_name = "NAME", env = "REALIZE_METRICS_INSTANCE")]
     pub metrics_instance: Option<String>,
 }
 
@@ -355,21 +384,22 @@ fn parse_pattern(value: &str) -> Result<Pattern, String> {
 #[derive(Debug, Args)]
 pub struct TrustArgs {
     /// This host's private key (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_KEY")]
     pub key: Option<PathBuf>,
     /// This host's certificate (PEM), for remote endpoints.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_CERT")]
     pub cert: Option<PathBuf>,
     /// PEM file with the certificate of the daemon to trust. It binds every
     /// remote daemon of the call, so it must hold exactly one certificate:
     /// when it holds several, name the daemon of each remote side with its
     /// own flag (--src-peer, --dst-peer; --peer for bench).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", env = "REALIZE_PEERS")]
     pub peers: Option<PathBuf>,
     /// Client configuration holding key, cert, peers (one certificate, as
     /// for --peers) and [hosts] (NAME = { addr, cert }, the names HOST:DIR
     /// takes), so the common call is short. Default:
-    /// $XDG_CONFIG_HOME/realize/config.toml (~/.config/...) if it exists.
+    /// $XDG_CONFIG_HOME/realize/config.toml (~/.config/...) if it exists. A
+    /// flag, or the environment variable shown beside it, overrides the file.
     #[arg(long, value_name = "FILE", env = "REALIZE_CONFIG")]
     pub config: Option<PathBuf>,
 }
@@ -396,9 +426,10 @@ pub struct DaemonPeerArgs {
 /// Send limits in each direction.
 #[derive(Debug, Args)]
 pub struct ThrottleArgs {
-    /// Limit both directions to RATE bytes per second: 512k, 4M, 1.5G (binary
-    /// multiples) or plain bytes per second.
-    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    /// Limit both directions to RATE bytes per second: 512k, 4M, 4MiB, 1.5G
+    /// or plain bytes per second. Units are binary multiples however they
+    /// are spelled (10MB is 10 MiB), here and in every size.
+    #[arg(long, value_name = "RATE", value_parser = parse_rate, env = "REALIZE_THROTTLE")]
     pub throttle: Option<Rate>,
     /// Limit what is sent towards the destination (overrides --throttle).
     #[arg(long, value_name = "RATE", value_parser = parse_rate)]
@@ -528,13 +559,22 @@ pub struct DestinationArgs {
     pub dst_addr: Option<String>,
 }
 
+/// Where `realized` reads its configuration when --config is not given.
+pub const DEFAULT_DAEMON_CONFIG: &str = "/etc/realize/realized.toml";
+
 /// Serve local directories to pinned peers over QUIC.
 #[derive(Debug, Parser)]
 #[command(name = "realized", version)]
 pub struct RealizedArgs {
     /// Daemon configuration (TOML): listen, key, cert, [dirs], [peers].
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", default_value = DEFAULT_DAEMON_CONFIG)]
     pub config: PathBuf,
+    /// Check the configuration and everything it names (key, certificates,
+    /// directories), print the configuration the daemon would run with, and
+    /// exit: 0 if it would start, 2 with the error if not. Binds nothing, so
+    /// it can run beside the running daemon, e.g. before restarting it.
+    #[arg(long)]
+    pub check_config: bool,
     /// Listen on this UDP address instead of the configuration's.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
@@ -594,7 +634,7 @@ fn parse_window(value: &str) -> Result<u32, String> {
         Some(bytes) if WINDOWS.contains(&bytes) => Ok(bytes as u32),
         Some(_) => Err("a window must be from 64k to 1G".into()),
         None => Err(format!(
-            "{value:?} is not a size: use e.g. 512k, 8M or 1G (binary multiples)"
+            "{value:?} is not a size: use e.g. 512k, 8MiB or 1G (binary multiples)"
         )),
     }
 }
@@ -657,6 +697,12 @@ mod tests {
             .limits;
         assert_eq!(limits.up().unwrap().bytes_per_second(), 1 << 20);
         assert_eq!(limits.down().unwrap().bytes_per_second(), 512 << 10);
+        let limits = parse(&["--throttle", "4MiB", "--throttle-up", "10MB"])
+            .unwrap()
+            .transfer
+            .limits;
+        assert_eq!(limits.down().unwrap().bytes_per_second(), 4 << 20);
+        assert_eq!(limits.up().unwrap().bytes_per_second(), 10 << 20);
         for bad in ["0", "fast", "-1M", "5000G"] {
             let err = parse(&["--throttle-up", bad]).unwrap_err();
             assert_eq!(err.exit_code(), 2, "{bad}");

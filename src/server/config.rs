@@ -180,6 +180,18 @@ mod tests {
     }
 
     #[test]
+    fn limits_read_back_what_they_print() {
+        let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
+        let text = "stall_timeout = '1m 30s'\npartial_max_age = '36h'\n\
+                    read_buffer_per_connection = '48M'\nlistings = 3\n";
+        let limits = load(&format!("{base}[limits]\n{text}")).unwrap().limits;
+        let printed = toml::to_string(&limits).unwrap();
+        let again = load(&format!("{base}[limits]\n{printed}")).unwrap().limits;
+        assert_eq!(again, limits, "{printed}");
+        assert!(printed.contains("stall_timeout = \"1m 30s\""), "{printed}");
+    }
+
+    #[test]
     fn limits_default_and_must_allow_a_connection() {
         let base = "key='k'\ncert='c'\n[dirs]\nd='d'\n[peers]\na='a.crt'\n";
         let config = load(base).unwrap();

@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use serde::{Deserialize, Deserializer};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::service::local::{CHUNK_SIZE, DEFAULT_LISTING_DEPTH, MAX_LISTING_DEPTH};
 
@@ -19,8 +19,9 @@ const MIN_TIMEOUT: Duration = Duration::from_secs(1);
 /// particular: leaving a partial file behind, metrics.
 const SHARED_BLOCKING_THREADS: usize = 64;
 
-/// The limits of `[limits]` in the daemon's configuration.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+/// The limits of `[limits]` in the daemon's configuration. They serialize
+/// back to the TOML they are read from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Connections at once, handshakes in progress included.
@@ -52,14 +53,14 @@ pub struct Limits {
     /// How long a data stream may make no progress (no byte of a write
     /// arrives, no byte of a read or listing is taken) before it is reset
     /// with `STALLED`.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub stall_timeout: Duration,
     /// How long a connection has to open its control stream and say hello.
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub hello_timeout: Duration,
     /// How long a partial file no writer holds may stay unchanged before
     /// the daemon removes it (see `server::collector`).
-    #[serde(deserialize_with = "duration")]
+    #[serde(deserialize_with = "duration", serialize_with = "write_duration")]
     pub partial_max_age: Duration,
 }
 
@@ -192,4 +193,9 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
             "{text:?} is not a duration ({e}): write e.g. 30s, 2m, 1m 30s or 7d"
         ))
     })
+}
+
+/// A duration as [`duration`] reads it back (`30s`, `7days`).
+fn write_duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(&humantime::format_duration(*value).to_string())
 }

@@ -32,6 +32,9 @@ pub enum IdentityError {
         /// What is wrong with it.
         message: String,
     },
+    /// A new key could not be encoded.
+    #[error("encoding the new key failed: {0}")]
+    Encode(String),
     /// rcgen failed to make a key or certificate.
     #[error("generating the certificate failed: {0}")]
     Generate(#[from] rcgen::Error),
@@ -39,7 +42,7 @@ pub enum IdentityError {
 
 /// The SHA-256 of a certificate's SubjectPublicKeyInfo, the id of a peer's
 /// key. Pinning the key, not the certificate, survives re-issuing.
-#[derive(Clone, PartialEq, Eq, Hash)]
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Fingerprint([u8; 32]);
 
 impl Fingerprint {
@@ -158,7 +161,7 @@ pub fn generate(name: &str, dir: &Path) -> Result<GeneratedIdentity, IdentityErr
             return Err(IdentityError::Exists(path.clone()));
         }
     }
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ED25519)?;
+    let key = generate_key()?;
     let params = rcgen::CertificateParams::new(vec![name.to_string()])?;
     let cert = params.self_signed(&key)?;
     let fingerprint =
@@ -173,6 +176,21 @@ pub fn generate(name: &str, dir: &Path) -> Result<GeneratedIdentity, IdentityErr
         cert_path,
         fingerprint,
     })
+}
+
+/// A new Ed25519 key, held as PKCS#8 v1 (RFC 5208): the form OpenSSL,
+/// Python's cryptography and other common tools read. ring makes v2 (RFC
+/// 5958, with the public key inside), which many of them refuse; the public
+/// key is left out here, as it follows from the private one. Keys made as v2
+/// by earlier versions still load.
+fn generate_key() -> Result<rcgen::KeyPair, IdentityError> {
+    let v2 = ring::signature::Ed25519KeyPair::generate_pkcs8(&ring::rand::SystemRandom::new())
+        .map_err(|_| rcgen::Error::RingUnspecified)?;
+    let invalid = |e: pkcs8::Error| IdentityError::Encode(e.to_string());
+    let mut info = pkcs8::PrivateKeyInfoRef::try_from(v2.as_ref()).map_err(invalid)?;
+    info.public_key = None;
+    let v1 = pkcs8::der::Encode::to_der(&info).map_err(|e| invalid(e.into()))?;
+    Ok(rcgen::KeyPair::try_from(v1)?)
 }
 
 fn write_new(path: &Path, content: &[u8], mode: u32) -> Result<(), IdentityError> {

@@ -99,6 +99,11 @@ impl PinnedPeers {
         })
     }
 
+    /// Every pinned key with its peer id, in no particular order.
+    pub fn pinned(&self) -> impl Iterator<Item = (&str, &Fingerprint)> {
+        self.peers.iter().map(|(key, peer)| (peer.as_str(), key))
+    }
+
     /// The peer id of `cert`, if its key is pinned.
     pub fn peer_id(&self, cert: &CertificateDer<'_>) -> Option<&str> {
         let fingerprint = Fingerprint::of_certificate(cert).ok()?;

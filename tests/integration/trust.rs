@@ -358,3 +358,41 @@ fn refused_start(config: &std::path::Path) -> std::process::Output {
     }
     daemon.wait_with_output().unwrap()
 }
+
+#[test]
+fn identity_and_daemon_certificate_from_the_environment_alone() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_file(src.path(), "f", b"data");
+    let daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let move_to_daemon = || {
+        let mut command = realize();
+        command.args([
+            "--src-path",
+            src.path().to_str().unwrap(),
+            "--dst-addr",
+            &daemon.addr(),
+            "--directory-id",
+            "d",
+        ]);
+        // No client configuration file to fall back on.
+        command.env("XDG_CONFIG_HOME", keys.dir.path().join("none"));
+        command
+    };
+    let out = move_to_daemon().output().unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "no identity yet: {}",
+        stderr(&out)
+    );
+    let out = move_to_daemon()
+        .env("REALIZE_KEY", keys.key("client"))
+        .env("REALIZE_CERT", keys.cert("client"))
+        .env("REALIZE_PEERS", keys.cert("daemon"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dst.path().join("f")).unwrap(), b"data");
+    assert!(!src.path().join("f").exists());
+}

@@ -85,6 +85,22 @@ fn help_documents_exit_codes() {
 }
 
 #[test]
+fn help_names_the_environment_variables() {
+    let help = stdout(&run(&["--help"]));
+    for variable in [
+        "REALIZE_KEY",
+        "REALIZE_CERT",
+        "REALIZE_PEERS",
+        "REALIZE_CONFIG",
+    ] {
+        assert!(
+            help.contains(&format!("[env: {variable}=")),
+            "{variable}:\n{help}"
+        );
+    }
+}
+
+#[test]
 fn daemon_rejects_bad_configuration_with_one_line() {
     let keys = Keys::generate(&["daemon"]);
     let config = keys.dir.path().join("bad.toml");

@@ -419,7 +419,7 @@ fn write_loop(
 fn direct_from(target: &WriteTarget) -> Option<u64> {
     let delta = target.delta();
     let wanted = delta.patches.is_empty()
-        && delta.offset % ALIGNMENT as u64 == 0
+        && delta.offset.is_multiple_of(ALIGNMENT as u64)
         && target.size() - delta.offset >= DIRECT_MIN;
     wanted.then_some(delta.offset)
 }
