@@ -743,6 +743,28 @@ mod tests {
     }
 
     #[test]
+    fn stats_intervals_are_a_second_or_more_or_0_for_off() {
+        let stats = |value: &str| {
+            RealizeArgs::try_parse_from(["realize", "a", "b", "--stats", value])
+                .map(|args| args.transfer.stats)
+        };
+        assert_eq!(
+            stats("1s").unwrap(),
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(
+            stats("2m").unwrap(),
+            Some(std::time::Duration::from_secs(120))
+        );
+        for off in ["0", "0s"] {
+            assert_eq!(stats(off).unwrap(), Some(std::time::Duration::ZERO));
+        }
+        for bad in ["500ms", "30", "-1s", "often"] {
+            assert_eq!(stats(bad).unwrap_err().exit_code(), 2, "{bad}");
+        }
+    }
+
+    #[test]
     fn specific_throttles_parse_and_bad_rates_are_usage_errors() {
         let parse = |extra: &[&str]| {
             let mut args = vec!["realize", "--src-path", "a", "--dst-path", "b"];
