@@ -129,6 +129,23 @@ fn json_reports_a_run_that_cannot_start_but_not_a_usage_error() {
     assert!(json["error"].as_str().unwrap().contains("missing"));
     assert!(stderr(&out).contains("missing"));
 
+    // A daemon that does not answer: the reason for giving up.
+    let keys = Keys::generate(&["client", "daemon"]);
+    let nobody = format!("127.0.0.1:{}:photos", free_tcp_port());
+    let out = realize()
+        .arg(dst.path())
+        .arg(&nobody)
+        .args(keys.client_args("client", "daemon"))
+        .args(["--json", "--retries", "0", "--connect-timeout", "1s"])
+        .output()
+        .unwrap();
+    let json = report(&out);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert_eq!(json["exit_code"], 1);
+    assert_eq!(json["directory"], Value::Null);
+    let error = json["error"].as_str().unwrap();
+    assert!(error.contains("gave up after 0 retries"), "{error}");
+
     // Usage errors, from the flags or found when the run starts: exit 2,
     // the message on stderr, no report.
     let src = TempDir::new().unwrap();
