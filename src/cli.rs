@@ -24,7 +24,8 @@ use tracing_subscriber::EnvFilter;
 
 use self::args::{Command, KeygenArgs, LogFormat, MoveArgs, RealizeArgs, RealizedArgs};
 use self::endpoints::Endpoints;
-use self::output::{Display, Verbosity};
+use self::output::report::Report;
+use self::output::{Display, Settings};
 use self::retry::Backoff;
 use crate::mover::{
     list_both, move_listed, stop_pair, MoveOptions, MoveSummary, Selection, StopHandle, StopReason,
@@ -51,11 +52,15 @@ pub enum CliError {
 }
 
 impl CliError {
-    fn exit_code(&self) -> ExitCode {
+    fn code(&self) -> u8 {
         match self {
-            CliError::Usage(_) => ExitCode::from(2),
-            CliError::Failed(_) | CliError::Unreachable(_) => ExitCode::from(1),
+            CliError::Usage(_) => 2,
+            CliError::Failed(_) | CliError::Unreachable(_) => 1,
         }
+    }
+
+    fn exit_code(&self) -> ExitCode {
+        ExitCode::from(self.code())
     }
 }
 
@@ -91,7 +96,7 @@ pub fn realize_main() -> ExitCode {
             .selection(&matches)
             .map_err(CliError::Usage)
             .and_then(|selection| {
-                let run = run_with_metrics(transfer, &selection);
+                let run = run_reported(transfer, &selection);
                 runtime().and_then(|rt| rt.block_on(run))
             }),
     };
@@ -183,9 +188,53 @@ pub const EXIT_METRICS_PUSH_FAILED: u8 = 12;
 /// How often a long run pushes its metrics to a Pushgateway.
 const PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
+/// What a run has done so far, kept outside its attempts so that the end
+/// of the run sees it whatever the outcome.
+#[derive(Default)]
+struct Run {
+    /// The display, made once the first attempt connects.
+    display: Option<Display>,
+    /// The totals of all attempts (see [`accumulate`]).
+    total: MoveSummary,
+    /// Why the run gave up retrying, if it did.
+    gave_up: Option<String>,
+}
+
+/// Runs the move and, with `--json`, prints its report on stdout with the
+/// code the command exits with: after every outcome but a usage error,
+/// which prints no report.
+async fn run_reported(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, CliError> {
+    let started = std::time::Instant::now();
+    let mut run = Run::default();
+    let result = run_with_metrics(args, selection, &mut run).await;
+    let (exit_code, error) = match &result {
+        Ok(code) => (*code, run.gave_up.take()),
+        Err(e) => (e.code(), Some(e.to_string())),
+    };
+    if args.json && !matches!(result, Err(CliError::Usage(_))) {
+        let report = Report {
+            exit_code,
+            error,
+            dry_run: args.dry_run,
+            source: args.source.as_given(),
+            destination: args.destination.as_given(),
+            elapsed: started.elapsed(),
+            summary: &run.total,
+            display: run.display.as_ref(),
+        };
+        println!("{}", report.to_json());
+    }
+    result.map(ExitCode::from)
+}
+
 /// Runs the move with the metrics the flags ask for: a `/metrics` listener
 /// while it runs, and pushes to a Pushgateway during and at the end.
-async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, CliError> {
+/// Returns the exit code.
+async fn run_with_metrics(
+    args: &MoveArgs,
+    selection: &Selection,
+    run: &mut Run,
+) -> Result<u8, CliError> {
     let gateway = match &args.metrics_pushgateway {
         Some(url) => {
             let instance = match &args.metrics_instance {
@@ -197,7 +246,7 @@ async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<Exit
         None => None,
     };
     if args.metrics_addr.is_none() && gateway.is_none() {
-        return Ok(ExitCode::from(run_move(args, selection).await?));
+        return run_move(args, selection, run).await;
     }
     let handle = telemetry::install(args.metrics_addr).map_err(CliError::Usage)?;
     let periodic = gateway.clone().map(|gateway| {
@@ -214,7 +263,7 @@ async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<Exit
         })
     });
     // The final push happens whatever the outcome, failed runs included.
-    let outcome = run_move(args, selection).await;
+    let outcome = run_move(args, selection, run).await;
     if let Some(task) = periodic {
         task.abort();
     }
@@ -224,7 +273,7 @@ async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<Exit
     };
     let code = outcome?;
     match pushed {
-        Ok(()) => Ok(ExitCode::from(code)),
+        Ok(()) => Ok(code),
         Err(e) => {
             eprintln!("realize: warning: {e}");
             tracing::warn!("final metrics push failed: {e}");
@@ -233,7 +282,7 @@ async fn run_with_metrics(args: &MoveArgs, selection: &Selection) -> Result<Exit
             } else {
                 code
             };
-            Ok(ExitCode::from(code))
+            Ok(code)
         }
     }
 }
@@ -247,7 +296,7 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn run_move(args: &MoveArgs, selection: &Selection) -> Result<u8, CliError> {
+async fn run_move(args: &MoveArgs, selection: &Selection, run: &mut Run) -> Result<u8, CliError> {
     let (stop, signal) = stop_pair();
     watch_interrupts(stop.clone());
     if let Some(limit) = args.max_duration {
@@ -257,15 +306,13 @@ async fn run_move(args: &MoveArgs, selection: &Selection) -> Result<u8, CliError
             stop.stop(StopReason::TimeLimit);
         });
     }
-    let mut display = None;
-    let mut total = MoveSummary::default();
-    let finished = run_attempts(args, selection, &signal, &mut display, &mut total).await?;
-    match &display {
-        Some(display) => display.finish(&total),
+    let finished = run_attempts(args, selection, &signal, run).await?;
+    match &run.display {
+        Some(display) => display.finish(&run.total),
         None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
         None => {}
     }
-    let code = outcome_code(signal.reason(), finished, &total);
+    let code = outcome_code(signal.reason(), finished, &run.total);
     if let (Some(reason), true) = (signal.reason(), code > 1) {
         eprintln!(
             "realize: {}; run the same command again to continue",
@@ -276,7 +323,7 @@ async fn run_move(args: &MoveArgs, selection: &Selection) -> Result<u8, CliError
 }
 
 /// Runs attempts until one ends the run or `--retries` is spent, adding
-/// each one's files to `total`. Returns whether the last attempt listed
+/// each one's files to the run's total. Returns whether the last attempt listed
 /// both sides and moved what it could, without failures a retry could cure:
 /// only such an attempt knows what is left, `total` says nothing of one cut
 /// short.
@@ -284,18 +331,17 @@ async fn run_attempts(
     args: &MoveArgs,
     selection: &Selection,
     signal: &StopSignal,
-    display: &mut Option<Display>,
-    total: &mut MoveSummary,
+    run: &mut Run,
 ) -> Result<bool, CliError> {
     let mut backoff = Backoff::default();
     let mut retries = 0;
     loop {
-        let outcome = attempt(args, selection, signal, display).await;
+        let outcome = attempt(args, selection, signal, &mut run.display).await;
         let finished = matches!(outcome, Ok(Some(_)));
         let reason = match outcome {
             Ok(None) => return Ok(false), // Stopped before listing.
             Ok(Some(summary)) => {
-                accumulate(total, &summary);
+                accumulate(&mut run.total, &summary);
                 if summary.retryable == 0 || signal.reason().is_some() {
                     return Ok(finished);
                 }
@@ -314,7 +360,9 @@ async fn run_attempts(
         if retries == args.retries {
             tracing::error!(retries, %reason, "giving up");
             let plural = if retries == 1 { "retry" } else { "retries" };
-            eprintln!("realize: {reason}; gave up after {retries} {plural} (--retries)");
+            let gave_up = format!("{reason}; gave up after {retries} {plural} (--retries)");
+            eprintln!("realize: {gave_up}");
+            run.gave_up = Some(gave_up);
             return Ok(false);
         }
         retries += 1;
@@ -363,14 +411,8 @@ async fn attempt(
         endpoints = endpoints::open(args) => endpoints?,
         _ = signal.stopped() => return Ok(None),
     };
-    let display = display.get_or_insert_with(|| {
-        let verbosity = match (args.quiet, args.verbose) {
-            (true, _) => Verbosity::Quiet,
-            (false, 0) => Verbosity::Normal,
-            _ => Verbosity::Verbose,
-        };
-        Display::new(endpoints.dir.clone(), verbosity, args.dry_run)
-    });
+    let display =
+        display.get_or_insert_with(|| Display::new(endpoints.dir.clone(), Settings::new(args)));
     let up = args.limits.up();
     // The checks and the listings are round trips to the daemons: overlap
     // them. Listing changes nothing, so it may start before the checks pass.
@@ -411,6 +453,7 @@ async fn attempt(
         dry_run: args.dry_run,
         selection: selection.clone(),
     };
+    display.start_attempt();
     let result = move_listed(
         endpoints.source.as_ref(),
         endpoints.destination.as_ref(),

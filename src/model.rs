@@ -325,8 +325,10 @@ pub struct FileEntry {
     pub stamp: FileStamp,
 }
 
-/// Why a listing passed over something under the root.
+/// Why a listing passed over something under the root. Its serde name
+/// (`symlink`, `empty_directory`, …) is the `kind` the `--json` report gives.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum SkipReason {
     /// A symbolic link: never followed, never moved.
     Symlink,

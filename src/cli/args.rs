@@ -273,6 +273,19 @@ pub struct MoveArgs {
     /// Print errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
+    /// Print one JSON object on stdout at the end, for scripts, and nothing
+    /// else there: counts, bytes, elapsed time, exit code, each failed and
+    /// skipped entry (and with --dry-run each planned file). ERROR lines
+    /// still go to stderr. A usage error (exit 2) prints no JSON. The fields
+    /// are listed in docs/operations.md.
+    #[arg(long)]
+    pub json: bool,
+    /// Print a progress line on stderr every DURATION (e.g. 10s, 1m): files
+    /// done of all, bytes, rate and ETA; 0 turns it off. Default: every 30s
+    /// when stderr is not a terminal (cron, systemd, a pipe) and the run is
+    /// neither quiet nor a dry run; on a terminal, bars only.
+    #[arg(long, value_name = "DURATION", value_parser = parse_stats_interval)]
+    pub stats: Option<std::time::Duration>,
     /// Show skipped entries and logs on stderr; repeat for more (-vv debug).
     #[arg(long, short, action = clap::ArgAction::Count)]
     pub verbose: u8,
@@ -484,6 +497,25 @@ fn parse_duration(value: &str) -> Result<std::time::Duration, String> {
     Ok(duration)
 }
 
+/// How often a run with no terminal on stderr prints a progress line.
+pub const DEFAULT_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Shortest `--stats` interval accepted, other than 0 (off).
+const MIN_STATS_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// A `--stats` interval: a duration of at least a second, or 0 (off, as
+/// [`std::time::Duration::ZERO`]).
+fn parse_stats_interval(value: &str) -> Result<std::time::Duration, String> {
+    if value.trim_end_matches('s') == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    let interval = parse_duration(value)?;
+    if interval < MIN_STATS_INTERVAL {
+        return Err("print stats at most every second (1s), or 0 for never".into());
+    }
+    Ok(interval)
+}
+
 fn parse_rate(value: &str) -> Result<Rate, String> {
     value.parse()
 }
@@ -541,6 +573,13 @@ pub struct SourceArgs {
     pub src_addr: Option<String>,
 }
 
+impl SourceArgs {
+    /// The source as the command line gives it.
+    pub fn as_given(&self) -> String {
+        as_given(&self.src, &self.src_path, &self.src_addr)
+    }
+}
+
 /// The destination endpoint: exactly one of DST, a local path or a daemon.
 #[derive(Debug, Args)]
 #[group(required = true, multiple = false)]
@@ -557,6 +596,25 @@ pub struct DestinationArgs {
     /// Move files to the daemon at HOST:PORT (port 9771 if omitted).
     #[arg(long, value_name = "HOST:PORT")]
     pub dst_addr: Option<String>,
+}
+
+impl DestinationArgs {
+    /// The destination as the command line gives it.
+    pub fn as_given(&self) -> String {
+        as_given(&self.dst, &self.dst_path, &self.dst_addr)
+    }
+}
+
+/// An endpoint as given: the argument, the path or the address, whichever
+/// the command line holds.
+fn as_given(arg: &Option<String>, path: &Option<PathBuf>, addr: &Option<String>) -> String {
+    let path = path.as_ref().map(|path| path.display().to_string());
+    arg.iter()
+        .chain(&path)
+        .chain(addr)
+        .next()
+        .cloned()
+        .unwrap_or_default()
 }
 
 /// Where `realized` reads its configuration when --config is not given.
@@ -681,6 +739,28 @@ mod tests {
         );
         for bad in ["0s", "-5s", "5", "ten minutes", "", "400days"] {
             assert!(parse_duration(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stats_intervals_are_a_second_or_more_or_0_for_off() {
+        let stats = |value: &str| {
+            RealizeArgs::try_parse_from(["realize", "a", "b", "--stats", value])
+                .map(|args| args.transfer.stats)
+        };
+        assert_eq!(
+            stats("1s").unwrap(),
+            Some(std::time::Duration::from_secs(1))
+        );
+        assert_eq!(
+            stats("2m").unwrap(),
+            Some(std::time::Duration::from_secs(120))
+        );
+        for off in ["0", "0s"] {
+            assert_eq!(stats(off).unwrap(), Some(std::time::Duration::ZERO));
+        }
+        for bad in ["500ms", "30", "-1s", "often"] {
+            assert_eq!(stats(bad).unwrap_err().exit_code(), 2, "{bad}");
         }
     }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use super::args::DemoArgs;
-use super::output::{Display, Verbosity};
+use super::output::{Display, Settings, Verbosity};
 use super::CliError;
 use crate::client::{Client, ExpectedDaemon};
 use crate::model::{DirectoryId, Hash};
@@ -74,7 +74,13 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         .await
         .map_err(|e| failed(&e))?;
     let local = LocalService::single(dir.clone(), &src).map_err(|e| failed(&e))?;
-    let mut display = Display::new(dir.clone(), Verbosity::Normal, false);
+    let settings = Settings {
+        verbosity: Verbosity::Normal,
+        dry_run: false,
+        json: false,
+        stats: None,
+    };
+    let mut display = Display::new(dir.clone(), settings);
     let summary = move_files(&local, &remote, &dir, &MoveOptions::default(), &mut display)
         .await
         .map_err(|e| failed(&e))?;

@@ -5,7 +5,11 @@
 //! shows files, bytes, rate and ETA. `Moved` lines go to stdout, `ERROR`
 //! lines to stderr, both with the bars suspended so nothing is garbled.
 //! Without a terminal there are no bars and no escape codes: one line per
-//! finished file.
+//! finished file, and a [`stats`] line on stderr now and then. With
+//! `--json`, stdout holds only the [`report`] printed at the end.
+
+pub mod report;
+mod stats;
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -13,6 +17,8 @@ use std::time::{Duration, Instant};
 use console::style;
 use indicatif::{HumanBytes, MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
+use self::report::Records;
+use super::args::{MoveArgs, DEFAULT_STATS_INTERVAL};
 use crate::model::{DirectoryId, RelPath, Skipped};
 use crate::mover::{FileProgress, LeftOut, MoveFileError, MoveSummary, Plan, Progress};
 
@@ -27,6 +33,44 @@ pub enum Verbosity {
     Verbose,
 }
 
+/// What a move's display shows, from its flags.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settings {
+    /// How much to print.
+    pub verbosity: Verbosity,
+    /// Whether the run is a dry run.
+    pub dry_run: bool,
+    /// `--json`: nothing on stdout but the report at the end; errors still
+    /// go to stderr.
+    pub json: bool,
+    /// How often to print a stats line on stderr, if at all.
+    pub stats: Option<Duration>,
+}
+
+impl Settings {
+    /// The settings `args` ask for. Stats lines come every `--stats`, or by
+    /// default every 30 s when stderr is not a terminal; never in a dry run
+    /// (nothing is sent) nor, by default, in a quiet one.
+    pub fn new(args: &MoveArgs) -> Self {
+        let verbosity = match (args.quiet, args.verbose) {
+            (true, _) => Verbosity::Quiet,
+            (false, 0) => Verbosity::Normal,
+            _ => Verbosity::Verbose,
+        };
+        let unwatched = !console::Term::stderr().is_term() && verbosity != Verbosity::Quiet;
+        let stats = match args.stats {
+            Some(every) => Some(every).filter(|every| !every.is_zero()),
+            None => unwatched.then_some(DEFAULT_STATS_INTERVAL),
+        };
+        Self {
+            verbosity,
+            dry_run: args.dry_run,
+            json: args.json,
+            stats: stats.filter(|_| !args.dry_run),
+        }
+    }
+}
+
 /// The terminal display of a move, shared by every file's progress.
 #[derive(Clone)]
 pub struct Display {
@@ -35,12 +79,23 @@ pub struct Display {
 
 struct Shared {
     dir: DirectoryId,
-    verbosity: Verbosity,
-    dry_run: bool,
+    settings: Settings,
     bars: Option<MultiProgress>,
     overall: ProgressBar,
     state: Mutex<Counts>,
+    /// What the `--json` report lists, kept only with `--json`.
+    records: Mutex<Records>,
+    /// Prints the stats lines.
+    stats: Option<tokio::task::JoinHandle<()>>,
     started: Instant,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        if let Some(stats) = &self.stats {
+            stats.abort();
+        }
+    }
 }
 
 #[derive(Default)]
@@ -52,10 +107,11 @@ struct Counts {
 
 impl Display {
     /// A display for moving `dir`, or for a dry run of it; bars only if
-    /// stdout is a terminal, the run is real and not quiet.
-    pub fn new(dir: DirectoryId, verbosity: Verbosity, dry_run: bool) -> Self {
-        let terminal = console::Term::stdout().is_term() && !dry_run;
-        let bars = (terminal && verbosity != Verbosity::Quiet)
+    /// stdout is a terminal, the run is real, not quiet and not `--json`.
+    /// Must be made inside the runtime, which prints the stats lines.
+    pub fn new(dir: DirectoryId, settings: Settings) -> Self {
+        let terminal = console::Term::stdout().is_term() && !settings.dry_run && !settings.json;
+        let bars = (terminal && settings.verbosity != Verbosity::Quiet)
             .then(|| MultiProgress::with_draw_target(ProgressDrawTarget::stdout_with_hz(10)));
         let overall = match &bars {
             Some(bars) => {
@@ -66,26 +122,38 @@ impl Display {
             }
             None => ProgressBar::hidden(),
         };
-        Self {
-            inner: Arc::new(Shared {
-                dir,
-                verbosity,
-                dry_run,
-                bars,
-                overall,
-                state: Mutex::new(Counts::default()),
-                started: Instant::now(),
-            }),
-        }
+        let inner = Arc::new_cyclic(|display| Shared {
+            dir,
+            settings,
+            bars,
+            overall,
+            state: Mutex::new(Counts::default()),
+            records: Mutex::new(Records::default()),
+            stats: settings
+                .stats
+                .map(|every| stats::spawn(display.clone(), every)),
+            started: Instant::now(),
+        });
+        Self { inner }
     }
 
-    /// Prints the final summary line (not in quiet mode).
+    /// A new attempt starts: the report lists the failures and skipped
+    /// entries of the last attempt only, as the totals count them.
+    pub fn start_attempt(&self) {
+        *self.records() = Records::default();
+    }
+
+    /// Stops the stats lines and prints the final summary line (not in
+    /// quiet mode nor with `--json`).
     pub fn finish(&self, summary: &MoveSummary) {
+        if let Some(stats) = &self.inner.stats {
+            stats.abort();
+        }
         self.inner.overall.finish_and_clear();
-        if self.inner.verbosity == Verbosity::Quiet {
+        if self.inner.settings.verbosity == Verbosity::Quiet || self.inner.settings.json {
             return;
         }
-        if self.inner.dry_run {
+        if self.inner.settings.dry_run {
             return println!("{}", dry_run_summary(summary));
         }
         let elapsed = self.inner.started.elapsed();
@@ -117,9 +185,9 @@ impl Display {
     /// Whether entries left at the source are listed: with -v, and in a dry
     /// run unless quiet.
     fn shows_skipped(&self) -> bool {
-        match self.inner.verbosity {
+        match self.inner.settings.verbosity {
             Verbosity::Verbose => true,
-            Verbosity::Normal => self.inner.dry_run,
+            Verbosity::Normal => self.inner.settings.dry_run,
             Verbosity::Quiet => false,
         }
     }
@@ -128,8 +196,23 @@ impl Display {
         self.inner.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Prints a line to stdout without garbling the bars.
+    fn records(&self) -> std::sync::MutexGuard<'_, Records> {
+        self.inner.records.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Keeps something for the `--json` report, if there is one.
+    fn record(&self, keep: impl FnOnce(&mut Records)) {
+        if self.inner.settings.json {
+            keep(&mut self.records());
+        }
+    }
+
+    /// Prints a line to stdout without garbling the bars; with `--json`,
+    /// stdout is the report's alone.
     fn out(&self, line: String) {
+        if self.inner.settings.json {
+            return;
+        }
         match &self.inner.bars {
             Some(bars) => bars.suspend(|| println!("{line}")),
             None => println!("{line}"),
@@ -220,6 +303,7 @@ impl Progress for Display {
     }
 
     fn skipped(&mut self, entry: &Skipped) {
+        self.record(|records| records.skipped(entry));
         if entry.reason.leaves_data_behind() {
             let prefix = format!("{:<9}", "ERROR");
             return self.err(format!(
@@ -290,7 +374,7 @@ impl Progress for Display {
     }
 
     fn warn(&mut self, message: &str) {
-        if self.inner.verbosity != Verbosity::Quiet {
+        if self.inner.settings.verbosity != Verbosity::Quiet {
             let prefix = format!("{:<9}", "Warning");
             let prefix = style(prefix).for_stderr().yellow().bold();
             self.err(format!("{prefix} {}: {message}", self.inner.dir));
@@ -298,7 +382,8 @@ impl Progress for Display {
     }
 
     fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
-        if self.inner.verbosity == Verbosity::Quiet {
+        self.record(|records| records.planned(path, bytes, plan));
+        if self.inner.settings.verbosity == Verbosity::Quiet {
             return;
         }
         let size = HumanBytes(bytes);
@@ -319,6 +404,16 @@ impl Progress for Display {
         };
         let prefix = style("Would move").green().bold();
         self.out(format!("{prefix} {}/{path} ({what})", self.inner.dir));
+    }
+
+    fn plan_failed(&mut self, path: &RelPath, err: &MoveFileError) {
+        self.record(|records| records.failed(path, err));
+        let prefix = format!("{:<9}", "ERROR");
+        self.err(format!(
+            "{} {}/{path}: {err}",
+            style(prefix).for_stderr().red().bold(),
+            self.inner.dir
+        ));
     }
 }
 
@@ -374,7 +469,7 @@ impl FileProgress for FileLine {
     fn success(&mut self) {
         self.bar.finish_and_clear();
         self.display.file_done();
-        if self.display.inner.verbosity != Verbosity::Quiet {
+        if self.display.inner.settings.verbosity != Verbosity::Quiet {
             let prefix = format!("{:<9}", "Moved");
             let dir = &self.display.inner.dir;
             let mut line = format!(
@@ -386,7 +481,7 @@ impl FileProgress for FileLine {
             if self.replaced {
                 line.push_str(" (replaced a different file)");
             }
-            if self.display.inner.verbosity == Verbosity::Verbose {
+            if self.display.inner.settings.verbosity == Verbosity::Verbose {
                 let details = format!(
                     " ({}, {} sent)",
                     HumanBytes(self.size),
@@ -401,7 +496,7 @@ impl FileProgress for FileLine {
     fn error(&mut self, err: &MoveFileError) {
         self.bar.finish_and_clear();
         if matches!(err, MoveFileError::Interrupted) {
-            if self.display.inner.verbosity != Verbosity::Quiet {
+            if self.display.inner.settings.verbosity != Verbosity::Quiet {
                 let prefix = style(format!("{:<9}", "Stopped")).yellow().bold();
                 let dir = &self.display.inner.dir;
                 let line = format!("{} {prefix} {dir}/{}: {err}", self.label, self.path);
@@ -410,6 +505,8 @@ impl FileProgress for FileLine {
             return;
         }
         self.display.file_done();
+        self.display
+            .record(|records| records.failed(&self.path, err));
         let prefix = format!("{:<9}", "ERROR");
         let dir = &self.display.inner.dir;
         let line = format!(

@@ -90,7 +90,7 @@ pub(super) async fn preview<'a>(
                 tracing::error!(dir = %endpoints.dir, path = %entry.path, "{err}");
                 summary.failed += 1;
                 summary.retryable += usize::from(err.is_retryable());
-                progress.error(&err);
+                progress.plan_failed(&entry.path, &err);
             }
         }
     }

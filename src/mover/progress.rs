@@ -43,6 +43,10 @@ pub trait Progress: Send {
     /// bytes. A dry run calls this instead of [`Progress::set_length`] and
     /// [`Progress::for_file`].
     fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan);
+
+    /// A dry run could not tell what a move would do with the file at
+    /// `path` (a hash failed): a move would fail there too.
+    fn plan_failed(&mut self, path: &RelPath, err: &MoveFileError);
 }
 
 /// Receives the progress of one file.
@@ -90,6 +94,7 @@ impl Progress for NoProgress {
     fn error(&mut self, _err: &MoveFileError) {}
     fn warn(&mut self, _message: &str) {}
     fn planned(&mut self, _path: &RelPath, _bytes: u64, _plan: Plan) {}
+    fn plan_failed(&mut self, _path: &RelPath, _err: &MoveFileError) {}
 }
 
 impl FileProgress for NoProgress {

@@ -68,6 +68,9 @@ impl Progress for Recording {
     fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
         self.push(format!("{path}:planned {bytes} {plan:?}"));
     }
+    fn plan_failed(&mut self, path: &RelPath, err: &MoveFileError) {
+        self.push(format!("{path}:plan failed {err}"));
+    }
 }
 
 struct FileRecording {
@@ -622,6 +625,9 @@ impl Progress for StopOnFirstByte {
     }
     fn planned(&mut self, path: &RelPath, bytes: u64, plan: Plan) {
         self.inner.planned(path, bytes, plan);
+    }
+    fn plan_failed(&mut self, path: &RelPath, err: &MoveFileError) {
+        self.inner.plan_failed(path, err);
     }
 }
 

@@ -23,6 +23,7 @@ mod relay;
 mod resume;
 mod retry;
 mod safety;
+mod scripted;
 mod selection;
 mod terminal;
 mod throttle;

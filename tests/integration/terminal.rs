@@ -88,8 +88,8 @@ fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
     }
     assert_eq!(
         std::fs::read_to_string(&done).unwrap().trim(),
-        "1",
-        "one file failed"
+        "23",
+        "one file failed, the others moved"
     );
     let screen = tmux(&["capture-pane", "-p", "-t", &session.0]);
     let lines: Vec<&str> = screen.lines().filter(|l| !l.trim().is_empty()).collect();
