@@ -193,16 +193,20 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
 /// Where and as whom the command pushes its metrics.
 #[derive(Debug, Clone)]
 pub struct Pushgateway {
-    /// `http://HOST:PORT/metrics/job/JOB/instance/INSTANCE`.
+    /// `http(s)://HOST:PORT/metrics/job/JOB/instance/INSTANCE`.
     url: String,
 }
 
+/// How long a push may take, connection included.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Pushgateway {
-    /// A gateway at `base` (`http://HOST:PORT`), grouping by job and instance.
+    /// A gateway at `base` (`http://HOST:PORT` or `https://HOST:PORT`),
+    /// grouping by job and instance.
     pub fn new(base: &str, job: &str, instance: &str) -> Result<Self, String> {
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(format!(
-                "{base}: the Pushgateway URL must start with http://"
+                "{base}: the Pushgateway URL must start with http:// or https://"
             ));
         }
         let segment = |s: &str| {
@@ -229,16 +233,32 @@ impl Pushgateway {
         let body = handle.render();
         let url = self.url.clone();
         tokio::task::spawn_blocking(move || {
-            ureq::put(&url)
-                .timeout(Duration::from_secs(10))
-                .set("Content-Type", "text/plain; version=0.0.4")
-                .send_string(&body)
-                .map(|_| ())
+            push_agent()
+                .put(&url)
+                .content_type("text/plain; version=0.0.4")
+                .send(&body)
+                .map(drop)
                 .map_err(|e| format!("pushing metrics to {url}: {e}"))
         })
         .await
         .map_err(|e| e.to_string())?
     }
+}
+
+/// An HTTP client that verifies an https Pushgateway against the system's
+/// certificate authorities (`/etc/ssl/certs`, or `SSL_CERT_FILE`).
+fn push_agent() -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .build();
+    ureq::Agent::config_builder()
+        .timeout_global(Some(PUSH_TIMEOUT))
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 #[cfg(test)]
@@ -252,7 +272,10 @@ mod tests {
             gateway.url,
             "http://gw:9091/metrics/job/nightly/instance/host-a"
         );
+        let secure = Pushgateway::new("https://gw:9091", "j", "i").unwrap();
+        assert_eq!(secure.url, "https://gw:9091/metrics/job/j/instance/i");
         assert!(Pushgateway::new("gw:9091", "j", "i").is_err());
+        assert!(Pushgateway::new("ftp://gw", "j", "i").is_err());
         assert!(Pushgateway::new("http://gw", "a/b", "i").is_err());
         assert!(Pushgateway::new("http://gw", "j", "").is_err());
     }

@@ -286,8 +286,10 @@ pub struct MoveArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics while the command runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT) at the
-    /// end and every 30 s; a failed push is a warning and exit code 12.
+    /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT, or
+    /// https:// checked against the system's certificate authorities or
+    /// SSL_CERT_FILE) at the end and every 30 s; a failed push is a warning
+    /// and exit code 12.
     #[arg(long, value_name = "URL", env = "REALIZE_METRICS_PUSHGATEWAY")]
     pub metrics_pushgateway: Option<String>,
     /// Job label of pushed metrics.

@@ -315,10 +315,13 @@ pub fn free_tcp_port() -> u16 {
 /// The body of an HTTP GET, or None if it fails.
 pub fn http_get(url: &str) -> Option<String> {
     ureq::get(url)
-        .timeout(Duration::from_secs(5))
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
         .call()
         .ok()?
-        .into_string()
+        .body_mut()
+        .read_to_string()
         .ok()
 }
 
