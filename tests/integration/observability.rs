@@ -102,6 +102,40 @@ fn daemon_metrics_count_moves_and_refusals() {
         metrics.contains("process_resident_memory_bytes"),
         "process metrics: {metrics}"
     );
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        sample(&metrics, "realize_build_info", &[&version]),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // Packet counts are counters that hold what the closed connection sent
+    // and received, up to its end: hundreds of datagrams for 4 MiB received,
+    // some acknowledgements sent.
+    for (counter, least) in [
+        ("realize_path_received_datagrams_total", 100.0),
+        ("realize_path_sent_packets_total", 1.0),
+        ("realize_path_lost_packets_total", 0.0),
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {counter} counter")),
+            "{metrics}"
+        );
+        let packets = sample(&metrics, counter, &["peer=\"client\""]);
+        assert!(
+            packets.is_some_and(|packets| packets >= least),
+            "{counter} = {packets:?}: {metrics}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &metrics,
+            "realize_send_limit_bytes_per_second",
+            &["peer=\"client\""]
+        ),
+        Some(f64::INFINITY),
+        "no [send_limits] and no --throttle-down: unlimited, {metrics}"
+    );
 }
 
 /// A real Pushgateway on loopback, over http, or over https with a
@@ -256,6 +290,16 @@ fn the_command_pushes_its_metrics_to_a_pushgateway() {
     assert_eq!(
         sample(&pushed, "realize_moved_bytes_total", &group),
         Some(12000.0),
+        "{pushed}"
+    );
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        sample(
+            &pushed,
+            "realize_build_info",
+            &[group[0], group[1], &version]
+        ),
+        Some(1.0),
         "{pushed}"
     );
 }
