@@ -565,7 +565,12 @@ pub struct DestinationArgs {
 pub const DEFAULT_DAEMON_CONFIG: &str = "/etc/realize/realized.toml";
 
 /// Serve local directories to pinned peers over QUIC.
-#[derive(Debug, Parser)]
+///
+/// On SIGHUP the daemon reads its configuration again and applies it to new
+/// connections (peers, dirs, send limits, most limits); open connections
+/// are not dropped, and a configuration that does not load is logged and
+/// changes nothing.
+#[derive(Debug, Clone, Parser)]
 #[command(name = "realized", version)]
 pub struct RealizedArgs {
     /// Daemon configuration (TOML): listen, key, cert, [dirs], [peers].

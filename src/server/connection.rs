@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, Semaphore};
 
 use super::admission::{Admission, Place};
+use super::limits::Limits;
 use super::listing_gate::ListingGate;
 use super::refusals::Refusals;
 use crate::protocol::{
@@ -31,8 +32,9 @@ pub struct Peer {
     /// The peer's address.
     pub address: std::net::SocketAddr,
     /// The most the daemon sends this peer over all its connections, from
-    /// `[send_limits]`.
-    pub cap: Option<Rate>,
+    /// `[send_limits]` (shared by them, and changed when the daemon reloads
+    /// its configuration).
+    pub send_cap: Throttle,
     /// Paces the file bytes the daemon sends on this connection: at the
     /// limit the peer asked for it, within the peer's cap.
     pub throttle: Throttle,
@@ -55,6 +57,8 @@ pub struct Context {
     pub refusals: Arc<Refusals>,
     /// Turns for listings, per peer.
     pub listings: Arc<ListingGate>,
+    /// The `[limits]` in force when the connection arrived.
+    pub limits: Limits,
 }
 
 /// Handles one incoming connection to its end, holding `place` in the
@@ -68,6 +72,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         admission,
         refusals,
         listings,
+        limits,
     } = context;
     let address = incoming.remote_address();
     let handshake = incoming.await;
@@ -115,9 +120,9 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     let peer = Peer {
         id,
         address,
-        cap,
+        send_cap: place.shared.send_cap.clone(),
         throttle: Throttle::within(&place.shared.send_cap),
-        stall_limit: admission.limits().stall_timeout,
+        stall_limit: limits.stall_timeout,
     };
     metrics::counter!(telemetry::CONNECTIONS_ACCEPTED).increment(1);
     let open = metrics::gauge!(telemetry::CONNECTIONS_OPEN);
@@ -128,7 +133,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     let (stop_sampling, stopped) = oneshot::channel();
     let sampler = tokio::spawn(path::sample(connection.clone(), peer.id.clone(), stopped));
     let requests = place.shared.requests.clone();
-    let hello_timeout = admission.limits().hello_timeout;
+    let hello_timeout = limits.hello_timeout;
     let reason = serve(
         &connection,
         &peer,

@@ -139,7 +139,7 @@ fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, Realiz
         old = %show(old),
         new = %show(limit),
         requested = %show(requested),
-        cap = %show(peer.cap),
+        cap = %show(peer.send_cap.rate()),
         "send limit changed"
     );
     Ok(ControlReply::Configured {
