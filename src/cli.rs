@@ -548,9 +548,7 @@ async fn read_config_on_hangup(
                     return;
                 }
             }
-            Err(e) => tracing::error!(
-                "configuration not reloaded, the daemon goes on with the one it had: {e}"
-            ),
+            Err(e) => crate::server::log_reload_refused(&e),
         }
     }
 }

@@ -225,9 +225,7 @@ impl Daemon {
         let loaded = match Loaded::new(config, Some(&self.served.service)) {
             Ok(loaded) => loaded,
             Err(e) => {
-                tracing::error!(
-                    "configuration not reloaded, the daemon goes on with the one it had: {e}"
-                );
+                log_reload_refused(&e);
                 return false;
             }
         };
@@ -256,6 +254,11 @@ impl Daemon {
         }
         true
     }
+}
+
+/// Logs that a configuration read for a reload was not applied, and why.
+pub fn log_reload_refused(error: &dyn std::fmt::Display) {
+    tracing::error!("configuration not reloaded, the daemon goes on with the one it had: {error}");
 }
 
 impl Served {

@@ -211,6 +211,8 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
 pub struct Pushgateway {
     /// `http(s)://HOST:PORT/metrics/job/JOB/instance/INSTANCE`.
     url: String,
+    /// The HTTP client, kept from push to push.
+    agent: ureq::Agent,
 }
 
 /// How long a push may take, connection included.
@@ -241,15 +243,16 @@ impl Pushgateway {
                 segment(job)?,
                 segment(instance)?
             ),
+            agent: push_agent(),
         })
     }
 
     /// Replaces the group's metrics with `handle`'s, within 10 s.
     pub async fn push(&self, handle: &PrometheusHandle) -> Result<(), String> {
         let body = handle.render();
-        let url = self.url.clone();
+        let (url, agent) = (self.url.clone(), self.agent.clone());
         tokio::task::spawn_blocking(move || {
-            push_agent()
+            agent
                 .put(&url)
                 .content_type("text/plain; version=0.0.4")
                 .send(&body)
