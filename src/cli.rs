@@ -19,6 +19,7 @@ use std::process::ExitCode;
 use std::path::Path;
 
 use clap::{CommandFactory, FromArgMatches, Parser};
+use tokio::signal::unix::{signal, Signal, SignalKind};
 use tracing_subscriber::fmt::writer::BoxMakeWriter;
 use tracing_subscriber::EnvFilter;
 
@@ -564,15 +565,39 @@ async fn run_daemon(args: &RealizedArgs, config: DaemonConfig) -> Result<(), Cli
         telemetry::install(Some(addr)).map_err(CliError::Failed)?;
         tracing::info!(metrics = %addr, "serving metrics at /metrics");
     }
+    // Installed before the daemon listens: a SIGHUP never ends it.
+    let hangups = signal(SignalKind::hangup()).expect("installing a SIGHUP handler");
     let daemon =
         Daemon::bind(&config, &args.transport.tuning()).map_err(|e| start_error(args, e))?;
-    daemon.run(shutdown_signal()).await;
+    let (reload, reloads) = tokio::sync::mpsc::channel(1);
+    let reader = tokio::spawn(read_config_on_hangup(args.clone(), hangups, reload));
+    daemon.run(shutdown_signal(), reloads).await;
+    reader.abort();
     Ok(())
+}
+
+/// Reads the configuration again on each SIGHUP and hands it to the daemon;
+/// one that cannot be read is logged and the daemon keeps its own.
+async fn read_config_on_hangup(
+    args: RealizedArgs,
+    mut hangups: Signal,
+    daemon: tokio::sync::mpsc::Sender<DaemonConfig>,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!(config = %args.config.display(), "SIGHUP: reloading the configuration");
+        match load_daemon_config(&args) {
+            Ok(config) => {
+                if daemon.send(config).await.is_err() {
+                    return;
+                }
+            }
+            Err(e) => crate::server::log_reload_refused(&e),
+        }
+    }
 }
 
 /// Completes on SIGINT or SIGTERM.
 async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {},

@@ -1,7 +1,8 @@
 //! `realized`: serves local directories to pinned peers over QUIC.
 //!
 //! [`Daemon::bind`] loads the identity and peers, opens the directories and
-//! binds the UDP socket; [`Daemon::run`] accepts connections until shutdown.
+//! binds the UDP socket; [`Daemon::run`] accepts connections until shutdown,
+//! and applies the configurations it is handed meanwhile (a reload).
 //! Each connection is handled by [`connection`]: the control stream first,
 //! then one task per data stream, all backed by the same
 //! [`LocalService`] the command uses for local paths.
@@ -56,16 +57,24 @@ pub enum StartError {
 /// A bound daemon, ready to run.
 pub struct Daemon {
     endpoint: Endpoint,
-    service: LocalService,
-    peers: Arc<PinnedPeers>,
-    send_limits: Arc<BTreeMap<String, Rate>>,
+    /// The QUIC transport settings, fixed at start.
+    transport: Arc<quinn::TransportConfig>,
+    /// What a reload changes, for the connections that arrive after it.
+    served: Served,
+    /// Where the daemon listens and serves metrics, fixed at start.
+    addresses: (SocketAddr, Option<SocketAddr>),
     admission: Arc<Admission>,
     refusals: Arc<Refusals>,
     listings: Arc<ListingGate>,
-    /// Bytes each connection's reads may hold in memory.
-    read_buffer: u64,
-    /// Age beyond which a partial file no writer holds is removed.
-    partial_max_age: Duration,
+}
+
+/// What a configuration sets that the daemon can change while it runs.
+/// Each connection keeps what was in force when it arrived.
+struct Served {
+    service: LocalService,
+    peers: Arc<PinnedPeers>,
+    send_limits: Arc<BTreeMap<String, Rate>>,
+    limits: Limits,
 }
 
 /// What `realized --check-config` reports of a configuration whose every
@@ -88,10 +97,17 @@ struct Loaded {
 }
 
 impl Loaded {
-    fn new(config: &DaemonConfig) -> Result<Self, StartError> {
+    /// Loads `config`; its directories are served with the workers and
+    /// locks of `running`, the service of a running daemon, if given.
+    fn new(config: &DaemonConfig, running: Option<&LocalService>) -> Result<Self, StartError> {
         let identity = Identity::load(&config.key, &config.cert)?;
         let peers = Arc::new(load_peers(config)?);
-        let mut service = LocalService::new(config.dirs.clone())
+        let dirs = config.dirs.clone();
+        let service = match running {
+            Some(running) => running.serving(dirs),
+            None => LocalService::new(dirs),
+        };
+        let mut service = service
             .map_err(|e| StartError::Io(e.to_string()))?
             .with_listing_depth(config.limits.listing_depth);
         if config.keep_owner {
@@ -113,7 +129,7 @@ impl Loaded {
 /// Loads and checks everything `config` names, as [`Daemon::bind`] does,
 /// but binds nothing: a running daemon is not disturbed.
 pub fn check(config: &DaemonConfig) -> Result<CheckedConfig, StartError> {
-    let loaded = Loaded::new(config)?;
+    let loaded = Loaded::new(config, None)?;
     let mut peers: BTreeMap<String, Vec<Fingerprint>> = BTreeMap::new();
     for (peer, fingerprint) in loaded.peers.pinned() {
         peers
@@ -131,36 +147,29 @@ pub fn check(config: &DaemonConfig) -> Result<CheckedConfig, StartError> {
 impl Daemon {
     /// Loads everything `config` names and binds its listening socket.
     pub fn bind(config: &DaemonConfig, tuning: &Tuning) -> Result<Self, StartError> {
-        let Loaded {
-            identity,
-            peers,
-            service,
-            crypto,
-        } = Loaded::new(config)?;
-        let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+        let loaded = Loaded::new(config, None)?;
         let tuning = Tuning {
             max_streams: config.limits.quic_streams(),
             ..tuning.clone()
         };
-        server.transport_config(Arc::new(tuning.transport_config()));
+        let transport = Arc::new(tuning.transport_config());
+        let server = server_config(loaded.crypto, &transport);
         let endpoint = bind(config.listen, Some(server), &tuning)
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
         tracing::info!(
-            fingerprint = %identity.fingerprint(),
+            fingerprint = %loaded.identity.fingerprint(),
             dirs = config.dirs.len(),
             peers = config.peers.len(),
             "daemon ready"
         );
         Ok(Self {
             endpoint,
-            service,
-            peers,
-            send_limits: Arc::new(config.send_limits.clone()),
+            transport,
+            served: Served::new(loaded.service, loaded.peers, config),
+            addresses: (config.listen, config.metrics),
             admission: Admission::new(config.limits),
             refusals: Arc::default(),
             listings: ListingGate::new(config.limits.listings, config.limits.listings_per_peer),
-            read_buffer: config.limits.read_buffer_per_connection,
-            partial_max_age: config.limits.partial_max_age,
         })
     }
 
@@ -171,16 +180,28 @@ impl Daemon {
 
     /// Serves connections until `shutdown` completes, then closes them and
     /// waits briefly for in-flight writes to leave their partial files.
-    pub async fn run(self, shutdown: impl std::future::Future<Output = ()>) {
+    /// Each configuration received from `reloads` replaces the one in force
+    /// if it loads (see [`Daemon::reload`]).
+    pub async fn run(
+        mut self,
+        shutdown: impl std::future::Future<Output = ()>,
+        mut reloads: tokio::sync::mpsc::Receiver<DaemonConfig>,
+    ) {
         tracing::info!(address = %self.local_addr().map(|a| a.to_string()).unwrap_or_default(), "listening");
         tokio::pin!(shutdown);
-        let collector = tokio::spawn(collector::run(self.service.clone(), self.partial_max_age));
+        let mut collector = self.served.collect_partials();
         loop {
             tokio::select! {
                 incoming = self.endpoint.accept() => match incoming {
                     Some(incoming) => self.admit(incoming),
                     None => break,
                 },
+                Some(config) = reloads.recv() => {
+                    if self.reload(&config) {
+                        collector.abort();
+                        collector = self.served.collect_partials();
+                    }
+                }
                 () = &mut shutdown => break,
             }
         }
@@ -191,6 +212,72 @@ impl Daemon {
         let idle = self.endpoint.wait_idle();
         let _ = tokio::time::timeout(Duration::from_secs(5), idle).await;
         tracing::info!("stopped");
+    }
+
+    /// Applies `config` to the connections that arrive from now on: its
+    /// key and certificate, `[peers]`, `[dirs]`, `keep_owner`,
+    /// `[send_limits]` (at once, for the connections open too) and the
+    /// `[limits]` a running daemon can change. Connections already open
+    /// keep their directories and limits. A configuration that does not
+    /// load changes nothing; the error is logged. Returns whether it was
+    /// applied.
+    fn reload(&mut self, config: &DaemonConfig) -> bool {
+        let loaded = match Loaded::new(config, Some(&self.served.service)) {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                log_reload_refused(&e);
+                return false;
+            }
+        };
+        self.endpoint
+            .set_server_config(Some(server_config(loaded.crypto, &self.transport)));
+        self.admission.set_send_caps(&config.send_limits);
+        let mut kept = self.served.limits.fixed_until_restart(&config.limits);
+        if config.listen != self.addresses.0 {
+            kept.push("listen");
+        }
+        if config.metrics != self.addresses.1 {
+            kept.push("metrics");
+        }
+        self.served = Served::new(loaded.service, loaded.peers, config);
+        tracing::info!(
+            fingerprint = %loaded.identity.fingerprint(),
+            dirs = config.dirs.len(),
+            peers = config.peers.len(),
+            "configuration reloaded"
+        );
+        if !kept.is_empty() {
+            tracing::warn!(
+                keys = %kept.join(", "),
+                "changed settings that apply only when the daemon restarts"
+            );
+        }
+        true
+    }
+}
+
+/// Logs that a configuration read for a reload was not applied, and why.
+pub fn log_reload_refused(error: &dyn std::fmt::Display) {
+    tracing::error!("configuration not reloaded, the daemon goes on with the one it had: {error}");
+}
+
+impl Served {
+    fn new(service: LocalService, peers: Arc<PinnedPeers>, config: &DaemonConfig) -> Self {
+        Self {
+            service,
+            peers,
+            send_limits: Arc::new(config.send_limits.clone()),
+            limits: config.limits,
+        }
+    }
+
+    /// Starts removing the abandoned partial files of the served
+    /// directories.
+    fn collect_partials(&self) -> tokio::task::JoinHandle<()> {
+        tokio::spawn(collector::run(
+            self.service.clone(),
+            self.limits.partial_max_age,
+        ))
     }
 }
 
@@ -217,18 +304,30 @@ impl Daemon {
                 return;
             }
         };
+        let served = &self.served;
         let context = connection::Context {
-            service: self
+            service: served
                 .service
-                .with_read_budget(ReadBudget::new(self.read_buffer)),
-            peers: self.peers.clone(),
-            send_limits: self.send_limits.clone(),
+                .with_read_budget(ReadBudget::new(served.limits.read_buffer_per_connection)),
+            peers: served.peers.clone(),
+            send_limits: served.send_limits.clone(),
             admission: self.admission.clone(),
             refusals: self.refusals.clone(),
             listings: self.listings.clone(),
+            limits: served.limits,
         };
         tokio::spawn(connection::handle(incoming, place, context));
     }
+}
+
+/// The QUIC server configuration of `crypto` with `transport`.
+fn server_config(
+    crypto: quinn::crypto::rustls::QuicServerConfig,
+    transport: &Arc<quinn::TransportConfig>,
+) -> quinn::ServerConfig {
+    let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
+    server.transport_config(transport.clone());
+    server
 }
 
 fn load_peers(config: &DaemonConfig) -> Result<PinnedPeers, StartError> {

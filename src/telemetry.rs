@@ -9,6 +9,8 @@ use std::time::Duration;
 use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
+/// Always 1, labelled with the `version` of the binary (both).
+pub const BUILD_INFO: &str = "realize_build_info";
 /// Connections accepted after mutual TLS (daemon).
 pub const CONNECTIONS_ACCEPTED: &str = "realize_connections_accepted_total";
 /// Connections refused, by `reason` (daemon).
@@ -31,18 +33,18 @@ pub const FILES_SENT: &str = "realize_files_sent_total";
 pub const BYTES_SENT: &str = "realize_sent_bytes_total";
 /// Failed requests and streams, by error `kind` (daemon).
 pub const ERRORS: &str = "realize_errors_total";
-/// The send limit in force, by `peer`; 0 when unlimited (daemon).
+/// The send limit in force, by `peer`; +Inf when unlimited (daemon).
 pub const SEND_LIMIT: &str = "realize_send_limit_bytes_per_second";
 /// Smoothed round-trip time, by `peer` (daemon).
 pub const PATH_RTT: &str = "realize_path_rtt_seconds";
 /// Congestion window, by `peer` (daemon).
 pub const PATH_CWND: &str = "realize_path_congestion_window_bytes";
 /// UDP datagrams sent, by `peer` (daemon).
-pub const PATH_SENT_PACKETS: &str = "realize_path_sent_packets";
+pub const PATH_SENT_PACKETS: &str = "realize_path_sent_packets_total";
 /// Packets declared lost, by `peer` (daemon).
-pub const PATH_LOST_PACKETS: &str = "realize_path_lost_packets";
+pub const PATH_LOST_PACKETS: &str = "realize_path_lost_packets_total";
 /// UDP datagrams received, by `peer` (daemon).
-pub const PATH_RECEIVED_DATAGRAMS: &str = "realize_path_received_datagrams";
+pub const PATH_RECEIVED_DATAGRAMS: &str = "realize_path_received_datagrams_total";
 /// Abandoned partial files removed (daemon).
 pub const PARTIALS_COLLECTED: &str = "realize_partials_collected_total";
 /// Bytes of the abandoned partial files removed (daemon).
@@ -68,6 +70,10 @@ const RPC_BUCKETS: &[f64] = &[0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0];
 
 /// Registers the help text and unit of every metric.
 pub fn describe() {
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; the version label says which realize is running."
+    );
     describe_counter!(
         CONNECTIONS_ACCEPTED,
         "Connections accepted after mutual TLS."
@@ -105,7 +111,7 @@ pub fn describe() {
     describe_counter!(ERRORS, "Failed requests and streams, by error kind.");
     describe_gauge!(
         SEND_LIMIT,
-        "Send limit in force for a peer's connection; 0 is none."
+        "Send limit in force for a peer's connection; +Inf is none."
     );
     describe_gauge!(
         PATH_RTT,
@@ -117,14 +123,17 @@ pub fn describe() {
         Unit::Bytes,
         "Congestion window of a peer's connection."
     );
-    describe_gauge!(
+    describe_counter!(
         PATH_SENT_PACKETS,
-        "UDP datagrams sent on a peer's connection."
+        "UDP datagrams sent on a peer's connections."
     );
-    describe_gauge!(PATH_LOST_PACKETS, "Packets lost on a peer's connection.");
-    describe_gauge!(
+    describe_counter!(
+        PATH_LOST_PACKETS,
+        "Packets declared lost on a peer's connections."
+    );
+    describe_counter!(
         PATH_RECEIVED_DATAGRAMS,
-        "UDP datagrams received on a peer's connection."
+        "UDP datagrams received on a peer's connections."
     );
     describe_counter!(
         PARTIALS_COLLECTED,
@@ -158,6 +167,12 @@ pub fn describe() {
     );
 }
 
+/// The value of [`SEND_LIMIT`] for `limit`: no limit is an infinite one,
+/// which compares as Prometheus users expect (`rate < limit` always holds).
+pub fn send_limit_value(limit: Option<crate::throttle::Rate>) -> f64 {
+    limit.map_or(f64::INFINITY, |rate| rate.bytes_per_second() as f64)
+}
+
 /// Installs the metrics recorder, serving `/metrics` on `listen` if given,
 /// and starts collecting process metrics. Call inside a tokio runtime.
 pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
@@ -178,6 +193,7 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
         None => builder.install_recorder().map_err(|e| e.to_string())?,
     };
     describe();
+    metrics::gauge!(BUILD_INFO, "version" => env!("CARGO_PKG_VERSION")).set(1.0);
     let process = metrics_process::Collector::default();
     process.describe();
     tokio::spawn(async move {
@@ -193,16 +209,22 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
 /// Where and as whom the command pushes its metrics.
 #[derive(Debug, Clone)]
 pub struct Pushgateway {
-    /// `http://HOST:PORT/metrics/job/JOB/instance/INSTANCE`.
+    /// `http(s)://HOST:PORT/metrics/job/JOB/instance/INSTANCE`.
     url: String,
+    /// The HTTP client, kept from push to push.
+    agent: ureq::Agent,
 }
 
+/// How long a push may take, connection included.
+const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
+
 impl Pushgateway {
-    /// A gateway at `base` (`http://HOST:PORT`), grouping by job and instance.
+    /// A gateway at `base` (`http://HOST:PORT` or `https://HOST:PORT`),
+    /// grouping by job and instance.
     pub fn new(base: &str, job: &str, instance: &str) -> Result<Self, String> {
-        if !base.starts_with("http://") {
+        if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(format!(
-                "{base}: the Pushgateway URL must start with http://"
+                "{base}: the Pushgateway URL must start with http:// or https://"
             ));
         }
         let segment = |s: &str| {
@@ -221,24 +243,41 @@ impl Pushgateway {
                 segment(job)?,
                 segment(instance)?
             ),
+            agent: push_agent(),
         })
     }
 
     /// Replaces the group's metrics with `handle`'s, within 10 s.
     pub async fn push(&self, handle: &PrometheusHandle) -> Result<(), String> {
         let body = handle.render();
-        let url = self.url.clone();
+        let (url, agent) = (self.url.clone(), self.agent.clone());
         tokio::task::spawn_blocking(move || {
-            ureq::put(&url)
-                .timeout(Duration::from_secs(10))
-                .set("Content-Type", "text/plain; version=0.0.4")
-                .send_string(&body)
-                .map(|_| ())
+            agent
+                .put(&url)
+                .content_type("text/plain; version=0.0.4")
+                .send(&body)
+                .map(drop)
                 .map_err(|e| format!("pushing metrics to {url}: {e}"))
         })
         .await
         .map_err(|e| e.to_string())?
     }
+}
+
+/// An HTTP client that verifies an https Pushgateway against the system's
+/// certificate authorities (`/etc/ssl/certs`, or `SSL_CERT_FILE`).
+fn push_agent() -> ureq::Agent {
+    let tls = ureq::tls::TlsConfig::builder()
+        .root_certs(ureq::tls::RootCerts::PlatformVerifier)
+        .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .build();
+    ureq::Agent::config_builder()
+        .timeout_global(Some(PUSH_TIMEOUT))
+        .tls_config(tls)
+        .build()
+        .into()
 }
 
 #[cfg(test)]
@@ -252,7 +291,10 @@ mod tests {
             gateway.url,
             "http://gw:9091/metrics/job/nightly/instance/host-a"
         );
+        let secure = Pushgateway::new("https://gw:9091", "j", "i").unwrap();
+        assert_eq!(secure.url, "https://gw:9091/metrics/job/j/instance/i");
         assert!(Pushgateway::new("gw:9091", "j", "i").is_err());
+        assert!(Pushgateway::new("ftp://gw", "j", "i").is_err());
         assert!(Pushgateway::new("http://gw", "a/b", "i").is_err());
         assert!(Pushgateway::new("http://gw", "j", "").is_err());
     }

@@ -299,8 +299,10 @@ pub struct MoveArgs {
     /// Serve Prometheus metrics at http://ADDR/metrics while the command runs.
     #[arg(long, value_name = "ADDR")]
     pub metrics_addr: Option<std::net::SocketAddr>,
-    /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT) at the
-    /// end and every 30 s; a failed push is a warning and exit code 12.
+    /// Push metrics to this Prometheus Pushgateway (http://HOST:PORT, or
+    /// https:// checked against the system's certificate authorities or
+    /// SSL_CERT_FILE) at the end and every 30 s; a failed push is a warning
+    /// and exit code 12.
     #[arg(long, value_name = "URL", env = "REALIZE_METRICS_PUSHGATEWAY")]
     pub metrics_pushgateway: Option<String>,
     /// Job label of pushed metrics.
@@ -621,7 +623,12 @@ fn as_given(arg: &Option<String>, path: &Option<PathBuf>, addr: &Option<String>)
 pub const DEFAULT_DAEMON_CONFIG: &str = "/etc/realize/realized.toml";
 
 /// Serve local directories to pinned peers over QUIC.
-#[derive(Debug, Parser)]
+///
+/// On SIGHUP the daemon reads its configuration again and applies it to new
+/// connections (peers, dirs, send limits, most limits); open connections
+/// are not dropped, and a configuration that does not load is logged and
+/// changes nothing.
+#[derive(Debug, Clone, Parser)]
 #[command(name = "realized", version)]
 pub struct RealizedArgs {
     /// Daemon configuration (TOML): listen, key, cert, [dirs], [peers].

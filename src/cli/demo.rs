@@ -50,9 +50,14 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let daemon = Daemon::bind(&config, &Tuning::default()).map_err(|e| failed(&e))?;
     let addr = daemon.local_addr().map_err(|e| failed(&e))?;
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let daemon_task = tokio::spawn(daemon.run(async {
-        let _ = stopped.await;
-    }));
+    // The demo's daemon is never reloaded; the sender lives as long as it.
+    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+    let daemon_task = tokio::spawn(daemon.run(
+        async {
+            let _ = stopped.await;
+        },
+        reloads,
+    ));
     println!("demo: realized listening on {addr} (QUIC, mutual TLS)");
 
     let (files, bytes) =

@@ -10,7 +10,7 @@
 //! receives at its source address (a QUIC Retry, one round trip), so that
 //! forged addresses cost the daemon no handshake at all.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -117,9 +117,12 @@ impl Admission {
         })
     }
 
-    /// The limits the daemon was configured with.
-    pub fn limits(&self) -> &Limits {
-        &self.limits
+    /// Sets the cap of every peer with connections to its value in
+    /// `caps` (none when absent); their connections follow it at once.
+    pub fn set_send_caps(&self, caps: &BTreeMap<String, Rate>) {
+        for (peer, state) in self.per_peer().iter() {
+            state.shared.send_cap.set(caps.get(peer).copied());
+        }
     }
 
     /// What to do with a new connection whose source address is
@@ -276,5 +279,20 @@ mod tests {
             other.shared.requests.try_acquire().is_ok(),
             "another peer is not affected"
         );
+    }
+
+    #[test]
+    fn new_send_caps_hold_for_the_connections_open() {
+        let admission = Admission::new(Limits::default());
+        let capped = admission
+            .admit_peer("a", Some("1M".parse().unwrap()))
+            .unwrap();
+        let free = admission.admit_peer("b", None).unwrap();
+        let cap: Rate = "2M".parse().unwrap();
+        admission.set_send_caps(&[("b".to_string(), cap)].into());
+        assert_eq!(capped.shared.send_cap.rate(), None, "a's cap is gone");
+        assert_eq!(free.shared.send_cap.rate(), Some(cap));
+        let later = admission.admit_peer("b", Some(cap)).unwrap();
+        assert_eq!(later.shared.send_cap.rate(), Some(cap));
     }
 }

@@ -2,6 +2,7 @@
 //! serve control requests and data streams concurrently.
 
 mod control;
+mod path;
 mod streams;
 
 use std::collections::BTreeMap;
@@ -9,9 +10,10 @@ use std::sync::Arc;
 
 use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
-use tokio::sync::Semaphore;
+use tokio::sync::{oneshot, Semaphore};
 
 use super::admission::{Admission, Place};
+use super::limits::Limits;
 use super::listing_gate::ListingGate;
 use super::refusals::Refusals;
 use crate::protocol::{
@@ -30,8 +32,9 @@ pub struct Peer {
     /// The peer's address.
     pub address: std::net::SocketAddr,
     /// The most the daemon sends this peer over all its connections, from
-    /// `[send_limits]`.
-    pub cap: Option<Rate>,
+    /// `[send_limits]` (shared by them, and changed when the daemon reloads
+    /// its configuration).
+    pub send_cap: Throttle,
     /// Paces the file bytes the daemon sends on this connection: at the
     /// limit the peer asked for it, within the peer's cap.
     pub throttle: Throttle,
@@ -54,6 +57,8 @@ pub struct Context {
     pub refusals: Arc<Refusals>,
     /// Turns for listings, per peer.
     pub listings: Arc<ListingGate>,
+    /// The `[limits]` in force when the connection arrived.
+    pub limits: Limits,
 }
 
 /// Handles one incoming connection to its end, holding `place` in the
@@ -67,6 +72,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         admission,
         refusals,
         listings,
+        limits,
     } = context;
     let address = incoming.remote_address();
     let handshake = incoming.await;
@@ -114,19 +120,20 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
     let peer = Peer {
         id,
         address,
-        cap,
+        send_cap: place.shared.send_cap.clone(),
         throttle: Throttle::within(&place.shared.send_cap),
-        stall_limit: admission.limits().stall_timeout,
+        stall_limit: limits.stall_timeout,
     };
     metrics::counter!(telemetry::CONNECTIONS_ACCEPTED).increment(1);
     let open = metrics::gauge!(telemetry::CONNECTIONS_OPEN);
     open.increment(1.0);
-    let limit = cap.map_or(0.0, |rate| rate.bytes_per_second() as f64);
-    metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(limit);
+    metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone())
+        .set(telemetry::send_limit_value(cap));
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
-    let sampler = tokio::spawn(sample_path(connection.clone(), peer.id.clone()));
+    let (stop_sampling, stopped) = oneshot::channel();
+    let sampler = tokio::spawn(path::sample(connection.clone(), peer.id.clone(), stopped));
     let requests = place.shared.requests.clone();
-    let hello_timeout = admission.limits().hello_timeout;
+    let hello_timeout = limits.hello_timeout;
     let reason = serve(
         &connection,
         &peer,
@@ -136,25 +143,10 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         hello_timeout,
     )
     .await;
-    sampler.abort();
+    let _ = stop_sampling.send(());
+    let _ = sampler.await;
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
-}
-
-/// Publishes the connection's path statistics every few seconds.
-async fn sample_path(connection: Connection, peer: String) {
-    let mut tick = tokio::time::interval(std::time::Duration::from_secs(5));
-    loop {
-        tick.tick().await;
-        let stats = connection.stats();
-        let labels = [("peer", peer.clone())];
-        metrics::gauge!(telemetry::PATH_RTT, &labels).set(stats.path.rtt.as_secs_f64());
-        metrics::gauge!(telemetry::PATH_CWND, &labels).set(stats.path.cwnd as f64);
-        metrics::gauge!(telemetry::PATH_SENT_PACKETS, &labels).set(stats.path.sent_packets as f64);
-        metrics::gauge!(telemetry::PATH_LOST_PACKETS, &labels).set(stats.path.lost_packets as f64);
-        metrics::gauge!(telemetry::PATH_RECEIVED_DATAGRAMS, &labels)
-            .set(stats.udp_rx.datagrams as f64);
-    }
 }
 
 fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {

@@ -63,32 +63,54 @@ pub struct LocalService {
     depth: usize,
 }
 
+/// Opens each directory of `dirs`; every path must be an existing directory.
+fn open_roots(
+    dirs: impl IntoIterator<Item = (DirectoryId, PathBuf)>,
+) -> io::Result<Arc<HashMap<DirectoryId, Arc<Root>>>> {
+    let roots = dirs
+        .into_iter()
+        .map(|(id, path)| {
+            let root = Root::open(&path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("directory {id} ({}): {e}", path.display()),
+                )
+            })?;
+            Ok((id, Arc::new(root)))
+        })
+        .collect::<io::Result<_>>()?;
+    Ok(Arc::new(roots))
+}
+
 impl LocalService {
     /// Serves `dirs`; every path must be an existing directory.
     pub fn new(dirs: impl IntoIterator<Item = (DirectoryId, PathBuf)>) -> io::Result<Self> {
-        let roots = dirs
-            .into_iter()
-            .map(|(id, path)| {
-                let root = Root::open(&path).map_err(|e| {
-                    io::Error::new(
-                        e.kind(),
-                        format!("directory {id} ({}): {e}", path.display()),
-                    )
-                })?;
-                Ok((id, Arc::new(root)))
-            })
-            .collect::<io::Result<_>>()?;
-        let syncer = Arc::<DirSyncer>::default();
-        let finisher = Finisher::start()?;
         Ok(Self {
-            roots: Arc::new(roots),
-            syncer,
-            finisher,
+            roots: open_roots(dirs)?,
+            syncer: Arc::<DirSyncer>::default(),
+            finisher: Finisher::start()?,
             ops: ShortOps::start()?,
             partials: Arc::default(),
             read_budget: ReadBudget::default(),
             keep_owners: false,
             depth: DEFAULT_LISTING_DEPTH,
+        })
+    }
+
+    /// A service of `dirs` with default options that shares this one's
+    /// workers and locks on partial files: writers of both exclude each
+    /// other, and collecting abandoned partial files through either sees
+    /// the writers of both.
+    pub fn serving(
+        &self,
+        dirs: impl IntoIterator<Item = (DirectoryId, PathBuf)>,
+    ) -> io::Result<Self> {
+        Ok(Self {
+            roots: open_roots(dirs)?,
+            read_budget: ReadBudget::default(),
+            keep_owners: false,
+            depth: DEFAULT_LISTING_DEPTH,
+            ..self.clone()
         })
     }
 

@@ -106,6 +106,21 @@ impl Keys {
     }
 }
 
+/// The configuration of the daemon `name` (its key and certificate in the
+/// keys' folder), on any port of 127.0.0.1, serving `dirs` to `peers`.
+pub fn daemon_toml(name: &str, dirs: &[(&str, &Path)], peers: &[&str]) -> String {
+    let mut toml =
+        format!("listen = \"127.0.0.1:0\"\nkey = \"{name}.key\"\ncert = \"{name}.crt\"\n[dirs]\n");
+    for (id, path) in dirs {
+        toml.push_str(&format!("{id} = {:?}\n", path.display().to_string()));
+    }
+    toml.push_str("[peers]\n");
+    for peer in peers {
+        toml.push_str(&format!("{peer} = \"{peer}.crt\"\n"));
+    }
+    toml
+}
+
 /// A running `realized`, killed on drop.
 pub struct Daemon {
     child: Child,
@@ -118,17 +133,7 @@ impl Daemon {
     /// Starts `realized` as `name`, serving `dirs`, trusting `peers`.
     pub fn start(keys: &Keys, name: &str, dirs: &[(&str, &Path)], peers: &[&str]) -> Self {
         let config = keys.dir.path().join(format!("{name}.toml"));
-        let mut toml = format!(
-            "listen = \"127.0.0.1:0\"\nkey = \"{name}.key\"\ncert = \"{name}.crt\"\n[dirs]\n"
-        );
-        for (id, path) in dirs {
-            toml.push_str(&format!("{id} = {:?}\n", path.display().to_string()));
-        }
-        toml.push_str("[peers]\n");
-        for peer in peers {
-            toml.push_str(&format!("{peer} = \"{peer}.crt\"\n"));
-        }
-        std::fs::write(&config, toml).unwrap();
+        std::fs::write(&config, daemon_toml(name, dirs, peers)).unwrap();
         Self::start_with_config(&config)
     }
 
@@ -273,6 +278,12 @@ impl Daemon {
         *self = self.restart();
     }
 
+    /// Sends SIGHUP: the daemon reads its configuration again.
+    pub fn hang_up(&self) {
+        // SAFETY: sending a signal to our own child process.
+        unsafe { libc::kill(self.child.id() as i32, libc::SIGHUP) };
+    }
+
     /// Sends SIGTERM and returns the exit status (waits up to 15 s).
     pub fn terminate(&mut self) -> std::process::ExitStatus {
         // SAFETY: sending a signal to our own child process.
@@ -315,10 +326,13 @@ pub fn free_tcp_port() -> u16 {
 /// The body of an HTTP GET, or None if it fails.
 pub fn http_get(url: &str) -> Option<String> {
     ureq::get(url)
-        .timeout(Duration::from_secs(5))
+        .config()
+        .timeout_global(Some(Duration::from_secs(5)))
+        .build()
         .call()
         .ok()?
-        .into_string()
+        .body_mut()
+        .read_to_string()
         .ok()
 }
 

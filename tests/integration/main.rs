@@ -20,6 +20,7 @@ mod observability;
 mod partials;
 mod preview;
 mod relay;
+mod reload;
 mod resume;
 mod retry;
 mod safety;

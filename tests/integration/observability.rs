@@ -102,41 +102,150 @@ fn daemon_metrics_count_moves_and_refusals() {
         metrics.contains("process_resident_memory_bytes"),
         "process metrics: {metrics}"
     );
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        sample(&metrics, "realize_build_info", &[&version]),
+        Some(1.0),
+        "{metrics}"
+    );
+
+    // Packet counts are counters that hold what the closed connection sent
+    // and received, up to its end: hundreds of datagrams for 4 MiB received,
+    // some acknowledgements sent.
+    for (counter, least) in [
+        ("realize_path_received_datagrams_total", 100.0),
+        ("realize_path_sent_packets_total", 1.0),
+        ("realize_path_lost_packets_total", 0.0),
+    ] {
+        assert!(
+            metrics.contains(&format!("# TYPE {counter} counter")),
+            "{metrics}"
+        );
+        let packets = sample(&metrics, counter, &["peer=\"client\""]);
+        assert!(
+            packets.is_some_and(|packets| packets >= least),
+            "{counter} = {packets:?}: {metrics}"
+        );
+    }
+    assert_eq!(
+        sample(
+            &metrics,
+            "realize_send_limit_bytes_per_second",
+            &["peer=\"client\""]
+        ),
+        Some(f64::INFINITY),
+        "no [send_limits] and no --throttle-down: unlimited, {metrics}"
+    );
 }
 
+/// A real Pushgateway on loopback, over http, or over https with a
+/// certificate of its own authority.
 struct Gateway {
     process: Child,
     url: String,
+    /// The authority's certificate (PEM) and its folder, for https.
+    tls: Option<(TempDir, std::path::PathBuf)>,
 }
 
 impl Gateway {
     fn start() -> Self {
+        Self::spawn("http", None, &[])
+    }
+
+    /// A gateway that serves https only, with a certificate for 127.0.0.1
+    /// signed by an authority no system trusts.
+    fn start_https() -> Self {
+        let dir = TempDir::new().unwrap();
+        let authority_key = rcgen::KeyPair::generate().unwrap();
+        let mut authority = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        authority.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let authority_cert = authority.self_signed(&authority_key).unwrap();
+        let issuer = rcgen::Issuer::new(authority, authority_key);
+        let server_key = rcgen::KeyPair::generate().unwrap();
+        let server = rcgen::CertificateParams::new(vec!["127.0.0.1".to_string()])
+            .unwrap()
+            .signed_by(&server_key, &issuer)
+            .unwrap();
+        let file = |name: &str, text: String| {
+            let path = dir.path().join(name);
+            std::fs::write(&path, text).unwrap();
+            path
+        };
+        let ca = file("ca.crt", authority_cert.pem());
+        let cert = file("server.crt", server.pem());
+        let key = file("server.key", server_key.serialize_pem());
+        let web = file(
+            "web.yml",
+            format!(
+                "tls_server_config:\n  cert_file: {}\n  key_file: {}\n",
+                cert.display(),
+                key.display()
+            ),
+        );
+        let flag = format!("--web.config.file={}", web.display());
+        Self::spawn("https", Some((dir, ca)), &[&flag])
+    }
+
+    fn spawn(scheme: &str, tls: Option<(TempDir, std::path::PathBuf)>, flags: &[&str]) -> Self {
         let port = free_tcp_port();
         let process = Command::new("prometheus-pushgateway")
             .arg(format!("--web.listen-address=127.0.0.1:{port}"))
+            .args(flags)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("prometheus-pushgateway is installed (.ci/run installs it)");
-        let url = format!("http://127.0.0.1:{port}");
+        let gateway = Self {
+            process,
+            url: format!("{scheme}://127.0.0.1:{port}"),
+            tls,
+        };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while http_get(&format!("{url}/-/ready")).is_none() {
+        while gateway.get("/-/ready").is_none() {
             assert!(Instant::now() < deadline, "the Pushgateway did not start");
             std::thread::sleep(Duration::from_millis(50));
         }
-        Self { process, url }
+        gateway
     }
-}
 
-impl Gateway {
-    /// Moves `src` into `dst`, pushing to this gateway as job `nightly`.
+    /// The body of a GET of `path`, trusting the gateway's authority.
+    fn get(&self, path: &str) -> Option<String> {
+        let url = format!("{}{path}", self.url);
+        let Some((_, ca)) = &self.tls else {
+            return http_get(&url);
+        };
+        let pem = std::fs::read(ca).unwrap();
+        let authority = ureq::tls::Certificate::from_pem(&pem).unwrap();
+        let tls = ureq::tls::TlsConfig::builder()
+            .root_certs(ureq::tls::RootCerts::new_with_certs(&[authority]))
+            .unversioned_rustls_crypto_provider(std::sync::Arc::new(
+                rustls::crypto::ring::default_provider(),
+            ))
+            .build();
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .tls_config(tls)
+            .timeout_global(Some(Duration::from_secs(5)))
+            .build()
+            .into();
+        agent
+            .get(&url)
+            .call()
+            .ok()?
+            .body_mut()
+            .read_to_string()
+            .ok()
+    }
+
+    /// Moves `src` into `dst`, pushing to this gateway as job `nightly`;
+    /// the command trusts the gateway's authority through `SSL_CERT_FILE`.
     fn push_run(
         &self,
         src: &std::path::Path,
         dst: &std::path::Path,
         instance: &str,
     ) -> std::process::Output {
-        run(&[
+        let mut command = realize();
+        command.args([
             "--src-path",
             src.to_str().unwrap(),
             "--dst-path",
@@ -147,7 +256,11 @@ impl Gateway {
             "nightly",
             "--metrics-instance",
             instance,
-        ])
+        ]);
+        if let Some((_, ca)) = &self.tls {
+            command.env("SSL_CERT_FILE", ca);
+        }
+        command.output().unwrap()
     }
 }
 
@@ -166,7 +279,7 @@ fn the_command_pushes_its_metrics_to_a_pushgateway() {
     write_file(src.path(), "b/c", &pattern(2, 7000));
     let out = gateway.push_run(src.path(), dst.path(), "host-a");
     assert!(out.status.success(), "{}", stderr(&out));
-    let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
+    let pushed = gateway.get("/metrics").unwrap();
     let group = ["job=\"nightly\"", "instance=\"host-a\""];
     let copied = [group[0], group[1], "method=\"copy\""];
     assert_eq!(
@@ -177,6 +290,16 @@ fn the_command_pushes_its_metrics_to_a_pushgateway() {
     assert_eq!(
         sample(&pushed, "realize_moved_bytes_total", &group),
         Some(12000.0),
+        "{pushed}"
+    );
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert_eq!(
+        sample(
+            &pushed,
+            "realize_build_info",
+            &[group[0], group[1], &version]
+        ),
+        Some(1.0),
         "{pushed}"
     );
 }
@@ -262,7 +385,7 @@ fn a_run_that_fails_still_pushes_its_metrics() {
     std::fs::create_dir_all(dst.path().join("blocked/dir")).unwrap();
     let out = gateway.push_run(src.path(), dst.path(), "host-b");
     assert_eq!(out.status.code(), Some(23), "{}", stderr(&out));
-    let pushed = http_get(&format!("{}/metrics", gateway.url)).unwrap();
+    let pushed = gateway.get("/metrics").unwrap();
     let group = ["job=\"nightly\"", "instance=\"host-b\""];
     assert_eq!(
         sample(&pushed, "realize_files_failed_total", &group),
@@ -273,5 +396,42 @@ fn a_run_that_fails_still_pushes_its_metrics() {
         sample(&pushed, "realize_files_moved_total", &group),
         Some(1.0),
         "{pushed}"
+    );
+}
+
+#[test]
+fn the_command_pushes_over_https_to_a_gateway_its_system_trusts() {
+    let gateway = Gateway::start_https();
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    write_file(src.path(), "a", &pattern(3, 3000));
+    let out = gateway.push_run(src.path(), dst.path(), "host-c");
+    assert!(out.status.success(), "{}", stderr(&out));
+    let pushed = gateway.get("/metrics").unwrap();
+    let group = ["job=\"nightly\"", "instance=\"host-c\""];
+    assert_eq!(
+        sample(&pushed, "realize_moved_bytes_total", &group),
+        Some(3000.0),
+        "{pushed}"
+    );
+
+    // Without the authority, the push is refused, and says why.
+    write_file(src.path(), "b", &pattern(4, 10));
+    let untrusted = realize()
+        .args([
+            "--src-path",
+            src.path().to_str().unwrap(),
+            "--dst-path",
+            dst.path().to_str().unwrap(),
+            "--metrics-pushgateway",
+            &gateway.url,
+        ])
+        .env_remove("SSL_CERT_FILE")
+        .output()
+        .unwrap();
+    assert_eq!(untrusted.status.code(), Some(12), "{}", stderr(&untrusted));
+    assert!(
+        stderr(&untrusted).contains("certificate"),
+        "{}",
+        stderr(&untrusted)
     );
 }

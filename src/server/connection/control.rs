@@ -130,8 +130,8 @@ fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, Realiz
     let old = peer.throttle.limit();
     peer.throttle.set(requested);
     let limit = peer.throttle.limit();
-    let gauge = limit.map_or(0.0, |rate| rate.bytes_per_second() as f64);
-    metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone()).set(gauge);
+    metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone())
+        .set(telemetry::send_limit_value(limit));
     let show = |rate: Option<Rate>| rate.map_or("unlimited".to_string(), |r| r.to_string());
     tracing::info!(
         peer = %peer.id,
@@ -139,7 +139,7 @@ fn configure(requested: Option<u64>, peer: &Peer) -> Result<ControlReply, Realiz
         old = %show(old),
         new = %show(limit),
         requested = %show(requested),
-        cap = %show(peer.cap),
+        cap = %show(peer.send_cap.rate()),
         "send limit changed"
     );
     Ok(ControlReply::Configured {
