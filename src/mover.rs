@@ -208,16 +208,15 @@ pub async fn move_listed(
         progress.warn(&message);
     }
     let sent_counter = AtomicU64::new(0);
-    let sent_total = &sent_counter;
+    let endpoints = Endpoints {
+        source,
+        destination,
+        dir,
+        sent_total: &sent_counter,
+        up: &options.up,
+        down: &options.down,
+    };
     if options.dry_run {
-        let endpoints = Endpoints {
-            source,
-            destination,
-            dir,
-            sent_total,
-            up: &options.up,
-            down: &options.down,
-        };
         let at_destination = |entry: &FileEntry| AtDestination {
             complete: existing.get(&entry.path),
             partial: partials.get(&entry.path),
@@ -247,14 +246,6 @@ pub async fn move_listed(
             partial: partials.get(&entry.path),
         };
         async move {
-            let endpoints = Endpoints {
-                source,
-                destination,
-                dir,
-                sent_total,
-                up: &options.up,
-                down: &options.down,
-            };
             let result = tokio::select! {
                 result = endpoints.move_file(&entry, at_destination, file_progress.as_mut()) => result,
                 _ = options.stop.stopped() => Err(MoveFileError::Interrupted),
@@ -345,6 +336,7 @@ struct AtDestination<'a> {
 }
 
 /// The two sides of a move and the directory moved.
+#[derive(Clone, Copy)]
 struct Endpoints<'a> {
     source: &'a dyn Service,
     destination: &'a dyn Service,
