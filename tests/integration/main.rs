@@ -24,6 +24,7 @@ mod resume;
 mod retry;
 mod safety;
 mod selection;
+mod systemd;
 mod terminal;
 mod throttle;
 mod trust;
