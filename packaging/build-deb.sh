@@ -15,11 +15,16 @@ command -v cargo-deb >/dev/null 2>&1 || {
 }
 
 cargo build --release --locked
+target_dir=$(cargo metadata --no-deps --format-version 1 |
+    sed 's/.*"target_directory":"\([^"]*\)".*/\1/')
+realize="$target_dir/release/realize"
+# Where Cargo.toml's assets look for them (beside the binaries' target/).
 out=target/packaging
 rm -rf "$out"
 mkdir -p "$out/completions"
-target/release/realize man --out "$out/man" >/dev/null
-target/release/realize completions bash >"$out/completions/realize"
-target/release/realize completions zsh >"$out/completions/_realize"
-target/release/realize completions fish >"$out/completions/realize.fish"
+"$realize" man --out "$out/man" >/dev/null
+"$realize" completions bash >"$out/completions/realize"
+"$realize" completions zsh >"$out/completions/_realize"
+"$realize" completions fish >"$out/completions/realize.fish"
+# Prints the paths of the .deb and the .ddeb.
 cargo deb --no-build --locked --dbgsym "$@"
