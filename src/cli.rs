@@ -13,6 +13,7 @@ pub mod output;
 mod peers;
 mod retry;
 mod settings;
+mod systemd;
 
 use std::process::ExitCode;
 
@@ -113,19 +114,31 @@ pub fn realize_main() -> ExitCode {
 /// Entry point of `realized`.
 pub fn realized_main() -> ExitCode {
     let args = RealizedArgs::parse();
-    init_logging("info", args.log_format, None).expect("stderr needs no setup");
+    let log_format = args.log_format();
+    init_logging("info", log_format, None).expect("stderr needs no setup");
+    let fatal = |err: CliError| eprintln!("{}", fatal_line(log_format, &err));
     if args.check_config {
-        return check_config::run(&args);
+        return check_config::run(&args, fatal);
     }
     let result = load_daemon_config(&args)
         .and_then(|config| daemon_runtime(&config.limits)?.block_on(run_daemon(&args, config)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
-            eprintln!("realized: {err}");
+            fatal(err);
             ExitCode::from(1)
         }
     }
+}
+
+/// The line the daemon prints on stderr for the error that stops it: the
+/// journal files it as an error.
+fn fatal_line(format: LogFormat, err: &CliError) -> String {
+    let prefix = match format {
+        LogFormat::Journal => systemd::level_prefix(tracing::Level::ERROR),
+        LogFormat::Text | LogFormat::Json => "",
+    };
+    format!("{prefix}realized: {err}")
 }
 
 /// Logs to `file`, or stderr, in `format`; `RUST_LOG` overrides `default`.
@@ -151,6 +164,10 @@ fn init_logging(default: &str, format: LogFormat, file: Option<&Path>) -> Result
     match format {
         LogFormat::Text => builder.with_ansi(ansi).init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
+        LogFormat::Journal => builder
+            .with_ansi(false)
+            .event_format(systemd::JournalLines::default())
+            .init(),
     }
     Ok(())
 }
@@ -571,7 +588,19 @@ async fn run_daemon(args: &RealizedArgs, config: DaemonConfig) -> Result<(), Cli
         Daemon::bind(&config, &args.transport.tuning()).map_err(|e| start_error(args, e))?;
     let (reload, reloads) = tokio::sync::mpsc::channel(1);
     let reader = tokio::spawn(read_config_on_hangup(args.clone(), hangups, reload));
-    daemon.run(shutdown_signal(), reloads).await;
+    // Handled from here on: a service manager may stop the daemon as soon
+    // as it is told the daemon is ready.
+    let shutdown = shutdown_signal();
+    let address = daemon
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    systemd::notify_ready(&address);
+    let stopping = async {
+        shutdown.await;
+        systemd::notify_stopping();
+    };
+    daemon.run(stopping, reloads).await;
     reader.abort();
     Ok(())
 }
@@ -596,12 +625,16 @@ async fn read_config_on_hangup(
     }
 }
 
-/// Completes on SIGINT or SIGTERM.
-async fn shutdown_signal() {
+/// Completes on SIGINT or SIGTERM, received from the call on.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut interrupt = signal(SignalKind::interrupt()).expect("installing a SIGINT handler");
     let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {},
-        _ = term.recv() => {},
+    async move {
+        tokio::select! {
+            _ = interrupt.recv() => {},
+            _ = term.recv() => {},
+        }
     }
 }
 

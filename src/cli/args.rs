@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{ArgMatches, Args, Parser, Subcommand, ValueEnum};
 
+use super::systemd;
 use crate::bench::{self, BenchLimit, Directions};
 use crate::model::DirectoryId;
 use crate::mover::selection::{self, Action, Pattern, Selection};
@@ -474,6 +475,9 @@ pub enum LogFormat {
     Text,
     /// One JSON object per line, fields included.
     Json,
+    /// For the systemd journal: text lines led by their syslog level
+    /// (`<4>` for a warning), without a timestamp (the journal adds it).
+    Journal,
 }
 
 /// Reconnections in a row a move makes by default before giving up: with
@@ -643,11 +647,24 @@ pub struct RealizedArgs {
     /// Listen on this UDP address instead of the configuration's.
     #[arg(long, value_name = "ADDR")]
     pub listen: Option<std::net::SocketAddr>,
-    /// Log line format (logs go to stderr; RUST_LOG filters, info by default).
-    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
-    pub log_format: LogFormat,
+    /// Log line format (logs go to stderr; RUST_LOG filters, info by
+    /// default). Without it: journal when stderr is the systemd journal
+    /// (JOURNAL_STREAM), text otherwise.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
     #[command(flatten)]
     pub transport: TransportArgs,
+}
+
+impl RealizedArgs {
+    /// The log format asked for, or the one stderr calls for.
+    pub fn log_format(&self) -> LogFormat {
+        self.log_format.unwrap_or(if systemd::stderr_is_journal() {
+            LogFormat::Journal
+        } else {
+            LogFormat::Text
+        })
+    }
 }
 
 /// How this process's QUIC connections send and receive. The defaults fill

@@ -13,8 +13,8 @@ use crate::server::{self, CheckedConfig, DaemonConfig};
 const EXIT_INVALID: u8 = 2;
 
 /// Checks the configuration `args` name; prints it and exits 0, or prints
-/// the error and exits 2.
-pub fn run(args: &RealizedArgs) -> ExitCode {
+/// the error with `fatal` and exits 2.
+pub fn run(args: &RealizedArgs, fatal: impl FnOnce(CliError)) -> ExitCode {
     let checked = load_daemon_config(args).and_then(|config| {
         let checked = server::check(&config).map_err(|e| start_error(args, e))?;
         Ok((config, checked))
@@ -25,8 +25,8 @@ pub fn run(args: &RealizedArgs) -> ExitCode {
             print!("{}", report(&config, &checked));
             ExitCode::SUCCESS
         }
-        Err(CliError::Usage(e) | CliError::Failed(e) | CliError::Unreachable(e)) => {
-            eprintln!("realized: {e}");
+        Err(err) => {
+            fatal(err);
             ExitCode::from(EXIT_INVALID)
         }
     }

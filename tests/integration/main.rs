@@ -26,6 +26,7 @@ mod retry;
 mod safety;
 mod scripted;
 mod selection;
+mod systemd;
 mod terminal;
 mod throttle;
 mod trust;
