@@ -63,12 +63,11 @@ impl Job {
     }
 }
 
-/// The handle of the finisher threads, and the requester whose files it
-/// queues; the threads end with the last handle.
+/// The handle of the finisher threads; the threads end with the last
+/// handle.
 #[derive(Debug, Clone)]
 pub struct Finisher {
     workers: Workers<Job>,
-    requester: Requester,
 }
 
 impl Finisher {
@@ -78,19 +77,14 @@ impl Finisher {
             tracing::trace!(files = batch.len(), "completing a batch of small files");
             complete_batch(batch);
         })?;
-        Ok(Self {
-            workers,
-            requester: Requester::default(),
-        })
+        Ok(Self { workers })
     }
 
     /// A handle on the same threads queuing the files of `requester`; a
     /// batch takes the requesters' files in turn.
     pub fn for_requester(&self, requester: Requester) -> Self {
-        Self {
-            workers: self.workers.clone(),
-            requester,
-        }
+        let workers = self.workers.for_requester(requester);
+        Self { workers }
     }
 
     /// Writes `pieces` into the partial file of `target`, verifies that the
@@ -116,7 +110,7 @@ impl Finisher {
             claim,
             reply,
         };
-        self.workers.push(self.requester.clone(), job);
+        self.workers.push(job);
         outcome.await.map_err(|_| stopped())?
     }
 }

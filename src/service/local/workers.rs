@@ -27,11 +27,13 @@ use tokio::sync::oneshot;
 
 use crate::protocol::{ErrorKind, RealizeError};
 
-/// Threads sharing a queue of jobs `J`; they stop, once the queue is empty,
-/// when the last handle is dropped.
+/// Threads sharing a queue of jobs `J`, and the requester whose jobs this
+/// handle queues; they stop, once the queue is empty, when the last handle
+/// is dropped.
 pub struct Workers<J> {
     shared: Arc<Shared<J>>,
     _closer: Arc<Closer<J>>,
+    requester: Requester,
 }
 
 impl<J> Clone for Workers<J> {
@@ -39,6 +41,7 @@ impl<J> Clone for Workers<J> {
         Self {
             shared: self.shared.clone(),
             _closer: self._closer.clone(),
+            requester: self.requester.clone(),
         }
     }
 }
@@ -94,13 +97,23 @@ impl<J: Send + 'static> Workers<J> {
         Ok(Self {
             _closer: closer,
             shared,
+            requester: Requester::default(),
         })
     }
 
-    /// Queues `job` of `requester`, waking a thread only if none is at work.
-    pub fn push(&self, requester: Requester, job: J) {
+    /// A handle on the same threads queuing the jobs of `requester`.
+    pub fn for_requester(&self, requester: Requester) -> Self {
+        Self {
+            requester,
+            ..self.clone()
+        }
+    }
+
+    /// Queues `job` behind this handle's requester's others, waking a
+    /// thread only if none is at work.
+    pub fn push(&self, job: J) {
         let mut state = self.shared.lock();
-        state.jobs.push(requester, job);
+        state.jobs.push(self.requester.clone(), job);
         if state.idle > 0 {
             self.shared.work.notify_one();
         }
@@ -204,12 +217,10 @@ impl<J> FairQueue<J> {
 /// A short blocking operation, answering through its own channel.
 type Op = Box<dyn FnOnce() + Send>;
 
-/// Threads for short blocking operations (see the module's documentation),
-/// and the requester whose operations this handle queues.
+/// Threads for short blocking operations (see the module's documentation).
 #[derive(Debug, Clone)]
 pub struct ShortOps {
     workers: Workers<Op>,
-    requester: Requester,
 }
 
 /// Threads of a [`ShortOps`].
@@ -221,18 +232,13 @@ impl ShortOps {
         let workers = Workers::start("realize-io", SHORT_OPS_THREADS, 1, |ops: Vec<Op>| {
             ops.into_iter().for_each(|op| op())
         })?;
-        Ok(Self {
-            workers,
-            requester: Requester::default(),
-        })
+        Ok(Self { workers })
     }
 
     /// A handle on the same threads queuing the operations of `requester`.
     pub fn for_requester(&self, requester: Requester) -> Self {
-        Self {
-            workers: self.workers.clone(),
-            requester,
-        }
+        let workers = self.workers.for_requester(requester);
+        Self { workers }
     }
 
     /// Runs `op` on one of the threads and returns its result; an `op`
@@ -247,7 +253,7 @@ impl ShortOps {
                 let _ = reply.send(op());
             }
         });
-        self.workers.push(self.requester.clone(), op);
+        self.workers.push(op);
         outcome
             .await
             .map_err(|_| RealizeError::new(ErrorKind::Io, "a file-system thread stopped"))?
@@ -327,7 +333,7 @@ mod tests {
             done.send(jobs).unwrap();
         })
         .unwrap();
-        let push = |job| workers.push(Requester::default(), job);
+        let push = |job| workers.push(job);
         push(0);
         holding.recv().unwrap();
         // Jobs pushed while the thread is held wait, then come together,
@@ -356,15 +362,16 @@ mod tests {
         })
         .unwrap();
         let (busy, other) = (Requester::new("busy"), Requester::new("other"));
-        workers.push(busy.clone(), ("busy", 0));
+        let (busy, other) = (workers.for_requester(busy), workers.for_requester(other));
+        busy.push(("busy", 0));
         holding.recv().unwrap();
         // One requester queues a long backlog, then another one job.
         for job in 1..=100 {
-            workers.push(busy.clone(), ("busy", job));
+            busy.push(("busy", job));
         }
-        workers.push(other, ("other", 0));
+        other.push(("other", 0));
         release.send(()).unwrap();
-        drop(workers);
+        drop((workers, busy, other));
         let order: Vec<_> = handled.iter().collect();
         let other_at = order.iter().position(|job| job.0 == "other").unwrap();
         // Behind the job at work and at most one more of the backlog.
@@ -392,7 +399,7 @@ mod tests {
             done.send(jobs).unwrap();
         })
         .unwrap();
-        (0..20).for_each(|job| workers.push(Requester::default(), job));
+        (0..20).for_each(|job| workers.push(job));
         drop(workers);
         let mut seen: Vec<u32> = handled.iter().flatten().collect();
         seen.sort_unstable();
