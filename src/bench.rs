@@ -140,16 +140,22 @@ pub async fn run(
     if let (true, Some(rate)) = (daemon_sends, options.down) {
         remote.configure(Some(rate)).await?;
     }
-    let before = Samples::take(remote, daemon_sends).await?;
+    let before = Samples::take(remote).await?;
     let (sent, received) = measure(remote, options).await?;
-    let after = Samples::take(remote, daemon_sends).await?;
+    let after = Samples::take(remote).await?;
+    let alone = options.directions != Directions::Both;
     let measurement = |moved: Option<Moved>, sender: Sender| {
+        let receiver = sender.other();
         moved.map(|moved| Measurement {
             bytes: moved.bytes,
             elapsed: moved.elapsed,
             before: before.of(sender),
             after: after.of(sender),
             sender,
+            returned_bytes: alone.then(|| {
+                let sent_bytes = |samples: &Samples| samples.of(receiver).sent_bytes;
+                sent_bytes(&after).saturating_sub(sent_bytes(&before))
+            }),
         })
     };
     Ok(BenchReport::new(
@@ -198,22 +204,17 @@ where
     }
 }
 
-/// Both ends' path statistics at one moment; the daemon's only when it
-/// sends.
+/// Both ends' path statistics at one moment.
 struct Samples {
     command: PathSample,
     daemon: PathSample,
 }
 
 impl Samples {
-    async fn take(remote: &RemoteService, daemon_sends: bool) -> Result<Self, ServiceError> {
-        let daemon = match daemon_sends {
-            true => remote.daemon_path_sample().await?,
-            false => PathSample::default(),
-        };
+    async fn take(remote: &RemoteService) -> Result<Self, ServiceError> {
         Ok(Self {
+            daemon: remote.daemon_path_sample().await?,
             command: remote.path_sample(),
-            daemon,
         })
     }
 

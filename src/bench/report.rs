@@ -23,6 +23,16 @@ pub enum Sender {
     Daemon,
 }
 
+impl Sender {
+    /// The side that receives what this one sends.
+    pub fn other(self) -> Self {
+        match self {
+            Sender::Command => Sender::Daemon,
+            Sender::Daemon => Sender::Command,
+        }
+    }
+}
+
 /// The raw figures of one direction of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Measurement {
@@ -36,6 +46,10 @@ pub struct Measurement {
     pub after: PathSample,
     /// Who sent.
     pub sender: Sender,
+    /// Bytes of the UDP datagrams the receiver sent back during the run:
+    /// its acknowledgements, when this direction ran alone; none when both
+    /// directions ran at once and the receiver's own data hides them.
+    pub returned_bytes: Option<u64>,
 }
 
 /// The figures of one direction.
@@ -55,6 +69,9 @@ pub struct DirectionReport {
     pub rtt_ms: f64,
     /// Smallest round-trip time seen on the connection, in milliseconds.
     pub min_rtt_ms: f64,
+    /// `rtt_ms` minus `min_rtt_ms`: how long packets waited in queues along
+    /// the path at the end of the run.
+    pub queueing_delay_ms: f64,
     /// The sender's congestion window at the end, in bytes.
     pub cwnd_bytes: u64,
     /// Packets the sender sent during the run.
@@ -72,6 +89,12 @@ pub struct DirectionReport {
     /// `wire_bytes` per payload byte: QUIC overhead and retransmissions;
     /// none when no payload arrived.
     pub wire_bytes_per_payload_byte: Option<f64>,
+    /// UDP payload bytes the receiver sent back, acknowledgements for the
+    /// most part: what this direction costs the return path. Measured only
+    /// when the direction ran alone.
+    pub return_bytes: Option<u64>,
+    /// `return_bytes` per payload byte; none when either is missing.
+    pub return_bytes_per_payload_byte: Option<f64>,
 }
 
 impl From<&Measurement> for DirectionReport {
@@ -81,6 +104,7 @@ impl From<&Measurement> for DirectionReport {
         let sent_packets = m.after.sent_packets.saturating_sub(m.before.sent_packets);
         let lost_packets = m.after.lost_packets.saturating_sub(m.before.lost_packets);
         let wire_bytes = m.after.sent_bytes.saturating_sub(m.before.sent_bytes);
+        let per_payload_byte = |bytes: u64| (m.bytes > 0).then(|| bytes as f64 / m.bytes as f64);
         Self {
             bytes: m.bytes,
             seconds,
@@ -89,6 +113,7 @@ impl From<&Measurement> for DirectionReport {
             path_measured_by: m.sender,
             rtt_ms: m.after.rtt_us as f64 / 1000.0,
             min_rtt_ms: m.after.min_rtt_us as f64 / 1000.0,
+            queueing_delay_ms: m.after.rtt_us.saturating_sub(m.after.min_rtt_us) as f64 / 1000.0,
             cwnd_bytes: m.after.cwnd,
             sent_packets,
             lost_packets,
@@ -99,7 +124,9 @@ impl From<&Measurement> for DirectionReport {
                 .congestion_events
                 .saturating_sub(m.before.congestion_events),
             wire_bytes,
-            wire_bytes_per_payload_byte: (m.bytes > 0).then(|| wire_bytes as f64 / m.bytes as f64),
+            wire_bytes_per_payload_byte: per_payload_byte(wire_bytes),
+            return_bytes: m.returned_bytes,
+            return_bytes_per_payload_byte: m.returned_bytes.and_then(per_payload_byte),
         }
     }
 }
@@ -187,9 +214,15 @@ impl fmt::Display for BenchReport {
 
 impl fmt::Display for DirectionReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let ratio = self
-            .wire_bytes_per_payload_byte
-            .map_or("-".into(), |ratio| format!("{ratio:.3}"));
+        let ratio = |ratio: Option<f64>| ratio.map_or("-".into(), |ratio| format!("{ratio:.3}"));
+        let returned = match self.return_bytes {
+            Some(bytes) => format!(
+                "{}, {} bytes per payload byte",
+                HumanBytes(bytes),
+                ratio(self.return_bytes_per_payload_byte)
+            ),
+            None => "- (both directions ran at once)".into(),
+        };
         let lines = [
             (
                 "payload",
@@ -205,8 +238,8 @@ impl fmt::Display for DirectionReport {
             (
                 "round trip",
                 format!(
-                    "{:.2} ms smoothed, {:.2} ms lowest",
-                    self.rtt_ms, self.min_rtt_ms
+                    "{:.2} ms smoothed, {:.2} ms lowest, {:.2} ms queueing",
+                    self.rtt_ms, self.min_rtt_ms, self.queueing_delay_ms
                 ),
             ),
             (
@@ -221,7 +254,14 @@ impl fmt::Display for DirectionReport {
             ),
             ("congestion events", self.congestion_events.to_string()),
             ("congestion window", HumanBytes(self.cwnd_bytes).to_string()),
-            ("on the wire", format!("{ratio} bytes per payload byte")),
+            (
+                "on the wire",
+                format!(
+                    "{} bytes per payload byte",
+                    ratio(self.wire_bytes_per_payload_byte)
+                ),
+            ),
+            ("sent back", returned),
         ];
         for (label, value) in lines {
             writeln!(f, "  {label:<18} {value}")?;
@@ -258,6 +298,7 @@ mod tests {
             before: sample(1_000, 10, 1_000_000),
             after: sample(101_000, 60, 256_000_000),
             sender: Sender::Command,
+            returned_bytes: Some(5_000_000),
         }
     }
 
@@ -281,7 +322,10 @@ mod tests {
         assert_eq!(report.wire_bytes_per_payload_byte, Some(1.02));
         assert_eq!(report.rtt_ms, 40.5);
         assert_eq!(report.min_rtt_ms, 40.0);
+        assert_eq!(report.queueing_delay_ms, 0.5);
         assert_eq!(report.cwnd_bytes, 3 << 20);
+        assert_eq!(report.return_bytes, Some(5_000_000));
+        assert_eq!(report.return_bytes_per_payload_byte, Some(0.02));
     }
 
     #[test]
@@ -292,6 +336,16 @@ mod tests {
         assert_eq!(report.goodput_mbit_per_second, 0.0);
         assert_eq!(report.loss_percent, 0.0);
         assert_eq!(report.wire_bytes_per_payload_byte, None);
+        assert_eq!(report.return_bytes_per_payload_byte, None);
+    }
+
+    #[test]
+    fn a_return_path_shared_with_data_is_not_counted() {
+        let mut both = measured(250_000_000, 2);
+        both.returned_bytes = None;
+        let report = DirectionReport::from(&both);
+        assert_eq!(report.return_bytes_per_payload_byte, None);
+        assert!(report.to_string().contains("sent back          - (both"));
     }
 
     fn report() -> BenchReport {
@@ -313,11 +367,12 @@ bench of 192.0.2.7:9771: 8 streams per direction, 238.42 MiB each way
 send: command to daemon
   payload            238.42 MiB in 2.00 s
   goodput            1000.0 Mbit/s (119.2 MiB/s)
-  round trip         40.50 ms smoothed, 40.00 ms lowest
+  round trip         40.50 ms smoothed, 40.00 ms lowest, 0.50 ms queueing
   lost and resent    50 of 100000 packets (0.050 %), 58.59 KiB
   congestion events  5
   congestion window  3.00 MiB
   on the wire        1.020 bytes per payload byte
+  sent back          4.77 MiB, 0.020 bytes per payload byte
   (path figures as the command sent)
 ";
         assert_eq!(text, expected);
@@ -339,5 +394,7 @@ send: command to daemon
         assert_eq!(send["path_measured_by"], "command");
         assert_eq!(send["lost_packets"], 50);
         assert_eq!(send["rtt_ms"], 40.5);
+        assert_eq!(send["queueing_delay_ms"], 0.5);
+        assert_eq!(send["return_bytes"], 5_000_000);
     }
 }

@@ -98,6 +98,15 @@ fn assert_direction(report: &Value, bytes: u64, measured_by: &str) {
         "wire bytes per payload byte: {wire}"
     );
     assert_eq!(report["path_measured_by"], measured_by);
+    let queueing = report["queueing_delay_ms"].as_f64().unwrap();
+    assert!(queueing >= 0.0, "{report}");
+    // The receiver sent back acknowledgements, a few bytes for each
+    // packet of payload.
+    let returned = report["return_bytes_per_payload_byte"].as_f64().unwrap();
+    assert!(
+        (0.0001..0.2).contains(&returned),
+        "return bytes per payload byte: {returned}"
+    );
 }
 
 #[test]
@@ -155,6 +164,8 @@ fn bench_measures_both_directions_for_a_duration() {
         assert!(bytes > 0, "{direction}: {figures}");
         let seconds = figures["seconds"].as_f64().unwrap();
         assert!((2.0..10.0).contains(&seconds), "{direction}: {seconds} s");
+        // Each side's acknowledgements ride with its own data.
+        assert!(figures["return_bytes"].is_null(), "{direction}: {figures}");
     }
     s.assert_disk_untouched();
     // The daemon counts what it sent, in flight when the time ran out included.
@@ -179,6 +190,7 @@ fn bench_prints_an_aligned_report_by_default() {
         "  round trip         ",
         "  lost and resent    ",
         "  congestion window  ",
+        "  sent back          ",
     ] {
         assert!(text.contains(label), "{label:?} missing:\n{text}");
     }
