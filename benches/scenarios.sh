@@ -2,7 +2,7 @@
 # The benchmark scenarios of docs/benchmarks.md: realize against scp and
 # rsync over ssh, on the same link in the same run, printed as one table.
 #
-#   benches/scenarios.sh [SCENARIO...]    W1 W2 W3 W4 L1 L2 R1 T1 (default: all)
+#   benches/scenarios.sh [SCENARIO...]    W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 (default: all)
 #
 # Run as root. The W scenarios, R1 and T1 run between two network namespaces
 # joined by an emulated link: tc netem when the kernel has it, else the
@@ -46,17 +46,22 @@ done
 for c in ip tc ssh scp ssh-keygen rsync /usr/sbin/sshd /usr/bin/time timeout; do
     command -v "$c" >/dev/null || die "$c is missing (see Prerequisites in docs/benchmarks.md)"
 done
+if [[ " $* " == *" W7 "* ]] || (($# == 0)); then
+    for c in iperf3 ping; do
+        command -v "$c" >/dev/null || die "$c is missing: W7 needs it (see Prerequisites in docs/benchmarks.md)"
+    done
+fi
 [ -d /run/sshd ] || mkdir -m 0755 /run/sshd   # sshd's privilege separation folder, made by its service
 hasher=$(command -v b3sum || command -v sha256sum)
 
 # The scenarios to run: the arguments or all, T1 split into its two links.
 units=()
-(($#)) || set -- W1 W2 W3 W4 L1 L2 R1 T1
+(($#)) || set -- W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1
 for u in "$@"; do
     case $u in
-        W[1-4] | L[12] | R1 | T1-lo | T1-W1) units+=("$u") ;;
+        W[1-7] | L[12] | R1 | T1-lo | T1-W1) units+=("$u") ;;
         T1) units+=(T1-lo T1-W1) ;;
-        *) die "unknown scenario '$u' (W1 W2 W3 W4 L1 L2 R1 T1)" ;;
+        *) die "unknown scenario '$u' (W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1)" ;;
     esac
 done
 
@@ -66,7 +71,8 @@ scaled() {
 }
 
 # Sets the globals of scenario UNIT: link_spec (empty on loopback, else
-# "DELAY_MS RATE_MBIT QUEUE_MS LOSS_PCT", the same both ways), data_spec
+# "DELAY_MS RATE_MBIT QUEUE_MS LOSS_PCT [RETURN_RATE_MBIT]", the same both
+# ways but for the rate of the return path, against the data), data_spec
 # ("file BYTES" or "tree DIRS FILES_PER_DIR BYTES"), direction (up: the
 # command's side is the source; down: the daemon's) and throttle (a rate or empty).
 spec() {
@@ -77,6 +83,9 @@ spec() {
         W2 | R1) link_spec=$w2 data_spec="file $(scaled $((1 << 30)))" ;;
         W3) link_spec="50 100 100 0.1" data_spec="tree 50 $(tree_files 5000 50) 16384" ;;
         W4) link_spec=$w1 data_spec="file $(scaled $((256 << 20)))" direction=down ;;
+        W5) link_spec="100 100 100 1" data_spec="file $(scaled $((256 << 20)))" ;;
+        W6) link_spec="$w1 2" data_spec="file $(scaled $((256 << 20)))" ;;
+        W7) link_spec="50 100 100 0" data_spec="file $(scaled $((256 << 20)))" ;;
         L1) link_spec="" data_spec="file $(scaled $((2 << 30)))" ;;
         L2) link_spec="" data_spec="tree 100 $(tree_files 20000 100) 4096" ;;
         T1-lo) link_spec="" data_spec="file $(scaled $((160 << 20)))" throttle=4M ;;
@@ -156,18 +165,22 @@ link_up() {
         ns_a=() ns_b=() addr=127.0.0.1 dev_a="" cc=$(sysctl -n net.ipv4.tcp_congestion_control)
         return
     fi
-    local delay rate queue loss
-    read -r delay rate queue loss <<< "$link_spec"
+    local delay rate queue loss back
+    read -r delay rate queue loss back <<< "$link_spec"
     # Set first, so that link_down also removes a link that failed half-way.
     ns_a=(ip netns exec "$link-a") ns_b=(ip netns exec "$link-b") addr=198.18.0.2
     dev_a=wa$link dev_b=wb$link cc=$wan_cc
+    # The return path runs against the data: B to A for uploads.
+    local back_way=b2a
+    [ "$direction" = up ] || back_way=a2b
     if [ "$emulator" = wanemu ]; then
         wanemu_up "$WANEMU" "$link" "$work/wanemu.log" --delay-ms "$delay" --rate-mbit "$rate" \
-            --queue-ms "$queue" --loss "$loss" --seed "${SEED:-7}" --tcp-cc "$wan_cc" ||
+            --queue-ms "$queue" --loss "$loss" ${back:+"--$back_way-rate-mbit" "$back"} \
+            --seed "${SEED:-7}" --tcp-cc "$wan_cc" ||
             die "$WANEMU did not bring the link up"
         hdr=0
     else
-        netem_up "$delay" "$rate" "$queue" "$loss"
+        netem_up "$delay" "$rate" "$queue" "$loss" "$back_way" "${back:-$rate}"
         hdr=14
     fi
 }
@@ -178,9 +191,10 @@ link_up() {
 # impairments sit on a box in the middle, as wanemu does, so the hosts' own
 # TCP stacks feel no local queue. gso_max_segs 1 makes the hosts send
 # packets of at most one MTU, so netem drops packets, not 64 KiB bursts, and
-# the device counters count every packet's headers.
+# the device counters count every packet's headers. BACK_WAY (a2b or b2a)
+# runs at BACK_RATE instead of RATE.
 netem_up() {
-    local delay=$1 rate=$2 queue=$3 loss=$4 ns port s loss_opt=()
+    local delay=$1 rate=$2 queue=$3 loss=$4 back_way=$5 back_rate=$6 ns port r s loss_opt=()
     [ "$loss" = 0 ] || loss_opt=(loss "$loss%")
     for ns in a b m; do
         ip netns add "$link-$ns"
@@ -200,9 +214,11 @@ netem_up() {
     ip -n "$link-b" addr add 198.18.0.2/24 dev "wb$link"
     ip -n "$link-m" link set br0 up
     for port in to-a to-b; do
+        r=$rate
+        [ "$port/$back_way" != to-a/b2a ] && [ "$port/$back_way" != to-b/a2b ] || r=$back_rate
         tc -n "$link-m" qdisc add dev "$port" root handle 1: netem delay "${delay}ms" "${loss_opt[@]}" limit 1000000
-        tc -n "$link-m" qdisc add dev "$port" parent 1:1 handle 2: tbf rate "${rate}mbit" \
-            burst $((rate * 125 > 3028 ? rate * 125 : 3028)) limit $((queue * rate * 125))
+        tc -n "$link-m" qdisc add dev "$port" parent 1:1 handle 2: tbf rate "${r}mbit" \
+            burst $((r * 125 > 3028 ? r * 125 : 3028)) limit $((queue * r * 125))
     done
     # As wanemu does: UDP socket buffers of up to 64 MiB (host-wide, never lowered).
     for s in net.core.rmem_max net.core.wmem_max; do
@@ -224,16 +240,31 @@ link_down() {
 }
 
 # Prints the IP bytes each side has sent into the link so far (lost and
-# dropped packets included: counted by the sending device) and the packets
-# the devices dropped, as "A2B B2A DROPS"; "- - 0" on loopback.
+# dropped packets included: counted by the sending device), the packets the
+# devices dropped, and per way the packets sent into the link and those its
+# bottleneck queue dropped, as "A2B B2A DROPS A2B_PKTS A2B_QDROPS B2A_PKTS
+# B2A_QDROPS"; "- - 0 - - - -" on loopback.
 link_counters() {
-    if [ -z "$dev_a" ]; then echo "- - 0"; return; fi
+    if [ -z "$dev_a" ]; then echo "- - 0 - - - -"; return; fi
     local a b
     a=$(ip netns exec "$link-a" cat /sys/class/net/"$dev_a"/statistics/{tx_bytes,tx_packets,tx_dropped})
     b=$(ip netns exec "$link-b" cat /sys/class/net/"$dev_b"/statistics/{tx_bytes,tx_packets,tx_dropped})
     # shellcheck disable=SC2086 # one number per word
     set -- $a $b
-    echo "$(($1 - hdr * $2)) $(($4 - hdr * $5)) $(($3 + $6))"
+    echo "$(($1 - hdr * $2)) $(($4 - hdr * $5)) $(($3 + $6)) $2 $(queue_drops a2b) $5 $(queue_drops b2a)"
+}
+
+# Prints the packets the bottleneck queue of WAY (a2b or b2a) has dropped
+# so far: wanemu's queue_drops, or the drops of netem's tbf.
+queue_drops() {
+    if [ "$emulator" = wanemu ]; then
+        "$WANEMU" stats "$link" | sed -n "s/^$1: .* queue_drops=\([0-9]*\) .*/\1/p"
+    else
+        local port=to-b
+        [ "$1" = a2b ] || port=to-a
+        tc -s -n "$link-m" qdisc show dev "$port" |
+            awk '/^qdisc tbf/ { tbf = 1; next } /^qdisc/ { tbf = 0 } tbf && /dropped/ { sub(",", "", $7); print $7; exit }'
+    fi
 }
 
 # Writes sshd's configuration (listening at $addr) and the client's ssh
@@ -382,19 +413,24 @@ judge() {
 }
 
 # Appends one result row: TOOL STATUS SECONDS FILE_BYTES WIRE_BEFORE WIRE_AFTER NOTE.
-# Uses rss_cmd and rss_server.
+# Uses rss_cmd and rss_server, and the scenario's direction: the packets
+# sent and dropped at the queue are those of the way the data goes.
 record() {
-    local tool=$1 st=$2 s=$3 bytes=$4 w0=$5 w1=$6 note=$7 a0 b0 d0 a1 b1 d1 a2b=- b2a=- tcp=$cc
+    local tool=$1 st=$2 s=$3 bytes=$4 w0=$5 w1=$6 note=$7 a2b=- b2a=- pkts=- qdrops=- tcp=$cc
+    local a0 b0 d0 ap0 aq0 bp0 bq0 a1 b1 d1 ap1 aq1 bp1 bq1
     [ "$tool" != realize ] || tcp=-
-    read -r a0 b0 d0 <<< "$w0"
-    read -r a1 b1 d1 <<< "$w1"
+    [ "$tool" != dd ] || tcp=-
+    read -r a0 b0 d0 ap0 aq0 bp0 bq0 <<< "$w0"
+    read -r a1 b1 d1 ap1 aq1 bp1 bq1 <<< "$w1"
     if [ "$a0" != - ]; then
         a2b=$((a1 - a0)) b2a=$((b1 - b0))
+        if [ "$direction" = up ]; then pkts=$((ap1 - ap0)) qdrops=$((aq1 - aq0))
+        else pkts=$((bp1 - bp0)) qdrops=$((bq1 - bq0)); fi
         if ((d1 > d0)); then note="${note:+$note; }the link's devices dropped $((d1 - d0)) packets"; fi
     fi
-    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$unit" "$tool" "$st" "$s" "$bytes" \
-        "$a2b" "$b2a" "$rss_cmd" "$rss_server" "$tcp" "$note" >> "$base/results.tsv"
-    printf '%-6s %-7s %-7s %8s s  %s\n' "$unit" "$tool" "$st" "$s" "$note" >&2
+    printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$unit" "$tool" "$st" "$s" "$bytes" \
+        "$a2b" "$b2a" "$rss_cmd" "$rss_server" "$tcp" "$note" "$pkts" "$qdrops" >> "$base/results.tsv"
+    printf '%-8s %-7s %-7s %8s s  %s\n' "$unit" "$tool" "$st" "$s" "$note" >&2
 }
 
 # Lets the disk settle before a timed run, so that no tool pays for the
@@ -449,7 +485,7 @@ run_resume() {
     if ((have == 0)); then
         stop_server
         rss_cmd=- note="no partial file to resume: the first run ended before half of the file was sent"
-        record realize FAIL - "$size" "- - 0" "- - 0" "$note"
+        record realize FAIL - "$size" "- - 0 - - - -" "- - 0 - - - -" "$note"
         generate
         return
     fi
@@ -468,6 +504,129 @@ run_resume() {
     restore "$status" realize
 }
 
+# L1's baseline: dd copies the file into the destination's file system in
+# 1 MiB blocks with one fsync at the end, the rate the disk allows.
+run_dd() {
+    settle
+    cmd=(dd if="$src/file.bin" of="$dst/file.bin" bs=1M conv=fsync status=none)
+    rss_server=-
+    run_client "$work/client.out"
+    status=ok note=""
+    ((rc == 0)) || status=FAIL note="exit $rc: $(tail -n 1 "$work/client.out")"
+    record dd "$status" "$secs" "$(data_bytes)" "- - 0 - - - -" "- - 0 - - - -" "$note"
+    rm -f "$dst/file.bin"
+}
+
+# W7: realize alone while ping measures the queue it builds, then beside a
+# TCP flow (iperf3 with BBR, then Cubic) that runs from 10 s before the move
+# to its end. The TCP flow is recorded as tool iperf3, at its rate over the
+# move (iperf3's one-second reports), so its ratio column compares the two.
+run_competing() {
+    local unit_of_link=$unit tcp
+    unit=$unit_of_link-alone
+    run_with_ping
+    for tcp in bbr cubic; do
+        unit=$unit_of_link-$tcp
+        if grep -qw "$tcp" /proc/sys/net/ipv4/tcp_available_congestion_control; then
+            run_beside_tcp "$tcp"
+        else
+            record iperf3 FAIL - 0 "- - 0 - - - -" "- - 0 - - - -" "the kernel has no $tcp"
+        fi
+    done
+    unit=$unit_of_link
+}
+
+# Runs realize with ping sending 5 echo requests a second along the data's
+# way; notes the round trips during the move over the lowest before it.
+run_with_ping() {
+    local before w0 w1
+    settle
+    client_cmd realize
+    start_server realize
+    "${ns_a[@]}" ping -n -i 0.2 "$addr" > "$work/ping.out" 2>&1 &
+    ping_pid=$!
+    sleep 3
+    before=$(grep -c 'time=' "$work/ping.out" || true)
+    w0=$(link_counters)
+    run_client "$work/client.out"
+    w1=$(link_counters)
+    kill "$ping_pid"
+    wait "$ping_pid" 2>/dev/null || true
+    ping_pid=
+    stop_server
+    judge realize
+    [ "$status" != ok ] || note=$(queueing_note "$before" < "$work/ping.out")
+    record realize "$status" "$secs" "$(data_bytes)" "$w0" "$w1" "$note"
+    restore "$status" realize
+}
+
+# Reads ping's output; prints the median and 90th percentile of the round
+# trips after the first SKIP replies, over the lowest of those SKIP.
+queueing_note() {
+    local times idle
+    times=$(sed -n 's/.*time=\([0-9.]*\) ms/\1/p')
+    idle=$(head -n "$1" <<< "$times" | sort -n | head -n 1)
+    tail -n +"$(($1 + 1))" <<< "$times" | sort -n | awk -v idle="$idle" '
+        { rtt[++n] = $1 }
+        END {
+            if (n == 0 || idle == "") { print "no ping replies during the move"; exit }
+            p90 = int(n * 0.9 + 0.5); if (p90 < 1) p90 = 1
+            printf "queueing (ping): +%.1f ms median, +%.1f ms p90 over the idle %.1f ms",
+                rtt[int((n + 1) / 2)] - idle, rtt[p90] - idle, idle
+        }'
+}
+
+# Runs realize while a TCP flow with congestion control CC sends the same
+# way; records both.
+run_beside_tcp() {
+    local tcp=$1 t0 t1 w0 w1 mbit
+    settle
+    client_cmd realize
+    start_server realize
+    "${ns_b[@]}" iperf3 -s -1 --forceflush -p "$((rport + 1))" > "$work/iperf-server.out" 2>&1 &
+    iperf_server=$!
+    wait_for_line "$work/iperf-server.out" 'Server listening' "$iperf_server" || die "iperf3 -s did not start"
+    "${ns_a[@]}" iperf3 -c "$addr" -p "$((rport + 1))" -C "$tcp" -t 3600 -i 1 --forceflush \
+        --timestamps='%s ' > "$work/iperf.out" 2>&1 &
+    iperf_client=$!
+    sleep 10
+    t0=$EPOCHREALTIME
+    w0=$(link_counters)
+    run_client "$work/client.out"
+    w1=$(link_counters)
+    t1=$EPOCHREALTIME
+    kill -INT "$iperf_client"
+    wait "$iperf_client" 2>/dev/null || true
+    wait "$iperf_server" 2>/dev/null || true
+    iperf_client= iperf_server=
+    stop_server
+    judge realize
+    record realize "$status" "$secs" "$(data_bytes)" "$w0" "$w1" "$note"
+    restore "$status" realize
+    mbit=$(tcp_rate "$t0" "$t1" < "$work/iperf.out")
+    rss_cmd=- rss_server=- cc=$tcp
+    if [ -n "$mbit" ]; then
+        record iperf3 ok "$secs" "$(awk -v m="$mbit" -v s="$secs" 'BEGIN { printf "%d", m * 1e6 / 8 * s }')" \
+            "- - 0 - - - -" "- - 0 - - - -" "its rate over the move: $mbit Mbit/s"
+    else
+        record iperf3 FAIL - 0 "- - 0 - - - -" "- - 0 - - - -" "no iperf3 report during the move"
+    fi
+    cc=$wan_cc
+}
+
+# Reads iperf3's timestamped one-second reports; prints the mean rate, in
+# Mbit/s, of those that ended between FROM and TO (epoch seconds).
+tcp_rate() {
+    awk -v from="$1" -v to="$2" '
+        $1 > from + 1 && $1 <= to && / sec / {
+            for (i = 2; i <= NF; i++) if ($i ~ /bits\/sec$/) {
+                r = $(i - 1); u = substr($i, 1, 1)
+                sum += (u == "K" ? r / 1000 : u == "G" ? r * 1000 : u == "M" ? r : r / 1e6); n++
+            }
+        }
+        END { if (n) printf "%.1f", sum / n }'
+}
+
 # Runs every selected tool on scenario UNIT.
 run_unit() {
     unit=$1
@@ -482,12 +641,14 @@ run_unit() {
     generate
     link_up
     write_ssh_configs
+    [ "$unit" != L1 ] || run_dd
     for tool in "${tools[@]}"; do
-        if [ "$unit" = R1 ]; then
-            [ "$tool" != realize ] || run_resume
-        else
-            run_tool "$tool"
-        fi
+        case $unit/$tool in
+            R1/realize) run_resume ;;
+            W7/realize) run_competing ;;
+            R1/* | W7/*) ;;
+            *) run_tool "$tool" ;;
+        esac
     done
     link_down
     rm -rf "$work"
@@ -499,10 +660,11 @@ run_unit() {
 report() {
     awk -F'\t' -v to="$timeout_s" -v csv="${CSV:-}" '
         function mbit(b, s) { return b * 8 / s / 1e6 }
-        function peer(t) { return t == "scp" || t == "rsync" }
+        # The baseline of a scenario: dd on L1, the TCP flow on W7, else scp and rsync.
+        function peer(u, t) { return u == "L1" ? t == "dd" : u ~ /^W7-/ ? t == "iperf3" : t == "scp" || t == "rsync" }
         NR == FNR {                     # first pass: best and bound of the peers per scenario
-            if (peer($2) && $3 == "ok" && mbit($5, $4) > best[$1]) best[$1] = mbit($5, $4)
-            if (peer($2) && $3 == "timeout" && mbit($5, to) > bound[$1]) bound[$1] = mbit($5, to)
+            if (peer($1, $2) && $3 == "ok" && mbit($5, $4) > best[$1]) best[$1] = mbit($5, $4)
+            if (peer($1, $2) && $3 == "timeout" && mbit($5, to) > bound[$1]) bound[$1] = mbit($5, to)
             next
         }
         {
@@ -516,12 +678,14 @@ report() {
             }
             if ($3 == "ok" && $6 != "-") { a = sprintf("%.3f", $6 / $5); b = sprintf("%.3f", $7 / $5) }
             rc = ($8 == "-" ? "-" : sprintf("%.0f", $8 / 1024)); rd = ($9 == "-" ? "-" : sprintf("%.0f", $9 / 1024))
-            row[++n] = $2 "\t" $1 "\t" s "\t" g "\t" r "\t" a "\t" b "\t" rc "\t" rd "\t" $10 "\t" $11
-            if (csv != "") printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,\"%s\"\n", $1, $2, $3, ($3 == "timeout" ? to : $4), $5, gv, rv,
-                (a == "-" ? "" : a), (b == "-" ? "" : b), (rc == "-" ? "" : rc), (rd == "-" ? "" : rd), $10, $11 >> csv
+            qd = ($12 == "-" || $12 == "" || $12 == 0 ? "-" : sprintf("%.2f", $13 * 100 / $12))
+            row[++n] = $2 "\t" $1 "\t" s "\t" g "\t" r "\t" a "\t" b "\t" ($12 == "" ? "-" : $12) "\t" qd "\t" rc "\t" rd "\t" $10 "\t" $11
+            if (csv != "") printf "%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,%s,\"%s\"\n", $1, $2, $3, ($3 == "timeout" ? to : $4), $5, gv, rv,
+                (a == "-" ? "" : a), (b == "-" ? "" : b), ($12 == "-" ? "" : $12), (qd == "-" ? "" : qd),
+                (rc == "-" ? "" : rc), (rd == "-" ? "" : rd), $10, $11 >> csv
         }
         END {
-            row[0] = "tool\tscenario\tseconds\tgoodput Mbit/s\tratio to best peer\twire a2b/byte\twire b2a/byte\tRSS cmd MiB\tRSS daemon MiB\ttcp cc\tnote"
+            row[0] = "tool\tscenario\tseconds\tgoodput Mbit/s\tratio to best peer\twire a2b/byte\twire b2a/byte\tpackets sent\tqueue drops %\tRSS cmd MiB\tRSS daemon MiB\ttcp cc\tnote"
             for (i = 0; i <= n; i++) { k = split(row[i], c, "\t"); for (j = 1; j <= k; j++) if (length(c[j]) > w[j]) w[j] = length(c[j]) }
             for (i = 0; i <= n; i++) {
                 k = split(row[i], c, "\t"); line = "|"
@@ -535,6 +699,7 @@ report() {
 # Stops what is still running and removes the link and the data.
 cleanup() {
     if [ -n "${first_pid:-}" ]; then kill -KILL "$first_pid" 2>/dev/null || true; fi
+    for pid in ${ping_pid:-} ${iperf_client:-} ${iperf_server:-}; do kill "$pid" 2>/dev/null || true; done
     if [ -n "${client_pid:-}" ]; then    # GNU time; its child, timeout, passes SIGTERM on to the command
         kill -TERM "$(ps -o pid= --ppid "$client_pid" | tr -d ' ')" 2>/dev/null || true
         wait "$client_pid" 2>/dev/null || true
@@ -561,7 +726,7 @@ ssh-keygen -q -t ed25519 -N '' -C bench-user -f "$base/ssh/user_key"
 cp "$base/ssh/user_key.pub" "$base/ssh/authorized_keys"
 echo "bench $(cut -d' ' -f1,2 "$base/ssh/host_key.pub")" > "$base/ssh/known_hosts"
 if [ -n "${CSV:-}" ]; then
-    echo "scenario,tool,status,seconds,file_bytes,goodput_mbit,ratio_to_best_peer,wire_a2b_per_byte,wire_b2a_per_byte,rss_cmd_mib,rss_daemon_mib,tcp_cc,note" > "$CSV"
+    echo "scenario,tool,status,seconds,file_bytes,goodput_mbit,ratio_to_best_peer,wire_a2b_per_byte,wire_b2a_per_byte,packets_sent,queue_drops_percent,rss_cmd_mib,rss_daemon_mib,tcp_cc,note" > "$CSV"
 fi
 
 for u in "${units[@]}"; do run_unit "$u"; done
