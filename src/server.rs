@@ -13,6 +13,7 @@ pub mod config;
 mod connection;
 mod limits;
 mod listing_gate;
+mod places;
 mod refusals;
 
 use admission::{Admission, Entry};
@@ -57,8 +58,14 @@ pub enum StartError {
 /// A bound daemon, ready to run.
 pub struct Daemon {
     endpoint: Endpoint,
-    /// The QUIC transport settings, fixed at start.
-    transport: Arc<quinn::TransportConfig>,
+    /// The QUIC transport settings; a reload changes only the stream
+    /// credit (`[limits] streams_per_connection`).
+    tuning: Tuning,
+    /// The stream credit of every connection, open ones included.
+    stream_credit: tokio::sync::watch::Sender<u32>,
+    /// The blocking threads the daemon's runtime has: `realized` sizes its
+    /// pool for the limits it starts with, and tokio cannot resize it.
+    blocking_threads: usize,
     /// What a reload changes, for the connections that arrive after it.
     served: Served,
     /// Where the daemon listens and serves metrics, fixed at start.
@@ -152,8 +159,7 @@ impl Daemon {
             max_streams: config.limits.quic_streams(),
             ..tuning.clone()
         };
-        let transport = Arc::new(tuning.transport_config());
-        let server = server_config(loaded.crypto, &transport);
+        let server = server_config(loaded.crypto, &tuning);
         let endpoint = bind(config.listen, Some(server), &tuning)
             .map_err(|e| StartError::Io(format!("cannot listen on {}: {e}", config.listen)))?;
         tracing::info!(
@@ -164,7 +170,9 @@ impl Daemon {
         );
         Ok(Self {
             endpoint,
-            transport,
+            stream_credit: tokio::sync::watch::Sender::new(tuning.max_streams),
+            tuning,
+            blocking_threads: config.limits.blocking_threads(),
             served: Served::new(loaded.service, loaded.peers, config),
             addresses: (config.listen, config.metrics),
             admission: Admission::new(config.limits),
@@ -215,11 +223,12 @@ impl Daemon {
     }
 
     /// Applies `config` to the connections that arrive from now on: its
-    /// key and certificate, `[peers]`, `[dirs]`, `keep_owner`,
-    /// `[send_limits]` (at once, for the connections open too) and the
-    /// `[limits]` a running daemon can change. Connections already open
-    /// keep their directories and limits. A configuration that does not
-    /// load changes nothing; the error is logged. Returns whether it was
+    /// key and certificate, `[peers]`, `[dirs]`, `keep_owner` and
+    /// `[limits]`. `[send_limits]` and the `[limits]` that count what
+    /// connections hold apply at once to the connections open too (see
+    /// [`Daemon::set_limits`]); otherwise connections already open keep
+    /// their directories and limits. A configuration that does not load
+    /// changes nothing; the error is logged. Returns whether it was
     /// applied.
     fn reload(&mut self, config: &DaemonConfig) -> bool {
         let loaded = match Loaded::new(config, Some(&self.served.service)) {
@@ -229,10 +238,11 @@ impl Daemon {
                 return false;
             }
         };
+        self.set_limits(&config.limits);
         self.endpoint
-            .set_server_config(Some(server_config(loaded.crypto, &self.transport)));
+            .set_server_config(Some(server_config(loaded.crypto, &self.tuning)));
         self.admission.set_send_caps(&config.send_limits);
-        let mut kept = self.served.limits.fixed_until_restart(&config.limits);
+        let mut kept = Vec::new();
         if config.listen != self.addresses.0 {
             kept.push("listen");
         }
@@ -253,6 +263,29 @@ impl Daemon {
             );
         }
         true
+    }
+
+    /// Makes `limits` count the places of connections, handshakes,
+    /// requests, listings and streams from now on, the connections open
+    /// included. A raised bound frees places at once; a lowered one takes
+    /// back none in use, and lets no new one be taken until fewer are
+    /// held than it allows. The blocking thread pool keeps its size: if
+    /// the new limits could use more threads, that is logged.
+    fn set_limits(&mut self, limits: &Limits) {
+        self.admission.set_limits(limits);
+        self.listings
+            .resize(limits.listings, limits.listings_per_peer);
+        self.tuning.max_streams = limits.quic_streams();
+        self.stream_credit.send_replace(self.tuning.max_streams);
+        let wanted = limits.blocking_threads();
+        if wanted > self.blocking_threads {
+            tracing::warn!(
+                threads = self.blocking_threads,
+                wanted,
+                "the blocking thread pool keeps its size until the daemon restarts: with \
+                 these [limits], a stream or request may wait for a thread another one holds"
+            );
+        }
     }
 }
 
@@ -315,18 +348,19 @@ impl Daemon {
             refusals: self.refusals.clone(),
             listings: self.listings.clone(),
             limits: served.limits,
+            stream_credit: self.stream_credit.subscribe(),
         };
         tokio::spawn(connection::handle(incoming, place, context));
     }
 }
 
-/// The QUIC server configuration of `crypto` with `transport`.
+/// The QUIC server configuration of `crypto` with `tuning`.
 fn server_config(
     crypto: quinn::crypto::rustls::QuicServerConfig,
-    transport: &Arc<quinn::TransportConfig>,
+    tuning: &Tuning,
 ) -> quinn::ServerConfig {
     let mut server = quinn::ServerConfig::with_crypto(Arc::new(crypto));
-    server.transport_config(transport.clone());
+    server.transport_config(Arc::new(tuning.transport_config()));
     server
 }
 

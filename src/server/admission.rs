@@ -9,22 +9,37 @@
 //! While many handshakes are in progress, a new one must first prove it
 //! receives at its source address (a QUIC Retry, one round trip), so that
 //! forged addresses cost the daemon no handshake at all.
+//!
+//! A reload changes every bound here at once ([`Admission::set_limits`]):
+//! places already held are kept, and a lowered bound refuses new
+//! connections (or makes new requests wait) until fewer are held than it
+//! allows (see [`Places`]).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-
 use super::limits::Limits;
+use super::places::{Held, Places};
 use crate::throttle::{Rate, Throttle};
 
 /// Hands out places for connections within [`Limits`].
 #[derive(Debug)]
 pub struct Admission {
-    limits: Limits,
-    total: Arc<Semaphore>,
-    handshakes: Arc<Semaphore>,
-    per_peer: Mutex<HashMap<String, PeerState>>,
+    total: Arc<Places>,
+    handshakes: Arc<Places>,
+    /// Handshakes in progress beyond which a new one must prove its address.
+    unvalidated_handshakes: AtomicUsize,
+    peers: Mutex<Peers>,
+}
+
+/// The peers with connections, and the bounds of each one's share: under
+/// one lock, so a peer's first connection and a reload never interleave.
+#[derive(Debug)]
+struct Peers {
+    connections_per_peer: usize,
+    requests_per_peer: usize,
+    states: HashMap<String, PeerState>,
 }
 
 /// One peer's connections and what they share.
@@ -40,7 +55,7 @@ pub struct PeerShared {
     /// Paces what the daemon sends the peer, at its `[send_limits]` cap.
     pub send_cap: Throttle,
     /// Places for control requests served at once.
-    pub requests: Arc<Semaphore>,
+    pub requests: Arc<Places>,
 }
 
 /// What the front door does with a new connection.
@@ -85,8 +100,8 @@ impl Full {
 /// progress until [`Place::handshake_done`].
 #[derive(Debug)]
 pub struct Place {
-    _total: OwnedSemaphorePermit,
-    handshake: Option<OwnedSemaphorePermit>,
+    _total: Held,
+    handshake: Option<Held>,
 }
 
 impl Place {
@@ -110,17 +125,36 @@ impl Admission {
     /// Places for `limits`.
     pub fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
-            limits,
-            total: Arc::new(Semaphore::new(limits.connections)),
-            handshakes: Arc::new(Semaphore::new(limits.handshakes)),
-            per_peer: Mutex::default(),
+            total: Places::new(limits.connections),
+            handshakes: Places::new(limits.handshakes),
+            unvalidated_handshakes: AtomicUsize::new(limits.unvalidated_handshakes),
+            peers: Mutex::new(Peers {
+                connections_per_peer: limits.connections_per_peer,
+                requests_per_peer: limits.requests_per_peer,
+                states: HashMap::new(),
+            }),
         })
+    }
+
+    /// Makes `limits` the bounds from now on, for the peers with
+    /// connections too; no place held is taken back.
+    pub fn set_limits(&self, limits: &Limits) {
+        self.total.resize(limits.connections);
+        self.handshakes.resize(limits.handshakes);
+        self.unvalidated_handshakes
+            .store(limits.unvalidated_handshakes, Ordering::Relaxed);
+        let mut peers = self.peers();
+        peers.connections_per_peer = limits.connections_per_peer;
+        peers.requests_per_peer = limits.requests_per_peer;
+        for state in peers.states.values() {
+            state.shared.requests.resize(limits.requests_per_peer);
+        }
     }
 
     /// Sets the cap of every peer with connections to its value in
     /// `caps` (none when absent); their connections follow it at once.
     pub fn set_send_caps(&self, caps: &BTreeMap<String, Rate>) {
-        for (peer, state) in self.per_peer().iter() {
+        for (peer, state) in self.peers().states.iter() {
             state.shared.send_cap.set(caps.get(peer).copied());
         }
     }
@@ -128,14 +162,14 @@ impl Admission {
     /// What to do with a new connection whose source address is
     /// `validated` or not.
     pub fn admit(&self, validated: bool) -> Entry {
-        let in_progress = self.limits.handshakes - self.handshakes.available_permits();
-        if !validated && in_progress >= self.limits.unvalidated_handshakes {
+        let in_progress = self.handshakes.in_use();
+        if !validated && in_progress >= self.unvalidated_handshakes.load(Ordering::Relaxed) {
             return Entry::Validate;
         }
-        let Ok(handshake) = self.handshakes.clone().try_acquire_owned() else {
+        let Some(handshake) = self.handshakes.try_take() else {
             return Entry::Refuse(Full::Handshakes);
         };
-        let Ok(total) = self.total.clone().try_acquire_owned() else {
+        let Some(total) = self.total.try_take() else {
             return Entry::Refuse(Full::Connections);
         };
         Entry::Enter(Place {
@@ -148,17 +182,20 @@ impl Admission {
     /// The peer's first connection sets up what its connections share,
     /// capped at `send_cap`.
     pub fn admit_peer(self: &Arc<Self>, peer: &str, send_cap: Option<Rate>) -> Option<PeerPlace> {
-        let mut per_peer = self.per_peer();
-        let state = per_peer
-            .entry(peer.to_string())
-            .or_insert_with(|| PeerState {
-                connections: 0,
-                shared: PeerShared {
-                    send_cap: Throttle::new(send_cap),
-                    requests: Arc::new(Semaphore::new(self.limits.requests_per_peer)),
-                },
-            });
-        if state.connections >= self.limits.connections_per_peer {
+        let mut peers = self.peers();
+        let Peers {
+            connections_per_peer,
+            requests_per_peer,
+            states,
+        } = &mut *peers;
+        let state = states.entry(peer.to_string()).or_insert_with(|| PeerState {
+            connections: 0,
+            shared: PeerShared {
+                send_cap: Throttle::new(send_cap),
+                requests: Places::new(*requests_per_peer),
+            },
+        });
+        if state.connections >= *connections_per_peer {
             return None;
         }
         state.connections += 1;
@@ -169,18 +206,18 @@ impl Admission {
         })
     }
 
-    fn per_peer(&self) -> std::sync::MutexGuard<'_, HashMap<String, PeerState>> {
-        self.per_peer.lock().unwrap_or_else(|p| p.into_inner())
+    fn peers(&self) -> std::sync::MutexGuard<'_, Peers> {
+        self.peers.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
 impl Drop for PeerPlace {
     fn drop(&mut self) {
-        let mut per_peer = self.admission.per_peer();
-        if let Some(state) = per_peer.get_mut(&self.peer) {
+        let mut peers = self.admission.peers();
+        if let Some(state) = peers.states.get_mut(&self.peer) {
             state.connections -= 1;
             if state.connections == 0 {
-                per_peer.remove(&self.peer);
+                peers.states.remove(&self.peer);
             }
         }
     }
@@ -271,14 +308,72 @@ mod tests {
         let second = admission.admit_peer("a", None).unwrap();
         assert!(Arc::ptr_eq(&first.shared.requests, &second.shared.requests));
         assert_eq!(second.shared.send_cap.rate(), cap, "set by the first");
-        let held = first.shared.requests.clone().try_acquire_many_owned(3);
-        assert!(held.is_ok());
-        assert!(second.shared.requests.try_acquire().is_err());
+        let _held: Vec<_> = (0..3)
+            .map(|_| first.shared.requests.try_take().unwrap())
+            .collect();
+        assert!(second.shared.requests.try_take().is_none());
         let other = admission.admit_peer("b", None).unwrap();
         assert!(
-            other.shared.requests.try_acquire().is_ok(),
+            other.shared.requests.try_take().is_some(),
             "another peer is not affected"
         );
+    }
+
+    #[test]
+    fn new_limits_hold_for_the_connections_open_and_revoke_no_place() {
+        let admission = Admission::new(Limits {
+            requests_per_peer: 1,
+            ..limits(2, 1, 10)
+        });
+        let held = [
+            entered(admission.admit(true)),
+            entered(admission.admit(true)),
+        ];
+        let first = admission.admit_peer("a", None).unwrap();
+        assert!(admission.admit_peer("a", None).is_none());
+        let request = first.shared.requests.try_take().unwrap();
+        assert!(first.shared.requests.try_take().is_none());
+
+        admission.set_limits(&Limits {
+            requests_per_peer: 2,
+            ..limits(3, 2, 10)
+        });
+        let second = admission.admit_peer("a", None).unwrap();
+        let _third = entered(admission.admit(true));
+        assert!(second.shared.requests.try_take().is_some(), "two now");
+
+        admission.set_limits(&limits(1, 1, 10));
+        assert!(matches!(
+            admission.admit(true),
+            Entry::Refuse(Full::Connections)
+        ));
+        assert!(admission.admit_peer("a", None).is_none());
+        drop((first, request));
+        assert!(
+            admission.admit_peer("a", None).is_none(),
+            "one held, one allowed"
+        );
+        drop((second, held));
+        assert!(matches!(
+            admission.admit(true),
+            Entry::Refuse(Full::Connections)
+        ));
+        assert!(admission.admit_peer("a", None).is_some());
+    }
+
+    #[test]
+    fn new_handshake_bounds_apply_to_the_next_connection() {
+        let admission = Admission::new(limits(10, 10, 10));
+        let _first = entered(admission.admit(false));
+        admission.set_limits(&Limits {
+            unvalidated_handshakes: 1,
+            ..limits(10, 10, 1)
+        });
+        assert!(matches!(admission.admit(false), Entry::Validate));
+        assert!(matches!(
+            admission.admit(true),
+            Entry::Refuse(Full::Handshakes)
+        ));
     }
 
     #[test]

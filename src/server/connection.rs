@@ -10,11 +10,12 @@ use std::sync::Arc;
 
 use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
-use tokio::sync::{oneshot, Semaphore};
+use tokio::sync::{oneshot, watch};
 
 use super::admission::{Admission, Place};
 use super::limits::Limits;
 use super::listing_gate::ListingGate;
+use super::places::Places;
 use super::refusals::Refusals;
 use crate::protocol::{
     code, read_frame, write_frame, ErrorKind, Hello, HelloReply, RealizeError, PROTOCOL_VERSION,
@@ -57,8 +58,13 @@ pub struct Context {
     pub refusals: Arc<Refusals>,
     /// Turns for listings, per peer.
     pub listings: Arc<ListingGate>,
-    /// The `[limits]` in force when the connection arrived.
+    /// The `[limits]` in force when the connection arrived; those that
+    /// size what the connection holds follow a reload through
+    /// `admission`, `listings` and `stream_credit`.
     pub limits: Limits,
+    /// The bidirectional streams a peer may have open at once, as the
+    /// last reload set it.
+    pub stream_credit: watch::Receiver<u32>,
 }
 
 /// Handles one incoming connection to its end, holding `place` in the
@@ -73,6 +79,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         refusals,
         listings,
         limits,
+        stream_credit,
     } = context;
     let address = incoming.remote_address();
     let handshake = incoming.await;
@@ -141,6 +148,7 @@ pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
         requests,
         listings,
         hello_timeout,
+        stream_credit,
     )
     .await;
     let _ = stop_sampling.send(());
@@ -159,9 +167,10 @@ async fn serve(
     connection: &Connection,
     peer: &Peer,
     service: LocalService,
-    requests: Arc<Semaphore>,
+    requests: Arc<Places>,
     listings: Arc<ListingGate>,
     hello_timeout: std::time::Duration,
+    mut stream_credit: watch::Receiver<u32>,
 ) -> String {
     // A peer that neither opens its control stream nor says hello in time
     // is closed, whatever the keep-alives say.
@@ -228,14 +237,24 @@ async fn serve(
         peer.clone(),
         requests,
     ));
+    // A reload may have changed the credit since the connection arrived.
+    stream_credit.mark_changed();
     let reason = loop {
-        match connection.accept_bi().await {
-            Ok((send, recv)) => {
-                let stream =
-                    streams::serve(send, recv, service.clone(), peer.clone(), listings.clone());
-                tokio::spawn(stream);
+        tokio::select! {
+            accepted = connection.accept_bi() => match accepted {
+                Ok((send, recv)) => {
+                    let stream =
+                        streams::serve(send, recv, service.clone(), peer.clone(), listings.clone());
+                    tokio::spawn(stream);
+                }
+                Err(e) => break e.to_string(),
+            },
+            // Credit already granted is never taken back: a lowered one
+            // holds as the peer's streams end.
+            Ok(()) = stream_credit.changed() => {
+                let credit = *stream_credit.borrow_and_update();
+                connection.set_max_concurrent_bi_streams(VarInt::from_u32(credit));
             }
-            Err(e) => break e.to_string(),
         }
     };
     control.abort(); // and with it every request it serves

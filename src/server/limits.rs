@@ -102,41 +102,6 @@ impl Default for Limits {
 }
 
 impl Limits {
-    /// The keys whose value differs in `new` but which a running daemon
-    /// keeps until it restarts: they size its places for connections,
-    /// handshakes, requests, streams and listings, and its blocking thread
-    /// pool, all of which its connections hold.
-    pub fn fixed_until_restart(&self, new: &Limits) -> Vec<&'static str> {
-        [
-            ("connections", self.connections != new.connections),
-            (
-                "connections_per_peer",
-                self.connections_per_peer != new.connections_per_peer,
-            ),
-            ("handshakes", self.handshakes != new.handshakes),
-            (
-                "unvalidated_handshakes",
-                self.unvalidated_handshakes != new.unvalidated_handshakes,
-            ),
-            (
-                "requests_per_peer",
-                self.requests_per_peer != new.requests_per_peer,
-            ),
-            (
-                "streams_per_connection",
-                self.streams_per_connection != new.streams_per_connection,
-            ),
-            ("listings", self.listings != new.listings),
-            (
-                "listings_per_peer",
-                self.listings_per_peer != new.listings_per_peer,
-            ),
-        ]
-        .into_iter()
-        .filter_map(|(key, changed)| changed.then_some(key))
-        .collect()
-    }
-
     /// Bidirectional QUIC streams a peer may open at once: the data streams
     /// and the control stream.
     pub fn quic_streams(&self) -> u32 {
@@ -145,8 +110,10 @@ impl Limits {
 
     /// The most blocking threads all connections can keep busy at once:
     /// one per data stream and one per control request being served, plus
-    /// [`SHARED_BLOCKING_THREADS`]. The daemon's pool allows that many, so
-    /// no connection ever waits for a thread another one holds.
+    /// [`SHARED_BLOCKING_THREADS`]. The daemon's pool allows that many for
+    /// the limits it starts with, so no connection ever waits for a thread
+    /// another one holds; tokio cannot resize the pool, so a reload that
+    /// raises this number is logged, and the pool grows only at a restart.
     pub fn blocking_threads(&self) -> usize {
         // Every connection may be another peer's, with its full share of
         // control requests.
@@ -233,29 +200,4 @@ fn duration<'de, D: Deserializer<'de>>(deserializer: D) -> Result<Duration, D::E
 /// A duration as [`duration`] reads it back (`30s`, `7days`).
 fn write_duration<S: Serializer>(value: &Duration, serializer: S) -> Result<S::Ok, S::Error> {
     serializer.serialize_str(&humantime::format_duration(*value).to_string())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn only_the_sizes_of_held_places_wait_for_a_restart() {
-        let running = Limits::default();
-        let timeouts = Limits {
-            stall_timeout: Duration::from_secs(99),
-            read_buffer_per_connection: 1 << 20,
-            ..running
-        };
-        assert!(running.fixed_until_restart(&timeouts).is_empty());
-        let places = Limits {
-            connections: 9,
-            listings_per_peer: 1,
-            ..timeouts
-        };
-        assert_eq!(
-            running.fixed_until_restart(&places),
-            ["connections", "listings_per_peer"]
-        );
-    }
 }

@@ -17,7 +17,7 @@ use tempfile::TempDir;
 use crate::harness::*;
 
 /// The protocol version this build speaks.
-const VERSION: u32 = realize::protocol::PROTOCOL_VERSION;
+pub(crate) const VERSION: u32 = realize::protocol::PROTOCOL_VERSION;
 
 /// The shape of `StreamRequest` with unvalidated strings, as a hostile
 /// client would encode it.
@@ -82,12 +82,15 @@ fn write_request(path: &str, size: u64) -> Vec<u8> {
     .unwrap()
 }
 
-struct Raw {
+/// A connection made by hand, with the endpoint it lives on.
+pub(crate) struct Raw {
     _endpoint: quinn::Endpoint,
-    connection: Connection,
+    pub(crate) connection: Connection,
 }
 
-async fn connect(
+/// A connection to `daemon` as `client` that said hello with `version`:
+/// its control stream and the daemon's reply.
+pub(crate) async fn connect(
     keys: &Keys,
     daemon: &Daemon,
     version: u32,

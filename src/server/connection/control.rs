@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use quinn::{Connection, RecvStream, SendStream, VarInt};
-use tokio::sync::{Mutex, OwnedSemaphorePermit, Semaphore};
+use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::Peer;
@@ -15,6 +15,7 @@ use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, ErrorKind, FrameError,
     RealizeError, Request, Response,
 };
+use crate::server::places::{Held, Places};
 use crate::service::local::LocalService;
 use crate::service::Service;
 use crate::telemetry;
@@ -31,7 +32,7 @@ pub async fn serve(
     service: LocalService,
     connection: Connection,
     peer: Peer,
-    requests: Arc<Semaphore>,
+    requests: Arc<Places>,
 ) {
     let send = Arc::new(Mutex::new(send));
     let mut served = JoinSet::new();
@@ -53,9 +54,7 @@ pub async fn serve(
                 return;
             }
         };
-        let Ok(place) = requests.clone().acquire_owned().await else {
-            return; // never closed
-        };
+        let place = requests.take().await;
         let answer = Answer {
             send: send.clone(),
             service: service.clone(),
@@ -79,7 +78,7 @@ impl Answer {
     /// Executes `request` and writes its response; `_place` is given back
     /// once the response is written, so a peer that reads no responses
     /// holds no more than its share.
-    async fn serve(self, request: Request, _place: OwnedSemaphorePermit) {
+    async fn serve(self, request: Request, _place: Held) {
         let op = op_name(&request.op);
         let started = std::time::Instant::now();
         let result = execute(&self.service, request.op, &self.peer, &self.connection).await;
