@@ -58,6 +58,32 @@ pub fn first_code(cell: &str) -> Option<&str> {
     spans.next()
 }
 
+/// Fails unless `documented` and `in_code` hold the same items, naming
+/// those only one of them holds.
+pub fn assert_same<T: Ord + std::fmt::Debug>(what: &str, documented: Vec<T>, in_code: Vec<T>) {
+    let documented: std::collections::BTreeSet<T> = documented.into_iter().collect();
+    let in_code: std::collections::BTreeSet<T> = in_code.into_iter().collect();
+    let only_documented: Vec<&T> = documented.difference(&in_code).collect();
+    let only_in_code: Vec<&T> = in_code.difference(&documented).collect();
+    assert!(
+        only_documented.is_empty() && only_in_code.is_empty(),
+        "{what}\n  documented, not in the code: {only_documented:#?}\n  in the code, not documented: {only_in_code:#?}"
+    );
+}
+
+/// `n` with its thousands separated by commas, as the docs write numbers.
+pub fn grouped(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, digit) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(digit);
+    }
+    out
+}
+
 /// The cells of one table row; `\|` is a pipe inside a cell.
 fn cells(line: &str) -> Vec<String> {
     let line = line.trim().trim_start_matches('|');
@@ -71,6 +97,13 @@ fn cells(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn numbers_are_grouped_by_thousands() {
+        assert_eq!(grouped(6500), "6,500");
+        assert_eq!(grouped(1_048_576), "1,048,576");
+        assert_eq!(grouped(64), "64");
+    }
 
     #[test]
     fn cells_split_on_unescaped_pipes() {
