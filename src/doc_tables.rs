@@ -5,16 +5,16 @@
 use std::path::Path;
 
 /// The body rows of every table in `doc` (a path from the crate's root)
-/// whose header's first cell is `first_header`, one `Vec` of trimmed cells
+/// whose header starts with the cells `header`, one `Vec` of trimmed cells
 /// per row.
-pub fn tables(doc: &str, first_header: &str) -> Vec<Vec<Vec<String>>> {
+pub fn tables(doc: &str, header: &[&str]) -> Vec<Vec<Vec<String>>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
     let text = std::fs::read_to_string(&path).expect("the documentation is readable");
     let mut tables = Vec::new();
     let mut lines = text.lines().peekable();
     while let Some(line) = lines.next() {
         let is_header = line.starts_with('|')
-            && cells(line).first().map(String::as_str) == Some(first_header)
+            && cells(line).iter().take(header.len()).eq(header.iter())
             && lines.peek().is_some_and(|next| next.starts_with("|---"));
         if !is_header {
             continue;
@@ -29,11 +29,11 @@ pub fn tables(doc: &str, first_header: &str) -> Vec<Vec<Vec<String>>> {
     tables
 }
 
-/// The body rows of the one table in `doc` whose header starts with
-/// `first_header`.
-pub fn table(doc: &str, first_header: &str) -> Vec<Vec<String>> {
-    let mut found = tables(doc, first_header);
-    assert_eq!(found.len(), 1, "{doc}: tables headed {first_header:?}");
+/// The body rows of the one table in `doc` whose header starts with the
+/// cells `header`.
+pub fn table(doc: &str, header: &[&str]) -> Vec<Vec<String>> {
+    let mut found = tables(doc, header);
+    assert_eq!(found.len(), 1, "{doc}: tables headed {header:?}");
     found.remove(0)
 }
 
@@ -97,6 +97,174 @@ fn cells(line: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `docs/logging.md` §5 lists every event the code logs, with its level
+    /// (`trace` aside), and no other.
+    #[test]
+    fn logging_md_lists_every_event() {
+        let documented: Vec<(String, String)> = tables("docs/logging.md", &["Level", "Message"])
+            .into_iter()
+            .flatten()
+            .map(|row| {
+                let message = first_code(&row[1]).unwrap_or_else(|| panic!("{row:?}"));
+                (row[0].clone(), shape(&placeholders_marked(message)))
+            })
+            .collect();
+        let logged: Vec<(String, String)> = logged_events()
+            .into_iter()
+            .filter(|(level, _)| level != "trace")
+            .map(|(level, message)| (level, shape(&message)))
+            .collect();
+        assert_same(
+            "docs/logging.md §5 (`*` stands for a value)",
+            documented,
+            logged,
+        );
+    }
+
+    /// The words `docs/logging.md` writes for a value in a message.
+    const PLACEHOLDERS: &[&str] = &[
+        "ERROR",
+        "REASON",
+        "N",
+        "ID",
+        "DURATION",
+        "WHAT",
+        "MESSAGE",
+        "FINGERPRINT",
+    ];
+
+    /// A documented message with its placeholder words written `{}`, as in
+    /// the code.
+    fn placeholders_marked(message: &str) -> String {
+        message
+            .split(' ')
+            .map(|word| {
+                let bare = word.trim_end_matches([':', ';', ',']);
+                match PLACEHOLDERS.contains(&bare) {
+                    true => word.replacen(bare, "{}", 1),
+                    false => word.to_string(),
+                }
+            })
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+
+    /// A message's fixed text: each `{…}` becomes one `*`, and what ends
+    /// in values is cut before them.
+    fn shape(message: &str) -> String {
+        let mut shaped = String::new();
+        let mut in_value = false;
+        for c in message.chars() {
+            match (c, in_value) {
+                ('{', _) => in_value = true,
+                ('}', true) => {
+                    in_value = false;
+                    if !shaped.ends_with('*') {
+                        shaped.push('*');
+                    }
+                }
+                (_, true) => {}
+                (c, false) => shaped.push(c),
+            }
+        }
+        shaped.trim_end_matches(['*', ' ']).to_string()
+    }
+
+    /// The level and message of every `tracing::LEVEL!` call under `src/`
+    /// (this file's examples aside), the message being the call's last
+    /// string literal.
+    fn logged_events() -> Vec<(String, String)> {
+        let mut events = Vec::new();
+        let mut dirs = vec![Path::new(env!("CARGO_MANIFEST_DIR")).join("src")];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).unwrap() {
+                let path = entry.unwrap().path();
+                if path.is_dir() {
+                    dirs.push(path);
+                } else if path.extension().is_some_and(|e| e == "rs")
+                    && !path.ends_with("src/doc_tables.rs")
+                {
+                    events.extend(events_in(&std::fs::read_to_string(&path).unwrap()));
+                }
+            }
+        }
+        events
+    }
+
+    /// The events logged in one source file.
+    fn events_in(source: &str) -> Vec<(String, String)> {
+        let mut events = Vec::new();
+        for (at, _) in source.match_indices("tracing::") {
+            let rest = &source[at + "tracing::".len()..];
+            let Some((level, args)) = rest.split_once("!(") else {
+                continue;
+            };
+            if ["trace", "debug", "info", "warn", "error"].contains(&level) {
+                let message = last_literal(args).expect("an event has a message");
+                events.push((level.to_string(), message));
+            }
+        }
+        events
+    }
+
+    /// The last string literal among a macro call's arguments, `args`
+    /// starting after its opening parenthesis.
+    fn last_literal(args: &str) -> Option<String> {
+        let mut chars = args.chars();
+        let (mut depth, mut last) = (1, None);
+        while let Some(c) = chars.next() {
+            match c {
+                '(' => depth += 1,
+                ')' if depth == 1 => return last,
+                ')' => depth -= 1,
+                '"' => last = Some(literal(&mut chars)),
+                _ => {}
+            }
+        }
+        None
+    }
+
+    /// The text of a string literal whose opening quote was just read.
+    fn literal(chars: &mut std::str::Chars) -> String {
+        let mut text = String::new();
+        while let Some(c) = chars.next() {
+            match c {
+                '"' => break,
+                '\\' => match chars.next() {
+                    Some('\n') => {
+                        let rest = chars.as_str().trim_start();
+                        *chars = rest.chars();
+                    }
+                    Some('n') => text.push('\n'),
+                    Some(escaped) => text.push(escaped),
+                    None => break,
+                },
+                c => text.push(c),
+            }
+        }
+        text
+    }
+
+    #[test]
+    fn events_are_read_from_the_source() {
+        let source = r#"tracing::warn!(a = %f(x), "cannot {what}: {e}"); tracing::info!(
+            "long \
+             line"
+        );"#;
+        assert_eq!(
+            events_in(source),
+            [
+                ("warn".to_string(), "cannot {what}: {e}".to_string()),
+                ("info".to_string(), "long line".to_string())
+            ]
+        );
+        assert_eq!(shape("cannot {what}: {e}{also}"), "cannot *:");
+        assert_eq!(
+            shape(&placeholders_marked("ended N bytes early")),
+            "ended * bytes early"
+        );
+    }
 
     #[test]
     fn numbers_are_grouped_by_thousands() {

@@ -82,7 +82,7 @@ mod tests {
     /// names the values of the constants it cites.
     #[test]
     fn protocol_md_states_the_limits() {
-        let table = doc_tables::table("docs/protocol.md", "Limit");
+        let table = doc_tables::table("docs/protocol.md", &["Limit"]);
         let limits = Limits::default();
         let tuning = Tuning::default();
         let seconds = |duration: std::time::Duration| format!("{} s", duration.as_secs());

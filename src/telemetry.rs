@@ -390,7 +390,7 @@ mod tests {
     /// kind, and no other `realize_` metric.
     #[test]
     fn operations_md_documents_every_metric() {
-        let table = doc_tables::table("docs/operations.md", "Metric");
+        let table = doc_tables::table("docs/operations.md", &["Metric"]);
         let documented: Vec<(String, String)> = table
             .iter()
             .map(|row| (doc_tables::plain(&row[0]), row[1].clone()))

@@ -127,7 +127,7 @@ mod tests {
     /// starting with the words `--help` prints.
     #[test]
     fn operations_md_documents_the_exit_codes() {
-        let table = doc_tables::table("docs/operations.md", "exit code");
+        let table = doc_tables::table("docs/operations.md", &["exit code"]);
         let documented: Vec<(String, String)> = table
             .iter()
             .map(|row| (row[0].clone(), doc_tables::plain(&row[1])))

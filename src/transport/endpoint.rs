@@ -146,7 +146,7 @@ mod tests {
     /// ceiling and the default congestion controller.
     #[test]
     fn protocol_md_states_the_transport_parameters() {
-        let table = doc_tables::table("docs/protocol.md", "Parameter");
+        let table = doc_tables::table("docs/protocol.md", &["Parameter"]);
         let tuning = Tuning::default();
         let mib = |bytes: u64| {
             assert_eq!(bytes % (1 << 20), 0, "{bytes} is whole MiB");
