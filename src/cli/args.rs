@@ -656,7 +656,7 @@ impl RealizedArgs {
 }
 
 /// How this process's QUIC connections send and receive. The defaults fill
-/// links up to about 600 Mbit/s per file and 2.5 Gbit/s in all at a 100 ms
+/// links up to about 500 Mbit/s per file and 2.7 Gbit/s in all at a 100 ms
 /// round trip (half of the window, as a lost packet holds the rest back
 /// until it is resent); `realize bench` shows what a link gives.
 #[derive(Debug, Clone, Args)]
