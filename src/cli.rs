@@ -6,6 +6,7 @@ mod bench;
 mod check_config;
 mod demo;
 mod endpoints;
+pub mod exit_status;
 mod install_files;
 mod location;
 mod ls;
@@ -26,25 +27,26 @@ use tracing_subscriber::EnvFilter;
 
 use self::args::{Command, KeygenArgs, LogFormat, MoveArgs, RealizeArgs, RealizedArgs};
 use self::endpoints::Endpoints;
+use self::exit_status::ExitStatus;
 use self::output::report::Report;
 use self::output::{Display, Settings};
 use self::retry::Backoff;
 use crate::mover::{
-    list_both, move_listed, stop_pair, MoveOptions, MoveSummary, Selection, StopHandle, StopReason,
-    StopSignal,
+    list_both, move_listed, stop_pair, MoveFileError, MoveOptions, MoveSummary, Selection,
+    StopHandle, StopReason, StopSignal,
 };
 use crate::server::{Daemon, DaemonConfig, Limits, StartError};
 use crate::service::ServiceError;
 use crate::telemetry::{self, Pushgateway};
 use crate::throttle::{Rate, Throttle};
 
-/// A failure of the command as a whole, with its exit code.
+/// A failure of the command as a whole, with its exit status.
 #[derive(Debug, thiserror::Error)]
 pub enum CliError {
-    /// Bad flags or configuration: exit code 2.
+    /// Bad flags or configuration: [`ExitStatus::Usage`].
     #[error("{0}")]
     Usage(String),
-    /// Anything else that stops the run: exit code 1.
+    /// Anything else that stops the run: [`ExitStatus::Failed`].
     #[error("{0}")]
     Failed(String),
     /// A daemon could not be reached or the connection was lost: the run
@@ -54,15 +56,37 @@ pub enum CliError {
 }
 
 impl CliError {
-    fn code(&self) -> u8 {
+    fn status(&self) -> ExitStatus {
         match self {
-            CliError::Usage(_) => 2,
-            CliError::Failed(_) | CliError::Unreachable(_) => 1,
+            CliError::Usage(_) => ExitStatus::Usage,
+            CliError::Failed(_) | CliError::Unreachable(_) => ExitStatus::Failed,
         }
     }
 
     fn exit_code(&self) -> ExitCode {
-        ExitCode::from(self.code())
+        self.status().into()
+    }
+
+    /// A failure to reach or use an endpoint: the run retries it when
+    /// reconnecting may cure it, and fails otherwise. Every such failure is
+    /// sorted here.
+    pub(crate) fn lost_or_failed(retryable: bool, message: String) -> Self {
+        match retryable {
+            true => CliError::Unreachable(message),
+            false => CliError::Failed(message),
+        }
+    }
+}
+
+impl From<ServiceError> for CliError {
+    fn from(err: ServiceError) -> Self {
+        CliError::lost_or_failed(err.is_retryable(), err.to_string())
+    }
+}
+
+impl From<MoveFileError> for CliError {
+    fn from(err: MoveFileError) -> Self {
+        CliError::lost_or_failed(err.is_retryable(), err.to_string())
     }
 }
 
@@ -126,7 +150,7 @@ pub fn realized_main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             fatal(err);
-            ExitCode::from(1)
+            ExitStatus::Failed.into()
         }
     }
 }
@@ -200,9 +224,6 @@ fn run_keygen(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Exit code of a run that moved everything but could not push its metrics.
-pub const EXIT_METRICS_PUSH_FAILED: u8 = 12;
-
 /// How often a long run pushes its metrics to a Pushgateway.
 const PUSH_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
 
@@ -225,13 +246,13 @@ async fn run_reported(args: &MoveArgs, selection: &Selection) -> Result<ExitCode
     let started = std::time::Instant::now();
     let mut run = Run::default();
     let result = run_with_metrics(args, selection, &mut run).await;
-    let (exit_code, error) = match &result {
-        Ok(code) => (*code, run.gave_up.take()),
-        Err(e) => (e.code(), Some(e.to_string())),
+    let (status, error) = match &result {
+        Ok(status) => (*status, run.gave_up.take()),
+        Err(e) => (e.status(), Some(e.to_string())),
     };
     if args.json && !matches!(result, Err(CliError::Usage(_))) {
         let report = Report {
-            exit_code,
+            exit_code: status.code(),
             error,
             dry_run: args.dry_run,
             source: args.source.as_given(),
@@ -247,12 +268,12 @@ async fn run_reported(args: &MoveArgs, selection: &Selection) -> Result<ExitCode
 
 /// Runs the move with the metrics the flags ask for: a `/metrics` listener
 /// while it runs, and pushes to a Pushgateway during and at the end.
-/// Returns the exit code.
+/// Returns the exit status.
 async fn run_with_metrics(
     args: &MoveArgs,
     selection: &Selection,
     run: &mut Run,
-) -> Result<u8, CliError> {
+) -> Result<ExitStatus, CliError> {
     let gateway = match &args.metrics_pushgateway {
         Some(url) => {
             let instance = match &args.metrics_instance {
@@ -289,18 +310,16 @@ async fn run_with_metrics(
         Some(gateway) => gateway.push(&handle).await,
         None => Ok(()),
     };
-    let code = outcome?;
+    let status = outcome?;
     match pushed {
-        Ok(()) => Ok(code),
+        Ok(()) => Ok(status),
         Err(e) => {
             eprintln!("realize: warning: {e}");
             tracing::warn!("final metrics push failed: {e}");
-            let code = if code == 0 {
-                EXIT_METRICS_PUSH_FAILED
-            } else {
-                code
-            };
-            Ok(code)
+            match status {
+                ExitStatus::Moved => Ok(ExitStatus::MetricsPushFailed),
+                status => Ok(status),
+            }
         }
     }
 }
@@ -314,7 +333,11 @@ fn hostname() -> String {
         .unwrap_or_else(|| "unknown".into())
 }
 
-async fn run_move(args: &MoveArgs, selection: &Selection, run: &mut Run) -> Result<u8, CliError> {
+async fn run_move(
+    args: &MoveArgs,
+    selection: &Selection,
+    run: &mut Run,
+) -> Result<ExitStatus, CliError> {
     let (stop, signal) = stop_pair();
     watch_interrupts(stop.clone());
     if let Some(limit) = args.max_duration {
@@ -330,14 +353,15 @@ async fn run_move(args: &MoveArgs, selection: &Selection, run: &mut Run) -> Resu
         None if signal.reason().is_some() => eprintln!("realize: no connection was made"),
         None => {}
     }
-    let code = outcome_code(signal.reason(), finished, &run.total);
-    if let (Some(reason), true) = (signal.reason(), code > 1) {
+    let status = outcome_status(signal.reason(), finished, &run.total);
+    let run_again = !matches!(status, ExitStatus::Moved | ExitStatus::Failed);
+    if let (Some(reason), true) = (signal.reason(), run_again) {
         eprintln!(
             "realize: {}; run the same command again to continue",
             describe(reason)
         );
     }
-    Ok(code)
+    Ok(status)
 }
 
 /// Runs attempts until one ends the run or `--retries` is spent, adding
@@ -399,21 +423,21 @@ async fn run_attempts(
     }
 }
 
-/// The exit code of a run, `finished` if its last attempt listed both sides
+/// The exit status of a run, `finished` if its last attempt listed both sides
 /// and moved what it could. Work is left when it did not — it was stopped
 /// before both sides were listed, or lost its daemon and was stopped waiting to retry,
 /// however many attempts connected before — or when the totals count files
 /// not moved yet. A stop that comes when nothing is left to do (during the
 /// final close) does not change the outcome. A run that gave up retrying
-/// moved some files ([`EXIT_PARTIAL`]) or none (1).
-fn outcome_code(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -> u8 {
+/// moved some files ([`ExitStatus::Partial`]) or none.
+fn outcome_status(stop: Option<StopReason>, finished: bool, total: &MoveSummary) -> ExitStatus {
     let work_left = !finished || total.interrupted + total.not_started + total.retryable > 0;
     match stop {
-        Some(StopReason::TimeLimit) if work_left => EXIT_TIME_LIMIT,
-        Some(StopReason::Interrupted) if work_left => EXIT_INTERRUPTED,
-        _ if !finished && total.moved == 0 => 1,
-        _ if finished && total.failed == 0 => 0,
-        _ => EXIT_PARTIAL,
+        Some(StopReason::TimeLimit) if work_left => ExitStatus::TimeLimit,
+        Some(StopReason::Interrupted) if work_left => ExitStatus::Interrupted,
+        _ if !finished && total.moved == 0 => ExitStatus::Failed,
+        _ if finished && total.failed == 0 => ExitStatus::Moved,
+        _ => ExitStatus::Partial,
     }
 }
 
@@ -482,10 +506,7 @@ async fn attempt(
     )
     .await;
     endpoints.close(signal.reason().is_some()).await;
-    result.map(Some).map_err(|e| match e.is_retryable() {
-        true => CliError::Unreachable(e.to_string()),
-        false => CliError::Failed(e.to_string()),
-    })
+    result.map(Some).map_err(CliError::from)
 }
 
 /// Applies `--throttle-down`: a remote source is asked to pace what it sends
@@ -494,9 +515,9 @@ async fn limit_source(endpoints: &Endpoints, down: Option<Rate>) -> Result<Optio
     let (Some(remote), Some(rate)) = (&endpoints.source_remote, down) else {
         return Ok(down);
     };
-    let in_force = remote.configure(Some(rate)).await.map_err(|e| match e {
-        ServiceError::Transport(e) if e.is_retryable() => CliError::Unreachable(e.to_string()),
-        e => CliError::Failed(format!("cannot set the source's send limit: {e}")),
+    let in_force = remote.configure(Some(rate)).await.map_err(|e| {
+        let message = format!("cannot set the source's send limit: {e}");
+        CliError::lost_or_failed(e.is_retryable(), message)
     })?;
     let show = in_force.map_or("unlimited".into(), |r| r.to_string());
     tracing::info!(direction = "down", requested = %rate, in_force = %show, "source send limit set");
@@ -529,17 +550,9 @@ fn watch_interrupts(stop: StopHandle) {
         eprintln!("realize: interrupted; stopping (press Ctrl-C again to quit at once)");
         stop.stop(StopReason::Interrupted);
         let _ = tokio::signal::ctrl_c().await;
-        std::process::exit(i32::from(EXIT_INTERRUPTED));
+        std::process::exit(i32::from(ExitStatus::Interrupted.code()));
     });
 }
-
-/// Exit code of a run stopped by `--max-duration`.
-pub const EXIT_TIME_LIMIT: u8 = 11;
-/// Exit code of a run stopped by Ctrl-C or SIGTERM.
-pub const EXIT_INTERRUPTED: u8 = 20;
-/// Exit code of a run in which some files failed and the others moved
-/// (rsync's "partial transfer").
-pub const EXIT_PARTIAL: u8 = 23;
 
 fn describe(reason: StopReason) -> &'static str {
     match reason {
@@ -643,7 +656,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn exit_codes_follow_what_is_left_to_do() {
+    fn exit_statuses_follow_what_is_left_to_do() {
         let done = MoveSummary {
             moved: 3,
             ..MoveSummary::default()
@@ -659,32 +672,44 @@ mod tests {
             failed: 1,
             ..MoveSummary::default()
         };
-        assert_eq!(outcome_code(None, true, &done), 0);
-        assert_eq!(outcome_code(None, true, &failed), EXIT_PARTIAL);
+        assert_eq!(outcome_status(None, true, &done), ExitStatus::Moved);
+        assert_eq!(outcome_status(None, true, &failed), ExitStatus::Partial);
         // Gave up retrying, before or after files moved.
-        assert_eq!(outcome_code(None, false, &MoveSummary::default()), 1);
-        assert_eq!(outcome_code(None, false, &failed), EXIT_PARTIAL);
-        assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &cut), 11);
-        assert_eq!(outcome_code(Some(StopReason::Interrupted), true, &cut), 20);
         assert_eq!(
-            outcome_code(Some(StopReason::TimeLimit), false, &MoveSummary::default()),
-            11
+            outcome_status(None, false, &MoveSummary::default()),
+            ExitStatus::Failed
+        );
+        assert_eq!(outcome_status(None, false, &failed), ExitStatus::Partial);
+        assert_eq!(
+            outcome_status(Some(StopReason::TimeLimit), true, &cut),
+            ExitStatus::TimeLimit
+        );
+        assert_eq!(
+            outcome_status(Some(StopReason::Interrupted), true, &cut),
+            ExitStatus::Interrupted
+        );
+        assert_eq!(
+            outcome_status(Some(StopReason::TimeLimit), false, &MoveSummary::default()),
+            ExitStatus::TimeLimit
         );
         // Stopped waiting to retry after an attempt that connected but lost
         // its daemon before it could list: nothing is known to be done.
         assert_eq!(
-            outcome_code(
+            outcome_status(
                 Some(StopReason::Interrupted),
                 false,
                 &MoveSummary::default()
             ),
-            20
+            ExitStatus::Interrupted
         );
         // The limit reached during shutdown, with every file moved.
-        assert_eq!(outcome_code(Some(StopReason::TimeLimit), true, &done), 0);
         assert_eq!(
-            outcome_code(Some(StopReason::Interrupted), true, &failed),
-            EXIT_PARTIAL
+            outcome_status(Some(StopReason::TimeLimit), true, &done),
+            ExitStatus::Moved
+        );
+        assert_eq!(
+            outcome_status(Some(StopReason::Interrupted), true, &failed),
+            ExitStatus::Partial
         );
     }
 }

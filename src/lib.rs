@@ -16,6 +16,8 @@
 pub mod bench;
 pub mod cli;
 pub mod client;
+#[cfg(test)]
+mod doc_tables;
 pub mod model;
 pub mod mover;
 pub mod protocol;

@@ -338,7 +338,7 @@ pub enum SkipReason {
     EmptyDirectory,
     /// A name that is not valid UTF-8 or not a valid relative path.
     UnsupportedName,
-    /// A name realize reserves for its own files (see `docs/design.md`).
+    /// A name realize reserves for its own files (see `docs/internals.md`).
     ReservedName,
     /// A partial file of an interrupted transfer into this directory.
     PartialFile,

@@ -65,3 +65,115 @@ pub mod code {
     /// all); retry later.
     pub const BUSY: u32 = 9;
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc_tables::{self, grouped};
+    use crate::model::{
+        MAX_BLOCKS, MAX_COMPONENT_LEN, MAX_DIRECTORY_ID_LEN, MAX_PATH_LEN, MIN_BLOCK_SIZE,
+    };
+    use crate::server::Limits;
+    use crate::service::local::{CHUNK_SIZE, DEFAULT_LISTING_DEPTH, MAX_LISTING_DEPTH};
+    use crate::throttle::{MAX_RATE, MIN_RATE};
+    use crate::transport::endpoint::Tuning;
+
+    /// `docs/protocol.md` §9 states the limits the code enforces: each row
+    /// names the values of the constants it cites.
+    #[test]
+    fn protocol_md_states_the_limits() {
+        let table = doc_tables::table("docs/protocol.md", &["Limit"]);
+        let limits = Limits::default();
+        let tuning = Tuning::default();
+        let seconds = |duration: std::time::Duration| format!("{} s", duration.as_secs());
+        let stated: &[(&str, Vec<String>)] = &[
+            ("Frame payload", vec![grouped(MAX_FRAME_LEN as u64)]),
+            ("Path length", vec![format!("{MAX_PATH_LEN} bytes")]),
+            ("Path component", vec![format!("{MAX_COMPONENT_LEN} bytes")]),
+            (
+                "Directory id",
+                vec![format!("1–{MAX_DIRECTORY_ID_LEN} bytes")],
+            ),
+            (
+                "Entries per `Files` / `Skipped` frame",
+                vec![MAX_LIST_CHUNK.to_string()],
+            ),
+            (
+                "Listing depth",
+                vec![
+                    format!("default {DEFAULT_LISTING_DEPTH}"),
+                    format!("at most {MAX_LISTING_DEPTH}"),
+                ],
+            ),
+            (
+                "Listings walking at once",
+                vec![
+                    format!("`[limits] listings` (default {})", limits.listings),
+                    format!("(default {}) per peer", limits.listings_per_peer),
+                ],
+            ),
+            (
+                "Silence of a listing's reader",
+                vec![seconds(limits.stall_timeout)],
+            ),
+            (
+                "Time for a client to open its control stream and send `Hello`",
+                vec![seconds(limits.hello_timeout)],
+            ),
+            (
+                "Silence of a write stream",
+                vec![seconds(limits.stall_timeout)],
+            ),
+            (
+                "Silence inside a frame",
+                vec![seconds(codec::FRAME_STALL_TIMEOUT)],
+            ),
+            (
+                "Control requests served at once, per peer over all its connections",
+                vec![limits.requests_per_peer.to_string()],
+            ),
+            (
+                "Concurrent bidirectional streams, per connection",
+                vec![
+                    format!("+ 1 ({},", limits.streams_per_connection + 1),
+                    format!("the command grants {}", tuning.max_streams),
+                ],
+            ),
+            (
+                "Stream / connection receive window",
+                vec![format!(
+                    "{} MiB / {} MiB",
+                    tuning.stream_window >> 20,
+                    tuning.connection_window >> 20
+                )],
+            ),
+            ("Patches per `Delta`", vec![grouped(MAX_BLOCKS)]),
+            ("`BlockHashes` block size", vec![grouped(MIN_BLOCK_SIZE)]),
+            ("Blocks per `BlockHashes`", vec![grouped(MAX_BLOCKS)]),
+            (
+                "`Configure` send limit",
+                vec![format!("{} – {}", grouped(MIN_RATE), grouped(MAX_RATE))],
+            ),
+            ("Bytes per `Generate`", vec![grouped(MAX_GENERATE_LEN)]),
+            (
+                "Bytes per discard stream",
+                vec![format!("{} KiB chunk", CHUNK_SIZE >> 10)],
+            ),
+            ("Idle timeout", vec![seconds(tuning.idle_timeout)]),
+            ("Keep-alive interval", vec![seconds(tuning.keep_alive)]),
+            (
+                "Connect timeout (QUIC, TLS and version handshake)",
+                vec![seconds(tuning.connect_timeout)],
+            ),
+        ];
+        for (limit, values) in stated {
+            let cell = &doc_tables::row(&table, limit)[1];
+            for value in values {
+                assert!(
+                    cell.contains(value.as_str()),
+                    "docs/protocol.md §9 {limit}: {cell:?} should state {value:?}"
+                );
+            }
+        }
+    }
+}

@@ -32,6 +32,12 @@ pub enum ServiceError {
 }
 
 impl ServiceError {
+    /// Whether reconnecting may cure this error: a lost connection, not a
+    /// refusal or a failure the service reports.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, ServiceError::Transport(e) if e.is_retryable())
+    }
+
     /// The error as the wire carries it: a transport failure of a nested
     /// service becomes an I/O error with the same message.
     pub fn into_realize(self) -> RealizeError {

@@ -68,103 +68,204 @@ pub const BENCH_BYTES: &str = "realize_bench_bytes_total";
 /// seconds, a delete a fraction of a millisecond.
 const RPC_BUCKETS: &[f64] = &[0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0];
 
+/// What kind of series a metric is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// A count that only grows.
+    Counter,
+    /// A value that goes up and down.
+    Gauge,
+    /// Observations counted in buckets.
+    Histogram,
+}
+
+/// One metric of realize: its name, kind, unit and help text.
+#[derive(Debug, Clone, Copy)]
+pub struct Metric {
+    /// The Prometheus name, one of the constants above.
+    pub name: &'static str,
+    /// Counter, gauge or histogram.
+    pub kind: Kind,
+    /// The unit Prometheus is told, if any.
+    pub unit: Option<Unit>,
+    /// The help text `/metrics` shows.
+    pub help: &'static str,
+}
+
+/// Every metric realize records, the process metrics aside: the one list
+/// that `/metrics` describes and `docs/operations.md` documents.
+pub const METRICS: &[Metric] = &[
+    Metric {
+        name: BUILD_INFO,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Always 1; the version label says which realize is running.",
+    },
+    Metric {
+        name: CONNECTIONS_ACCEPTED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Connections accepted after mutual TLS.",
+    },
+    Metric {
+        name: CONNECTIONS_REFUSED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Connections refused, by reason.",
+    },
+    Metric {
+        name: CONNECTIONS_RETRIED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Connections asked to prove their source address (QUIC Retry) while many handshakes were in progress.",
+    },
+    Metric {
+        name: CONNECTIONS_OPEN,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Connections open now.",
+    },
+    Metric {
+        name: RPC_REQUESTS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Control requests served, by op and status.",
+    },
+    Metric {
+        name: RPC_DURATION,
+        kind: Kind::Histogram,
+        unit: Some(Unit::Seconds),
+        help: "Time to serve a control request, by op.",
+    },
+    Metric {
+        name: FILES_RECEIVED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Files received and made final, by peer and method.",
+    },
+    Metric {
+        name: BYTES_RECEIVED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "File bytes received, by peer and method.",
+    },
+    Metric {
+        name: FILES_SENT,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Files read to the end for a peer, by peer and method.",
+    },
+    Metric {
+        name: BYTES_SENT,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "File bytes sent, by peer and method.",
+    },
+    Metric {
+        name: ERRORS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Failed requests and streams, by error kind.",
+    },
+    Metric {
+        name: SEND_LIMIT,
+        kind: Kind::Gauge,
+        unit: None,
+        help: "Send limit in force for a peer's connection; +Inf is none.",
+    },
+    Metric {
+        name: PATH_RTT,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Seconds),
+        help: "Smoothed round-trip time of a peer's connection.",
+    },
+    Metric {
+        name: PATH_CWND,
+        kind: Kind::Gauge,
+        unit: Some(Unit::Bytes),
+        help: "Congestion window of a peer's connection.",
+    },
+    Metric {
+        name: PATH_SENT_PACKETS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "UDP datagrams sent on a peer's connections.",
+    },
+    Metric {
+        name: PATH_LOST_PACKETS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Packets declared lost on a peer's connections.",
+    },
+    Metric {
+        name: PATH_RECEIVED_DATAGRAMS,
+        kind: Kind::Counter,
+        unit: None,
+        help: "UDP datagrams received on a peer's connections.",
+    },
+    Metric {
+        name: PARTIALS_COLLECTED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Abandoned partial files removed: no writer held them and they had not changed for [limits] partial_max_age.",
+    },
+    Metric {
+        name: PARTIAL_BYTES_COLLECTED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "Bytes of the abandoned partial files removed.",
+    },
+    Metric {
+        name: FILES_MOVED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Files moved, by method (copy, resume, existing).",
+    },
+    Metric {
+        name: FILES_FAILED,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Files that failed to move, by kind.",
+    },
+    Metric {
+        name: BYTES_MOVED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "File bytes sent to the destination.",
+    },
+    Metric {
+        name: BYTES_SAVED,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "Bytes a resume did not send again.",
+    },
+    Metric {
+        name: RETRIES,
+        kind: Kind::Counter,
+        unit: None,
+        help: "Reconnections after a lost connection.",
+    },
+    Metric {
+        name: BENCH_BYTES,
+        kind: Kind::Counter,
+        unit: Some(Unit::Bytes),
+        help: "Generated bytes of realize bench, received and dropped or sent, by peer and direction.",
+    },
+];
+
 /// Registers the help text and unit of every metric.
 pub fn describe() {
-    describe_gauge!(
-        BUILD_INFO,
-        "Always 1; the version label says which realize is running."
-    );
-    describe_counter!(
-        CONNECTIONS_ACCEPTED,
-        "Connections accepted after mutual TLS."
-    );
-    describe_counter!(CONNECTIONS_REFUSED, "Connections refused, by reason.");
-    describe_counter!(
-        CONNECTIONS_RETRIED,
-        "Connections asked to prove their source address (QUIC Retry) while many handshakes were in progress."
-    );
-    describe_gauge!(CONNECTIONS_OPEN, "Connections open now.");
-    describe_counter!(RPC_REQUESTS, "Control requests served, by op and status.");
-    describe_histogram!(
-        RPC_DURATION,
-        Unit::Seconds,
-        "Time to serve a control request, by op."
-    );
-    describe_counter!(
-        FILES_RECEIVED,
-        "Files received and made final, by peer and method."
-    );
-    describe_counter!(
-        BYTES_RECEIVED,
-        Unit::Bytes,
-        "File bytes received, by peer and method."
-    );
-    describe_counter!(
-        FILES_SENT,
-        "Files read to the end for a peer, by peer and method."
-    );
-    describe_counter!(
-        BYTES_SENT,
-        Unit::Bytes,
-        "File bytes sent, by peer and method."
-    );
-    describe_counter!(ERRORS, "Failed requests and streams, by error kind.");
-    describe_gauge!(
-        SEND_LIMIT,
-        "Send limit in force for a peer's connection; +Inf is none."
-    );
-    describe_gauge!(
-        PATH_RTT,
-        Unit::Seconds,
-        "Smoothed round-trip time of a peer's connection."
-    );
-    describe_gauge!(
-        PATH_CWND,
-        Unit::Bytes,
-        "Congestion window of a peer's connection."
-    );
-    describe_counter!(
-        PATH_SENT_PACKETS,
-        "UDP datagrams sent on a peer's connections."
-    );
-    describe_counter!(
-        PATH_LOST_PACKETS,
-        "Packets declared lost on a peer's connections."
-    );
-    describe_counter!(
-        PATH_RECEIVED_DATAGRAMS,
-        "UDP datagrams received on a peer's connections."
-    );
-    describe_counter!(
-        PARTIALS_COLLECTED,
-        "Abandoned partial files removed: no writer held them and they had not changed for [limits] partial_max_age."
-    );
-    describe_counter!(
-        PARTIAL_BYTES_COLLECTED,
-        Unit::Bytes,
-        "Bytes of the abandoned partial files removed."
-    );
-    describe_counter!(
-        FILES_MOVED,
-        "Files moved, by method (copy, resume, existing)."
-    );
-    describe_counter!(FILES_FAILED, "Files that failed to move, by kind.");
-    describe_counter!(
-        BYTES_MOVED,
-        Unit::Bytes,
-        "File bytes sent to the destination."
-    );
-    describe_counter!(
-        BYTES_SAVED,
-        Unit::Bytes,
-        "Bytes a resume did not send again."
-    );
-    describe_counter!(RETRIES, "Reconnections after a lost connection.");
-    describe_counter!(
-        BENCH_BYTES,
-        Unit::Bytes,
-        "Generated bytes of realize bench, received and dropped or sent, by peer and direction."
-    );
+    for metric in METRICS {
+        let (name, help) = (metric.name, metric.help);
+        match (metric.kind, metric.unit) {
+            (Kind::Counter, Some(unit)) => describe_counter!(name, unit, help),
+            (Kind::Counter, None) => describe_counter!(name, help),
+            (Kind::Gauge, Some(unit)) => describe_gauge!(name, unit, help),
+            (Kind::Gauge, None) => describe_gauge!(name, help),
+            (Kind::Histogram, Some(unit)) => describe_histogram!(name, unit, help),
+            (Kind::Histogram, None) => describe_histogram!(name, help),
+        }
+    }
 }
 
 /// The value of [`SEND_LIMIT`] for `limit`: no limit is an infinite one,
@@ -283,6 +384,24 @@ fn push_agent() -> ureq::Agent {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::doc_tables;
+
+    /// `docs/operations.md` lists every metric of [`METRICS`] with its
+    /// kind, and no other `realize_` metric.
+    #[test]
+    fn operations_md_documents_every_metric() {
+        let table = doc_tables::table("docs/operations.md", &["Metric"]);
+        let documented: Vec<(String, String)> = table
+            .iter()
+            .map(|row| (doc_tables::plain(&row[0]), row[1].clone()))
+            .filter(|(name, _)| name.starts_with("realize_"))
+            .collect();
+        let recorded: Vec<(String, String)> = METRICS
+            .iter()
+            .map(|m| (m.name.to_string(), format!("{:?}", m.kind).to_lowercase()))
+            .collect();
+        doc_tables::assert_same("docs/operations.md#metrics", documented, recorded);
+    }
 
     #[test]
     fn gateway_urls_group_by_job_and_instance() {

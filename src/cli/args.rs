@@ -12,18 +12,6 @@ use crate::throttle::{parse_bytes, Rate};
 use crate::transport::congestion::Congestion;
 use crate::transport::endpoint::Tuning;
 
-/// Exit codes, shown in `--help` and documented in `docs/operations.md`.
-pub const EXIT_CODES: &str = "\
-Exit codes:
-  0   every file moved
-  1   the move could not run (no connection, a side cannot be listed, gave up
-      retrying before a file moved)
-  2   bad usage (flags, configuration, same source and destination)
-  11  --max-duration exceeded (partial files kept; run again to continue)
-  12  everything moved but the metrics push failed
-  20  interrupted by Ctrl-C or SIGTERM (partial files kept; run again to continue)
-  23  some files failed (their sources are kept), the others moved";
-
 /// Move every file of a directory to another host over QUIC: copy, verify,
 /// make durable, then delete the source.
 ///
@@ -33,7 +21,7 @@ Exit codes:
 #[command(
     name = "realize",
     version,
-    after_help = EXIT_CODES,
+    after_help = super::exit_status::help(),
     args_conflicts_with_subcommands = true,
     subcommand_negates_reqs = true
 )]
@@ -668,7 +656,7 @@ impl RealizedArgs {
 }
 
 /// How this process's QUIC connections send and receive. The defaults fill
-/// links up to about 600 Mbit/s per file and 2.5 Gbit/s in all at a 100 ms
+/// links up to about 500 Mbit/s per file and 2.7 Gbit/s in all at a 100 ms
 /// round trip (half of the window, as a lost packet holds the rest back
 /// until it is resent); `realize bench` shows what a link gives.
 #[derive(Debug, Clone, Args)]

@@ -6,11 +6,9 @@ use std::fmt::{Display, Write};
 use std::process::ExitCode;
 
 use super::args::RealizedArgs;
+use super::exit_status::ExitStatus;
 use super::{load_daemon_config, start_error, CliError};
 use crate::server::{self, CheckedConfig, DaemonConfig};
-
-/// Exit code of a configuration the daemon would refuse.
-const EXIT_INVALID: u8 = 2;
 
 /// Checks the configuration `args` name; prints it and exits 0, or prints
 /// the error with `fatal` and exits 2.
@@ -27,7 +25,7 @@ pub fn run(args: &RealizedArgs, fatal: impl FnOnce(CliError)) -> ExitCode {
         }
         Err(err) => {
             fatal(err);
-            ExitCode::from(EXIT_INVALID)
+            ExitStatus::Usage.into()
         }
     }
 }

@@ -14,7 +14,7 @@ use super::CliError;
 use crate::client::RemoteService;
 use crate::model::{DirectoryId, FileState, RelPath};
 use crate::mover::existing_under;
-use crate::service::{Listing, Service, ServiceError};
+use crate::service::{Listing, Service};
 use crate::transport::endpoint::Tuning;
 
 /// Connects to the daemon `args` names and prints what it serves.
@@ -47,7 +47,7 @@ pub async fn run(args: &LsArgs) -> Result<ExitCode, CliError> {
 }
 
 async fn print_dirs(remote: &RemoteService, json: bool) -> Result<(), CliError> {
-    let dirs = remote.list_dirs().await.map_err(failed)?;
+    let dirs = remote.list_dirs().await.map_err(CliError::from)?;
     match json {
         true => println!("{}", json!({ "dirs": dirs })),
         false => dirs.iter().for_each(|dir| println!("{dir}")),
@@ -61,7 +61,7 @@ async fn print_files(
     under: Option<&RelPath>,
     json: bool,
 ) -> Result<(), CliError> {
-    let listing = remote.list(dir).await.map_err(failed)?;
+    let listing = remote.list(dir).await.map_err(CliError::from)?;
     let mut listing: Listing = match under {
         Some(under) => {
             existing_under(listing, under).map_err(|e| CliError::Failed(e.to_string()))?
@@ -93,11 +93,4 @@ async fn print_files(
         println!("{:>14}  {}{mark}", file.stamp.size, file.path);
     }
     Ok(())
-}
-
-fn failed(e: ServiceError) -> CliError {
-    match e {
-        ServiceError::Transport(e) if e.is_retryable() => CliError::Unreachable(e.to_string()),
-        e => CliError::Failed(e.to_string()),
-    }
 }

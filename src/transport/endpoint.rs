@@ -136,3 +136,61 @@ fn size_buffers(socket: &Socket, wanted: usize) {
         );
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::doc_tables;
+
+    /// `docs/protocol.md` §2.3 states the default [`Tuning`], the payload
+    /// ceiling and the default congestion controller.
+    #[test]
+    fn protocol_md_states_the_transport_parameters() {
+        let table = doc_tables::table("docs/protocol.md", &["Parameter"]);
+        let tuning = Tuning::default();
+        let mib = |bytes: u64| {
+            assert_eq!(bytes % (1 << 20), 0, "{bytes} is whole MiB");
+            format!("{} MiB", bytes >> 20)
+        };
+        let seconds = |duration: Duration| format!("{} s", duration.as_secs());
+        let stated = [
+            (
+                "`initial_max_stream_data_*`",
+                mib(tuning.stream_window.into()),
+            ),
+            ("`initial_max_data`", mib(tuning.connection_window.into())),
+            ("send window (local)", mib(tuning.send_window)),
+            ("`initial_max_streams_bidi`", tuning.max_streams.to_string()),
+            ("`max_idle_timeout`", seconds(tuning.idle_timeout)),
+            (
+                "`max_udp_payload_size`",
+                format!("{} bytes", doc_tables::grouped(MAX_UDP_PAYLOAD.into())),
+            ),
+            ("keep-alive (local)", seconds(tuning.keep_alive)),
+            (
+                "UDP socket buffers (local)",
+                mib(tuning.socket_buffer as u64),
+            ),
+            (
+                "connect timeout (client, local)",
+                seconds(tuning.connect_timeout),
+            ),
+            (
+                "congestion controller (local)",
+                format!("`{}`", tuning.congestion),
+            ),
+        ];
+        for (parameter, value) in &stated {
+            let cell = &doc_tables::row(&table, parameter)[1];
+            assert!(
+                cell.starts_with(value.as_str()),
+                "docs/protocol.md §2.3 {parameter}: {cell:?}, the code has {value}"
+            );
+        }
+        assert_eq!(
+            table.len(),
+            stated.len() + 1,
+            "a row per parameter, and uni"
+        );
+    }
+}

@@ -22,6 +22,7 @@ fn openssl(args: &[&str]) -> std::process::Output {
 }
 
 #[test]
+#[ignore = "needs openssl (.ci/deps installs it)"]
 fn openssl_reads_a_fresh_key_and_finds_the_certificate_s_public_key() {
     let keys = Keys::generate(&["host"]);
     let key = keys.key("host");

@@ -272,6 +272,7 @@ impl Drop for Gateway {
 }
 
 #[test]
+#[ignore = "needs prometheus-pushgateway (.ci/deps installs it)"]
 fn the_command_pushes_its_metrics_to_a_pushgateway() {
     let gateway = Gateway::start();
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
@@ -377,6 +378,7 @@ fn daemon_json_logs_parse_and_carry_the_documented_fields() {
 }
 
 #[test]
+#[ignore = "needs prometheus-pushgateway (.ci/deps installs it)"]
 fn a_run_that_fails_still_pushes_its_metrics() {
     let gateway = Gateway::start();
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
@@ -400,6 +402,7 @@ fn a_run_that_fails_still_pushes_its_metrics() {
 }
 
 #[test]
+#[ignore = "needs prometheus-pushgateway (.ci/deps installs it)"]
 fn the_command_pushes_over_https_to_a_gateway_its_system_trusts() {
     let gateway = Gateway::start_https();
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());

@@ -162,6 +162,7 @@ fn mtime_and_mode_survive_a_resume_and_an_identical_copy() {
 }
 
 #[test]
+#[ignore = "needs root, to run the command as nobody"]
 fn an_unreadable_subdirectory_stays_the_rest_moves_and_the_exit_says_so() {
     // Root reads everything, so the command runs as `nobody`.
     let base = TempDir::new().unwrap();
@@ -288,6 +289,7 @@ fn source_owners() -> Vec<(u32, u32)> {
 }
 
 #[test]
+#[ignore = "needs root, to give files other owners"]
 fn owners_are_kept_by_a_local_destination_asked_to() {
     let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
     write_owned(src.path());
@@ -299,6 +301,7 @@ fn owners_are_kept_by_a_local_destination_asked_to() {
 }
 
 #[test]
+#[ignore = "needs root, to give files other owners"]
 fn owners_are_kept_by_a_daemon_configured_to_and_only_then() {
     let keys = Keys::generate(&["client", "daemon"]);
     for keep in [true, false] {
@@ -324,6 +327,7 @@ fn owners_are_kept_by_a_daemon_configured_to_and_only_then() {
 }
 
 #[test]
+#[ignore = "needs root, to run the command as nobody"]
 fn keep_owner_is_refused_to_a_user_who_cannot_give_files_away() {
     let base = TempDir::new().unwrap();
     let (src, dst) = (base.path().join("src"), base.path().join("dst"));

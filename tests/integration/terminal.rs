@@ -22,6 +22,7 @@ impl Drop for Session {
 }
 
 #[test]
+#[ignore = "needs tmux (.ci/deps installs it)"]
 fn bars_render_in_the_specified_format_and_the_final_screen_is_clean() {
     const SIZE: usize = 200 << 20;
     let keys = Keys::generate(&["client", "daemon"]);
