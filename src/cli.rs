@@ -32,7 +32,7 @@ use self::output::report::Report;
 use self::output::{Display, Settings};
 use self::retry::Backoff;
 use crate::mover::{
-    list_both, move_listed, stop_pair, MoveFileError, MoveOptions, MoveSummary, Selection,
+    cannot_list, move_listed, stop_pair, MoveFileError, MoveOptions, MoveSummary, Selection,
     StopHandle, StopReason, StopSignal,
 };
 use crate::server::{Daemon, DaemonConfig, Limits, StartError};
@@ -449,12 +449,12 @@ async fn attempt(
     signal: &StopSignal,
     display: &mut Option<Display>,
 ) -> Result<Option<MoveSummary>, CliError> {
-    let endpoints = tokio::select! {
+    let mut endpoints = tokio::select! {
         endpoints = endpoints::open(args) => endpoints?,
         _ = signal.stopped() => return Ok(None),
     };
-    let display =
-        display.get_or_insert_with(|| Display::new(endpoints.dir.clone(), Settings::new(args)));
+    let display = display
+        .get_or_insert_with(|| Display::new(endpoints.source.dir.clone(), Settings::new(args)));
     let up = args.limits.up();
     // The checks and the listings are round trips to the daemons: overlap
     // them. Listing changes nothing, so it may start before the checks pass.
@@ -462,11 +462,7 @@ async fn attempt(
         endpoints.refuse_overlap().await?;
         limit_source(&endpoints, args.limits.down()).await
     };
-    let listing = list_both(
-        endpoints.source.as_ref(),
-        endpoints.destination.as_ref(),
-        &endpoints.dir,
-    );
+    let listing = endpoints.list();
     // A daemon may connect and then never answer: the stop must still end
     // the run, whatever the daemons do.
     let (down, listings) = tokio::select! {
@@ -491,20 +487,25 @@ async fn attempt(
         stop: signal.clone(),
         up: Throttle::new(up),
         down: Throttle::new(down),
-        under: endpoints.under.clone(),
         dry_run: args.dry_run,
         selection: selection.clone(),
     };
     display.start_attempt();
-    let result = move_listed(
-        endpoints.source.as_ref(),
-        endpoints.destination.as_ref(),
-        &endpoints.dir,
-        listings,
-        &options,
-        display,
-    )
-    .await;
+    // A local destination that does not exist is made only now: a move
+    // that cannot start (a source or subpath that cannot be listed, an
+    // overlap) leaves nothing behind.
+    let result = match listings {
+        Ok(listings) => match endpoints.ready() {
+            Ok((source, destination)) => {
+                move_listed(source, destination, listings, &options, display).await
+            }
+            Err(err) => {
+                endpoints.close(false).await;
+                return Err(err);
+            }
+        },
+        Err(err) => Err(cannot_list(&endpoints.source.dir, err, display)),
+    };
     endpoints.close(signal.reason().is_some()).await;
     result.map(Some).map_err(CliError::from)
 }
@@ -512,7 +513,7 @@ async fn attempt(
 /// Applies `--throttle-down`: a remote source is asked to pace what it sends
 /// (returns no local limit); a local source is paced by the mover.
 async fn limit_source(endpoints: &Endpoints, down: Option<Rate>) -> Result<Option<Rate>, CliError> {
-    let (Some(remote), Some(rate)) = (&endpoints.source_remote, down) else {
+    let (Some(remote), Some(rate)) = (endpoints.source.remote(), down) else {
         return Ok(down);
     };
     let in_force = remote.configure(Some(rate)).await.map_err(|e| {

@@ -405,11 +405,15 @@ impl RootIdentity {
     /// Whether the two roots are on one machine and are the same directory,
     /// or one contains the other.
     pub fn overlaps(&self, other: &RootIdentity) -> bool {
-        let within = |inner: &str, outer: &str| std::path::Path::new(inner).starts_with(outer);
+        self.contains(other) || other.contains(self)
+    }
+
+    /// Whether `other` is on the same machine and is this directory or lies
+    /// inside it.
+    pub fn contains(&self, other: &RootIdentity) -> bool {
         self.machine == other.machine
             && ((self.device, self.inode) == (other.device, other.inode)
-                || within(&self.path, &other.path)
-                || within(&other.path, &self.path))
+                || std::path::Path::new(&other.path).starts_with(&self.path))
     }
 }
 

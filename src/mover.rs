@@ -47,9 +47,6 @@ pub struct MoveOptions {
     /// Paces the file bytes read from the source, all files together (for a
     /// remote source the daemon paces itself instead).
     pub down: Throttle,
-    /// Moves only this file or subtree of the directory; paths stay
-    /// relative to the directory's root.
-    pub under: Option<RelPath>,
     /// Report what the move would do, file by file, and change nothing on
     /// either side.
     pub dry_run: bool,
@@ -64,7 +61,6 @@ impl Default for MoveOptions {
             stop: StopSignal::never(),
             up: Throttle::default(),
             down: Throttle::default(),
-            under: None,
             dry_run: false,
             selection: Selection::default(),
         }
@@ -107,62 +103,92 @@ pub struct MoveSummary {
     pub bytes_sent: u64,
 }
 
-/// Moves every regular file of `dir` from `source` to `destination`.
+/// One side of a move: a service and the directory of it that files leave
+/// or reach. The two sides of a move may name different directories; a file
+/// keeps its path relative to the directory's root.
+#[derive(Clone, Copy)]
+pub struct Endpoint<'a> {
+    /// Local, or a connection to a daemon.
+    pub service: &'a dyn Service,
+    /// The directory's id on that service.
+    pub dir: &'a DirectoryId,
+}
+
+/// Moves every regular file of the source's directory (or only those at or
+/// under `under`, a file or subtree of it) to the destination's directory.
 ///
-/// Returns an error only if the move could not start (a listing failed);
-/// per-file failures are counted in the summary, logged with
-/// `tracing::error!` and reported to `progress`.
+/// Returns an error only if the move could not start (a listing failed, or
+/// `under` holds nothing); per-file failures are counted in the summary,
+/// logged with `tracing::error!` and reported to `progress`.
 pub async fn move_files(
-    source: &dyn Service,
-    destination: &dyn Service,
-    dir: &DirectoryId,
+    source: Endpoint<'_>,
+    destination: Endpoint<'_>,
+    under: Option<&RelPath>,
     options: &MoveOptions,
     progress: &mut dyn Progress,
 ) -> Result<MoveSummary, MoveFileError> {
-    let listings = list_both(source, destination, dir).await;
-    move_listed(source, destination, dir, listings, options, progress).await
+    let listings = list_both(source, Some(destination), under)
+        .await
+        .map_err(|err| cannot_list(source.dir, err, progress))?;
+    move_listed(source, destination, listings, options, progress).await
 }
 
 /// What both sides hold before a move: the source's listing, then the
 /// destination's.
 pub type Listings = (Listing, Listing);
 
-/// Lists `dir` on both sides at once.
+/// Lists both sides at once, keeping only what lies at or under `under` if
+/// it is given: a file outside it is neither moved nor deleted nor
+/// reported, and the source must hold something there. A `destination` of
+/// `None` does not exist yet and holds nothing.
 pub async fn list_both(
-    source: &dyn Service,
-    destination: &dyn Service,
-    dir: &DirectoryId,
+    source: Endpoint<'_>,
+    destination: Option<Endpoint<'_>>,
+    under: Option<&RelPath>,
 ) -> Result<Listings, MoveFileError> {
-    let (src_listing, dst_listing) = tokio::join!(source.list(dir), destination.list(dir));
-    Ok((
+    let destination_listing = async {
+        match destination {
+            Some(destination) => destination.service.list(destination.dir).await,
+            None => Ok(Listing::default()),
+        }
+    };
+    let (src_listing, dst_listing) =
+        tokio::join!(source.service.list(source.dir), destination_listing);
+    let listings = (
         src_listing.map_err(MoveFileError::at(Side::Source))?,
         dst_listing.map_err(MoveFileError::at(Side::Destination))?,
-    ))
+    );
+    match under {
+        Some(under) => subtree::restrict(listings, under),
+        None => Ok(listings),
+    }
+}
+
+/// Logs and reports `err`, which kept the move of `dir` from starting (see
+/// [`list_both`]), and gives it back.
+pub fn cannot_list(
+    dir: &DirectoryId,
+    err: MoveFileError,
+    progress: &mut dyn Progress,
+) -> MoveFileError {
+    tracing::error!(dir = %dir, "cannot list: {err}");
+    progress.error(&err);
+    err
 }
 
 /// [`move_files`] once [`list_both`] has answered: a caller with checks of
 /// its own to make before a move (each a round trip to a daemon) lists
-/// while it checks, and starts the move a round trip sooner.
+/// while it checks, and starts the move a round trip sooner. It reports a
+/// listing that failed with [`cannot_list`].
 pub async fn move_listed(
-    source: &dyn Service,
-    destination: &dyn Service,
-    dir: &DirectoryId,
-    listings: Result<Listings, MoveFileError>,
+    source: Endpoint<'_>,
+    destination: Endpoint<'_>,
+    listings: Listings,
     options: &MoveOptions,
     progress: &mut dyn Progress,
 ) -> Result<MoveSummary, MoveFileError> {
-    let listings = match &options.under {
-        Some(under) => listings.and_then(|listings| subtree::restrict(listings, under)),
-        None => listings,
-    };
-    let (src_listing, dst_listing) = match listings {
-        Ok(listings) => listings,
-        Err(err) => {
-            tracing::error!(dir = %dir, "cannot list: {err}");
-            progress.error(&err);
-            return Err(err);
-        }
-    };
+    let dir = source.dir;
+    let (src_listing, dst_listing) = listings;
     let mut existing: HashMap<RelPath, FileEntry> = HashMap::new();
     let mut partials: HashMap<RelPath, FileEntry> = HashMap::new();
     for file in dst_listing.files {
@@ -211,7 +237,6 @@ pub async fn move_listed(
     let endpoints = Endpoints {
         source,
         destination,
-        dir,
         sent_total: &sent_counter,
         up: &options.up,
         down: &options.down,
@@ -335,12 +360,11 @@ struct AtDestination<'a> {
     partial: Option<&'a FileEntry>,
 }
 
-/// The two sides of a move and the directory moved.
+/// The two sides of a move, and what paces it.
 #[derive(Clone, Copy)]
 struct Endpoints<'a> {
-    source: &'a dyn Service,
-    destination: &'a dyn Service,
-    dir: &'a DirectoryId,
+    source: Endpoint<'a>,
+    destination: Endpoint<'a>,
     /// File bytes sent by every file of the move, finished or not.
     sent_total: &'a AtomicU64,
     up: &'a Throttle,
@@ -364,7 +388,7 @@ impl Endpoints<'_> {
             _ => false,
         };
         let moved = if let (true, Some(existing)) = (already_there, existing) {
-            tracing::debug!(dir = %self.dir, path = %entry.path, "destination already has it");
+            tracing::debug!(dir = %self.source.dir, path = %entry.path, "destination already has it");
             self.adopt(entry, existing).await?;
             Moved {
                 sent: 0,
@@ -400,7 +424,8 @@ impl Endpoints<'_> {
         };
         progress.deleting();
         self.source
-            .delete(self.dir, &entry.path, entry.stamp)
+            .service
+            .delete(self.source.dir, &entry.path, entry.stamp)
             .await
             .map_err(MoveFileError::at(Side::Source))?;
         Ok(moved)
@@ -414,7 +439,8 @@ impl Endpoints<'_> {
             return Ok(());
         }
         self.destination
-            .set_attributes(self.dir, &entry.path, existing.stamp, wanted)
+            .service
+            .set_attributes(self.destination.dir, &entry.path, existing.stamp, wanted)
             .await
             .map_err(MoveFileError::at(Side::Destination))
     }
@@ -422,8 +448,8 @@ impl Endpoints<'_> {
     /// Whether both sides hold the same content at `path`.
     async fn same_content(&self, path: &RelPath) -> Result<bool, MoveFileError> {
         let (src, dst) = tokio::join!(
-            self.source.hash(self.dir, path),
-            self.destination.hash(self.dir, path)
+            self.source.service.hash(self.source.dir, path),
+            self.destination.service.hash(self.destination.dir, path)
         );
         let src = src.map_err(MoveFileError::at(Side::Source))?;
         let dst = dst.map_err(MoveFileError::at(Side::Destination))?;
@@ -438,15 +464,21 @@ impl Endpoints<'_> {
         let block = block_size_for(entry.stamp.size);
         let (src, dst) = tokio::join!(
             self.source
-                .block_hashes(self.dir, path, FileState::Final, block, kept),
-            self.destination
-                .block_hashes(self.dir, path, FileState::Partial, block, kept)
+                .service
+                .block_hashes(self.source.dir, path, FileState::Final, block, kept),
+            self.destination.service.block_hashes(
+                self.destination.dir,
+                path,
+                FileState::Partial,
+                block,
+                kept
+            )
         );
         let src = src.map_err(MoveFileError::at(Side::Source))?;
         let dst = match dst {
             Ok(dst) => dst,
             Err(err) => {
-                tracing::warn!(dir = %self.dir, path = %path, "partial file unusable, copying anew: {err}");
+                tracing::warn!(dir = %self.source.dir, path = %path, "partial file unusable, copying anew: {err}");
                 return Ok(Delta::full());
             }
         };
@@ -466,7 +498,7 @@ impl Endpoints<'_> {
         }
         let resent: u64 = patches.iter().map(|p| p.len).sum();
         metrics::counter!(telemetry::BYTES_SAVED).increment(kept - resent);
-        tracing::info!(dir = %self.dir, path = %path, kept, resent, "resuming from the partial file");
+        tracing::info!(dir = %self.source.dir, path = %path, kept, resent, "resuming from the partial file");
         Ok(Delta {
             patches,
             offset: kept,
@@ -485,8 +517,10 @@ impl Endpoints<'_> {
         progress.moving();
         let path = &entry.path;
         let (reader, writer) = tokio::join!(
-            self.source.read(self.dir, path, &plan.delta),
-            self.destination.write(self.dir, path, plan)
+            self.source.service.read(self.source.dir, path, &plan.delta),
+            self.destination
+                .service
+                .write(self.destination.dir, path, plan)
         );
         let mut reader = reader.map_err(MoveFileError::at(Side::Source))?;
         let mut writer = writer.map_err(MoveFileError::at(Side::Destination))?;

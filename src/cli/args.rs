@@ -202,7 +202,8 @@ pub struct MoveArgs {
     #[command(flatten)]
     pub destination: DestinationArgs,
     /// Directory id on the daemon(s) of --src-addr and --dst-addr. Required
-    /// when one of them is given; HOST:DIR names its own.
+    /// when one of them is given; HOST:DIR names its own, and the two sides
+    /// may name different ids (nas:photos backup:archive).
     #[arg(long, value_name = "ID")]
     pub directory_id: Option<DirectoryId>,
     /// This host's key and the daemons it trusts.
@@ -562,7 +563,9 @@ pub struct SourceArgs {
     /// Move files from this local directory.
     #[arg(long, value_name = "PATH")]
     pub src_path: Option<PathBuf>,
-    /// Move files from the daemon at HOST:PORT (port 9771 if omitted).
+    /// Move files from the daemon at HOST:PORT (port 9771 if omitted), or
+    /// the [hosts] name HOST of the client config, reached at its addr and
+    /// bound to its cert as in HOST:DIR.
     #[arg(long, value_name = "HOST:PORT")]
     pub src_addr: Option<String>,
 }
@@ -581,13 +584,17 @@ pub struct DestinationArgs {
     /// Where files go, written as SRC is. A local side stands for the root
     /// of DIR: `realize nas:photos/2024 /srv/photos` lands 2024/... in
     /// /srv/photos/2024/..., as a whole-directory move would (created if
-    /// missing).
+    /// missing, once the move can start). Its DIR may differ from SRC's:
+    /// files keep their paths relative to it.
     #[arg(value_name = "DST")]
     pub dst: Option<String>,
-    /// Move files into this local directory (created if missing).
+    /// Move files into this local directory (created if missing, once the
+    /// move can start).
     #[arg(long, value_name = "PATH")]
     pub dst_path: Option<PathBuf>,
-    /// Move files to the daemon at HOST:PORT (port 9771 if omitted).
+    /// Move files to the daemon at HOST:PORT (port 9771 if omitted), or the
+    /// [hosts] name HOST of the client config, reached at its addr and bound
+    /// to its cert as in HOST:DIR.
     #[arg(long, value_name = "HOST:PORT")]
     pub dst_addr: Option<String>,
 }

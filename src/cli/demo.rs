@@ -11,7 +11,7 @@ use super::output::{Display, Settings, Verbosity};
 use super::CliError;
 use crate::client::{Client, ExpectedDaemon};
 use crate::model::{DirectoryId, Hash};
-use crate::mover::{move_files, MoveOptions};
+use crate::mover::{move_files, Endpoint, MoveOptions};
 use crate::server::{Daemon, DaemonConfig};
 use crate::service::local::LocalService;
 use crate::service::Service;
@@ -86,7 +86,18 @@ pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
         stats: None,
     };
     let mut display = Display::new(dir.clone(), settings);
-    let summary = move_files(&local, &remote, &dir, &MoveOptions::default(), &mut display)
+    let (source, destination) = (
+        Endpoint {
+            service: &local,
+            dir: &dir,
+        },
+        Endpoint {
+            service: &remote,
+            dir: &dir,
+        },
+    );
+    let options = MoveOptions::default();
+    let summary = move_files(source, destination, None, &options, &mut display)
         .await
         .map_err(|e| failed(&e))?;
     display.finish(&summary);

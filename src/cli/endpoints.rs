@@ -11,40 +11,116 @@ use super::settings::ClientSettings;
 use super::CliError;
 use crate::client::{Client, ExpectedDaemon, RemoteService};
 use crate::model::{DirectoryId, RelPath, RootIdentity};
+use crate::mover::{list_both, Endpoint, Listings, MoveFileError};
 use crate::server::config::DEFAULT_PORT;
 use crate::service::local::LocalService;
 use crate::service::{Service, ServiceError};
 use crate::transport::endpoint::Tuning;
 use crate::transport::identity::Identity;
 
-/// The two services of a move, ready to use.
+/// The two sides of a move, opened.
 pub struct Endpoints {
-    /// The directory id on both sides.
-    pub dir: DirectoryId,
-    /// The only file or subtree of the directory to move, if one is named.
-    pub under: Option<RelPath>,
     /// Where files come from.
-    pub source: Box<dyn Service>,
+    pub source: Side,
     /// Where files go.
-    pub destination: Box<dyn Service>,
-    /// The source's daemon, when the source is remote.
-    pub source_remote: Option<RemoteService>,
+    pub destination: Side,
+    /// The only file or subtree of the source's directory to move, if one
+    /// is named; paths stay relative to each side's directory.
+    pub under: Option<RelPath>,
     client: Option<Client>,
-    remotes: Vec<RemoteService>,
+}
+
+/// One side of a move: how it is reached and which of its directories
+/// files leave or reach.
+pub struct Side {
+    /// The directory's id on this side.
+    pub dir: DirectoryId,
+    reach: Reach,
+}
+
+/// How a side is reached.
+enum Reach {
+    /// A local directory.
+    Local(LocalService),
+    /// A daemon, connected.
+    Remote(RemoteService),
+    /// A local destination that does not exist yet: it is made only once
+    /// the move can start (see [`Endpoints::ready`]). Until then it holds
+    /// nothing, and its nearest existing folder stands for it in the
+    /// overlap check.
+    Unmade {
+        path: PathBuf,
+        keep_owner: bool,
+        ancestor: LocalService,
+    },
+}
+
+impl Side {
+    /// The daemon of this side, when it is remote.
+    pub fn remote(&self) -> Option<&RemoteService> {
+        match &self.reach {
+            Reach::Remote(remote) => Some(remote),
+            Reach::Local(_) | Reach::Unmade { .. } => None,
+        }
+    }
+
+    /// The side as the mover sees it; `None` while it is not made.
+    fn endpoint(&self) -> Option<Endpoint<'_>> {
+        let service: &dyn Service = match &self.reach {
+            Reach::Local(local) => local,
+            Reach::Remote(remote) => remote,
+            Reach::Unmade { .. } => return None,
+        };
+        Some(Endpoint {
+            service,
+            dir: &self.dir,
+        })
+    }
 }
 
 impl Endpoints {
+    /// Lists both sides (only what lies at or under the subpath if one is
+    /// named); a destination not made yet holds nothing.
+    pub async fn list(&self) -> Result<Listings, MoveFileError> {
+        let source = self.source.endpoint().expect("a source exists");
+        list_both(source, self.destination.endpoint(), self.under.as_ref()).await
+    }
+
+    /// Makes a local destination that does not exist yet, now that the
+    /// move can start, and gives both sides to the mover.
+    pub fn ready(&mut self) -> Result<(Endpoint<'_>, Endpoint<'_>), CliError> {
+        if let Reach::Unmade {
+            path, keep_owner, ..
+        } = &self.destination.reach
+        {
+            std::fs::create_dir_all(path)
+                .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
+            let made = open_local(&self.destination.dir, path, *keep_owner)?;
+            self.destination.reach = Reach::Local(made);
+        }
+        let source = self.source.endpoint().expect("a source exists");
+        let destination = self
+            .destination
+            .endpoint()
+            .expect("the destination is made");
+        Ok((source, destination))
+    }
+
     /// Closes connections to daemons cleanly, saying whether the run was
     /// interrupted.
     pub async fn close(self, interrupted: bool) {
-        if interrupted && !self.remotes.is_empty() {
+        let remotes: Vec<&RemoteService> = [&self.source, &self.destination]
+            .into_iter()
+            .filter_map(Side::remote)
+            .collect();
+        if interrupted && !remotes.is_empty() {
             // The streams of the files in flight were just reset. Let the
             // packets already sent reach the daemon first: a receive buffer
             // full of them could drop the one close frame that tells it why
             // the connection ends.
             tokio::time::sleep(SETTLE_BEFORE_CLOSE).await;
         }
-        for remote in &self.remotes {
+        for remote in remotes {
             remote.close(interrupted);
         }
         if let Some(client) = &self.client {
@@ -70,12 +146,13 @@ impl Spec {
     }
 }
 
-/// What the arguments ask to move: both sides, the directory and the part
-/// of it, checked before anything connects or is created.
+/// What the arguments ask to move: both sides, each side's directory and
+/// the part of the source's, checked before anything connects or is
+/// created.
 struct Plan {
     source: Spec,
     destination: Spec,
-    dir: DirectoryId,
+    dirs: (DirectoryId, DirectoryId),
     under: Option<RelPath>,
 }
 
@@ -90,42 +167,40 @@ struct SideArgs<'a> {
 }
 
 impl SideArgs<'_> {
-    /// The side these flags name, and the `HOST:DIR` it was written as.
+    /// The side these flags name, and the `HOST:DIR` it was written as. A
+    /// host, of `HOST:DIR` or of the address flag, that `[hosts]` names is
+    /// reached at its `addr` and must present its `cert`.
     fn spec(
         &self,
         settings: &mut Option<ClientSettings>,
         config: Option<&Path>,
     ) -> Result<(Spec, Option<RemoteLocation>), CliError> {
-        let remote = |addr: &str, flag: String, file: Option<PathBuf>| {
-            Spec::Remote(RemoteSide {
-                addr: addr.to_string(),
-                flag,
-                file: self.file.clone().or(file),
-            })
-        };
-        let location = match (self.location, self.path, self.addr) {
-            (Some(arg), _, _) => Location::parse(arg)?,
+        let (host, location) = match (self.location, self.path, self.addr) {
+            (Some(arg), _, _) => match Location::parse(arg)? {
+                Location::Local(path) => return Ok((Spec::Local(path), None)),
+                Location::Remote(location) => (location.host.clone(), Some(location)),
+            },
             (None, Some(path), _) => return Ok((Spec::Local(path.clone()), None)),
-            (None, None, Some(addr)) => return Ok((remote(addr, self.flag.into(), None), None)),
+            (None, None, Some(addr)) => (addr.clone(), None),
             (None, None, None) => unreachable!("clap requires one of the group"),
-        };
-        let location = match location {
-            Location::Local(path) => return Ok((Spec::Local(path), None)),
-            Location::Remote(location) => location,
         };
         let settings = match settings {
             Some(settings) => settings,
             None => settings.insert(ClientSettings::load(config)?),
         };
-        let spec = match settings.hosts.get(&location.host) {
-            Some(host) => remote(
-                &host.addr,
-                format!("the client config's [hosts.{}] cert", location.host),
-                Some(host.cert.clone()),
-            ),
-            None => remote(&location.host, self.flag.into(), None),
+        let side = match settings.hosts.get(&host) {
+            Some(named) => RemoteSide {
+                addr: named.addr.clone(),
+                flag: format!("the client config's [hosts.{host}] cert"),
+                file: self.file.clone().or(Some(named.cert.clone())),
+            },
+            None => RemoteSide {
+                addr: host,
+                flag: self.flag.into(),
+                file: self.file.clone(),
+            },
         };
-        Ok((spec, Some(location)))
+        Ok((Spec::Remote(side), location))
     }
 }
 
@@ -151,9 +226,8 @@ impl Plan {
             file: &peers.dst_peer,
         }
         .spec(&mut settings, config)?;
+        let dirs = directory_ids(args, [(&source, &from), (&destination, &to)])?;
         let named: Vec<&RemoteLocation> = [&from, &to].into_iter().flatten().collect();
-        let any_remote = source.remote().is_some() || destination.remote().is_some();
-        let dir = directory_id(args, &named, any_remote)?;
         let under = subpath(&named)?;
         if args.keep_owner && !matches!(destination, Spec::Local(_)) {
             return Err(CliError::Usage(
@@ -165,14 +239,15 @@ impl Plan {
         Ok(Self {
             source,
             destination,
-            dir,
+            dirs,
             under,
         })
     }
 }
 
 /// Validates the arguments and opens both endpoints. Every remote side is
-/// bound to its daemon's certificate before anything connects.
+/// bound to its daemon's certificate before anything connects; a local
+/// destination that does not exist is not made yet.
 pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     let plan = Plan::of(args)?;
     let sides: Vec<RemoteSide> = [&plan.source, &plan.destination]
@@ -180,7 +255,6 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         .filter_map(Spec::remote)
         .cloned()
         .collect();
-    let dir = plan.dir;
     let (client, expected) = match sides.is_empty() {
         true => (None, Vec::new()),
         false => {
@@ -194,68 +268,81 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         }
     };
     let mut expected = expected.iter();
-    let mut remotes = Vec::new();
-    let mut services = Vec::new();
-    for (spec, create) in [(&plan.source, false), (&plan.destination, true)] {
-        let service: Box<dyn Service> = match spec {
-            Spec::Local(path) => Box::new(local(&dir, path, create, args)?),
+    let (source_dir, destination_dir) = plan.dirs;
+    let mut reached = Vec::new();
+    for (spec, dir, destination) in [
+        (&plan.source, &source_dir, false),
+        (&plan.destination, &destination_dir, true),
+    ] {
+        reached.push(match spec {
+            Spec::Local(path) => local(dir, path, destination, args)?,
             Spec::Remote(side) => {
                 let client = client.as_ref().expect("a client exists for a remote side");
                 let daemon = expected.next().expect("one daemon per remote side");
-                let remote = connect(client, &side.addr, daemon).await?;
-                remotes.push(remote.clone());
-                Box::new(remote)
+                Reach::Remote(connect(client, &side.addr, daemon).await?)
             }
-        };
-        services.push(service);
+        });
     }
-    let source_remote = match plan.source {
-        Spec::Remote(_) => remotes.first().cloned(),
-        Spec::Local(_) => None,
-    };
-    let destination = services.pop().expect("two services");
-    let source = services.pop().expect("two services");
+    let destination = reached.pop().expect("two sides");
+    let source = reached.pop().expect("two sides");
     Ok(Endpoints {
-        dir,
+        source: Side {
+            dir: source_dir,
+            reach: source,
+        },
+        destination: Side {
+            dir: destination_dir,
+            reach: destination,
+        },
         under: plan.under,
-        source,
-        destination,
-        source_remote,
         client,
-        remotes,
     })
 }
 
-/// The directory id: the DIR of `HOST:DIR` arguments (the same on both
-/// sides), else `--directory-id`, which an address flag requires.
-fn directory_id(
+/// The directory id of each side, source first: a remote side's own DIR,
+/// else `--directory-id`, which an address flag requires. A local side
+/// serves one directory whatever its id: it takes the other side's, so
+/// messages name the same directory, else `--directory-id`, else `dir`.
+/// `--directory-id` that no side needs may only repeat a DIR.
+fn directory_ids(
     args: &MoveArgs,
-    named: &[&RemoteLocation],
-    any_remote: bool,
-) -> Result<DirectoryId, CliError> {
-    let mut dirs = named.iter().filter_map(|location| location.dir.as_ref());
-    let Some(dir) = dirs.next() else {
-        return match (&args.directory_id, any_remote) {
-            (Some(dir), _) => Ok(dir.clone()),
-            (None, false) => Ok(DirectoryId::new("dir").expect("valid id")),
-            (None, true) => Err(CliError::Usage(
+    sides: [(&Spec, &Option<RemoteLocation>); 2],
+) -> Result<(DirectoryId, DirectoryId), CliError> {
+    let flag = args.directory_id.as_ref();
+    let named = |location: &Option<RemoteLocation>| location.as_ref()?.dir.clone();
+    let own = |(spec, location): (&Spec, &Option<RemoteLocation>)| match (spec, named(location)) {
+        (Spec::Local(_), _) => Ok(None),
+        (Spec::Remote(_), Some(dir)) => Ok(Some(dir)),
+        (Spec::Remote(_), None) => flag.cloned().map(Some).ok_or_else(|| {
+            CliError::Usage(
                 "--directory-id is required with --src-addr or --dst-addr (or write HOST:DIR)"
                     .into(),
-            )),
-        };
+            )
+        }),
     };
-    if let Some(other) = dirs.next().filter(|other| *other != dir) {
-        return Err(CliError::Usage(format!(
-            "the two sides name different directories ({dir} and {other}); a move keeps \
-             the directory id, so name the same DIR on both"
-        )));
+    let [source, destination] = sides;
+    let needs_flag = sides
+        .iter()
+        .any(|(spec, location)| matches!(spec, Spec::Remote(_)) && named(location).is_none());
+    if let (Some(flag), false) = (flag, needs_flag) {
+        let contradicted = sides
+            .iter()
+            .find_map(|(_, location)| named(location).filter(|dir| dir != flag));
+        if let Some(dir) = contradicted {
+            return Err(CliError::Usage(format!(
+                "--directory-id {flag} contradicts HOST:{dir}; drop --directory-id"
+            )));
+        }
     }
-    match &args.directory_id {
-        Some(flag) if flag != dir => Err(CliError::Usage(format!(
-            "--directory-id {flag} contradicts HOST:{dir}; drop --directory-id"
-        ))),
-        _ => Ok(dir.clone()),
-    }
+    Ok(match (own(source)?, own(destination)?) {
+        (Some(src), Some(dst)) => (src, dst),
+        (Some(dir), None) | (None, Some(dir)) => (dir.clone(), dir),
+        (None, None) => {
+            let dir = flag.cloned();
+            let dir = dir.unwrap_or_else(|| DirectoryId::new("dir").expect("valid id"));
+            (dir.clone(), dir)
+        }
+    })
 }
 
 /// The file or subtree to move, if a side names one; two sides that both
@@ -287,9 +374,10 @@ pub(super) async fn connect(
             Ok(remote) => return Ok(remote),
             Err(e) => {
                 tracing::info!(%socket, "cannot connect: {e}");
+                let error = CliError::lost_or_failed(e.is_retryable(), e.to_string());
                 match e.is_retryable() {
-                    true => last = Some(CliError::Unreachable(e.to_string())),
-                    false => refusal = refusal.or(Some(CliError::Failed(e.to_string()))),
+                    true => last = Some(error),
+                    false => refusal = refusal.or(Some(error)),
                 }
             }
         }
@@ -299,30 +387,47 @@ pub(super) async fn connect(
         .expect("resolving gives at least one address"))
 }
 
-/// The local endpoint at `path`; the destination (`create`) is made if
-/// missing (except in a dry run, which creates nothing) and keeps owners if
-/// `--keep-owner`.
+/// The local side at `path`. A destination that does not exist is made
+/// once the move can start (never in a dry run, which creates nothing and
+/// so refuses it); it keeps owners if `--keep-owner`.
 fn local(
     dir: &DirectoryId,
     path: &Path,
-    create: bool,
+    destination: bool,
     args: &MoveArgs,
-) -> Result<LocalService, CliError> {
-    match (create, args.dry_run) {
-        (true, false) => std::fs::create_dir_all(path)
-            .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?,
-        (true, true) if !path.exists() => {
-            return Err(CliError::Failed(format!(
-                "{} does not exist: a real move would create it and move every file there; \
-                 a dry run creates nothing (run without --dry-run, or create it first)",
-                path.display()
-            )))
-        }
-        _ => {}
+) -> Result<Reach, CliError> {
+    let keep_owner = destination && args.keep_owner;
+    if !destination || path.exists() {
+        return Ok(Reach::Local(open_local(dir, path, keep_owner)?));
     }
+    if args.dry_run {
+        return Err(CliError::Failed(format!(
+            "{} does not exist: a real move would create it and move every file there; \
+             a dry run creates nothing (run without --dry-run, or create it first)",
+            path.display()
+        )));
+    }
+    let ancestor = path
+        .ancestors()
+        .skip(1)
+        .map(|folder| match folder.as_os_str().is_empty() {
+            true => Path::new("."),
+            false => folder,
+        })
+        .find(|folder| folder.exists())
+        .unwrap_or(Path::new("."));
+    Ok(Reach::Unmade {
+        path: path.to_path_buf(),
+        keep_owner,
+        ancestor: open_local(dir, ancestor, keep_owner)?,
+    })
+}
+
+/// The existing local directory at `path`, served as `dir`.
+fn open_local(dir: &DirectoryId, path: &Path, keep_owner: bool) -> Result<LocalService, CliError> {
     let service = LocalService::single(dir.clone(), path)
         .map_err(|e| CliError::Failed(format!("{}: {e}", path.display())))?;
-    if !(create && args.keep_owner) {
+    if !keep_owner {
         return Ok(service);
     }
     service
@@ -333,34 +438,51 @@ fn local(
 impl Endpoints {
     /// Refuses a move whose source and destination are the same directory,
     /// or nested, however they are reached (local path, daemon, another
-    /// address of the same daemon): every file would look already moved and
-    /// be deleted. Call it before anything is changed on either side.
+    /// address of the same daemon, another directory id of the same
+    /// daemon): every file would look already moved and be deleted. A
+    /// destination not made yet is refused when the source holds its
+    /// nearest existing folder. Call it before anything is changed on
+    /// either side.
     pub async fn refuse_overlap(&self) -> Result<(), CliError> {
-        refuse_overlap(self.source.as_ref(), self.destination.as_ref(), &self.dir).await
+        let (src, dst) = tokio::join!(self.source.identity(), self.destination.identity());
+        let identity = |result: Result<RootIdentity, ServiceError>, side: &str| {
+            result.map_err(|e| CliError::lost_or_failed(e.is_retryable(), format!("{side}: {e}")))
+        };
+        let (src, dst) = (identity(src, "source")?, identity(dst, "destination")?);
+        let overlaps = match &self.destination.reach {
+            Reach::Unmade { .. } => src.contains(&dst),
+            _ => src.overlaps(&dst),
+        };
+        if overlaps {
+            return Err(CliError::Usage(format!(
+                "source and destination are the same directory, or one contains the other \
+                 ({} and {})",
+                src.path,
+                self.destination.shown(&dst)
+            )));
+        }
+        Ok(())
     }
 }
 
-async fn refuse_overlap(
-    source: &dyn Service,
-    destination: &dyn Service,
-    dir: &DirectoryId,
-) -> Result<(), CliError> {
-    let (src, dst) = tokio::join!(source.root_identity(dir), destination.root_identity(dir));
-    let identity = |result: Result<RootIdentity, ServiceError>, side: &str| {
-        result.map_err(|e| match e {
-            ServiceError::Transport(e) if e.is_retryable() => CliError::Unreachable(e.to_string()),
-            e => CliError::Failed(format!("{side}: {e}")),
-        })
-    };
-    let (src, dst) = (identity(src, "source")?, identity(dst, "destination")?);
-    if src.overlaps(&dst) {
-        return Err(CliError::Usage(format!(
-            "source and destination are the same directory, or one contains the other \
-             ({} and {})",
-            src.path, dst.path
-        )));
+impl Side {
+    /// The identity of this side's root: for a destination not made yet,
+    /// that of its nearest existing folder.
+    async fn identity(&self) -> Result<RootIdentity, ServiceError> {
+        match &self.reach {
+            Reach::Local(local) => local.root_identity(&self.dir).await,
+            Reach::Remote(remote) => remote.root_identity(&self.dir).await,
+            Reach::Unmade { ancestor, .. } => ancestor.root_identity(&self.dir).await,
+        }
     }
-    Ok(())
+
+    /// How a message names this side's root, whose identity is `identity`.
+    fn shown(&self, identity: &RootIdentity) -> String {
+        match &self.reach {
+            Reach::Unmade { path, .. } => path.display().to_string(),
+            _ => identity.path.clone(),
+        }
+    }
 }
 
 /// Resolves `HOST:PORT`, `HOST`, `IP`, `IP:PORT` or `[IPv6]:PORT`, the port

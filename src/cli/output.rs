@@ -138,9 +138,10 @@ impl Display {
     }
 
     /// A new attempt starts: the report lists the failures and skipped
-    /// entries of the last attempt only, as the totals count them.
+    /// entries of the last attempt only, and the files moved by every
+    /// attempt, as the totals count them.
     pub fn start_attempt(&self) {
-        *self.records() = Records::default();
+        self.records().next_attempt();
     }
 
     /// Stops the stats lines and prints the final summary line (not in
@@ -469,6 +470,8 @@ impl FileProgress for FileLine {
     fn success(&mut self) {
         self.bar.finish_and_clear();
         self.display.file_done();
+        self.display
+            .record(|records| records.moved(&self.path, self.size, self.sent));
         if self.display.inner.settings.verbosity != Verbosity::Quiet {
             let prefix = format!("{:<9}", "Moved");
             let dir = &self.display.inner.dir;

@@ -77,7 +77,7 @@ pub(super) async fn preview<'a>(
     while let Some((entry, plan)) = plans.next().await {
         match plan {
             Ok(plan) => {
-                tracing::info!(dir = %endpoints.dir, path = %entry.path, ?plan, "dry run");
+                tracing::info!(dir = %endpoints.source.dir, path = %entry.path, ?plan, "dry run");
                 summary.moved += 1;
                 if let Plan::Send { kept, replaces } = plan {
                     summary.replaced += usize::from(replaces);
@@ -87,7 +87,7 @@ pub(super) async fn preview<'a>(
                 progress.planned(&entry.path, entry.stamp.size, plan);
             }
             Err(err) => {
-                tracing::error!(dir = %endpoints.dir, path = %entry.path, "{err}");
+                tracing::error!(dir = %endpoints.source.dir, path = %entry.path, "{err}");
                 summary.failed += 1;
                 summary.retryable += usize::from(err.is_retryable());
                 progress.plan_failed(&entry.path, &err);

@@ -115,6 +115,11 @@ fn dir() -> DirectoryId {
     DirectoryId::new("d").unwrap()
 }
 
+/// `service`'s directory `dir`, as the mover sees it.
+fn at<'a>(service: &'a dyn Service, dir: &'a DirectoryId) -> Endpoint<'a> {
+    Endpoint { service, dir }
+}
+
 fn read(root: &Path, path: &str) -> Vec<u8> {
     std::fs::read(root.join(path)).unwrap()
 }
@@ -132,9 +137,9 @@ async fn run(
     progress: &mut dyn Progress,
 ) -> MoveSummary {
     move_files(
-        source,
-        destination,
-        &dir(),
+        at(source, &dir()),
+        at(destination, &dir()),
+        None,
         &MoveOptions::default(),
         progress,
     )
@@ -161,9 +166,15 @@ async fn moves_every_file_and_reports_each_stage() {
         parallel: 2,
         ..MoveOptions::default()
     };
-    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        None,
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap();
 
     assert_eq!(
         summary,
@@ -452,9 +463,9 @@ async fn unknown_directory_fails_the_whole_move() {
     let mut progress = Recording::default();
     let other = DirectoryId::new("other").unwrap();
     let err = move_files(
-        &source,
-        &destination,
-        &other,
+        at(&source, &other),
+        at(&destination, &other),
+        None,
         &MoveOptions::default(),
         &mut progress,
     )
@@ -574,9 +585,15 @@ async fn stopping_keeps_partials_and_starts_nothing_new() {
         inner: Recording::default(),
         stop,
     };
-    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        None,
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         (summary.moved, summary.interrupted, summary.not_started),
         (0, 1, 3)
@@ -691,14 +708,18 @@ async fn a_subpath_moves_only_what_lies_under_it_and_a_missing_one_changes_nothi
     write(src.path(), "a/b-sibling", b"sibling");
     write(src.path(), "top", b"top");
     write(dst.path(), "elsewhere", b"kept");
-    let under = |path: &str| MoveOptions {
-        under: Some(RelPath::new(path).unwrap()),
-        ..MoveOptions::default()
-    };
+    let options = MoveOptions::default();
+    let under = |path: &str| Some(RelPath::new(path).unwrap());
     let mut progress = Recording::default();
-    let summary = move_files(&source, &destination, &dir(), &under("a/b"), &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        under("a/b").as_ref(),
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!((summary.moved, summary.skipped, summary.failed), (1, 0, 0));
     assert_eq!(read(dst.path(), "a/b/one"), b"one");
     assert_eq!(read(src.path(), "a/b-sibling"), b"sibling");
@@ -706,15 +727,27 @@ async fn a_subpath_moves_only_what_lies_under_it_and_a_missing_one_changes_nothi
     assert_eq!(read(dst.path(), "elsewhere"), b"kept");
     assert_eq!(progress.events()[0], "set_length 1 3");
 
-    let summary = move_files(&source, &destination, &dir(), &under("top"), &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        under("top").as_ref(),
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(summary.moved, 1);
     assert_eq!(read(dst.path(), "top"), b"top");
 
-    let err = move_files(&source, &destination, &dir(), &under("a/b"), &mut progress)
-        .await
-        .unwrap_err();
+    let err = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        under("a/b").as_ref(),
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap_err();
     assert_eq!(
         err.to_string(),
         "source: a/b does not exist in the source directory"
@@ -738,9 +771,15 @@ async fn a_dry_run_plans_each_file_and_writes_nothing() {
         dry_run: true,
         ..MoveOptions::default()
     };
-    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        None,
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!(before, (tree(src.path()), tree(dst.path())));
     let planned: Vec<String> = progress
         .events()
@@ -779,9 +818,15 @@ async fn files_the_selection_leaves_out_stay_and_are_counted() {
         ..MoveOptions::default()
     };
     let mut progress = Recording::default();
-    let summary = move_files(&source, &destination, &dir(), &options, &mut progress)
-        .await
-        .unwrap();
+    let summary = move_files(
+        at(&source, &dir()),
+        at(&destination, &dir()),
+        None,
+        &options,
+        &mut progress,
+    )
+    .await
+    .unwrap();
     assert_eq!((summary.moved, summary.excluded), (1, 1));
     assert_eq!(read(dst.path(), "keep.jpg"), b"jpg");
     assert_eq!(read(src.path(), "tmp/upload"), b"partial upload");
@@ -810,4 +855,49 @@ fn tree(root: &Path) -> Vec<(String, Vec<u8>, std::time::SystemTime, u32)> {
         .collect();
     files.sort();
     files
+}
+
+#[tokio::test]
+async fn each_side_is_reached_under_its_own_directory_id() {
+    let (src, dst, decoy) = (
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+        TempDir::new().unwrap(),
+    );
+    let (photos, archive) = (
+        DirectoryId::new("photos").unwrap(),
+        DirectoryId::new("archive").unwrap(),
+    );
+    let source = LocalService::single(photos.clone(), src.path()).unwrap();
+    // The destination also serves an id like the source's: a move that
+    // reached it under the source's id would land there.
+    let destination = LocalService::new([
+        (photos.clone(), decoy.path().to_path_buf()),
+        (archive.clone(), dst.path().to_path_buf()),
+    ])
+    .unwrap();
+    write(src.path(), "new/a.jpg", b"new");
+    write(src.path(), "same.jpg", b"identical");
+    write(dst.path(), "same.jpg", b"identical");
+    write(decoy.path(), "same.jpg", b"other content");
+    let mut progress = Recording::default();
+    let summary = move_files(
+        at(&source, &photos),
+        at(&destination, &archive),
+        None,
+        &MoveOptions::default(),
+        &mut progress,
+    )
+    .await
+    .unwrap();
+
+    assert_eq!(
+        (summary.moved, summary.failed, summary.bytes_sent),
+        (2, 0, 3)
+    );
+    assert_eq!(read(dst.path(), "new/a.jpg"), b"new");
+    assert_eq!(read(dst.path(), "same.jpg"), b"identical");
+    assert_eq!(read(decoy.path(), "same.jpg"), b"other content");
+    assert!(!decoy.path().join("new").exists());
+    assert_eq!(std::fs::read_dir(src.path()).unwrap().count(), 0);
 }

@@ -255,9 +255,9 @@ fn bad_addresses_are_usage_errors_that_change_nothing() {
         assert_eq!(out.status.code(), Some(2), "{src}: {}", stderr(&out));
         assert!(!stderr(&out).is_empty());
     }
-    let out = nas.realize(&["nas:photos", "nas:docs"]);
+    let out = nas.realize(&["nas:photos", "nas:photos"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
-    assert!(stderr(&out).contains("different directories"));
+    assert!(stderr(&out).contains("the same directory"));
     let out = nas.realize(&["nas:photos", arg(&dst), "--directory-id", "docs"]);
     assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
     assert_eq!(snapshot(nas.photos.path()), before);
@@ -306,4 +306,164 @@ fn a_daemon_listening_on_both_stacks_is_reached_by_every_address_of_a_name() {
         .unwrap();
     assert_success(&out);
     assert_eq!(stdout(&out), "photos\n");
+}
+
+/// Runs `realize` with the client configuration `config` and `args`.
+fn realize_with(config: &Path, args: &[&str]) -> Output {
+    realize()
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn a_relay_moves_into_a_directory_of_another_id() {
+    let keys = Keys::generate(&["laptop", "alpha", "beta"]);
+    let (photos, archive) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    make_tree(photos.path());
+    let tree = snapshot(photos.path());
+    let alpha = Daemon::start(&keys, "alpha", &[("photos", photos.path())], &["laptop"]);
+    let beta = Daemon::start(&keys, "beta", &[("archive", archive.path())], &["laptop"]);
+    let config = client_config(
+        &keys,
+        &[
+            ("alpha", &alpha.addr(), "alpha"),
+            ("beta", &beta.addr(), "beta"),
+        ],
+    );
+    assert_success(&realize_with(&config, &["alpha:photos", "beta:archive"]));
+    assert_eq!(snapshot(archive.path()), tree);
+    assert!(is_empty_dir(photos.path()));
+}
+
+#[test]
+fn one_daemon_moves_between_two_of_its_directories() {
+    let nas = Nas::start("nas");
+    make_tree(nas.photos.path());
+    let tree = snapshot(nas.photos.path());
+    assert_success(&nas.realize(&["nas:photos/a", "nas:docs"]));
+    let moved: BTreeMap<String, String> = tree
+        .iter()
+        .filter(|(path, _)| path.starts_with("a/"))
+        .map(|(p, h)| (p.clone(), h.clone()))
+        .collect();
+    assert_eq!(snapshot(nas.docs.path()), moved, "a lands at a in docs");
+    assert!(nas.photos.path().join("top.txt").exists());
+}
+
+#[test]
+fn two_directories_of_which_one_holds_the_other_are_refused() {
+    let keys = Keys::generate(&["laptop", "nas"]);
+    let photos = TempDir::new().unwrap();
+    make_tree(photos.path());
+    let before = snapshot(photos.path());
+    let inner = photos.path().join("a");
+    let daemon = Daemon::start(
+        &keys,
+        "nas",
+        &[("photos", photos.path()), ("inner", &inner)],
+        &["laptop"],
+    );
+    let config = client_config(&keys, &[("nas", &daemon.addr(), "nas")]);
+    for (src, dst) in [("nas:photos", "nas:inner"), ("nas:inner", "nas:photos")] {
+        let out = realize_with(&config, &[src, dst]);
+        assert_eq!(out.status.code(), Some(2), "{src} {dst}: {}", stderr(&out));
+        assert!(
+            stderr(&out).contains("one contains the other"),
+            "{}",
+            stderr(&out)
+        );
+    }
+    assert_eq!(snapshot(photos.path()), before);
+}
+
+#[test]
+fn an_address_flag_takes_a_host_named_in_the_client_config() {
+    let nas = Nas::start("nas");
+    make_tree(nas.photos.path());
+    let tree = snapshot(nas.photos.path());
+    let local = TempDir::new().unwrap();
+    let args = [
+        "--src-addr",
+        "nas",
+        "--directory-id",
+        "photos",
+        "--dst-path",
+    ];
+    assert_success(&nas.realize(&[&args[..], &[arg(local.path())]].concat()));
+    assert_eq!(snapshot(local.path()), tree);
+
+    assert_success(&nas.realize(&[
+        "--src-path",
+        arg(local.path()),
+        "--dst-addr",
+        "nas",
+        "--directory-id",
+        "docs",
+    ]));
+    assert_eq!(snapshot(nas.docs.path()), tree);
+}
+
+#[test]
+fn an_address_flag_naming_a_host_accepts_only_its_certificate() {
+    let nas = Nas::start("impostor");
+    write_file(nas.photos.path(), "kept.jpg", b"kept");
+    let local = TempDir::new().unwrap();
+    let out = nas.realize(&[
+        "--src-addr",
+        "nas",
+        "--directory-id",
+        "photos",
+        "--dst-path",
+        arg(local.path()),
+        "--peers",
+        arg(&nas.keys.cert("nas")),
+    ]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("[hosts.nas] cert"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(nas.photos.path().join("kept.jpg").exists());
+    assert!(is_empty_dir(local.path()));
+}
+
+#[test]
+fn a_missing_subpath_creates_no_destination() {
+    let nas = Nas::start("nas");
+    make_tree(nas.photos.path());
+    let local = TempDir::new().unwrap();
+    let dst = local.path().join("new/deeper");
+    let out = nas.realize(&["nas:photos/nowhere", arg(&dst)]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("nowhere does not exist in the source directory"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(is_empty_dir(local.path()), "{:?}", paths(local.path()));
+}
+
+#[test]
+fn a_destination_inside_the_source_is_refused_before_it_is_made() {
+    let work = TempDir::new().unwrap();
+    make_tree(work.path());
+    let before = snapshot(work.path());
+    let inside = work.path().join("new");
+    let out = realize()
+        .args([arg(work.path()), arg(&inside)])
+        .env("XDG_CONFIG_HOME", work.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("one contains the other"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(!inside.exists());
+    assert_eq!(snapshot(work.path()), before);
 }

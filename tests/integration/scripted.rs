@@ -199,3 +199,26 @@ fn stats_prints_progress_lines_on_stderr_while_a_throttled_move_runs() {
     assert!(!stdout(&out).contains("Stats"));
     assert!(dst.path().join("slow.bin").is_file());
 }
+
+#[test]
+fn json_lists_each_moved_file_with_its_size() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = trees();
+    write_file(dst.path(), "a.txt", b"hello");
+    let daemon = Daemon::start(&keys, "daemon", &[("photos", dst.path())], &["client"]);
+    let mut args = to_daemon(&keys, src.path(), &daemon, "photos", "client", "daemon");
+    args.extend(["--exclude", "*.tmp", "--json"].map(String::from));
+
+    let out = realize().args(&args).output().unwrap();
+    let json = report(&out);
+    assert_eq!(out.status.code(), Some(23), "{}", stderr(&out));
+    assert_eq!(
+        json["moved"],
+        serde_json::json!([
+            {"path": "a.txt", "size": 5, "sent": 0},
+            {"path": "sub/b.bin", "size": 100_000, "sent": 100_000},
+        ]),
+        "a.txt was already there: nothing sent"
+    );
+    assert_eq!(json["counts"]["moved"], 2);
+}

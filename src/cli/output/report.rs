@@ -40,16 +40,48 @@ struct Planned {
     replaces: bool,
 }
 
-/// What the display keeps of the last attempt for the report: the entries
-/// that failed or were skipped, and a dry run's plans.
+/// A file moved: its source copy is deleted.
+#[derive(Debug, Clone, Serialize)]
+struct Moved {
+    /// Relative to the directory's root.
+    path: String,
+    /// The file's size.
+    size: u64,
+    /// Bytes of it sent by the attempt that moved it: 0 when the
+    /// destination already held it, less than `size` when it resumed.
+    sent: u64,
+}
+
+/// What the display keeps for the report: the files moved by every
+/// attempt, and of the last attempt the entries that failed or were
+/// skipped and a dry run's plans.
 #[derive(Debug, Default)]
 pub(super) struct Records {
+    moved: Vec<Moved>,
     failures: Vec<Entry>,
     skipped: Vec<Entry>,
     planned: Vec<Planned>,
 }
 
 impl Records {
+    /// A new attempt starts: only the files moved stay, as the totals add
+    /// them up.
+    pub(super) fn next_attempt(&mut self) {
+        *self = Records {
+            moved: std::mem::take(&mut self.moved),
+            ..Records::default()
+        };
+    }
+
+    /// A file moved, `sent` bytes of it sent.
+    pub(super) fn moved(&mut self, path: &RelPath, size: u64, sent: u64) {
+        self.moved.push(Moved {
+            path: path.to_string(),
+            size,
+            sent,
+        });
+    }
+
     /// A file that failed; its source copy is kept.
     pub(super) fn failed(&mut self, path: &RelPath, err: &MoveFileError) {
         self.failures.push(Entry {
@@ -122,6 +154,7 @@ struct Layout<'a> {
     counts: Counts,
     bytes_sent: u64,
     elapsed_seconds: f64,
+    moved: Vec<&'a Moved>,
     failures: &'a [Entry],
     skipped: &'a [Entry],
     planned: &'a [Planned],
@@ -174,10 +207,18 @@ impl Report<'_> {
             counts: Counts::of(self.summary),
             bytes_sent: self.summary.bytes_sent,
             elapsed_seconds: self.elapsed.as_secs_f64(),
+            moved: in_path_order(&records.moved),
             failures: &records.failures,
             skipped: &records.skipped,
             planned: &records.planned,
         };
         serde_json::to_string(&layout).expect("the report serializes")
     }
+}
+
+/// The files moved, in path order (they finish in any order).
+fn in_path_order(moved: &[Moved]) -> Vec<&Moved> {
+    let mut sorted: Vec<&Moved> = moved.iter().collect();
+    sorted.sort_by(|a, b| a.path.cmp(&b.path));
+    sorted
 }
