@@ -94,6 +94,9 @@ impl Drop for Gathered {
             self.token.take(),
         );
         runtime.spawn_blocking(move || {
+            if !resumable(&target) {
+                return;
+            }
             match Progress::of_pieces(&target, pieces) {
                 Ok(progress) => progress.abandon(target.display()),
                 Err(e) => {
@@ -103,5 +106,16 @@ impl Drop for Gathered {
             drop(claim);
             drop(token);
         });
+    }
+}
+
+/// Whether a partial file of `target` could still become final: not once
+/// another transfer has put a file there other than the one the plan may
+/// replace (which happens when a stopped transfer's stream outlives the
+/// run that moved the file), since committing it would then fail.
+fn resumable(target: &WriteTarget) -> bool {
+    match target.place.final_stamp() {
+        Ok(current) => current.as_ref() == target.plan.replaces.as_ref(),
+        Err(_) => false,
     }
 }
