@@ -186,8 +186,10 @@ impl Daemon {
         self.endpoint.local_addr()
     }
 
-    /// Serves connections until `shutdown` completes, then closes them and
-    /// waits briefly for in-flight writes to leave their partial files.
+    /// Serves connections until `shutdown` completes, then closes them,
+    /// waits briefly for the peers to acknowledge, and waits until every
+    /// write under way has ended: its file made final if its finish had
+    /// begun, else its partial file holding what arrived.
     /// Each configuration received from `reloads` replaces the one in force
     /// if it loads (see [`Daemon::reload`]).
     pub async fn run(
@@ -219,6 +221,7 @@ impl Daemon {
             .close(VarInt::from_u32(code::SHUTDOWN), b"daemon shutting down");
         let idle = self.endpoint.wait_idle();
         let _ = tokio::time::timeout(Duration::from_secs(5), idle).await;
+        self.served.service.shutdown().await;
         tracing::info!("stopped");
     }
 

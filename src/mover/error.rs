@@ -80,14 +80,16 @@ impl MoveFileError {
         matches!(self, MoveFileError::Transport { source, .. } if source.is_retryable())
     }
 
-    /// A short label of the kind of failure, for metrics.
-    pub fn kind_label(&self) -> String {
+    /// The kind of failure, for metrics and the JSON report: the
+    /// [`ErrorKind::label`] of a refusal, a hash mismatch or a changed
+    /// source, `Transport` or `Interrupted` otherwise.
+    pub fn kind_label(&self) -> &'static str {
         match self {
-            MoveFileError::Transport { .. } => "transport".into(),
-            MoveFileError::Service { source, .. } => format!("{:?}", source.kind),
-            MoveFileError::HashMismatch(_) => "hash_mismatch".into(),
-            MoveFileError::SourceChanged => "source_changed".into(),
-            MoveFileError::Interrupted => "interrupted".into(),
+            MoveFileError::Transport { .. } => "Transport",
+            MoveFileError::Service { source, .. } => source.kind.label(),
+            MoveFileError::HashMismatch(_) => ErrorKind::HashMismatch.label(),
+            MoveFileError::SourceChanged => ErrorKind::SourceChanged.label(),
+            MoveFileError::Interrupted => "Interrupted",
         }
     }
 

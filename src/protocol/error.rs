@@ -33,6 +33,28 @@ pub enum ErrorKind {
     DestinationChanged,
 }
 
+impl ErrorKind {
+    /// The kind's name (`NoSpace`, `HashMismatch`, …): the `kind` label of
+    /// the metrics that count failures, and the `kind` of a failure in the
+    /// command's JSON report.
+    pub fn label(self) -> &'static str {
+        match self {
+            ErrorKind::UnknownDirectory => "UnknownDirectory",
+            ErrorKind::InvalidPath => "InvalidPath",
+            ErrorKind::NotFound => "NotFound",
+            ErrorKind::NotAFile => "NotAFile",
+            ErrorKind::SourceChanged => "SourceChanged",
+            ErrorKind::HashMismatch => "HashMismatch",
+            ErrorKind::NoSpace => "NoSpace",
+            ErrorKind::Io => "Io",
+            ErrorKind::Protocol => "Protocol",
+            ErrorKind::VersionMismatch => "VersionMismatch",
+            ErrorKind::Superseded => "Superseded",
+            ErrorKind::DestinationChanged => "DestinationChanged",
+        }
+    }
+}
+
 /// An error reported by a service, local or remote. It crosses the wire as is.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 #[error("{message}")]
@@ -66,5 +88,32 @@ impl RealizeError {
             _ => ErrorKind::Io,
         };
         Self::new(kind, format!("{what}: {err}"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_kind_is_labelled_by_its_name() {
+        use ErrorKind::*;
+        let kinds = [
+            UnknownDirectory,
+            InvalidPath,
+            NotFound,
+            NotAFile,
+            SourceChanged,
+            HashMismatch,
+            NoSpace,
+            Io,
+            Protocol,
+            VersionMismatch,
+            Superseded,
+            DestinationChanged,
+        ];
+        for kind in kinds {
+            assert_eq!(kind.label(), format!("{kind:?}"));
+        }
     }
 }

@@ -3,15 +3,19 @@
 
 mod caller;
 mod collection;
+mod completion;
 mod direct;
 mod durability;
 mod exclusive;
 mod finisher;
+mod gathered;
 mod listing;
 mod names;
+mod partial;
 mod place;
 mod reader;
 mod root;
+mod threads;
 mod workers;
 mod writer;
 
@@ -33,13 +37,12 @@ pub use reader::{ReadBudget, CHUNK_SIZE};
 pub use root::Root;
 pub use writer::LocalWriter;
 
-use self::caller::Caller;
 use self::durability::DirSyncer;
 use self::exclusive::PartialLocks;
-use self::finisher::Finisher;
+use self::partial::WriteTarget;
 use self::reader::LocalReader;
-use self::workers::{Requester, ShortOps};
-use self::writer::WriteTarget;
+use self::threads::{blocking, for_caller, on_blocking_thread, Threads};
+use self::workers::Requester;
 use super::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::model::{
     Attributes, Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, WritePlan,
@@ -52,8 +55,8 @@ use crate::protocol::{ErrorKind, RealizeError};
 pub struct LocalService {
     roots: Arc<HashMap<DirectoryId, Arc<Root>>>,
     syncer: Arc<DirSyncer>,
-    finisher: Finisher,
-    ops: ShortOps,
+    /// The threads of the blocking work (see `threads`).
+    threads: Threads,
     partials: Arc<PartialLocks>,
     /// Bounds the bytes this service's reads hold in memory.
     read_budget: ReadBudget,
@@ -88,8 +91,7 @@ impl LocalService {
         Ok(Self {
             roots: open_roots(dirs)?,
             syncer: Arc::<DirSyncer>::default(),
-            finisher: Finisher::start()?,
-            ops: ShortOps::start()?,
+            threads: Threads::start()?,
             partials: Arc::default(),
             read_budget: ReadBudget::default(),
             keep_owners: false,
@@ -178,12 +180,18 @@ impl LocalService {
     /// shared by every peer serve the peers in turn (see `workers`), so
     /// one peer's backlog cannot hold up the others.
     pub fn for_peer(&self, peer: &str) -> Self {
-        let requester = Requester::new(peer);
         Self {
-            finisher: self.finisher.for_requester(requester.clone()),
-            ops: self.ops.for_requester(requester),
+            threads: self.threads.for_requester(Requester::new(peer)),
             ..self.clone()
         }
+    }
+
+    /// Refuses new writes, waits until every write under way has ended
+    /// (its file final, or its partial file holding what arrived), then
+    /// stops the threads this service and the services sharing its
+    /// workers use (see `threads`).
+    pub async fn shutdown(&self) {
+        self.threads.shutdown().await;
     }
 
     /// Serves one directory.
@@ -212,7 +220,8 @@ impl LocalService {
         let root = self.root(dir)?;
         let display = path.clone();
         let place = self
-            .ops
+            .threads
+            .ops()
             .run(move || root.resolve_creating(&display))
             .await?;
         let claim = self.partials.claim(&self.claim_key(dir, path)).await;
@@ -220,13 +229,15 @@ impl LocalService {
             let message = format!("{path}: a newer transfer of this file took over");
             return Err(RealizeError::new(ErrorKind::Superseded, message));
         }
+        let token = self.threads.start_write(path)?;
         let mut plan = plan.clone();
         plan.attributes = self.applied(plan.attributes);
         let target = WriteTarget {
             place: Arc::new(place),
             plan,
         };
-        LocalWriter::open(target, claim, self.syncer.clone(), &self.finisher).await
+        let (syncer, finisher) = (self.syncer.clone(), self.threads.finisher());
+        LocalWriter::open(target, claim, token, syncer, finisher).await
     }
 
     /// Refuses a path deeper than a listing here descends: a file written
@@ -288,35 +299,6 @@ impl LocalService {
     }
 }
 
-/// Runs blocking file-system work off the async runtime's worker threads;
-/// work whose caller stopped waiting before it began is not done.
-async fn on_blocking_thread<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
-) -> Result<T, RealizeError> {
-    for_caller(move |_| work()).await
-}
-
-/// [`on_blocking_thread`] for long work, which stops early (see
-/// [`Caller::reading`]) when its caller stops waiting.
-async fn for_caller<T: Send + 'static>(
-    work: impl FnOnce(&Caller) -> Result<T, RealizeError> + Send + 'static,
-) -> Result<T, RealizeError> {
-    let (caller, _waiting) = caller::watch();
-    tokio::task::spawn_blocking(move || {
-        caller.still_waiting()?;
-        work(&caller)
-    })
-    .await
-    .map_err(|e| RealizeError::new(ErrorKind::Io, format!("blocking task failed: {e}")))?
-}
-
-/// [`on_blocking_thread`], answering as a [`Service`] does.
-async fn blocking<T: Send + 'static>(
-    work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
-) -> Result<T, ServiceError> {
-    on_blocking_thread(work).await.map_err(ServiceError::from)
-}
-
 #[async_trait]
 impl Service for LocalService {
     async fn list(&self, dir: &DirectoryId) -> Result<Listing, ServiceError> {
@@ -339,7 +321,8 @@ impl Service for LocalService {
         let budget = self.read_budget.clone();
         let runtime = tokio::runtime::Handle::current();
         let reader = self
-            .ops
+            .threads
+            .ops()
             .run(move || {
                 let (file, stamp) = root.resolve(&display)?.open_final()?;
                 delta.validate(stamp.size).map_err(|e| {
@@ -432,7 +415,7 @@ impl Service for LocalService {
     ) -> Result<(), ServiceError> {
         let root = self.root(dir)?;
         let display = path.clone();
-        let deleted = self.ops.run(move || {
+        let deleted = self.threads.ops().run(move || {
             root.resolve(&display)?.delete(&expected)?;
             root.remove_empty_parents(&display);
             Ok(())

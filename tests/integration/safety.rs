@@ -347,3 +347,73 @@ fn keep_owner_is_refused_to_a_user_who_cannot_give_files_away() {
     );
     assert!(src.join("a").exists());
 }
+
+/// The paths the daemon logged as made final (`file finalised path=P`).
+fn finalised(log: &str) -> std::collections::BTreeSet<String> {
+    log.lines()
+        .filter(|line| line.contains("file finalised"))
+        .filter_map(|line| line.split(" path=").nth(1)?.split(' ').next())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn sigterm_lets_the_daemon_finish_the_writes_it_started_and_a_later_run_moves_the_rest() {
+    const FILES: usize = 3000;
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    for i in 0..FILES {
+        write_file(src.path(), &format!("f{i:05}"), &pattern(i as u64, 4096));
+    }
+    let before = snapshot(src.path());
+    let mut daemon = Daemon::start(&keys, "daemon", &[("d", dst.path())], &["client"]);
+    let mut command = realize();
+    command.args(to_daemon(
+        &keys,
+        src.path(),
+        &daemon,
+        "d",
+        "client",
+        "daemon",
+    ));
+    command.args(["--retries", "0"]);
+    let run = std::thread::spawn(move || command.output().unwrap());
+
+    // Stopped while small files are being finished in batches.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while finalised(&daemon.log()).len() < FILES / 10 {
+        assert!(std::time::Instant::now() < deadline, "{}", daemon.log());
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(daemon.terminate().code(), Some(0), "{}", daemon.log());
+
+    // Every file the daemon made final, it finished before exiting (its
+    // write answered and logged); the others are untouched or partial.
+    let log = daemon.log();
+    let logged = finalised(&log);
+    let made_final: std::collections::BTreeSet<String> = paths(dst.path())
+        .into_iter()
+        .filter(|path| !path.starts_with(".realize~part."))
+        .collect();
+    assert!(made_final.len() < FILES, "stopped before the end");
+    let unlogged: Vec<_> = made_final.difference(&logged).collect();
+    assert!(
+        unlogged.is_empty(),
+        "{} files made final after the daemon stopped finishing: {unlogged:?}",
+        unlogged.len()
+    );
+    let copies = snapshot(dst.path());
+    for path in &made_final {
+        assert_eq!(copies[path], before[path], "{path}");
+    }
+    let out = run.join().unwrap();
+    assert!(!out.status.success(), "{}", stderr(&out));
+
+    // A later run moves everything, each file intact.
+    let daemon = daemon.restart();
+    let args = to_daemon(&keys, src.path(), &daemon, "d", "client", "daemon");
+    let out = realize().args(&args).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(snapshot(dst.path()), before);
+    assert!(is_empty_dir(src.path()));
+}

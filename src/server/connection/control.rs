@@ -85,8 +85,7 @@ impl Answer {
         let status = match &result {
             Ok(_) => "ok",
             Err(e) => {
-                metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", e.kind))
-                    .increment(1);
+                metrics::counter!(telemetry::ERRORS, "kind" => e.kind.label()).increment(1);
                 "error"
             }
         };

@@ -10,10 +10,10 @@ use bytes::Bytes;
 use quinn::{RecvStream, SendStream, VarInt};
 
 use super::Peer;
-use crate::model::{Delta, DirectoryId, RelPath, WritePlan};
+use crate::model::{Delta, DirectoryId, Hash, RelPath, WritePlan};
 use crate::protocol::{
-    code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, StreamRequest,
-    WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
+    code, read_frame, write_frame, FrameError, ListItem, ReadHeader, ReadTrailer, RealizeError,
+    StreamRequest, WriteResult, WriteTrailer, MAX_FRAME_LEN, MAX_LIST_CHUNK,
 };
 use crate::server::listing_gate::ListingGate;
 use crate::service::local::{BatchLimit, LocalService, LocalWriter};
@@ -121,8 +121,8 @@ async fn send_list_item(
 }
 
 /// Logs and counts an error the daemon answers a stream with.
-fn counted(err: crate::protocol::RealizeError, peer: &Peer) -> crate::protocol::RealizeError {
-    metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", err.kind)).increment(1);
+fn counted(err: RealizeError, peer: &Peer) -> RealizeError {
+    metrics::counter!(telemetry::ERRORS, "kind" => err.kind.label()).increment(1);
     tracing::warn!(peer = %peer.id, kind = ?err.kind, "refused: {err}");
     err
 }
@@ -241,6 +241,26 @@ struct Target {
     plan: WritePlan,
 }
 
+/// How a write stream ends before its verdict is answered.
+enum Cut {
+    /// The service refused the write, at open or while it wrote: the peer
+    /// is told to stop sending and answered with the error.
+    Refused(RealizeError),
+    /// A newer transfer of the same file took over: `CANCELLED`.
+    Superseded,
+    /// The peer sent nothing for its stall limit (`STALLED`), as the
+    /// message says.
+    Stalled(String),
+    /// The peer broke the protocol (`PROTOCOL_VIOLATION`), as the message
+    /// says.
+    Violation(String),
+    /// The peer cancelled the stream or the connection was lost.
+    Lost(String),
+}
+
+/// Receives a file into the service: open, the announced bytes, the
+/// trailer, the finish. Every way out but the verdict is a [`Cut`]; none
+/// loses what arrived, which stays in the partial file.
 async fn write(
     send: &mut SendStream,
     recv: &mut RecvStream,
@@ -248,90 +268,127 @@ async fn write(
     target: Target,
     peer: &Peer,
 ) -> Result<(), FrameError> {
-    let Target { dir, path, plan } = &target;
-    let (size, delta) = (&plan.size, &plan.delta);
-    let mut writer = match service.open_writer(dir, path, plan).await {
-        Ok(writer) => writer,
-        Err(e) => {
-            let _ = recv.stop(VarInt::from_u32(code::REFUSED));
-            return answer(send, Err(counted(e, peer))).await;
+    match receive(recv, service, &target, peer).await {
+        Ok(verdict) => {
+            log_verdict(&verdict, &target, peer);
+            answer(send, verdict).await
         }
-    };
-    let payload = delta.payload_len(*size);
-    let mut remaining = payload;
+        Err(cut) => end(send, recv, cut, &target, peer).await,
+    }
+}
+
+/// The write's states in order; the verdict, or where it was cut.
+async fn receive(
+    recv: &mut RecvStream,
+    service: &LocalService,
+    target: &Target,
+    peer: &Peer,
+) -> Result<Result<Hash, RealizeError>, Cut> {
+    let Target { dir, path, plan } = target;
+    let mut writer = service
+        .open_writer(dir, path, plan)
+        .await
+        .map_err(Cut::Refused)?;
+    let mut remaining = plan.delta.payload_len(plan.size);
     while remaining > 0 {
-        let read = tokio::select! {
-            read = read_piece(recv, RECEIVE_PIECE.min(remaining as usize), Some(peer.stall_limit)) => read,
-            () = writer.superseded() => {
-                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
-                let cancelled = VarInt::from_u32(code::CANCELLED);
-                let _ = recv.stop(cancelled);
-                let _ = send.reset(cancelled);
-                return Ok(());
-            }
-        };
-        let chunk = match read {
+        let piece = RECEIVE_PIECE.min(remaining as usize);
+        let read = read_piece(recv, piece, Some(peer.stall_limit));
+        let chunk = match until_superseded(&writer, read).await? {
             Ok(Some(chunk)) => chunk,
             Ok(None) => {
-                tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "write stream ended {remaining} bytes early");
-                let _ = send.reset(VarInt::from_u32(code::PROTOCOL_VIOLATION));
-                return Ok(());
+                let message = format!("write stream ended {remaining} bytes early");
+                return Err(Cut::Violation(message));
             }
             Err(PieceError::Stalled { limit, gathered }) => {
                 // The peer holds a writer (and its thread) without using it.
                 let _ = push(&mut writer, gathered).await;
-                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "write stream silent for {limit:?}; the partial file keeps what arrived");
-                let stalled = VarInt::from_u32(code::STALLED);
-                let _ = recv.stop(stalled);
-                let _ = send.reset(stalled);
-                return Ok(());
+                let message = format!(
+                    "write stream silent for {limit:?}; the partial file keeps what arrived"
+                );
+                return Err(Cut::Stalled(message));
             }
-            Err(PieceError::Read(e)) => {
-                // Cancelled or lost: the partial file keeps what arrived.
-                tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "transfer abandoned: {e}");
-                return Ok(());
-            }
+            Err(PieceError::Read(e)) => return Err(Cut::Lost(e.to_string())),
         };
         remaining -= chunk.len() as u64;
-        if let Err(e) = push(&mut writer, chunk).await {
+        push(&mut writer, chunk).await.map_err(Cut::Refused)?;
+    }
+    let trailer = tokio::time::timeout(peer.stall_limit, read_frame::<_, WriteTrailer>(recv));
+    let trailer = match until_superseded(&writer, trailer).await? {
+        Ok(Ok(trailer)) => trailer,
+        Ok(Err(e)) => return Err(Cut::Violation(format!("bad write trailer: {e}"))),
+        Err(_) => {
+            let message = format!(
+                "no write trailer within {:?}; the partial file keeps what arrived",
+                peer.stall_limit
+            );
+            return Err(Cut::Stalled(message));
+        }
+    };
+    Ok(Box::new(writer)
+        .finish(trailer.expected)
+        .await
+        .map_err(local))
+}
+
+/// `step`, unless a newer transfer of the same file wants the writer first.
+async fn until_superseded<T>(
+    writer: &LocalWriter,
+    step: impl std::future::Future<Output = T>,
+) -> Result<T, Cut> {
+    tokio::select! {
+        done = step => Ok(done),
+        () = writer.superseded() => Err(Cut::Superseded),
+    }
+}
+
+/// Ends a write stream that was `cut`: logs why and tells the peer.
+async fn end(
+    send: &mut SendStream,
+    recv: &mut RecvStream,
+    cut: Cut,
+    target: &Target,
+    peer: &Peer,
+) -> Result<(), FrameError> {
+    let (dir, path) = (&target.dir, &target.path);
+    let (stop, reset) = match cut {
+        Cut::Refused(e) => {
             let _ = recv.stop(VarInt::from_u32(code::REFUSED));
             return answer(send, Err(counted(e, peer))).await;
         }
-    }
-    let trailer = tokio::select! {
-        trailer = tokio::time::timeout(peer.stall_limit, read_frame::<_, WriteTrailer>(recv)) => match trailer {
-            Ok(trailer) => trailer,
-            Err(_) => {
-                tracing::info!(peer = %peer.id, dir = %dir, path = %path, "no write trailer within {:?}; the partial file keeps what arrived", peer.stall_limit);
-                let stalled = VarInt::from_u32(code::STALLED);
-                let _ = recv.stop(stalled);
-                let _ = send.reset(stalled);
-                return Ok(());
-            }
-        },
-        () = writer.superseded() => {
+        Cut::Superseded => {
             tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
-            let cancelled = VarInt::from_u32(code::CANCELLED);
-            let _ = recv.stop(cancelled);
-            let _ = send.reset(cancelled);
+            (true, code::CANCELLED)
+        }
+        Cut::Stalled(message) => {
+            tracing::info!(peer = %peer.id, dir = %dir, path = %path, "{message}");
+            (true, code::STALLED)
+        }
+        Cut::Violation(message) => {
+            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "{message}");
+            (false, code::PROTOCOL_VIOLATION)
+        }
+        Cut::Lost(reason) => {
+            tracing::debug!(peer = %peer.id, dir = %dir, path = %path, "transfer abandoned: {reason}");
             return Ok(());
         }
     };
-    let trailer = match trailer {
-        Ok(trailer) => trailer,
-        Err(e) => {
-            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "bad write trailer: {e}");
-            let _ = send.reset(VarInt::from_u32(code::PROTOCOL_VIOLATION));
-            return Ok(());
-        }
-    };
-    let result = Box::new(writer)
-        .finish(trailer.expected)
-        .await
-        .map_err(local);
-    match &result {
+    if stop {
+        let _ = recv.stop(VarInt::from_u32(reset));
+    }
+    let _ = send.reset(VarInt::from_u32(reset));
+    Ok(())
+}
+
+/// Logs and counts the verdict of a write that reached its finish.
+fn log_verdict(verdict: &Result<Hash, RealizeError>, target: &Target, peer: &Peer) {
+    let Target { dir, path, plan } = target;
+    let (size, payload) = (plan.size, plan.delta.payload_len(plan.size));
+    match verdict {
         Ok(hash) => {
-            let labels = [("peer", peer.id.clone()), ("method", method(delta).into())];
+            let labels = [
+                ("peer", peer.id.clone()),
+                ("method", method(&plan.delta).into()),
+            ];
             metrics::counter!(telemetry::FILES_RECEIVED, &labels).increment(1);
             metrics::counter!(telemetry::BYTES_RECEIVED, &labels).increment(payload);
             let saved = size.saturating_sub(payload);
@@ -339,27 +396,26 @@ async fn write(
             tracing::info!(peer = %peer.id, dir = %dir, path = %path, size, received = payload, hash = %hash, "file finalised");
         }
         Err(e) => {
-            metrics::counter!(telemetry::ERRORS, "kind" => format!("{:?}", e.kind)).increment(1);
+            metrics::counter!(telemetry::ERRORS, "kind" => e.kind.label()).increment(1);
             tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "file not finalised: {e}")
         }
     }
-    answer(send, result).await
 }
 
-async fn push(writer: &mut LocalWriter, chunk: Bytes) -> Result<(), crate::protocol::RealizeError> {
+async fn push(writer: &mut LocalWriter, chunk: Bytes) -> Result<(), RealizeError> {
     writer.write(chunk).await.map_err(local)
 }
 
 async fn answer(
     send: &mut SendStream,
-    result: Result<crate::model::Hash, crate::protocol::RealizeError>,
+    result: Result<Hash, RealizeError>,
 ) -> Result<(), FrameError> {
     write_frame(send, &WriteResult { result }).await?;
     let _ = send.finish();
     Ok(())
 }
 
-fn local(err: ServiceError) -> crate::protocol::RealizeError {
+fn local(err: ServiceError) -> RealizeError {
     err.into_realize()
 }
 

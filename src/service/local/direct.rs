@@ -75,12 +75,6 @@ impl PartialFile {
         Self { file, direct }
     }
 
-    /// The open file. Call [`PartialFile::finish_writes`] before reading it
-    /// or syncing it.
-    pub fn file(&self) -> &File {
-        &self.file
-    }
-
     /// The open file, once [`PartialFile::finish_writes`] has been called.
     pub fn into_partial(self) -> Partial {
         debug_assert!(self.direct.is_none(), "staged bytes left unwritten");
@@ -245,7 +239,7 @@ mod tests {
         }
         partial.finish_writes().unwrap();
         assert!(partial.direct.is_none(), "finishing leaves direct mode");
-        partial.file().sync_data().unwrap();
+        partial.into_partial().sync_data().unwrap();
         assert_eq!(content(&dir), data);
     }
 

@@ -15,7 +15,7 @@ use std::io;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 
 use super::place::Partial;
 
@@ -90,9 +90,13 @@ impl DirSyncer {
 /// `syncfs` reports a write-back error that happened since the file it is
 /// called on was opened, so call it on files opened before their writes.
 /// Kernels before 5.8 report only the file system's own errors (metadata,
-/// journal), not those of writing a file's data; there every file is also
-/// `fdatasync`ed, which reports its own.
-pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a Partial>) -> io::Result<()> {
+/// journal), not those of writing a file's data; there (`syncfs_reports`
+/// false, see [`syncfs_reports_errors`]) every file is also `fdatasync`ed,
+/// which reports its own.
+pub fn sync_file_systems<'a>(
+    files: impl IntoIterator<Item = &'a Partial>,
+    syncfs_reports: bool,
+) -> io::Result<()> {
     let mut synced = HashSet::new();
     for file in files {
         if synced.insert(file.device()) {
@@ -101,15 +105,16 @@ pub fn sync_file_systems<'a>(files: impl IntoIterator<Item = &'a Partial>) -> io
                 return Err(io::Error::last_os_error());
             }
             file.sync_data()?;
-        } else if !*SYNCFS_REPORTS_ERRORS {
+        } else if !syncfs_reports {
             file.sync_data()?;
         }
     }
     Ok(())
 }
 
-/// Whether this kernel reports write-back errors to `syncfs`.
-static SYNCFS_REPORTS_ERRORS: LazyLock<bool> = LazyLock::new(|| {
+/// Whether this kernel reports write-back errors to `syncfs`; warns if
+/// not. Asked once, by the finisher as it starts.
+pub fn syncfs_reports_errors() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let reports = reports_syncfs_errors(&release);
     if !reports {
@@ -120,7 +125,7 @@ static SYNCFS_REPORTS_ERRORS: LazyLock<bool> = LazyLock::new(|| {
         );
     }
     reports
-});
+}
 
 /// Whether the kernel of release string `release` (such as "6.1.0-18-amd64")
 /// is 5.8 or later. An unreadable release counts as older: the safe side.

@@ -1,6 +1,6 @@
 //! Completing small files in batches.
 //!
-//! A small file arrives whole in memory (see `writer`); what is left is to
+//! A small file arrives whole in memory (see `gathered`); what is left is to
 //! write it, verify it, make it durable and rename it into place. Done one
 //! file per blocking call, that costs two thread hand-offs per file and two
 //! waits for the disk: the data sync, and the directory sync of the rename.
@@ -26,11 +26,13 @@ use std::io;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::durability::sync_file_systems;
+use super::completion::{commit, verify};
+use super::durability::{sync_file_systems, syncfs_reports_errors};
 use super::exclusive::PartialClaim;
+use super::partial::{Progress, WriteTarget};
 use super::place::Partial;
+use super::threads::WriteToken;
 use super::workers::{Requester, Workers};
-use super::writer::{commit, write_verified, WriteTarget};
 use crate::model::Hash;
 use crate::protocol::{ErrorKind, RealizeError};
 
@@ -52,14 +54,16 @@ struct Job {
     pieces: Vec<Bytes>,
     expected: Hash,
     claim: PartialClaim,
+    token: WriteToken,
     reply: oneshot::Sender<Result<Hash, RealizeError>>,
 }
 
 impl Job {
-    /// Lets go of the partial file, then answers.
+    /// Lets go of the partial file, answers, and ends the write.
     fn answer(self, result: Result<Hash, RealizeError>) {
         drop(self.claim); // Only now may another writer open the file.
         let _ = self.reply.send(result);
+        drop(self.token);
     }
 }
 
@@ -73,9 +77,10 @@ pub struct Finisher {
 impl Finisher {
     /// Starts the threads.
     pub fn start() -> io::Result<Self> {
-        let workers = Workers::start("realize-finish", THREADS, MAX_BATCH, |batch| {
+        let syncfs_reports = syncfs_reports_errors();
+        let workers = Workers::start("realize-finish", THREADS, MAX_BATCH, move |batch| {
             tracing::trace!(files = batch.len(), "completing a batch of small files");
-            complete_batch(batch);
+            complete_batch(batch, syncfs_reports);
         })?;
         Ok(Self { workers })
     }
@@ -87,15 +92,21 @@ impl Finisher {
         Self { workers }
     }
 
+    /// Completes the files queued, then stops the threads. Blocking.
+    pub fn stop(&self) {
+        self.workers.stop();
+    }
+
     /// Writes `pieces` into the partial file of `target`, verifies that the
     /// whole file hashes to `expected`, makes it durable and renames it into
-    /// place. Holds `claim` until the file is done.
+    /// place. Holds `claim` and `token` until the file is done.
     pub async fn finish(
         &self,
         target: WriteTarget,
         pieces: Vec<Bytes>,
         expected: Hash,
         claim: PartialClaim,
+        token: WriteToken,
     ) -> Result<Hash, RealizeError> {
         let display = target.display().clone();
         let stopped = || {
@@ -108,6 +119,7 @@ impl Finisher {
             pieces,
             expected,
             claim,
+            token,
             reply,
         };
         self.workers.push(job);
@@ -121,11 +133,13 @@ type Open = (Job, Partial);
 
 /// Writes and verifies every file of `batch`, makes the good ones durable,
 /// renames them into place, makes the renames durable; answers each job.
-fn complete_batch(batch: Vec<Job>) {
+/// `syncfs_reports`: whether this kernel reports write-back errors to
+/// `syncfs` (see [`sync_file_systems`]).
+fn complete_batch(batch: Vec<Job>, syncfs_reports: bool) {
     let written = write_all(batch);
-    let durable = sync_or_answer(written);
+    let durable = sync_or_answer(written, syncfs_reports);
     let renamed = rename_all(durable);
-    for (job, file) in sync_or_answer(renamed) {
+    for (job, file) in sync_or_answer(renamed, syncfs_reports) {
         drop(file);
         let expected = job.expected;
         job.answer(Ok(expected));
@@ -137,7 +151,11 @@ fn write_all(batch: Vec<Job>) -> Vec<Open> {
     let mut written = Vec::with_capacity(batch.len());
     for mut job in batch {
         let pieces = std::mem::take(&mut job.pieces);
-        match write_verified(&job.target, pieces, job.expected) {
+        let target = &job.target;
+        let verified = Progress::of_pieces(target, pieces)
+            .and_then(|progress| progress.written(target))
+            .and_then(|written| verify(written, target, job.expected));
+        match verified {
             Ok(file) => written.push((job, file)),
             Err(e) => job.answer(Err(e)),
         }
@@ -147,8 +165,8 @@ fn write_all(batch: Vec<Job>) -> Vec<Open> {
 
 /// Makes everything written to the files' file systems durable. If that
 /// fails, answers every job with the error and returns none.
-fn sync_or_answer(files: Vec<Open>) -> Vec<Open> {
-    match sync_file_systems(files.iter().map(|(_, file)| file)) {
+fn sync_or_answer(files: Vec<Open>, syncfs_reports: bool) -> Vec<Open> {
+    match sync_file_systems(files.iter().map(|(_, file)| file), syncfs_reports) {
         Ok(()) => files,
         Err(e) => {
             for (job, file) in files {

@@ -22,8 +22,8 @@ use rustix::fs::{AtFlags, Dir, FileType, Mode, OFlags};
 use rustix::io::Errno;
 
 use super::names::{kind_of, NameKind};
-use super::on_blocking_thread;
 use super::root::Root;
+use super::threads::on_blocking_thread;
 use crate::model::{FileEntry, FileStamp, FileState, RelPath, SkipReason, Skipped, MAX_PATH_LEN};
 use crate::protocol::RealizeError;
 use crate::service::Listing;

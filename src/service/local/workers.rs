@@ -58,6 +58,8 @@ struct Closer<J>(Arc<Shared<J>>);
 struct Shared<J> {
     state: Mutex<State<J>>,
     work: Condvar,
+    /// The threads, joined by [`Workers::stop`].
+    threads: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
 struct State<J> {
@@ -83,16 +85,18 @@ impl<J: Send + 'static> Workers<J> {
                 closed: false,
             }),
             work: Condvar::new(),
+            threads: Mutex::default(),
         });
         // Made first, so that the threads already started stop if a later
         // one cannot be.
         let closer = Arc::new(Closer(shared.clone()));
         let handle = Arc::new(handle);
         for index in 0..threads {
-            let (shared, handle) = (shared.clone(), handle.clone());
-            std::thread::Builder::new()
+            let (serving, handle) = (shared.clone(), handle.clone());
+            let thread = std::thread::Builder::new()
                 .name(format!("{name}-{index}"))
-                .spawn(move || serve(&shared, batch, &*handle))?;
+                .spawn(move || serve(&serving, batch, &*handle))?;
+            shared.threads().push(thread);
         }
         Ok(Self {
             _closer: closer,
@@ -110,12 +114,31 @@ impl<J: Send + 'static> Workers<J> {
     }
 
     /// Queues `job` behind this handle's requester's others, waking a
-    /// thread only if none is at work.
+    /// thread only if none is at work. Once the threads are stopped, drops
+    /// `job`: whoever waits for its answer learns that it was not done.
     pub fn push(&self, job: J) {
         let mut state = self.shared.lock();
+        if state.closed {
+            return;
+        }
         state.jobs.push(self.requester.clone(), job);
         if state.idle > 0 {
             self.shared.work.notify_one();
+        }
+    }
+}
+
+impl<J> Workers<J> {
+    /// Closes the queue (jobs pushed from now on are dropped), lets the
+    /// threads handle the jobs queued, and waits until every thread has
+    /// stopped. Blocking; not to be called from one of these threads.
+    pub fn stop(&self) {
+        self.shared.close();
+        let threads = std::mem::take(&mut *self.shared.threads());
+        for thread in threads {
+            if thread.join().is_err() {
+                tracing::error!("a worker thread panicked");
+            }
         }
     }
 }
@@ -124,12 +147,21 @@ impl<J> Shared<J> {
     fn lock(&self) -> std::sync::MutexGuard<'_, State<J>> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    fn threads(&self) -> std::sync::MutexGuard<'_, Vec<std::thread::JoinHandle<()>>> {
+        self.threads.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Tells the threads to stop once the queue is empty.
+    fn close(&self) {
+        self.lock().closed = true;
+        self.work.notify_all();
+    }
 }
 
 impl<J> Drop for Closer<J> {
     fn drop(&mut self) {
-        self.0.lock().closed = true;
-        self.0.work.notify_all();
+        self.0.close();
     }
 }
 
@@ -239,6 +271,12 @@ impl ShortOps {
     pub fn for_requester(&self, requester: Requester) -> Self {
         let workers = self.workers.for_requester(requester);
         Self { workers }
+    }
+
+    /// Runs the operations queued, then stops the threads (see
+    /// [`Workers::stop`]). Blocking.
+    pub fn stop(&self) {
+        self.workers.stop();
     }
 
     /// Runs `op` on one of the threads and returns its result; an `op`
@@ -406,5 +444,24 @@ mod tests {
         // The iteration above ends only when both threads (which hold the
         // senders) have stopped.
         assert_eq!(seen, (0..20).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn stop_handles_the_queue_joins_the_threads_and_drops_later_jobs() {
+        let (done, handled) = mpsc::channel();
+        let workers = Workers::start("test", 2, 1, move |jobs: Vec<u32>| {
+            std::thread::sleep(std::time::Duration::from_millis(5));
+            done.send(jobs).unwrap();
+        })
+        .unwrap();
+        (0..20).for_each(|job| workers.push(job));
+        workers.stop();
+        // Every queued job was handled before `stop` returned.
+        let mut seen: Vec<u32> = handled.try_iter().flatten().collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..20).collect::<Vec<_>>());
+        workers.push(20);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+        assert!(handled.try_iter().next().is_none(), "a job after stop");
     }
 }
