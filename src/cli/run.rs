@@ -30,7 +30,7 @@ pub async fn run(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, Cli
     let started = Instant::now();
     let mut run = Run::default();
     let result = metrics_export::around(args, run_until_stopped(args, selection, &mut run)).await;
-    if args.json && !matches!(result, Err(CliError::Usage(_))) {
+    if args.output.json && !matches!(result, Err(CliError::Usage(_))) {
         print_report(args, started, &result, run);
     }
     result.map(ExitCode::from)
