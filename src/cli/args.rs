@@ -238,6 +238,25 @@ fn parse_rate(value: &str) -> Result<Rate, String> {
     value.parse()
 }
 
+/// The help of `realize`'s flag or argument `id` (of its `subcommand` if
+/// given), for the tests that check a help text states the numbers the code
+/// has.
+#[cfg(test)]
+pub(crate) fn help_of(subcommand: Option<&str>, id: &str) -> String {
+    use clap::CommandFactory;
+    let realize = RealizeArgs::command();
+    let command = match subcommand {
+        Some(name) => realize.find_subcommand(name).expect("a subcommand"),
+        None => &realize,
+    };
+    let arg = command
+        .get_arguments()
+        .find(|arg| arg.get_id() == id)
+        .expect("a flag");
+    let help = arg.get_long_help().or(arg.get_help()).expect("help");
+    help.to_string()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -330,8 +330,26 @@ fn as_given(arg: &Option<String>, path: &Option<PathBuf>, addr: &Option<String>)
 
 #[cfg(test)]
 mod tests {
-    use crate::cli::args::RealizeArgs;
+    use super::DEFAULT_STATS_INTERVAL;
+    use crate::cli::args::{help_of, RealizeArgs};
+    use crate::server::config::DEFAULT_PORT;
     use clap::Parser;
+
+    #[test]
+    fn help_states_the_default_port_and_stats_interval() {
+        let port = format!("(port {DEFAULT_PORT} if omitted)");
+        for (subcommand, id) in [
+            (None, "src_addr"),
+            (None, "dst_addr"),
+            (Some("bench"), "address"),
+        ] {
+            let help = help_of(subcommand, id);
+            assert!(help.contains(&port), "{help}");
+        }
+        let every = format!("Default: every {}s", DEFAULT_STATS_INTERVAL.as_secs());
+        let help = help_of(None, "stats");
+        assert!(help.contains(&every), "{help}");
+    }
 
     #[test]
     fn both_source_kinds_conflict() {

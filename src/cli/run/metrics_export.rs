@@ -92,3 +92,15 @@ fn final_push_failed(status: ExitStatus, error: &str) -> ExitStatus {
         status => status,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_pushgateway_help_states_the_interval() {
+        let every = format!("every {} s", PUSH_INTERVAL.as_secs());
+        let help = crate::cli::args::help_of(None, "metrics_pushgateway");
+        assert!(help.contains(&every), "{help}");
+    }
+}
