@@ -2,7 +2,7 @@
 //! and turn the outcome into an exit code. `src/bin/*` only call in here.
 //!
 //! `realize` reads top-down from [`realize_main`]: parse the flags, set up
-//! logging, run the subcommand or the move ([`run`], the command's main
+//! logging, run the subcommand or the move (`run`, the command's main
 //! flow), exit with the status the outcome calls for.
 
 pub mod args;

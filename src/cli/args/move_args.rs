@@ -88,7 +88,7 @@ pub struct MoveArgs {
     /// Print errors only.
     #[arg(long, short, conflicts_with = "verbose")]
     pub quiet: bool,
-    /// Print the report as JSON (see [`MOVE_JSON_HELP`]).
+    /// Print the report as JSON (see `MOVE_JSON_HELP`).
     #[command(flatten)]
     pub output: JsonArgs,
     /// Print a progress line on stderr every DURATION (e.g. 10s, 1m): files
