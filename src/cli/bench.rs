@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use super::args::BenchArgs;
 use super::endpoints::{self, Trust};
-use super::peers::{self, RemoteSide};
+use super::peers;
 use super::CliError;
 use crate::bench::{self, BenchOptions};
 use crate::throttle::Throttle;
@@ -14,11 +14,7 @@ use crate::throttle::Throttle;
 /// Runs the bench the flags ask for and prints its report on stdout.
 pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let trust = Trust::load(&args.trust)?;
-    let side = RemoteSide {
-        addr: args.address.clone(),
-        flag: "--peer".into(),
-        file: args.peer.clone(),
-    };
+    let side = args.daemon.side(args.address.clone());
     let daemon = peers::bind(&[side], trust.shared.as_ref())?.remove(0);
     let client = trust.client(&args.transport.tuning())?;
     let remote = endpoints::connect(&client, &args.address, &daemon).await?;
@@ -37,7 +33,7 @@ pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     remote.close(false);
     client.shutdown(true).await;
     let report = measured.map_err(|e| CliError::Failed(format!("bench failed: {e}")))?;
-    match args.json {
+    match args.output.json {
         true => println!("{}", report.to_json()),
         false => print!("{report}"),
     }

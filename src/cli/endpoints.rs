@@ -261,7 +261,7 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
             let trust = Trust::load(&args.trust)?;
             let expected = peers::bind(&sides, trust.shared.as_ref())?;
             let tuning = Tuning {
-                connect_timeout: args.connect_timeout,
+                connect_timeout: *args.connect_timeout,
                 ..args.transport.tuning()
             };
             (Some(trust.client(&tuning)?), expected)

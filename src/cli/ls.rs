@@ -25,21 +25,17 @@ pub async fn run(args: &LsArgs) -> Result<ExitCode, CliError> {
         Some(host) => RemoteSide {
             addr: host.addr.clone(),
             flag: format!("the client config's [hosts.{}] cert", target.host),
-            file: args.peer.clone().or(Some(host.cert.clone())),
+            file: args.daemon.peer.clone().or(Some(host.cert.clone())),
         },
-        None => RemoteSide {
-            addr: target.host.clone(),
-            flag: "--peer".into(),
-            file: args.peer.clone(),
-        },
+        None => args.daemon.side(target.host.clone()),
     };
     let trust = Trust::load(&args.trust)?;
     let daemon = peers::bind(std::slice::from_ref(&side), trust.shared.as_ref())?.remove(0);
     let client = trust.client(&Tuning::default())?;
     let remote = endpoints::connect(&client, &side.addr, &daemon).await?;
     let printed = match &target.dir {
-        None => print_dirs(&remote, args.json).await,
-        Some(dir) => print_files(&remote, dir, target.under.as_ref(), args.json).await,
+        None => print_dirs(&remote, args.output.json).await,
+        Some(dir) => print_files(&remote, dir, target.under.as_ref(), args.output.json).await,
     };
     remote.close(false);
     client.shutdown(false).await;

@@ -65,7 +65,7 @@ impl Settings {
         Self {
             verbosity,
             dry_run: args.dry_run,
-            json: args.json,
+            json: args.output.json,
             stats: stats.filter(|_| !args.dry_run),
         }
     }

@@ -37,4 +37,14 @@ mod tests {
         backoff.reset();
         assert_eq!(backoff.next_delay().as_secs(), 1);
     }
+
+    #[test]
+    fn the_connect_timeout_help_states_the_delays() {
+        let (last, firsts) = DELAYS.split_last().unwrap();
+        let listed: Vec<String> = firsts.iter().map(|s| format!("{s}s, ")).collect();
+        let delays = format!("({}{last}s, then every minute)", listed.concat());
+        let help = crate::cli::args::help_of(None, "connect_timeout");
+        assert!(help.contains(&delays), "{help}");
+        assert_eq!(*last, 60, "every minute");
+    }
 }
