@@ -7,7 +7,8 @@ use std::process::ExitCode;
 
 use super::args::RealizedArgs;
 use super::exit_status::ExitStatus;
-use super::{load_daemon_config, start_error, CliError};
+use super::daemon::{load_daemon_config, start_error};
+use super::CliError;
 use crate::server::{self, CheckedConfig, DaemonConfig};
 
 /// Checks the configuration `args` name; prints it and exits 0, or prints
