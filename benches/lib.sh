@@ -11,7 +11,7 @@ bytes_of() {
         if (u == "k" || u == "K") { m = 1024; n = substr(r, 1, length(r) - 1) }
         if (u == "M") { m = 1048576; n = substr(r, 1, length(r) - 1) }
         if (u == "G") { m = 1073741824; n = substr(r, 1, length(r) - 1) }
-        printf "%d", n * m }'
+        printf "%.0f", n * m }'
 }
 
 # Makes throwaway keys in DIR: daemon.key/.crt for realized, client.key/.crt for realize.

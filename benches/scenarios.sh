@@ -67,7 +67,7 @@ done
 
 # Prints BYTES times SCALE, in whole bytes.
 scaled() {
-    awk -v b="$1" -v s="$scale" 'BEGIN { printf "%d", b * s }'
+    awk -v b="$1" -v s="$scale" 'BEGIN { printf "%.0f", b * s }'
 }
 
 # Sets the globals of scenario UNIT: link_spec (empty on loopback, else
@@ -606,7 +606,7 @@ run_beside_tcp() {
     mbit=$(tcp_rate "$t0" "$t1" < "$work/iperf.out")
     rss_cmd=- rss_server=- cc=$tcp
     if [ -n "$mbit" ]; then
-        record iperf3 ok "$secs" "$(awk -v m="$mbit" -v s="$secs" 'BEGIN { printf "%d", m * 1e6 / 8 * s }')" \
+        record iperf3 ok "$secs" "$(awk -v m="$mbit" -v s="$secs" 'BEGIN { printf "%.0f", m * 1e6 / 8 * s }')" \
             "- - 0 - - - -" "- - 0 - - - -" "its rate over the move: $mbit Mbit/s"
     else
         record iperf3 FAIL - 0 "- - 0 - - - -" "- - 0 - - - -" "no iperf3 report during the move"
