@@ -4,6 +4,7 @@
 //! The crate is a library with two thin binaries, `realize` (the command) and
 //! `realized` (the daemon). Its layers, bottom up:
 //!
+//! - [`units`]: how sizes and rates are written.
 //! - [`model`]: directory ids, safe relative paths, file entries, hashes.
 //! - [`protocol`]: the `realize/1` messages and their bounded codec.
 //! - [`transport`]: identities, pinned mutual TLS, tuned QUIC endpoints.
@@ -26,3 +27,4 @@ pub mod service;
 pub mod telemetry;
 pub mod throttle;
 pub mod transport;
+pub mod units;

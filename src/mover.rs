@@ -70,6 +70,12 @@ impl Default for MoveOptions {
 /// Files in flight by default (see `docs/operations.md` for the measurement).
 pub const DEFAULT_PARALLEL: usize = 128;
 
+/// Most files in flight (`--parallel`). A daemon serves at most its
+/// `streams_per_connection` of them at once, the rest wait in the command;
+/// this bound only keeps what the command itself holds per file (a task,
+/// its buffers, a blocking thread for a local large file) finite.
+pub const MAX_PARALLEL: usize = 512;
+
 /// What a move did; for a dry run, what it would do (see [`MoveOptions::dry_run`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct MoveSummary {

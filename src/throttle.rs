@@ -18,6 +18,8 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::units::parse_bytes;
+
 /// Rates and pieces are whole KiB.
 const CELL: u64 = 1024;
 /// Largest piece sent at once, whatever the rate.
@@ -70,21 +72,6 @@ impl FromStr for Rate {
             return Err(format!("{text} is more than 1024G per second"));
         }
         Rate::new(bytes.round() as u64)
-    }
-}
-
-/// How every size and rate of the flags and of the daemon's configuration
-/// is read: units are binary multiples whatever their spelling (`k`, `K`,
-/// `KB` and `KiB` all mean 1024 bytes; `10MB` is 10 MiB).
-const SIZE_UNITS: parse_size::Config = parse_size::Config::new().with_binary();
-
-/// A positive number of bytes written plain or with a unit: `512k`, `4M`,
-/// `4MiB`, `10MB`, `1.5G`, `1T`, all binary multiples ([`SIZE_UNITS`]).
-/// `None` if `text` is not one.
-pub fn parse_bytes(text: &str) -> Option<f64> {
-    match SIZE_UNITS.parse_size(text.trim()) {
-        Ok(bytes) if bytes > 0 => Some(bytes as f64),
-        _ => None,
     }
 }
 

@@ -8,11 +8,11 @@ use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
 
-use super::generated;
 use crate::client::{DiscardStream, GeneratedStream, RemoteService};
-use crate::service::local::CHUNK_SIZE;
+use crate::protocol::CHUNK_SIZE;
 use crate::service::ServiceError;
 use crate::throttle::Throttle;
+use crate::transport::measure::generated;
 
 /// What the streams of one direction carried.
 #[derive(Debug, Clone, Copy)]

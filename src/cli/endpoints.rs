@@ -12,7 +12,7 @@ use super::CliError;
 use crate::client::{Client, ExpectedDaemon, RemoteService};
 use crate::model::{DirectoryId, RelPath, RootIdentity};
 use crate::mover::{list_both, Endpoint, Listings, MoveFileError};
-use crate::server::config::DEFAULT_PORT;
+use crate::protocol::DEFAULT_PORT;
 use crate::service::local::LocalService;
 use crate::service::{Service, ServiceError};
 use crate::transport::endpoint::Tuning;

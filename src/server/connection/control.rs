@@ -10,7 +10,6 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::Peer;
-use crate::bench::path_sample;
 use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, ErrorKind, FrameError,
     RealizeError, Request, Response,
@@ -20,6 +19,7 @@ use crate::service::local::LocalService;
 use crate::service::Service;
 use crate::telemetry;
 use crate::throttle::Rate;
+use crate::transport::measure::path_sample;
 
 /// Serves requests until the client closes the stream or breaks the
 /// protocol, each once it has a place among the peer's `requests`; while a

@@ -81,7 +81,8 @@ fn whole_hash(
     let mut file: &std::fs::File = file;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut hasher = blake3::Hasher::new();
-    let mut reader = std::io::BufReader::with_capacity(super::CHUNK_SIZE, file).take(size);
+    let mut reader =
+        std::io::BufReader::with_capacity(crate::protocol::CHUNK_SIZE, file).take(size);
     std::io::copy(&mut reader, &mut hasher).map_err(io)?;
     Ok(hasher.finalize().into())
 }

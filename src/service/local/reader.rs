@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::model::{Delta, FileStamp, RelPath};
+use crate::protocol::CHUNK_SIZE;
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileReader, ReadEvent, ReadSummary, ServiceError};
 
@@ -19,8 +20,6 @@ mod budget;
 use budget::ChunkPermit;
 pub use budget::ReadBudget;
 
-/// Size of one read, and of one chunk handed to the network.
-pub const CHUNK_SIZE: usize = 256 * 1024;
 /// Chunks read ahead of the consumer.
 const READ_AHEAD: usize = 4;
 

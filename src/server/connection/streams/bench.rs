@@ -5,12 +5,12 @@ use quinn::{RecvStream, SendStream};
 
 use super::super::Peer;
 use super::counted;
-use crate::bench::generated;
+use crate::protocol::CHUNK_SIZE;
 use crate::protocol::{
     write_frame, Discarded, ErrorKind, FrameError, GenerateHeader, RealizeError, MAX_GENERATE_LEN,
 };
-use crate::service::local::CHUNK_SIZE;
 use crate::telemetry;
+use crate::transport::measure::generated;
 
 /// Reads the client's raw bytes until it finishes or resets its side,
 /// drops them, and answers with their count.
