@@ -15,7 +15,7 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 
 pub use self::report::{BenchReport, DirectionReport, Measurement, Sender};
-use self::streams::Moved;
+use self::streams::Carried;
 use crate::client::RemoteService;
 use crate::protocol::{PathSample, MAX_GENERATE_LEN};
 use crate::service::ServiceError;
@@ -115,7 +115,7 @@ pub async fn run(
     let (sent, received) = measure(remote, options).await?;
     let after = Samples::take(remote).await?;
     let alone = options.directions != Directions::Both;
-    let measurement = |moved: Option<Moved>, sender: Sender| {
+    let measurement = |moved: Option<Carried>, sender: Sender| {
         let receiver = sender.other();
         moved.map(|moved| Measurement {
             bytes: moved.bytes,
@@ -143,7 +143,7 @@ pub async fn run(
 async fn measure(
     remote: &RemoteService,
     options: &BenchOptions,
-) -> Result<(Option<Moved>, Option<Moved>), ServiceError> {
+) -> Result<(Option<Carried>, Option<Carried>), ServiceError> {
     let quotas = options.limit.quotas(options.streams);
     let sends = options.directions.sends().then_some(());
     let receives = options.directions.receives().then_some(());

@@ -240,7 +240,7 @@ pub async fn move_listed(
         progress.warn(&message);
     }
     let sent_counter = AtomicU64::new(0);
-    let endpoints = Endpoints {
+    let route = Route {
         source,
         destination,
         sent_total: &sent_counter,
@@ -254,7 +254,7 @@ pub async fn move_listed(
         };
         let parallel = options.parallel;
         preview::preview(
-            &endpoints,
+            &route,
             files,
             at_destination,
             parallel,
@@ -278,7 +278,7 @@ pub async fn move_listed(
         };
         async move {
             let result = tokio::select! {
-                result = endpoints.move_file(&entry, at_destination, file_progress.as_mut()) => result,
+                result = route.move_file(&entry, at_destination, file_progress.as_mut()) => result,
                 _ = options.stop.stopped() => Err(MoveFileError::Interrupted),
             };
             (entry, result, file_progress)
@@ -299,7 +299,7 @@ pub async fn move_listed(
                 tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
                 file_progress.error(&MoveFileError::Interrupted);
             }
-            Ok(Moved {
+            Ok(MoveOutcome {
                 sent,
                 method,
                 replaced,
@@ -348,7 +348,7 @@ fn case_clashes(files: &[FileEntry]) -> Vec<(&RelPath, &RelPath)> {
 }
 
 /// How one file was moved.
-struct Moved {
+struct MoveOutcome {
     /// File bytes sent.
     sent: u64,
     /// `copy`, `resume` or `existing` (already at the destination).
@@ -366,9 +366,9 @@ struct AtDestination<'a> {
     partial: Option<&'a FileEntry>,
 }
 
-/// The two sides of a move, and what paces it.
+/// The route of a move: its two endpoints, and what paces it.
 #[derive(Clone, Copy)]
-struct Endpoints<'a> {
+struct Route<'a> {
     source: Endpoint<'a>,
     destination: Endpoint<'a>,
     /// File bytes sent by every file of the move, finished or not.
@@ -377,14 +377,14 @@ struct Endpoints<'a> {
     down: &'a Throttle,
 }
 
-impl Endpoints<'_> {
+impl Route<'_> {
     /// Moves one file.
     async fn move_file(
         &self,
         entry: &FileEntry,
         at_destination: AtDestination<'_>,
         progress: &mut dyn FileProgress,
-    ) -> Result<Moved, MoveFileError> {
+    ) -> Result<MoveOutcome, MoveFileError> {
         let existing = at_destination.complete;
         let already_there = match existing {
             Some(existing) if existing.stamp.size == entry.stamp.size => {
@@ -396,7 +396,7 @@ impl Endpoints<'_> {
         let moved = if let (true, Some(existing)) = (already_there, existing) {
             tracing::debug!(dir = %self.source.dir, path = %entry.path, "destination already has it");
             self.adopt(entry, existing).await?;
-            Moved {
+            MoveOutcome {
                 sent: 0,
                 method: "existing",
                 replaced: false,
@@ -422,7 +422,7 @@ impl Endpoints<'_> {
                 progress.replacing();
             }
             let sent = self.copy(entry, &plan, progress).await?;
-            Moved {
+            MoveOutcome {
                 sent,
                 method,
                 replaced: existing.is_some(),

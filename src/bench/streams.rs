@@ -16,7 +16,7 @@ use crate::transport::measure::generated;
 
 /// What the streams of one direction carried.
 #[derive(Debug, Clone, Copy)]
-pub struct Moved {
+pub struct Carried {
     /// Payload bytes that arrived: counted by the daemon when the command
     /// sends, by the command when the daemon sends.
     pub bytes: u64,
@@ -47,13 +47,13 @@ pub async fn send(
     deadline: Option<Instant>,
     throttle: &Throttle,
     started: Instant,
-) -> Result<Moved, ServiceError> {
+) -> Result<Carried, ServiceError> {
     let sends = streams
         .into_iter()
         .zip(quotas)
         .map(|(stream, &quota)| send_one(stream, quota, deadline, throttle));
     let counts = try_join_all(sends).await?;
-    Ok(moved(&counts, started))
+    Ok(carried(&counts, started))
 }
 
 /// Reads every generated stream to its end or to the deadline.
@@ -61,16 +61,16 @@ pub async fn receive(
     streams: Vec<GeneratedStream>,
     deadline: Option<Instant>,
     started: Instant,
-) -> Result<Moved, ServiceError> {
+) -> Result<Carried, ServiceError> {
     let receives = streams
         .into_iter()
         .map(|stream| receive_one(stream, deadline));
     let counts = try_join_all(receives).await?;
-    Ok(moved(&counts, started))
+    Ok(carried(&counts, started))
 }
 
-fn moved(counts: &[u64], started: Instant) -> Moved {
-    Moved {
+fn carried(counts: &[u64], started: Instant) -> Carried {
+    Carried {
         bytes: counts.iter().sum(),
         elapsed: started.elapsed(),
     }

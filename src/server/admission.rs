@@ -62,7 +62,7 @@ pub struct PeerShared {
 #[derive(Debug)]
 pub enum Entry {
     /// Serve it, holding this place.
-    Enter(Place),
+    Enter(ConnectionPlace),
     /// Ask it to prove its source address first (QUIC Retry).
     Validate,
     /// Refuse it: the daemon is full.
@@ -97,14 +97,14 @@ impl Full {
 }
 
 /// A connection's place in the daemon's total, and in the handshakes in
-/// progress until [`Place::handshake_done`].
+/// progress until [`ConnectionPlace::handshake_done`].
 #[derive(Debug)]
-pub struct Place {
+pub struct ConnectionPlace {
     _total: Held,
     handshake: Option<Held>,
 }
 
-impl Place {
+impl ConnectionPlace {
     /// The handshake ended, one way or the other: its place among the
     /// handshakes in progress is given back.
     pub fn handshake_done(&mut self) {
@@ -172,7 +172,7 @@ impl Admission {
         let Some(total) = self.total.try_take() else {
             return Entry::Refuse(Full::Connections);
         };
-        Entry::Enter(Place {
+        Entry::Enter(ConnectionPlace {
             _total: total,
             handshake: Some(handshake),
         })
@@ -237,7 +237,7 @@ mod tests {
         }
     }
 
-    fn entered(entry: Entry) -> Place {
+    fn entered(entry: Entry) -> ConnectionPlace {
         match entry {
             Entry::Enter(place) => place,
             other => panic!("expected a place, got {other:?}"),
@@ -268,7 +268,7 @@ mod tests {
             entered(admission.admit(true)),
         ];
         // Finished handshakes still hold their place in the total.
-        held.iter_mut().for_each(Place::handshake_done);
+        held.iter_mut().for_each(ConnectionPlace::handshake_done);
         assert!(matches!(
             admission.admit(true),
             Entry::Refuse(Full::Connections)

@@ -12,7 +12,7 @@ use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, watch};
 
-use super::admission::{Admission, Place};
+use super::admission::{Admission, ConnectionPlace};
 use super::limits::Limits;
 use super::listing_gate::ListingGate;
 use super::places::Places;
@@ -70,7 +70,7 @@ pub struct Context {
 /// Handles one incoming connection to its end, holding `place` in the
 /// daemon's connections. Never panics the daemon: every failure is logged
 /// and ends this connection only.
-pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
+pub async fn handle(incoming: Incoming, mut place: ConnectionPlace, context: Context) {
     let Context {
         service,
         peers,

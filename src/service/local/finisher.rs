@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use super::completion::{commit, verify};
 use super::durability::{sync_file_systems, syncfs_reports_errors};
 use super::exclusive::PartialClaim;
-use super::partial::{Progress, WriteTarget};
+use super::partial::{PartialWrite, WriteTarget};
 use super::place::Partial;
 use super::threads::WriteToken;
 use super::workers::{Requester, Workers};
@@ -152,7 +152,7 @@ fn write_all(batch: Vec<Job>) -> Vec<Open> {
     for mut job in batch {
         let pieces = std::mem::take(&mut job.pieces);
         let target = &job.target;
-        let verified = Progress::of_pieces(target, pieces)
+        let verified = PartialWrite::of_pieces(target, pieces)
             .and_then(|progress| progress.written(target))
             .and_then(|written| verify(written, target, job.expected));
         match verified {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::exclusive::PartialClaim;
 use super::finisher::Finisher;
-use super::partial::{Progress, WriteTarget};
+use super::partial::{PartialWrite, WriteTarget};
 use super::threads::WriteToken;
 use crate::model::Hash;
 use crate::protocol::{ErrorKind, RealizeError};
@@ -97,7 +97,7 @@ impl Drop for Gathered {
             if !resumable(&target) {
                 return;
             }
-            match Progress::of_pieces(&target, pieces) {
+            match PartialWrite::of_pieces(&target, pieces) {
                 Ok(progress) => progress.abandon(target.display()),
                 Err(e) => {
                     tracing::warn!(path = %target.display(), "the bytes that arrived are lost: {e}")

@@ -6,7 +6,7 @@
 //! (a plain resume), or leaves the whole file to be hashed at the end (a
 //! resume that patches blocks inside the prefix). The streaming writer, the
 //! gathering of small files and the finisher all write through a
-//! [`Progress`]; completing it is `completion`'s concern.
+//! [`PartialWrite`]; completing it is `completion`'s concern.
 
 use std::sync::Arc;
 
@@ -127,7 +127,7 @@ impl Cursor {
 }
 
 /// The partial file being written, and what is known of it so far.
-pub struct Progress {
+pub struct PartialWrite {
     file: PartialFile,
     /// The running hash, or `None` when the whole file is hashed at the end.
     hasher: Option<blake3::Hasher>,
@@ -146,7 +146,7 @@ pub struct Written {
     pub hasher: Option<blake3::Hasher>,
 }
 
-impl Progress {
+impl PartialWrite {
     /// Opens the partial file of `target`: creates it or checks that a
     /// resume fits it, cuts it to the delta's offset and hashes what it
     /// keeps (unless patches make the whole file be hashed at the end).
