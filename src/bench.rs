@@ -14,7 +14,7 @@ mod streams;
 use std::future::Future;
 use std::time::{Duration, Instant};
 
-pub use self::report::{BenchReport, DirectionReport, Measurement, Sender};
+pub(crate) use self::report::{BenchReport, Measurement, Sender};
 use self::streams::Carried;
 use crate::client::RemoteService;
 use crate::protocol::{PathSample, MAX_GENERATE_LEN};
@@ -22,15 +22,15 @@ use crate::service::ServiceError;
 use crate::throttle::{Rate, Throttle};
 
 /// Streams per direction unless asked otherwise.
-pub const DEFAULT_STREAMS: usize = 8;
+pub(crate) const DEFAULT_STREAMS: usize = 8;
 /// Most streams per direction.
-pub const MAX_STREAMS: usize = 128;
+pub(crate) const MAX_STREAMS: usize = 128;
 /// Longest bench run.
-pub const MAX_DURATION: Duration = Duration::from_secs(3600);
+pub(crate) const MAX_DURATION: Duration = Duration::from_secs(3600);
 /// Shortest bench run.
-pub const MIN_DURATION: Duration = Duration::from_secs(1);
+pub(crate) const MIN_DURATION: Duration = Duration::from_secs(1);
 /// Most bytes one direction of a bench run may carry.
-pub const MAX_SIZE: u64 = MAX_GENERATE_LEN;
+pub(crate) const MAX_SIZE: u64 = MAX_GENERATE_LEN;
 
 /// When the streams of a bench run stop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,7 +89,7 @@ impl Directions {
 
 /// What a bench run does.
 #[derive(Debug, Clone)]
-pub struct BenchOptions {
+pub(crate) struct BenchOptions {
     /// Streams per direction, 1 to [`MAX_STREAMS`].
     pub streams: usize,
     /// When the streams stop.
@@ -103,7 +103,7 @@ pub struct BenchOptions {
 }
 
 /// Runs a bench over `remote`'s connection and reports what it measured.
-pub async fn run(
+pub(crate) async fn run(
     remote: &RemoteService,
     options: &BenchOptions,
 ) -> Result<BenchReport, ServiceError> {

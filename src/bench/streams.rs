@@ -16,7 +16,7 @@ use crate::transport::measure::generated;
 
 /// What the streams of one direction carried.
 #[derive(Debug, Clone, Copy)]
-pub struct Carried {
+pub(super) struct Carried {
     /// Payload bytes that arrived: counted by the daemon when the command
     /// sends, by the command when the daemon sends.
     pub bytes: u64,
@@ -25,7 +25,7 @@ pub struct Carried {
 }
 
 /// Opens one discard stream per quota.
-pub async fn open_discards(
+pub(super) async fn open_discards(
     remote: &RemoteService,
     quotas: &[u64],
 ) -> Result<Vec<DiscardStream>, ServiceError> {
@@ -33,7 +33,7 @@ pub async fn open_discards(
 }
 
 /// Asks for one generate stream per quota.
-pub async fn open_generated(
+pub(super) async fn open_generated(
     remote: &RemoteService,
     quotas: &[u64],
 ) -> Result<Vec<GeneratedStream>, ServiceError> {
@@ -41,7 +41,7 @@ pub async fn open_generated(
 }
 
 /// Sends each quota on its stream, paced by `throttle`.
-pub async fn send(
+pub(super) async fn send(
     streams: Vec<DiscardStream>,
     quotas: &[u64],
     deadline: Option<Instant>,
@@ -57,7 +57,7 @@ pub async fn send(
 }
 
 /// Reads every generated stream to its end or to the deadline.
-pub async fn receive(
+pub(super) async fn receive(
     streams: Vec<GeneratedStream>,
     deadline: Option<Instant>,
     started: Instant,

@@ -19,7 +19,7 @@ use crate::transport::endpoint::Tuning;
 use crate::transport::identity::Identity;
 
 /// The two sides of a move, opened.
-pub struct OpenedEndpoints {
+pub(super) struct OpenedEndpoints {
     /// Where files come from.
     pub source: OpenedEndpoint,
     /// Where files go.
@@ -32,7 +32,7 @@ pub struct OpenedEndpoints {
 
 /// One side of a move: how it is reached and which of its directories
 /// files leave or reach.
-pub struct OpenedEndpoint {
+pub(super) struct OpenedEndpoint {
     /// The directory's id on this side.
     pub dir: DirectoryId,
     reach: Reach,
@@ -57,7 +57,7 @@ enum Reach {
 
 impl OpenedEndpoint {
     /// The daemon of this side, when it is remote.
-    pub fn remote(&self) -> Option<&RemoteService> {
+    pub(super) fn remote(&self) -> Option<&RemoteService> {
         match &self.reach {
             Reach::Remote(remote) => Some(remote),
             Reach::Local(_) | Reach::Unmade { .. } => None,
@@ -81,14 +81,14 @@ impl OpenedEndpoint {
 impl OpenedEndpoints {
     /// Lists both sides (only what lies at or under the subpath if one is
     /// named); a destination not made yet holds nothing.
-    pub async fn list(&self) -> Result<Listings, MoveFileError> {
+    pub(super) async fn list(&self) -> Result<Listings, MoveFileError> {
         let source = self.source.endpoint().expect("a source exists");
         list_both(source, self.destination.endpoint(), self.under.as_ref()).await
     }
 
     /// Makes a local destination that does not exist yet, now that the
     /// move can start, and gives both sides to the mover.
-    pub fn ready(&mut self) -> Result<(Endpoint<'_>, Endpoint<'_>), CliError> {
+    pub(super) fn ready(&mut self) -> Result<(Endpoint<'_>, Endpoint<'_>), CliError> {
         if let Reach::Unmade {
             path, keep_owner, ..
         } = &self.destination.reach
@@ -108,7 +108,7 @@ impl OpenedEndpoints {
 
     /// Closes connections to daemons cleanly, saying whether the run was
     /// interrupted.
-    pub async fn close(self, interrupted: bool) {
+    pub(super) async fn close(self, interrupted: bool) {
         let remotes: Vec<&RemoteService> = [&self.source, &self.destination]
             .into_iter()
             .filter_map(OpenedEndpoint::remote)
@@ -248,7 +248,7 @@ impl Plan {
 /// Validates the arguments and opens both endpoints. Every remote side is
 /// bound to its daemon's certificate before anything connects; a local
 /// destination that does not exist is not made yet.
-pub async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
+pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
     let plan = Plan::of(args)?;
     let sides: Vec<RemoteSide> = [&plan.source, &plan.destination]
         .into_iter()
@@ -446,7 +446,7 @@ impl OpenedEndpoints {
     /// destination not made yet is refused when the source holds its
     /// nearest existing folder. Call it before anything is changed on
     /// either side.
-    pub async fn refuse_overlap(&self) -> Result<(), CliError> {
+    pub(super) async fn refuse_overlap(&self) -> Result<(), CliError> {
         let (src, dst) = tokio::join!(self.source.identity(), self.destination.identity());
         let identity = |result: Result<RootIdentity, ServiceError>, side: &str| {
             result.map_err(|e| CliError::lost_or_failed(e.is_retryable(), format!("{side}: {e}")))
@@ -529,7 +529,7 @@ pub(super) struct Trust {
 impl Trust {
     /// Loads the key and certificate that `args` (or the client
     /// configuration) name, and notes the shared peers file.
-    pub fn load(args: &TrustArgs) -> Result<Self, CliError> {
+    pub(super) fn load(args: &TrustArgs) -> Result<Self, CliError> {
         let settings = ClientSettings::load(args.config.as_deref())?;
         let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
             flag.clone().or(setting).ok_or_else(|| {
@@ -549,7 +549,7 @@ impl Trust {
     }
 
     /// A QUIC client with this identity, tuned as `tuning` says.
-    pub fn client(&self, tuning: &Tuning) -> Result<Client, CliError> {
+    pub(super) fn client(&self, tuning: &Tuning) -> Result<Client, CliError> {
         Client::new(&self.identity, tuning)
             .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
     }

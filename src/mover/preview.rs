@@ -13,7 +13,7 @@ use crate::model::FileEntry;
 
 /// What a move would do with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// The destination already holds the same content: the source copy
     /// would be deleted (and the destination's given the source's
     /// modification time and permissions), nothing sent.

@@ -56,6 +56,7 @@ pub struct BenchArgs {
     /// Send limits: up paces this command, down the daemon.
     #[command(flatten)]
     pub limits: ThrottleArgs,
+    /// QUIC tuning of this side of the connection.
     #[command(flatten)]
     pub transport: TransportArgs,
 }

@@ -84,6 +84,7 @@ pub struct MoveArgs {
     /// Which source files the move takes.
     #[command(flatten)]
     pub selection: SelectionArgs,
+    /// QUIC tuning of this side of the connection.
     #[command(flatten)]
     pub transport: TransportArgs,
     /// Print errors only.
@@ -132,7 +133,7 @@ pub struct MoveArgs {
 
 /// Which source files a move takes; the others stay at the source, are not
 /// deleted and are not errors. The rules are those of
-/// [`crate::mover::selection`].
+/// `mover::selection`.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Selecting files")]
 pub struct SelectionArgs {

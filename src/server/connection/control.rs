@@ -26,7 +26,7 @@ use crate::transport::measure::path_sample;
 /// request waits for one, the next stays unread. After the client closed
 /// the stream, the requests in progress are served to their end; dropping
 /// this future aborts them.
-pub async fn serve(
+pub(super) async fn serve(
     send: SendStream,
     mut recv: RecvStream,
     service: LocalService,

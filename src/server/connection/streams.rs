@@ -22,7 +22,7 @@ use crate::telemetry;
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 
 /// Serves one data stream to its end; listings take turns at `listings`.
-pub async fn serve(
+pub(super) async fn serve(
     mut send: SendStream,
     mut recv: RecvStream,
     service: LocalService,

@@ -37,7 +37,7 @@ impl AsRef<[u8]> for BudgetedChunk {
 }
 
 /// A local file being read by a blocking thread, or read already.
-pub struct LocalReader {
+pub(super) struct LocalReader {
     stamp: FileStamp,
     events: Events,
 }
@@ -57,7 +57,7 @@ impl LocalReader {
     /// once; a larger one, or one that would wait for the budget, is read
     /// by a blocking thread of `runtime`, so the caller's thread never
     /// waits for other files.
-    pub fn open(
+    pub(super) fn open(
         file: File,
         stamp: FileStamp,
         delta: Delta,

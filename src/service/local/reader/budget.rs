@@ -24,7 +24,7 @@ pub struct ReadBudget {
 }
 
 /// One chunk's share of a [`ReadBudget`], given back on drop.
-pub type ChunkPermit = OwnedSemaphorePermit;
+pub(super) type ChunkPermit = OwnedSemaphorePermit;
 
 impl ReadBudget {
     /// A budget of `bytes`, in whole chunks, at least one.
