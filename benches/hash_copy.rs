@@ -61,7 +61,8 @@ use std::time::Duration;
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, SamplingMode, Throughput};
 use realize::model::{Delta, DirectoryId, Hash, RelPath, WritePlan};
-use realize::service::local::{LocalService, CHUNK_SIZE};
+use realize::protocol::CHUNK_SIZE;
+use realize::service::local::LocalService;
 use realize::service::{ReadEvent, Service};
 use tempfile::TempDir;
 use tokio::runtime::Runtime;

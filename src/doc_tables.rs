@@ -7,7 +7,7 @@ use std::path::Path;
 /// The body rows of every table in `doc` (a path from the crate's root)
 /// whose header starts with the cells `header`, one `Vec` of trimmed cells
 /// per row.
-pub fn tables(doc: &str, header: &[&str]) -> Vec<Vec<Vec<String>>> {
+pub(crate) fn tables(doc: &str, header: &[&str]) -> Vec<Vec<Vec<String>>> {
     let path = Path::new(env!("CARGO_MANIFEST_DIR")).join(doc);
     let text = std::fs::read_to_string(&path).expect("the documentation is readable");
     let mut tables = Vec::new();
@@ -31,14 +31,14 @@ pub fn tables(doc: &str, header: &[&str]) -> Vec<Vec<Vec<String>>> {
 
 /// The body rows of the one table in `doc` whose header starts with the
 /// cells `header`.
-pub fn table(doc: &str, header: &[&str]) -> Vec<Vec<String>> {
+pub(crate) fn table(doc: &str, header: &[&str]) -> Vec<Vec<String>> {
     let mut found = tables(doc, header);
     assert_eq!(found.len(), 1, "{doc}: tables headed {header:?}");
     found.remove(0)
 }
 
 /// The row of `table` whose first cell is `key`.
-pub fn row<'a>(table: &'a [Vec<String>], key: &str) -> &'a [String] {
+pub(crate) fn row<'a>(table: &'a [Vec<String>], key: &str) -> &'a [String] {
     table
         .iter()
         .find(|row| row[0] == key)
@@ -46,13 +46,13 @@ pub fn row<'a>(table: &'a [Vec<String>], key: &str) -> &'a [String] {
 }
 
 /// A cell's text without code and emphasis marks.
-pub fn plain(cell: &str) -> String {
+pub(crate) fn plain(cell: &str) -> String {
     cell.replace("**", "").replace('`', "")
 }
 
 /// The first code span of a cell (the text between its first two
 /// backticks).
-pub fn first_code(cell: &str) -> Option<&str> {
+pub(crate) fn first_code(cell: &str) -> Option<&str> {
     let mut spans = cell.split('`');
     spans.next()?;
     spans.next()
@@ -60,7 +60,11 @@ pub fn first_code(cell: &str) -> Option<&str> {
 
 /// Fails unless `documented` and `in_code` hold the same items, naming
 /// those only one of them holds.
-pub fn assert_same<T: Ord + std::fmt::Debug>(what: &str, documented: Vec<T>, in_code: Vec<T>) {
+pub(crate) fn assert_same<T: Ord + std::fmt::Debug>(
+    what: &str,
+    documented: Vec<T>,
+    in_code: Vec<T>,
+) {
     let documented: std::collections::BTreeSet<T> = documented.into_iter().collect();
     let in_code: std::collections::BTreeSet<T> = in_code.into_iter().collect();
     let only_documented: Vec<&T> = documented.difference(&in_code).collect();
@@ -72,7 +76,7 @@ pub fn assert_same<T: Ord + std::fmt::Debug>(what: &str, documented: Vec<T>, in_
 }
 
 /// `n` with its thousands separated by commas, as the docs write numbers.
-pub fn grouped(n: u64) -> String {
+pub(crate) fn grouped(n: u64) -> String {
     let digits = n.to_string();
     let mut out = String::new();
     for (i, digit) in digits.chars().enumerate() {

@@ -10,7 +10,7 @@
 mod error;
 mod preview;
 mod progress;
-pub mod selection;
+pub(crate) mod selection;
 mod stop;
 mod subtree;
 
@@ -21,12 +21,14 @@ use std::time::SystemTime;
 
 use futures::stream::{self, StreamExt};
 
-pub use self::error::{MoveFileError, Side};
-pub use self::preview::Plan;
-pub use self::progress::{FileProgress, NoProgress, Progress};
-pub use self::selection::{LeftOut, Selection};
-pub use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
-pub use self::subtree::existing_under;
+pub(crate) use self::error::{MoveFileError, Side};
+pub(crate) use self::preview::Plan;
+#[cfg(test)]
+use self::progress::NoProgress;
+pub(crate) use self::progress::{FileProgress, Progress};
+pub(crate) use self::selection::{LeftOut, Selection};
+pub(crate) use self::stop::{stop_pair, StopHandle, StopReason, StopSignal};
+pub(crate) use self::subtree::existing_under;
 use crate::model::{
     block_size_for, ByteRange, Delta, DirectoryId, FileEntry, FileState, RelPath, SkipReason,
     Skipped, WritePlan,
@@ -37,7 +39,7 @@ use crate::throttle::Throttle;
 
 /// How a move runs.
 #[derive(Debug, Clone)]
-pub struct MoveOptions {
+pub(crate) struct MoveOptions {
     /// Files in flight at once.
     pub parallel: usize,
     /// Stops the move early (time limit, Ctrl-C).
@@ -68,7 +70,13 @@ impl Default for MoveOptions {
 }
 
 /// Files in flight by default (see `docs/operations.md` for the measurement).
-pub const DEFAULT_PARALLEL: usize = 128;
+pub(crate) const DEFAULT_PARALLEL: usize = 128;
+
+/// Most files in flight (`--parallel`). A daemon serves at most its
+/// `streams_per_connection` of them at once, the rest wait in the command;
+/// this bound only keeps what the command itself holds per file (a task,
+/// its buffers, a blocking thread for a local large file) finite.
+pub(crate) const MAX_PARALLEL: usize = 512;
 
 /// What a move did; for a dry run, what it would do (see [`MoveOptions::dry_run`]).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -107,7 +115,7 @@ pub struct MoveSummary {
 /// or reach. The two sides of a move may name different directories; a file
 /// keeps its path relative to the directory's root.
 #[derive(Clone, Copy)]
-pub struct Endpoint<'a> {
+pub(crate) struct Endpoint<'a> {
     /// Local, or a connection to a daemon.
     pub service: &'a dyn Service,
     /// The directory's id on that service.
@@ -120,7 +128,7 @@ pub struct Endpoint<'a> {
 /// Returns an error only if the move could not start (a listing failed, or
 /// `under` holds nothing); per-file failures are counted in the summary,
 /// logged with `tracing::error!` and reported to `progress`.
-pub async fn move_files(
+pub(crate) async fn move_files(
     source: Endpoint<'_>,
     destination: Endpoint<'_>,
     under: Option<&RelPath>,
@@ -135,13 +143,13 @@ pub async fn move_files(
 
 /// What both sides hold before a move: the source's listing, then the
 /// destination's.
-pub type Listings = (Listing, Listing);
+pub(crate) type Listings = (Listing, Listing);
 
 /// Lists both sides at once, keeping only what lies at or under `under` if
 /// it is given: a file outside it is neither moved nor deleted nor
 /// reported, and the source must hold something there. A `destination` of
 /// `None` does not exist yet and holds nothing.
-pub async fn list_both(
+pub(crate) async fn list_both(
     source: Endpoint<'_>,
     destination: Option<Endpoint<'_>>,
     under: Option<&RelPath>,
@@ -166,7 +174,7 @@ pub async fn list_both(
 
 /// Logs and reports `err`, which kept the move of `dir` from starting (see
 /// [`list_both`]), and gives it back.
-pub fn cannot_list(
+pub(crate) fn cannot_list(
     dir: &DirectoryId,
     err: MoveFileError,
     progress: &mut dyn Progress,
@@ -180,7 +188,7 @@ pub fn cannot_list(
 /// its own to make before a move (each a round trip to a daemon) lists
 /// while it checks, and starts the move a round trip sooner. It reports a
 /// listing that failed with [`cannot_list`].
-pub async fn move_listed(
+pub(crate) async fn move_listed(
     source: Endpoint<'_>,
     destination: Endpoint<'_>,
     listings: Listings,
@@ -234,7 +242,7 @@ pub async fn move_listed(
         progress.warn(&message);
     }
     let sent_counter = AtomicU64::new(0);
-    let endpoints = Endpoints {
+    let route = Route {
         source,
         destination,
         sent_total: &sent_counter,
@@ -248,7 +256,7 @@ pub async fn move_listed(
         };
         let parallel = options.parallel;
         preview::preview(
-            &endpoints,
+            &route,
             files,
             at_destination,
             parallel,
@@ -272,7 +280,7 @@ pub async fn move_listed(
         };
         async move {
             let result = tokio::select! {
-                result = endpoints.move_file(&entry, at_destination, file_progress.as_mut()) => result,
+                result = route.move_file(&entry, at_destination, file_progress.as_mut()) => result,
                 _ = options.stop.stopped() => Err(MoveFileError::Interrupted),
             };
             (entry, result, file_progress)
@@ -293,7 +301,7 @@ pub async fn move_listed(
                 tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
                 file_progress.error(&MoveFileError::Interrupted);
             }
-            Ok(Moved {
+            Ok(MoveOutcome {
                 sent,
                 method,
                 replaced,
@@ -342,7 +350,7 @@ fn case_clashes(files: &[FileEntry]) -> Vec<(&RelPath, &RelPath)> {
 }
 
 /// How one file was moved.
-struct Moved {
+struct MoveOutcome {
     /// File bytes sent.
     sent: u64,
     /// `copy`, `resume` or `existing` (already at the destination).
@@ -360,9 +368,9 @@ struct AtDestination<'a> {
     partial: Option<&'a FileEntry>,
 }
 
-/// The two sides of a move, and what paces it.
+/// The route of a move: its two endpoints, and what paces it.
 #[derive(Clone, Copy)]
-struct Endpoints<'a> {
+struct Route<'a> {
     source: Endpoint<'a>,
     destination: Endpoint<'a>,
     /// File bytes sent by every file of the move, finished or not.
@@ -371,14 +379,14 @@ struct Endpoints<'a> {
     down: &'a Throttle,
 }
 
-impl Endpoints<'_> {
+impl Route<'_> {
     /// Moves one file.
     async fn move_file(
         &self,
         entry: &FileEntry,
         at_destination: AtDestination<'_>,
         progress: &mut dyn FileProgress,
-    ) -> Result<Moved, MoveFileError> {
+    ) -> Result<MoveOutcome, MoveFileError> {
         let existing = at_destination.complete;
         let already_there = match existing {
             Some(existing) if existing.stamp.size == entry.stamp.size => {
@@ -390,7 +398,7 @@ impl Endpoints<'_> {
         let moved = if let (true, Some(existing)) = (already_there, existing) {
             tracing::debug!(dir = %self.source.dir, path = %entry.path, "destination already has it");
             self.adopt(entry, existing).await?;
-            Moved {
+            MoveOutcome {
                 sent: 0,
                 method: "existing",
                 replaced: false,
@@ -416,7 +424,7 @@ impl Endpoints<'_> {
                 progress.replacing();
             }
             let sent = self.copy(entry, &plan, progress).await?;
-            Moved {
+            MoveOutcome {
                 sent,
                 method,
                 replaced: existing.is_some(),

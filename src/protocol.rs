@@ -36,6 +36,16 @@ pub const MAX_FRAME_LEN: usize = 1 << 20;
 /// Most entries in one [`ListItem::Files`] frame.
 pub const MAX_LIST_CHUNK: usize = 1024;
 
+/// Bytes of file content or generated data handled at once: a source reads
+/// its file in chunks of this size and hands each to the stream, a daemon
+/// reads a discard stream in chunks of at most this size, and generated data
+/// is cut in chunks of it.
+pub const CHUNK_SIZE: usize = 256 * 1024;
+
+/// The UDP port a daemon listens on, and a command connects to, when an
+/// address names none.
+pub const DEFAULT_PORT: u16 = 9771;
+
 /// Most bytes one [`StreamRequest::Generate`] may ask for: 1 TiB.
 pub const MAX_GENERATE_LEN: u64 = 1 << 40;
 
@@ -74,7 +84,7 @@ mod tests {
         MAX_BLOCKS, MAX_COMPONENT_LEN, MAX_DIRECTORY_ID_LEN, MAX_PATH_LEN, MIN_BLOCK_SIZE,
     };
     use crate::server::Limits;
-    use crate::service::local::{CHUNK_SIZE, DEFAULT_LISTING_DEPTH, MAX_LISTING_DEPTH};
+    use crate::service::local::{DEFAULT_LISTING_DEPTH, MAX_LISTING_DEPTH};
     use crate::throttle::{MAX_RATE, MIN_RATE};
     use crate::transport::endpoint::Tuning;
 

@@ -4,7 +4,7 @@
 //! [`local::LocalService`] implementation works on a local root and is used
 //! both in process (a `--src-path`/`--dst-path` endpoint) and by the daemon to
 //! serve its peers; the QUIC client in [`crate::client`] implements the same
-//! trait over the wire. The algorithm in [`crate::mover`] sees only the trait,
+//! trait over the wire. The algorithm in `mover` sees only the trait,
 //! so it is tested without sockets.
 
 pub mod local;

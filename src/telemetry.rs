@@ -10,59 +10,59 @@ use metrics::{describe_counter, describe_gauge, describe_histogram, Unit};
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
 
 /// Always 1, labelled with the `version` of the binary (both).
-pub const BUILD_INFO: &str = "realize_build_info";
+pub(crate) const BUILD_INFO: &str = "realize_build_info";
 /// Connections accepted after mutual TLS (daemon).
-pub const CONNECTIONS_ACCEPTED: &str = "realize_connections_accepted_total";
+pub(crate) const CONNECTIONS_ACCEPTED: &str = "realize_connections_accepted_total";
 /// Connections refused, by `reason` (daemon).
-pub const CONNECTIONS_REFUSED: &str = "realize_connections_refused_total";
+pub(crate) const CONNECTIONS_REFUSED: &str = "realize_connections_refused_total";
 /// Connections asked to prove their source address first (daemon).
-pub const CONNECTIONS_RETRIED: &str = "realize_connections_retried_total";
+pub(crate) const CONNECTIONS_RETRIED: &str = "realize_connections_retried_total";
 /// Connections open now (daemon).
-pub const CONNECTIONS_OPEN: &str = "realize_connections_open";
+pub(crate) const CONNECTIONS_OPEN: &str = "realize_connections_open";
 /// Control requests, by `op` and `status` (daemon).
-pub const RPC_REQUESTS: &str = "realize_rpc_requests_total";
+pub(crate) const RPC_REQUESTS: &str = "realize_rpc_requests_total";
 /// Control request latency, by `op` (daemon).
-pub const RPC_DURATION: &str = "realize_rpc_duration_seconds";
+pub(crate) const RPC_DURATION: &str = "realize_rpc_duration_seconds";
 /// Files made final, by `peer` and `method` (`copy`, `resume`) (daemon).
-pub const FILES_RECEIVED: &str = "realize_files_received_total";
+pub(crate) const FILES_RECEIVED: &str = "realize_files_received_total";
 /// File bytes received, by `peer` and `method` (daemon).
-pub const BYTES_RECEIVED: &str = "realize_received_bytes_total";
+pub(crate) const BYTES_RECEIVED: &str = "realize_received_bytes_total";
 /// Files read to the end for a peer, by `peer` and `method` (daemon).
-pub const FILES_SENT: &str = "realize_files_sent_total";
+pub(crate) const FILES_SENT: &str = "realize_files_sent_total";
 /// File bytes sent, by `peer` and `method` (daemon).
-pub const BYTES_SENT: &str = "realize_sent_bytes_total";
+pub(crate) const BYTES_SENT: &str = "realize_sent_bytes_total";
 /// Failed requests and streams, by error `kind` (daemon).
-pub const ERRORS: &str = "realize_errors_total";
+pub(crate) const ERRORS: &str = "realize_errors_total";
 /// The send limit in force, by `peer`; +Inf when unlimited (daemon).
-pub const SEND_LIMIT: &str = "realize_send_limit_bytes_per_second";
+pub(crate) const SEND_LIMIT: &str = "realize_send_limit_bytes_per_second";
 /// Smoothed round-trip time, by `peer` (daemon).
-pub const PATH_RTT: &str = "realize_path_rtt_seconds";
+pub(crate) const PATH_RTT: &str = "realize_path_rtt_seconds";
 /// Congestion window, by `peer` (daemon).
-pub const PATH_CWND: &str = "realize_path_congestion_window_bytes";
+pub(crate) const PATH_CWND: &str = "realize_path_congestion_window_bytes";
 /// UDP datagrams sent, by `peer` (daemon).
-pub const PATH_SENT_PACKETS: &str = "realize_path_sent_packets_total";
+pub(crate) const PATH_SENT_PACKETS: &str = "realize_path_sent_packets_total";
 /// Packets declared lost, by `peer` (daemon).
-pub const PATH_LOST_PACKETS: &str = "realize_path_lost_packets_total";
+pub(crate) const PATH_LOST_PACKETS: &str = "realize_path_lost_packets_total";
 /// UDP datagrams received, by `peer` (daemon).
-pub const PATH_RECEIVED_DATAGRAMS: &str = "realize_path_received_datagrams_total";
+pub(crate) const PATH_RECEIVED_DATAGRAMS: &str = "realize_path_received_datagrams_total";
 /// Abandoned partial files removed (daemon).
-pub const PARTIALS_COLLECTED: &str = "realize_partials_collected_total";
+pub(crate) const PARTIALS_COLLECTED: &str = "realize_partials_collected_total";
 /// Bytes of the abandoned partial files removed (daemon).
-pub const PARTIAL_BYTES_COLLECTED: &str = "realize_partials_collected_bytes_total";
+pub(crate) const PARTIAL_BYTES_COLLECTED: &str = "realize_partials_collected_bytes_total";
 /// Files moved, by `method` (`copy`, `resume`, `existing`) (command).
-pub const FILES_MOVED: &str = "realize_files_moved_total";
+pub(crate) const FILES_MOVED: &str = "realize_files_moved_total";
 /// Files that failed, by `kind` (command).
-pub const FILES_FAILED: &str = "realize_files_failed_total";
+pub(crate) const FILES_FAILED: &str = "realize_files_failed_total";
 /// File bytes sent to the destination (command).
-pub const BYTES_MOVED: &str = "realize_moved_bytes_total";
+pub(crate) const BYTES_MOVED: &str = "realize_moved_bytes_total";
 /// Bytes a resume did not have to send again: by the command, and by the
 /// daemon for what it received, by `peer`.
-pub const BYTES_SAVED: &str = "realize_resume_saved_bytes_total";
+pub(crate) const BYTES_SAVED: &str = "realize_resume_saved_bytes_total";
 /// Reconnections after a lost connection (command).
-pub const RETRIES: &str = "realize_retries_total";
+pub(crate) const RETRIES: &str = "realize_retries_total";
 /// Generated bytes of `realize bench`, by `peer` and `direction`
 /// (`received`, `sent`) (daemon).
-pub const BENCH_BYTES: &str = "realize_bench_bytes_total";
+pub(crate) const BENCH_BYTES: &str = "realize_bench_bytes_total";
 
 /// Buckets of [`RPC_DURATION`], in seconds: a hash of a large file takes
 /// seconds, a delete a fraction of a millisecond.
@@ -70,7 +70,7 @@ const RPC_BUCKETS: &[f64] = &[0.0005, 0.002, 0.01, 0.05, 0.25, 1.0, 5.0, 30.0];
 
 /// What kind of series a metric is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
+pub(crate) enum Kind {
     /// A count that only grows.
     Counter,
     /// A value that goes up and down.
@@ -81,7 +81,7 @@ pub enum Kind {
 
 /// One metric of realize: its name, kind, unit and help text.
 #[derive(Debug, Clone, Copy)]
-pub struct Metric {
+pub(crate) struct Metric {
     /// The Prometheus name, one of the constants above.
     pub name: &'static str,
     /// Counter, gauge or histogram.
@@ -94,7 +94,7 @@ pub struct Metric {
 
 /// Every metric realize records, the process metrics aside: the one list
 /// that `/metrics` describes and `docs/operations.md` documents.
-pub const METRICS: &[Metric] = &[
+pub(crate) const METRICS: &[Metric] = &[
     Metric {
         name: BUILD_INFO,
         kind: Kind::Gauge,
@@ -254,7 +254,7 @@ pub const METRICS: &[Metric] = &[
 ];
 
 /// Registers the help text and unit of every metric.
-pub fn describe() {
+pub(crate) fn describe() {
     for metric in METRICS {
         let (name, help) = (metric.name, metric.help);
         match (metric.kind, metric.unit) {
@@ -270,13 +270,13 @@ pub fn describe() {
 
 /// The value of [`SEND_LIMIT`] for `limit`: no limit is an infinite one,
 /// which compares as Prometheus users expect (`rate < limit` always holds).
-pub fn send_limit_value(limit: Option<crate::throttle::Rate>) -> f64 {
+pub(crate) fn send_limit_value(limit: Option<crate::throttle::Rate>) -> f64 {
     limit.map_or(f64::INFINITY, |rate| rate.bytes_per_second() as f64)
 }
 
 /// Installs the metrics recorder, serving `/metrics` on `listen` if given,
 /// and starts collecting process metrics. Call inside a tokio runtime.
-pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
+pub(crate) fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
     let builder = PrometheusBuilder::new()
         .set_buckets_for_metric(Matcher::Full(RPC_DURATION.into()), RPC_BUCKETS)
         .map_err(|e| e.to_string())?;
@@ -309,7 +309,7 @@ pub fn install(listen: Option<SocketAddr>) -> Result<PrometheusHandle, String> {
 
 /// Where and as whom the command pushes its metrics.
 #[derive(Debug, Clone)]
-pub struct Pushgateway {
+pub(crate) struct Pushgateway {
     /// `http(s)://HOST:PORT/metrics/job/JOB/instance/INSTANCE`.
     url: String,
     /// The HTTP client, kept from push to push.
@@ -322,7 +322,7 @@ const PUSH_TIMEOUT: Duration = Duration::from_secs(10);
 impl Pushgateway {
     /// A gateway at `base` (`http://HOST:PORT` or `https://HOST:PORT`),
     /// grouping by job and instance.
-    pub fn new(base: &str, job: &str, instance: &str) -> Result<Self, String> {
+    pub(crate) fn new(base: &str, job: &str, instance: &str) -> Result<Self, String> {
         if !base.starts_with("http://") && !base.starts_with("https://") {
             return Err(format!(
                 "{base}: the Pushgateway URL must start with http:// or https://"
@@ -349,7 +349,7 @@ impl Pushgateway {
     }
 
     /// Replaces the group's metrics with `handle`'s, within 10 s.
-    pub async fn push(&self, handle: &PrometheusHandle) -> Result<(), String> {
+    pub(crate) async fn push(&self, handle: &PrometheusHandle) -> Result<(), String> {
         let body = handle.render();
         let (url, agent) = (self.url.clone(), self.agent.clone());
         tokio::task::spawn_blocking(move || {

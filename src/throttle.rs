@@ -18,6 +18,8 @@ use std::sync::{Arc, RwLock};
 use bytes::Bytes;
 use governor::{DefaultDirectRateLimiter, Quota, RateLimiter};
 
+use crate::units::parse_bytes;
+
 /// Rates and pieces are whole KiB.
 const CELL: u64 = 1024;
 /// Largest piece sent at once, whatever the rate.
@@ -27,9 +29,9 @@ const MAX_PIECE: u64 = 256 * 1024;
 /// was idle bursts at most two pieces (~100 ms).
 const BUCKET_PIECES: u64 = 2;
 /// Slowest rate accepted: 1 KiB/s.
-pub const MIN_RATE: u64 = CELL;
+pub(crate) const MIN_RATE: u64 = CELL;
 /// Fastest rate accepted: 1 TiB/s.
-pub const MAX_RATE: u64 = 1 << 40;
+pub(crate) const MAX_RATE: u64 = 1 << 40;
 
 /// A rate in bytes per second, written `512k`, `4M`, `1.5G` (binary
 /// multiples) or plain bytes per second.
@@ -70,21 +72,6 @@ impl FromStr for Rate {
             return Err(format!("{text} is more than 1024G per second"));
         }
         Rate::new(bytes.round() as u64)
-    }
-}
-
-/// How every size and rate of the flags and of the daemon's configuration
-/// is read: units are binary multiples whatever their spelling (`k`, `K`,
-/// `KB` and `KiB` all mean 1024 bytes; `10MB` is 10 MiB).
-const SIZE_UNITS: parse_size::Config = parse_size::Config::new().with_binary();
-
-/// A positive number of bytes written plain or with a unit: `512k`, `4M`,
-/// `4MiB`, `10MB`, `1.5G`, `1T`, all binary multiples ([`SIZE_UNITS`]).
-/// `None` if `text` is not one.
-pub fn parse_bytes(text: &str) -> Option<f64> {
-    match SIZE_UNITS.parse_size(text.trim()) {
-        Ok(bytes) if bytes > 0 => Some(bytes as f64),
-        _ => None,
     }
 }
 
@@ -149,7 +136,7 @@ fn burst(rate: Rate) -> NonZeroU32 {
 /// cap over all its connections): senders keep both. Clones share the
 /// limits.
 #[derive(Clone, Default)]
-pub struct Throttle {
+pub(crate) struct Throttle {
     limiter: Arc<RwLock<Option<Arc<Limiter>>>>,
     outer: Option<Box<Throttle>>,
 }
@@ -162,7 +149,7 @@ impl fmt::Debug for Throttle {
 
 impl Throttle {
     /// A throttle at `rate`, or none; its bucket starts full.
-    pub fn new(rate: Option<Rate>) -> Self {
+    pub(crate) fn new(rate: Option<Rate>) -> Self {
         Self {
             limiter: Arc::new(RwLock::new(rate.map(Limiter::full))),
             outer: None,
@@ -171,7 +158,7 @@ impl Throttle {
 
     /// A throttle with no limit of its own yet, whose senders also keep
     /// `outer`'s limit (shared with `outer` and its other inner throttles).
-    pub fn within(outer: &Throttle) -> Self {
+    pub(crate) fn within(outer: &Throttle) -> Self {
         Self {
             limiter: Arc::default(),
             outer: Some(Box::new(outer.clone())),
@@ -179,12 +166,12 @@ impl Throttle {
     }
 
     /// This throttle's own limit, the outer one aside.
-    pub fn rate(&self) -> Option<Rate> {
+    pub(crate) fn rate(&self) -> Option<Rate> {
         self.current().map(|limiter| limiter.rate)
     }
 
     /// The limit senders keep: the lowest of this one and the outer ones.
-    pub fn limit(&self) -> Option<Rate> {
+    pub(crate) fn limit(&self) -> Option<Rate> {
         let outer = self.outer.as_ref().and_then(|outer| outer.limit());
         match (self.rate(), outer) {
             (Some(own), Some(outer)) => Some(own.min(outer)),
@@ -195,7 +182,7 @@ impl Throttle {
     /// Changes this throttle's own limit; streams already running follow it
     /// from their next piece. The new limit starts with an empty bucket: it
     /// grants no fresh burst. Returns the previous limit.
-    pub fn set(&self, rate: Option<Rate>) -> Option<Rate> {
+    pub(crate) fn set(&self, rate: Option<Rate>) -> Option<Rate> {
         let limiter = rate.map(Limiter::empty);
         let mut current = self.limiter.write().unwrap_or_else(|p| p.into_inner());
         std::mem::replace(&mut *current, limiter).map(|old| old.rate)
@@ -209,7 +196,7 @@ impl Throttle {
     }
 
     /// The pieces `chunk` must be sent in: one piece without a limit.
-    pub fn pieces(&self, chunk: Bytes) -> impl Iterator<Item = Bytes> {
+    pub(crate) fn pieces(&self, chunk: Bytes) -> impl Iterator<Item = Bytes> {
         let piece = self
             .limit()
             .map_or(chunk.len().max(1), |r| r.piece() as usize);
@@ -224,7 +211,7 @@ impl Throttle {
 
     /// Waits until `bytes` (at most one piece) may be sent under this limit
     /// and the outer ones.
-    pub async fn wait(&self, bytes: usize) {
+    pub(crate) async fn wait(&self, bytes: usize) {
         let mut throttle = Some(self);
         while let Some(current) = throttle {
             if let Some(limiter) = current.current() {

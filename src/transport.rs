@@ -4,6 +4,7 @@
 pub mod congestion;
 pub mod endpoint;
 pub mod identity;
+pub mod measure;
 pub mod stream;
 pub mod tls;
 

@@ -16,7 +16,7 @@ use crate::protocol::PathSample;
 /// direction (the receiver only sends acknowledgements).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
-pub enum Sender {
+pub(crate) enum Sender {
     /// `realize`, sending to the daemon.
     Command,
     /// `realized`, sending to the command.
@@ -25,7 +25,7 @@ pub enum Sender {
 
 impl Sender {
     /// The side that receives what this one sends.
-    pub fn other(self) -> Self {
+    pub(crate) fn other(self) -> Self {
         match self {
             Sender::Command => Sender::Daemon,
             Sender::Daemon => Sender::Command,
@@ -35,7 +35,7 @@ impl Sender {
 
 /// The raw figures of one direction of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Measurement {
+pub(crate) struct Measurement {
     /// Payload bytes that arrived.
     pub bytes: u64,
     /// From the start of the run to the end of the direction's last stream.
@@ -54,7 +54,7 @@ pub struct Measurement {
 
 /// The figures of one direction.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct DirectionReport {
+pub(crate) struct DirectionReport {
     /// Payload bytes that arrived.
     pub bytes: u64,
     /// Seconds from the start of the run to the end of the last stream.
@@ -140,7 +140,7 @@ fn percent(part: u64, whole: u64) -> f64 {
 
 /// Everything a bench run measured.
 #[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct BenchReport {
+pub(crate) struct BenchReport {
     /// The daemon's address.
     pub daemon: SocketAddr,
     /// Streams per direction.
@@ -158,7 +158,7 @@ pub struct BenchReport {
 impl BenchReport {
     /// The report of a run against `daemon` with `streams` streams per
     /// direction, limited by `limit`.
-    pub fn new(
+    pub(crate) fn new(
         daemon: SocketAddr,
         streams: usize,
         limit: BenchLimit,
@@ -180,7 +180,7 @@ impl BenchReport {
     }
 
     /// The report as one line of JSON.
-    pub fn to_json(&self) -> String {
+    pub(crate) fn to_json(&self) -> String {
         serde_json::to_string(self).expect("a report holds no map keys or failing values")
     }
 

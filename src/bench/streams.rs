@@ -8,15 +8,15 @@ use std::time::{Duration, Instant};
 
 use futures::future::try_join_all;
 
-use super::generated;
 use crate::client::{DiscardStream, GeneratedStream, RemoteService};
-use crate::service::local::CHUNK_SIZE;
+use crate::protocol::CHUNK_SIZE;
 use crate::service::ServiceError;
 use crate::throttle::Throttle;
+use crate::transport::measure::generated;
 
 /// What the streams of one direction carried.
 #[derive(Debug, Clone, Copy)]
-pub struct Moved {
+pub(super) struct Carried {
     /// Payload bytes that arrived: counted by the daemon when the command
     /// sends, by the command when the daemon sends.
     pub bytes: u64,
@@ -25,7 +25,7 @@ pub struct Moved {
 }
 
 /// Opens one discard stream per quota.
-pub async fn open_discards(
+pub(super) async fn open_discards(
     remote: &RemoteService,
     quotas: &[u64],
 ) -> Result<Vec<DiscardStream>, ServiceError> {
@@ -33,7 +33,7 @@ pub async fn open_discards(
 }
 
 /// Asks for one generate stream per quota.
-pub async fn open_generated(
+pub(super) async fn open_generated(
     remote: &RemoteService,
     quotas: &[u64],
 ) -> Result<Vec<GeneratedStream>, ServiceError> {
@@ -41,36 +41,36 @@ pub async fn open_generated(
 }
 
 /// Sends each quota on its stream, paced by `throttle`.
-pub async fn send(
+pub(super) async fn send(
     streams: Vec<DiscardStream>,
     quotas: &[u64],
     deadline: Option<Instant>,
     throttle: &Throttle,
     started: Instant,
-) -> Result<Moved, ServiceError> {
+) -> Result<Carried, ServiceError> {
     let sends = streams
         .into_iter()
         .zip(quotas)
         .map(|(stream, &quota)| send_one(stream, quota, deadline, throttle));
     let counts = try_join_all(sends).await?;
-    Ok(moved(&counts, started))
+    Ok(carried(&counts, started))
 }
 
 /// Reads every generated stream to its end or to the deadline.
-pub async fn receive(
+pub(super) async fn receive(
     streams: Vec<GeneratedStream>,
     deadline: Option<Instant>,
     started: Instant,
-) -> Result<Moved, ServiceError> {
+) -> Result<Carried, ServiceError> {
     let receives = streams
         .into_iter()
         .map(|stream| receive_one(stream, deadline));
     let counts = try_join_all(receives).await?;
-    Ok(moved(&counts, started))
+    Ok(carried(&counts, started))
 }
 
-fn moved(counts: &[u64], started: Instant) -> Moved {
-    Moved {
+fn carried(counts: &[u64], started: Instant) -> Carried {
+    Carried {
         bytes: counts.iter().sum(),
         elapsed: started.elapsed(),
     }

@@ -12,7 +12,7 @@ use crate::bench::{self, BenchOptions};
 use crate::throttle::Throttle;
 
 /// Runs the bench the flags ask for and prints its report on stdout.
-pub async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
     let trust = Trust::load(&args.trust)?;
     let side = args.daemon.side(args.address.clone());
     let daemon = peers::bind(&[side], trust.shared.as_ref())?.remove(0);

@@ -13,7 +13,7 @@ use crate::server::{self, CheckedConfig, DaemonConfig};
 
 /// Checks the configuration `args` name; prints it and exits 0, or prints
 /// the error with `fatal` and exits 2.
-pub fn run(args: &RealizedArgs, fatal: impl FnOnce(CliError)) -> ExitCode {
+pub(super) fn run(args: &RealizedArgs, fatal: impl FnOnce(CliError)) -> ExitCode {
     let checked = load_daemon_config(args).and_then(|config| {
         let checked = server::check(&config).map_err(|e| start_error(args, e))?;
         Ok((config, checked))

@@ -19,7 +19,7 @@ use crate::transport::endpoint::Tuning;
 use crate::transport::identity::{generate, load_certificates, Identity};
 
 /// Runs the demo; exit code 0 if every file arrived intact.
-pub async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
     let work = tempfile::Builder::new()
         .prefix("realize-demo-")

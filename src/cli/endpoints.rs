@@ -12,18 +12,18 @@ use super::CliError;
 use crate::client::{Client, ExpectedDaemon, RemoteService};
 use crate::model::{DirectoryId, RelPath, RootIdentity};
 use crate::mover::{list_both, Endpoint, Listings, MoveFileError};
-use crate::server::config::DEFAULT_PORT;
+use crate::protocol::DEFAULT_PORT;
 use crate::service::local::LocalService;
 use crate::service::{Service, ServiceError};
 use crate::transport::endpoint::Tuning;
 use crate::transport::identity::Identity;
 
 /// The two sides of a move, opened.
-pub struct Endpoints {
+pub(super) struct OpenedEndpoints {
     /// Where files come from.
-    pub source: Side,
+    pub source: OpenedEndpoint,
     /// Where files go.
-    pub destination: Side,
+    pub destination: OpenedEndpoint,
     /// The only file or subtree of the source's directory to move, if one
     /// is named; paths stay relative to each side's directory.
     pub under: Option<RelPath>,
@@ -32,7 +32,7 @@ pub struct Endpoints {
 
 /// One side of a move: how it is reached and which of its directories
 /// files leave or reach.
-pub struct Side {
+pub(super) struct OpenedEndpoint {
     /// The directory's id on this side.
     pub dir: DirectoryId,
     reach: Reach,
@@ -45,7 +45,7 @@ enum Reach {
     /// A daemon, connected.
     Remote(RemoteService),
     /// A local destination that does not exist yet: it is made only once
-    /// the move can start (see [`Endpoints::ready`]). Until then it holds
+    /// the move can start (see [`OpenedEndpoints::ready`]). Until then it holds
     /// nothing, and its nearest existing folder stands for it in the
     /// overlap check.
     Unmade {
@@ -55,9 +55,9 @@ enum Reach {
     },
 }
 
-impl Side {
+impl OpenedEndpoint {
     /// The daemon of this side, when it is remote.
-    pub fn remote(&self) -> Option<&RemoteService> {
+    pub(super) fn remote(&self) -> Option<&RemoteService> {
         match &self.reach {
             Reach::Remote(remote) => Some(remote),
             Reach::Local(_) | Reach::Unmade { .. } => None,
@@ -78,17 +78,17 @@ impl Side {
     }
 }
 
-impl Endpoints {
+impl OpenedEndpoints {
     /// Lists both sides (only what lies at or under the subpath if one is
     /// named); a destination not made yet holds nothing.
-    pub async fn list(&self) -> Result<Listings, MoveFileError> {
+    pub(super) async fn list(&self) -> Result<Listings, MoveFileError> {
         let source = self.source.endpoint().expect("a source exists");
         list_both(source, self.destination.endpoint(), self.under.as_ref()).await
     }
 
     /// Makes a local destination that does not exist yet, now that the
     /// move can start, and gives both sides to the mover.
-    pub fn ready(&mut self) -> Result<(Endpoint<'_>, Endpoint<'_>), CliError> {
+    pub(super) fn ready(&mut self) -> Result<(Endpoint<'_>, Endpoint<'_>), CliError> {
         if let Reach::Unmade {
             path, keep_owner, ..
         } = &self.destination.reach
@@ -108,10 +108,10 @@ impl Endpoints {
 
     /// Closes connections to daemons cleanly, saying whether the run was
     /// interrupted.
-    pub async fn close(self, interrupted: bool) {
+    pub(super) async fn close(self, interrupted: bool) {
         let remotes: Vec<&RemoteService> = [&self.source, &self.destination]
             .into_iter()
-            .filter_map(Side::remote)
+            .filter_map(OpenedEndpoint::remote)
             .collect();
         if interrupted && !remotes.is_empty() {
             // The streams of the files in flight were just reset. Let the
@@ -132,16 +132,16 @@ impl Endpoints {
 /// How long a stopped run waits between abandoning its streams and closing.
 const SETTLE_BEFORE_CLOSE: std::time::Duration = std::time::Duration::from_millis(50);
 
-enum Spec {
+enum EndpointSpec {
     Local(PathBuf),
     Remote(RemoteSide),
 }
 
-impl Spec {
+impl EndpointSpec {
     fn remote(&self) -> Option<&RemoteSide> {
         match self {
-            Spec::Local(_) => None,
-            Spec::Remote(side) => Some(side),
+            EndpointSpec::Local(_) => None,
+            EndpointSpec::Remote(side) => Some(side),
         }
     }
 }
@@ -150,8 +150,8 @@ impl Spec {
 /// the part of the source's, checked before anything connects or is
 /// created.
 struct Plan {
-    source: Spec,
-    destination: Spec,
+    source: EndpointSpec,
+    destination: EndpointSpec,
     dirs: (DirectoryId, DirectoryId),
     under: Option<RelPath>,
 }
@@ -174,13 +174,13 @@ impl SideArgs<'_> {
         &self,
         settings: &mut Option<ClientSettings>,
         config: Option<&Path>,
-    ) -> Result<(Spec, Option<RemoteLocation>), CliError> {
+    ) -> Result<(EndpointSpec, Option<RemoteLocation>), CliError> {
         let (host, location) = match (self.location, self.path, self.addr) {
             (Some(arg), _, _) => match Location::parse(arg)? {
-                Location::Local(path) => return Ok((Spec::Local(path), None)),
+                Location::Local(path) => return Ok((EndpointSpec::Local(path), None)),
                 Location::Remote(location) => (location.host.clone(), Some(location)),
             },
-            (None, Some(path), _) => return Ok((Spec::Local(path.clone()), None)),
+            (None, Some(path), _) => return Ok((EndpointSpec::Local(path.clone()), None)),
             (None, None, Some(addr)) => (addr.clone(), None),
             (None, None, None) => unreachable!("clap requires one of the group"),
         };
@@ -200,7 +200,7 @@ impl SideArgs<'_> {
                 file: self.file.clone(),
             },
         };
-        Ok((Spec::Remote(side), location))
+        Ok((EndpointSpec::Remote(side), location))
     }
 }
 
@@ -229,7 +229,7 @@ impl Plan {
         let dirs = directory_ids(args, [(&source, &from), (&destination, &to)])?;
         let named: Vec<&RemoteLocation> = [&from, &to].into_iter().flatten().collect();
         let under = subpath(&named)?;
-        if args.keep_owner && !matches!(destination, Spec::Local(_)) {
+        if args.keep_owner && !matches!(destination, EndpointSpec::Local(_)) {
             return Err(CliError::Usage(
                 "--keep-owner applies to a local destination; a daemon keeps owners when its \
                  configuration says keep_owner = true"
@@ -248,11 +248,11 @@ impl Plan {
 /// Validates the arguments and opens both endpoints. Every remote side is
 /// bound to its daemon's certificate before anything connects; a local
 /// destination that does not exist is not made yet.
-pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
+pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
     let plan = Plan::of(args)?;
     let sides: Vec<RemoteSide> = [&plan.source, &plan.destination]
         .into_iter()
-        .filter_map(Spec::remote)
+        .filter_map(EndpointSpec::remote)
         .cloned()
         .collect();
     let (client, expected) = match sides.is_empty() {
@@ -275,8 +275,8 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
         (&plan.destination, &destination_dir, true),
     ] {
         reached.push(match spec {
-            Spec::Local(path) => local(dir, path, destination, args)?,
-            Spec::Remote(side) => {
+            EndpointSpec::Local(path) => local_reach(dir, path, destination, args)?,
+            EndpointSpec::Remote(side) => {
                 let client = client.as_ref().expect("a client exists for a remote side");
                 let daemon = expected.next().expect("one daemon per remote side");
                 Reach::Remote(connect(client, &side.addr, daemon).await?)
@@ -285,12 +285,12 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
     }
     let destination = reached.pop().expect("two sides");
     let source = reached.pop().expect("two sides");
-    Ok(Endpoints {
-        source: Side {
+    Ok(OpenedEndpoints {
+        source: OpenedEndpoint {
             dir: source_dir,
             reach: source,
         },
-        destination: Side {
+        destination: OpenedEndpoint {
             dir: destination_dir,
             reach: destination,
         },
@@ -306,14 +306,17 @@ pub async fn open(args: &MoveArgs) -> Result<Endpoints, CliError> {
 /// `--directory-id` that no side needs may only repeat a DIR.
 fn directory_ids(
     args: &MoveArgs,
-    sides: [(&Spec, &Option<RemoteLocation>); 2],
+    sides: [(&EndpointSpec, &Option<RemoteLocation>); 2],
 ) -> Result<(DirectoryId, DirectoryId), CliError> {
     let flag = args.directory_id.as_ref();
     let named = |location: &Option<RemoteLocation>| location.as_ref()?.dir.clone();
-    let own = |(spec, location): (&Spec, &Option<RemoteLocation>)| match (spec, named(location)) {
-        (Spec::Local(_), _) => Ok(None),
-        (Spec::Remote(_), Some(dir)) => Ok(Some(dir)),
-        (Spec::Remote(_), None) => flag.cloned().map(Some).ok_or_else(|| {
+    let own = |(spec, location): (&EndpointSpec, &Option<RemoteLocation>)| match (
+        spec,
+        named(location),
+    ) {
+        (EndpointSpec::Local(_), _) => Ok(None),
+        (EndpointSpec::Remote(_), Some(dir)) => Ok(Some(dir)),
+        (EndpointSpec::Remote(_), None) => flag.cloned().map(Some).ok_or_else(|| {
             CliError::Usage(
                 "--directory-id is required with --src-addr or --dst-addr (or write HOST:DIR)"
                     .into(),
@@ -321,9 +324,9 @@ fn directory_ids(
         }),
     };
     let [source, destination] = sides;
-    let needs_flag = sides
-        .iter()
-        .any(|(spec, location)| matches!(spec, Spec::Remote(_)) && named(location).is_none());
+    let needs_flag = sides.iter().any(|(spec, location)| {
+        matches!(spec, EndpointSpec::Remote(_)) && named(location).is_none()
+    });
     if let (Some(flag), false) = (flag, needs_flag) {
         let contradicted = sides
             .iter()
@@ -390,7 +393,7 @@ pub(super) async fn connect(
 /// The local side at `path`. A destination that does not exist is made
 /// once the move can start (never in a dry run, which creates nothing and
 /// so refuses it); it keeps owners if `--keep-owner`.
-fn local(
+fn local_reach(
     dir: &DirectoryId,
     path: &Path,
     destination: bool,
@@ -435,7 +438,7 @@ fn open_local(dir: &DirectoryId, path: &Path, keep_owner: bool) -> Result<LocalS
         .map_err(|e| CliError::Usage(format!("--keep-owner: {e}")))
 }
 
-impl Endpoints {
+impl OpenedEndpoints {
     /// Refuses a move whose source and destination are the same directory,
     /// or nested, however they are reached (local path, daemon, another
     /// address of the same daemon, another directory id of the same
@@ -443,7 +446,7 @@ impl Endpoints {
     /// destination not made yet is refused when the source holds its
     /// nearest existing folder. Call it before anything is changed on
     /// either side.
-    pub async fn refuse_overlap(&self) -> Result<(), CliError> {
+    pub(super) async fn refuse_overlap(&self) -> Result<(), CliError> {
         let (src, dst) = tokio::join!(self.source.identity(), self.destination.identity());
         let identity = |result: Result<RootIdentity, ServiceError>, side: &str| {
             result.map_err(|e| CliError::lost_or_failed(e.is_retryable(), format!("{side}: {e}")))
@@ -465,7 +468,7 @@ impl Endpoints {
     }
 }
 
-impl Side {
+impl OpenedEndpoint {
     /// The identity of this side's root: for a destination not made yet,
     /// that of its nearest existing folder.
     async fn identity(&self) -> Result<RootIdentity, ServiceError> {
@@ -526,7 +529,7 @@ pub(super) struct Trust {
 impl Trust {
     /// Loads the key and certificate that `args` (or the client
     /// configuration) name, and notes the shared peers file.
-    pub fn load(args: &TrustArgs) -> Result<Self, CliError> {
+    pub(super) fn load(args: &TrustArgs) -> Result<Self, CliError> {
         let settings = ClientSettings::load(args.config.as_deref())?;
         let pick = |flag: &Option<PathBuf>, setting: Option<PathBuf>, name: &str| {
             flag.clone().or(setting).ok_or_else(|| {
@@ -546,7 +549,7 @@ impl Trust {
     }
 
     /// A QUIC client with this identity, tuned as `tuning` says.
-    pub fn client(&self, tuning: &Tuning) -> Result<Client, CliError> {
+    pub(super) fn client(&self, tuning: &Tuning) -> Result<Client, CliError> {
         Client::new(&self.identity, tuning)
             .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
     }

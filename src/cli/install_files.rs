@@ -10,7 +10,7 @@ use super::args::{RealizeArgs, RealizedArgs};
 use super::CliError;
 
 /// Prints the completion script of `realize` for `shell` to stdout.
-pub fn print_completions(shell: clap_complete::Shell) {
+pub(super) fn print_completions(shell: clap_complete::Shell) {
     let mut command = RealizeArgs::command();
     clap_complete::generate(shell, &mut command, "realize", &mut std::io::stdout());
 }
@@ -18,7 +18,7 @@ pub fn print_completions(shell: clap_complete::Shell) {
 /// Writes the manual pages of `realize`, of each of its subcommands
 /// (`realize-keygen.1`, …) and of `realized` into `dir`, creating it if
 /// missing, and prints their names.
-pub fn write_man_pages(dir: &Path) -> Result<(), CliError> {
+pub(super) fn write_man_pages(dir: &Path) -> Result<(), CliError> {
     let failed = |e: std::io::Error| CliError::Failed(format!("{}: {e}", dir.display()));
     std::fs::create_dir_all(dir).map_err(failed)?;
     let mut pages = Vec::new();

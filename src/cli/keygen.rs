@@ -7,7 +7,7 @@ use super::CliError;
 
 /// Writes the key and certificate `args` name and prints their paths and
 /// the certificate's fingerprint.
-pub fn run(args: &KeygenArgs) -> Result<ExitCode, CliError> {
+pub(super) fn run(args: &KeygenArgs) -> Result<ExitCode, CliError> {
     let made = crate::transport::identity::generate(&args.name, &args.out)
         .map_err(|e| CliError::Failed(e.to_string()))?;
     println!(

@@ -16,7 +16,7 @@ use crate::model::{DirectoryId, RelPath};
 
 /// One side of a move as an argument names it.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Location {
+pub(super) enum Location {
     /// A local directory.
     Local(PathBuf),
     /// A directory (or part of it) a daemon serves.
@@ -25,7 +25,7 @@ pub enum Location {
 
 /// `HOST[:DIR[/SUBPATH]]`: a daemon, and what of it an argument names.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RemoteLocation {
+pub(super) struct RemoteLocation {
     /// A `[hosts]` name or an address, as written.
     pub host: String,
     /// The directory id, if named.
@@ -36,7 +36,7 @@ pub struct RemoteLocation {
 
 impl Location {
     /// Reads one side of a move; a remote side must name its directory.
-    pub fn parse(arg: &str) -> Result<Self, CliError> {
+    pub(super) fn parse(arg: &str) -> Result<Self, CliError> {
         let is_local = match (arg.find(':'), arg.find('/')) {
             (None, _) => true,
             (Some(colon), Some(slash)) => slash < colon,
@@ -59,7 +59,7 @@ impl Location {
 
 impl RemoteLocation {
     /// Reads `HOST[:DIR[/SUBPATH]]`.
-    pub fn parse(arg: &str) -> Result<Self, CliError> {
+    pub(super) fn parse(arg: &str) -> Result<Self, CliError> {
         let (host, rest) = split_host(arg)?;
         let Some(rest) = rest else {
             return Ok(Self {

@@ -11,7 +11,7 @@ use super::CliError;
 
 /// The level `realize` logs at: none on stderr unless `-v` asks, info in a
 /// `--log-file`, more with each `-v`.
-pub fn level(verbose: u8, log_file: Option<&Path>) -> &'static str {
+pub(super) fn level(verbose: u8, log_file: Option<&Path>) -> &'static str {
     match (verbose, log_file) {
         (0, None) => "off",
         (0 | 1, _) => "info",
@@ -21,7 +21,11 @@ pub fn level(verbose: u8, log_file: Option<&Path>) -> &'static str {
 }
 
 /// Logs to `file`, or stderr, in `format`; `RUST_LOG` overrides `default`.
-pub fn init_logging(default: &str, format: LogFormat, file: Option<&Path>) -> Result<(), CliError> {
+pub(super) fn init_logging(
+    default: &str,
+    format: LogFormat,
+    file: Option<&Path>,
+) -> Result<(), CliError> {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default));
     let (writer, ansi) = match file {
         Some(path) => {

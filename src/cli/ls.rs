@@ -18,7 +18,7 @@ use crate::service::{Listing, Service};
 use crate::transport::endpoint::Tuning;
 
 /// Connects to the daemon `args` names and prints what it serves.
-pub async fn run(args: &LsArgs) -> Result<ExitCode, CliError> {
+pub(super) async fn run(args: &LsArgs) -> Result<ExitCode, CliError> {
     let target = RemoteLocation::parse(&args.target)?;
     let settings = ClientSettings::load(args.trust.config.as_deref())?;
     let side = match settings.hosts.get(&target.host) {

@@ -28,14 +28,14 @@ pub struct RemoteSide {
 
 /// The peers file shared by every side of a call, and where it was named.
 #[derive(Debug, Clone)]
-pub struct SharedPeers {
+pub(super) struct SharedPeers {
     path: PathBuf,
     from_config: bool,
 }
 
 impl SharedPeers {
     /// The file of `--peers`.
-    pub fn from_flag(path: PathBuf) -> Self {
+    pub(super) fn from_flag(path: PathBuf) -> Self {
         Self {
             path,
             from_config: false,
@@ -43,7 +43,7 @@ impl SharedPeers {
     }
 
     /// The file of `peers` in the client configuration.
-    pub fn from_config(path: PathBuf) -> Self {
+    pub(super) fn from_config(path: PathBuf) -> Self {
         Self {
             path,
             from_config: true,
@@ -83,7 +83,7 @@ impl SharedPeers {
 /// The daemon each of `sides` must be, in their order: the certificate of
 /// its own flag, else the only one of `shared`. A side that nothing binds is
 /// a usage error that names the flag to bind it with.
-pub fn bind(
+pub(super) fn bind(
     sides: &[RemoteSide],
     shared: Option<&SharedPeers>,
 ) -> Result<Vec<ExpectedDaemon>, CliError> {

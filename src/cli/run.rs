@@ -26,7 +26,7 @@ use crate::telemetry;
 /// Runs the move `args` ask for and returns the code the command exits
 /// with. With `--json`, prints the report on stdout after every outcome but
 /// a usage error, which prints no report.
-pub async fn run(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, CliError> {
+pub(super) async fn run(args: &MoveArgs, selection: &Selection) -> Result<ExitCode, CliError> {
     let started = Instant::now();
     let mut run = Run::default();
     let result = metrics_export::around(args, run_until_stopped(args, selection, &mut run)).await;

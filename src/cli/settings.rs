@@ -11,7 +11,7 @@ use super::CliError;
 /// Key, certificate, peers and named hosts for connecting to daemons.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct ClientSettings {
+pub(super) struct ClientSettings {
     /// This host's private key.
     pub key: Option<PathBuf>,
     /// This host's certificate.
@@ -27,7 +27,7 @@ pub struct ClientSettings {
 /// must present.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct HostSettings {
+pub(super) struct HostSettings {
     /// `HOST`, `HOST:PORT`, `IP`, `IP:PORT` or `[IPv6]:PORT` (port 9771 if
     /// omitted); every address a name resolves to is tried in order.
     pub addr: String,
@@ -37,7 +37,7 @@ pub struct HostSettings {
 
 impl ClientSettings {
     /// Loads `explicit`, or the default file if it exists, or nothing.
-    pub fn load(explicit: Option<&Path>) -> Result<Self, CliError> {
+    pub(super) fn load(explicit: Option<&Path>) -> Result<Self, CliError> {
         let path = match explicit {
             Some(path) => path.to_path_buf(),
             None => match default_path() {

@@ -12,13 +12,13 @@ use tracing_subscriber::registry::LookupSpan;
 
 /// Tells systemd the daemon serves on `address` (does nothing unless
 /// systemd started it with `NOTIFY_SOCKET`).
-pub fn notify_ready(address: &str) {
+pub(super) fn notify_ready(address: &str) {
     let status = format!("listening on {address}");
     notify(&[NotifyState::Ready, NotifyState::Status(&status)]);
 }
 
 /// Tells systemd the daemon is shutting down.
-pub fn notify_stopping() {
+pub(super) fn notify_stopping() {
     notify(&[NotifyState::Stopping]);
 }
 
@@ -31,7 +31,7 @@ fn notify(states: &[NotifyState]) {
 /// Whether stderr is the journal stream systemd connected this process to:
 /// `JOURNAL_STREAM` names its device and inode (`DEV:INODE`), which a
 /// redirection of stderr elsewhere no longer matches.
-pub fn stderr_is_journal() -> bool {
+pub(super) fn stderr_is_journal() -> bool {
     let Some(stream) = std::env::var_os("JOURNAL_STREAM") else {
         return false;
     };
@@ -43,7 +43,7 @@ pub fn stderr_is_journal() -> bool {
 
 /// Prefix of a line the journal files at `level`: the syslog priority
 /// between angle brackets, which journald reads off each line it is given.
-pub fn level_prefix(level: Level) -> &'static str {
+pub(super) fn level_prefix(level: Level) -> &'static str {
     match level {
         Level::ERROR => "<3>",
         Level::WARN => "<4>",
@@ -54,7 +54,7 @@ pub fn level_prefix(level: Level) -> &'static str {
 
 /// The text format, each line led by its [`level_prefix`] and without a
 /// timestamp (the journal stamps each entry).
-pub struct JournalLines {
+pub(super) struct JournalLines {
     text: Format<Full, ()>,
 }
 

@@ -6,13 +6,12 @@ use quinn::{ConnectionError, ReadError, RecvStream, SendStream, VarInt, WriteErr
 
 use super::streams::open;
 use super::{unexpected, RemoteService};
-use crate::bench::path_sample;
 use crate::protocol::{
     code, read_frame, ControlReply, ControlRequest, Discarded, FrameError, GenerateHeader,
-    PathSample, StreamRequest,
+    PathSample, StreamRequest, CHUNK_SIZE,
 };
-use crate::service::local::CHUNK_SIZE;
 use crate::service::ServiceError;
+use crate::transport::measure::path_sample;
 use crate::transport::TransportError;
 
 impl RemoteService {

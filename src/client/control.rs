@@ -24,7 +24,7 @@ struct Pending {
 }
 
 /// The client's end of the control stream.
-pub struct ControlChannel {
+pub(super) struct ControlChannel {
     send: tokio::sync::Mutex<SendStream>,
     pending: Arc<Mutex<Pending>>,
     next_id: AtomicU64,
@@ -32,7 +32,7 @@ pub struct ControlChannel {
 
 impl ControlChannel {
     /// Takes over a control stream whose handshake is done.
-    pub fn start(send: SendStream, recv: RecvStream) -> Self {
+    pub(super) fn start(send: SendStream, recv: RecvStream) -> Self {
         let pending = Arc::new(Mutex::new(Pending::default()));
         tokio::spawn(read_responses(recv, pending.clone()));
         Self {
@@ -43,7 +43,7 @@ impl ControlChannel {
     }
 
     /// Sends `op` and waits for its response; other calls proceed meanwhile.
-    pub async fn call(&self, op: ControlRequest) -> Result<ControlReply, ServiceError> {
+    pub(super) async fn call(&self, op: ControlRequest) -> Result<ControlReply, ServiceError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, rx) = oneshot::channel();
         {

@@ -8,7 +8,7 @@ use crate::transport::TransportError;
 
 /// What the command accepts from one daemon's listing.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ListingBounds {
+pub(super) struct ListingBounds {
     /// Entries, files and skipped together.
     pub entries: usize,
     /// Path bytes of all entries together.
@@ -20,7 +20,7 @@ pub struct ListingBounds {
 impl ListingBounds {
     /// The bounds of every listing the command gathers from a daemon:
     /// 10,000,000 entries, 1 GiB of paths, 4096 bytes a path.
-    pub const COMMAND: Self = Self {
+    pub(super) const COMMAND: Self = Self {
         entries: 10_000_000,
         path_bytes: 1 << 30,
         path_len: MAX_PATH_LEN,
@@ -29,7 +29,7 @@ impl ListingBounds {
 
 /// A listing being received, frame by frame.
 #[derive(Debug)]
-pub struct Gathering {
+pub(super) struct Gathering {
     listing: Listing,
     entries: usize,
     path_bytes: usize,
@@ -38,7 +38,7 @@ pub struct Gathering {
 
 impl Gathering {
     /// Nothing received yet.
-    pub fn new(bounds: ListingBounds) -> Self {
+    pub(super) fn new(bounds: ListingBounds) -> Self {
         Self {
             listing: Listing::default(),
             entries: 0,
@@ -51,7 +51,7 @@ impl Gathering {
     /// `None` while more is to come; an error when the daemon failed the
     /// listing or went beyond the bounds. A frame is checked before it is
     /// kept.
-    pub fn add(&mut self, item: ListItem) -> Result<Option<Listing>, ServiceError> {
+    pub(super) fn add(&mut self, item: ListItem) -> Result<Option<Listing>, ServiceError> {
         match item {
             ListItem::Files(files) => {
                 self.admit(files.iter().map(|f| f.path.as_str().len()))?;

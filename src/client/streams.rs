@@ -25,7 +25,10 @@ pub(super) async fn open(
 }
 
 /// Lists `dir` on its own stream.
-pub async fn list(connection: &Connection, dir: &DirectoryId) -> Result<Listing, ServiceError> {
+pub(super) async fn list(
+    connection: &Connection,
+    dir: &DirectoryId,
+) -> Result<Listing, ServiceError> {
     let (mut send, mut recv) = open(connection, &StreamRequest::List { dir: dir.clone() }).await?;
     send.finish().map_err(TransportError::from)?;
     let mut gathering = Gathering::new(ListingBounds::COMMAND);
@@ -38,7 +41,7 @@ pub async fn list(connection: &Connection, dir: &DirectoryId) -> Result<Listing,
 }
 
 /// A file read from a daemon: header, raw bytes, trailer on one stream.
-pub struct RemoteReader {
+pub(super) struct RemoteReader {
     recv: RecvStream,
     stamp: FileStamp,
     remaining: u64,
@@ -48,7 +51,7 @@ pub struct RemoteReader {
 impl RemoteReader {
     /// Asks for the bytes of `path` that `delta` names and waits for the
     /// header.
-    pub async fn open(
+    pub(super) async fn open(
         connection: &Connection,
         dir: &DirectoryId,
         path: &RelPath,
@@ -126,7 +129,7 @@ impl FileReader for RemoteReader {
 
 /// A file written to a daemon: header, raw bytes, trailer, then the result
 /// comes back on the same stream.
-pub struct RemoteWriter {
+pub(super) struct RemoteWriter {
     send: SendStream,
     recv: RecvStream,
     finished: bool,
@@ -134,7 +137,7 @@ pub struct RemoteWriter {
 
 impl RemoteWriter {
     /// Opens the stream and sends the header; data may follow at once.
-    pub async fn open(
+    pub(super) async fn open(
         connection: &Connection,
         dir: &DirectoryId,
         path: &RelPath,

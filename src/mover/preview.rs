@@ -8,12 +8,12 @@
 
 use futures::stream::{self, StreamExt};
 
-use super::{AtDestination, Endpoints, MoveFileError, MoveSummary, Progress};
+use super::{AtDestination, MoveFileError, MoveSummary, Progress, Route};
 use crate::model::FileEntry;
 
 /// What a move would do with one file.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Plan {
+pub(crate) enum Plan {
     /// The destination already holds the same content: the source copy
     /// would be deleted (and the destination's given the source's
     /// modification time and permissions), nothing sent.
@@ -28,7 +28,7 @@ pub enum Plan {
     },
 }
 
-impl Endpoints<'_> {
+impl Route<'_> {
     /// What moving `entry` would do, given what the destination holds.
     pub(super) async fn plan(
         &self,
@@ -57,7 +57,7 @@ impl Endpoints<'_> {
 /// `replaced` and `resumed` those it would replace or resume, `bytes_sent`
 /// what it would send (at most: a resume re-sends the blocks that differ).
 pub(super) async fn preview<'a>(
-    endpoints: &Endpoints<'_>,
+    route: &Route<'_>,
     files: Vec<FileEntry>,
     at_destination: impl Fn(&FileEntry) -> AtDestination<'a>,
     parallel: usize,
@@ -68,7 +68,7 @@ pub(super) async fn preview<'a>(
         .map(|entry| {
             let at = at_destination(&entry);
             async move {
-                let plan = endpoints.plan(&entry, at).await;
+                let plan = route.plan(&entry, at).await;
                 (entry, plan)
             }
         })
@@ -77,7 +77,7 @@ pub(super) async fn preview<'a>(
     while let Some((entry, plan)) = plans.next().await {
         match plan {
             Ok(plan) => {
-                tracing::info!(dir = %endpoints.source.dir, path = %entry.path, ?plan, "dry run");
+                tracing::info!(dir = %route.source.dir, path = %entry.path, ?plan, "dry run");
                 summary.moved += 1;
                 if let Plan::Send { kept, replaces } = plan {
                     summary.replaced += usize::from(replaces);
@@ -87,7 +87,7 @@ pub(super) async fn preview<'a>(
                 progress.planned(&entry.path, entry.stamp.size, plan);
             }
             Err(err) => {
-                tracing::error!(dir = %endpoints.source.dir, path = %entry.path, "{err}");
+                tracing::error!(dir = %route.source.dir, path = %entry.path, "{err}");
                 summary.failed += 1;
                 summary.retryable += usize::from(err.is_retryable());
                 progress.plan_failed(&entry.path, &err);

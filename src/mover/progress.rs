@@ -17,7 +17,7 @@ use super::{LeftOut, MoveFileError, Plan};
 use crate::model::{RelPath, Skipped};
 
 /// Receives the progress of a whole move.
-pub trait Progress: Send {
+pub(crate) trait Progress: Send {
     /// Once the source is listed: how many files and bytes will be moved.
     fn set_length(&mut self, total_files: usize, total_bytes: u64);
 
@@ -50,7 +50,7 @@ pub trait Progress: Send {
 }
 
 /// Receives the progress of one file.
-pub trait FileProgress: Send {
+pub(crate) trait FileProgress: Send {
     /// Hashing to compare an existing destination copy, or waiting for the
     /// destination to verify and make the file durable.
     fn verifying(&mut self);
@@ -80,10 +80,12 @@ pub trait FileProgress: Send {
     fn error(&mut self, err: &MoveFileError);
 }
 
-/// Progress that shows nothing, for callers without a display.
+/// Progress that shows nothing, for tests without a display.
+#[cfg(test)]
 #[derive(Debug, Default, Clone, Copy)]
-pub struct NoProgress;
+pub(super) struct NoProgress;
 
+#[cfg(test)]
 impl Progress for NoProgress {
     fn set_length(&mut self, _total_files: usize, _total_bytes: u64) {}
     fn skipped(&mut self, _entry: &Skipped) {}
@@ -97,6 +99,7 @@ impl Progress for NoProgress {
     fn plan_failed(&mut self, _path: &RelPath, _err: &MoveFileError) {}
 }
 
+#[cfg(test)]
 impl FileProgress for NoProgress {
     fn verifying(&mut self) {}
     fn resuming(&mut self, _kept: u64) {}

@@ -65,7 +65,7 @@ impl Pattern {
 /// Reads the patterns of an `--exclude-from` file: one a line; empty lines
 /// and lines starting with `#` are ignored. A bad pattern is an error naming
 /// its line.
-pub fn patterns_in(text: &str) -> Result<Vec<Pattern>, String> {
+pub(crate) fn patterns_in(text: &str) -> Result<Vec<Pattern>, String> {
     text.lines()
         .enumerate()
         .map(|(index, line)| (index + 1, line.trim_end_matches('\r')))

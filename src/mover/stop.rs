@@ -6,7 +6,7 @@ use tokio::sync::watch;
 
 /// Why a move was stopped.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum StopReason {
+pub(crate) enum StopReason {
     /// `--max-duration` was reached.
     TimeLimit,
     /// The user interrupted the command (Ctrl-C, SIGTERM).
@@ -15,21 +15,21 @@ pub enum StopReason {
 
 /// Stops the move it was made with.
 #[derive(Debug, Clone)]
-pub struct StopHandle(watch::Sender<Option<StopReason>>);
+pub(crate) struct StopHandle(watch::Sender<Option<StopReason>>);
 
 /// What the move watches to know it must stop.
 #[derive(Debug, Clone)]
-pub struct StopSignal(watch::Receiver<Option<StopReason>>);
+pub(crate) struct StopSignal(watch::Receiver<Option<StopReason>>);
 
 /// A connected handle and signal.
-pub fn stop_pair() -> (StopHandle, StopSignal) {
+pub(crate) fn stop_pair() -> (StopHandle, StopSignal) {
     let (tx, rx) = watch::channel(None);
     (StopHandle(tx), StopSignal(rx))
 }
 
 impl StopHandle {
     /// Asks the move to stop; the first reason given wins.
-    pub fn stop(&self, reason: StopReason) {
+    pub(crate) fn stop(&self, reason: StopReason) {
         self.0.send_if_modified(|current| {
             if current.is_none() {
                 *current = Some(reason);
@@ -43,19 +43,19 @@ impl StopHandle {
 
 impl StopSignal {
     /// A signal that never fires.
-    pub fn never() -> Self {
+    pub(crate) fn never() -> Self {
         let (tx, rx) = watch::channel(None);
         std::mem::forget(tx); // Keeps the channel open: `stopped` waits forever.
         Self(rx)
     }
 
     /// Why the move was stopped, if it was.
-    pub fn reason(&self) -> Option<StopReason> {
+    pub(crate) fn reason(&self) -> Option<StopReason> {
         *self.0.borrow()
     }
 
     /// Completes once the move must stop.
-    pub async fn stopped(&self) -> StopReason {
+    pub(crate) async fn stopped(&self) -> StopReason {
         let mut rx = self.0.clone();
         let reason = rx.wait_for(Option::is_some).await.map(|reason| *reason);
         match reason {

@@ -12,7 +12,7 @@ use crate::service::Listing;
 /// outside it is neither moved nor deleted nor reported. The source must
 /// hold something there (a file, a folder with files, or an entry it
 /// skips), else the subpath is an error that names it.
-pub fn restrict(listings: Listings, under: &RelPath) -> Result<Listings, MoveFileError> {
+pub(super) fn restrict(listings: Listings, under: &RelPath) -> Result<Listings, MoveFileError> {
     let (source, destination) = listings;
     let source = existing_under(source, under).map_err(|source| MoveFileError::Service {
         side: Side::Source,
@@ -23,7 +23,7 @@ pub fn restrict(listings: Listings, under: &RelPath) -> Result<Listings, MoveFil
 
 /// What `listing` holds at or under `under`, which must hold something (a
 /// file, a folder with files, or an entry the listing skips).
-pub fn existing_under(listing: Listing, under: &RelPath) -> Result<Listing, RealizeError> {
+pub(crate) fn existing_under(listing: Listing, under: &RelPath) -> Result<Listing, RealizeError> {
     let kept = keep_under(listing, under);
     match kept.files.is_empty() && kept.skipped.is_empty() {
         true => Err(RealizeError::new(

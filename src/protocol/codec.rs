@@ -104,7 +104,7 @@ where
 /// Longest wait for the next byte of a frame already begun: a peer that
 /// announces a frame and stalls loses its stream, not a task and a buffer
 /// for good. Slow links are not penalised, only silence.
-pub const FRAME_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+pub(super) const FRAME_STALL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// How much the payload buffer of a frame grows at a time.
 const GROWTH: usize = 64 * 1024;

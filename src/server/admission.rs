@@ -25,7 +25,7 @@ use crate::throttle::{Rate, Throttle};
 
 /// Hands out places for connections within [`Limits`].
 #[derive(Debug)]
-pub struct Admission {
+pub(super) struct Admission {
     total: Arc<Places>,
     handshakes: Arc<Places>,
     /// Handshakes in progress beyond which a new one must prove its address.
@@ -51,7 +51,7 @@ struct PeerState {
 
 /// What every connection of one peer shares while it has any.
 #[derive(Debug, Clone)]
-pub struct PeerShared {
+pub(super) struct PeerShared {
     /// Paces what the daemon sends the peer, at its `[send_limits]` cap.
     pub send_cap: Throttle,
     /// Places for control requests served at once.
@@ -60,9 +60,9 @@ pub struct PeerShared {
 
 /// What the front door does with a new connection.
 #[derive(Debug)]
-pub enum Entry {
+pub(super) enum Entry {
     /// Serve it, holding this place.
-    Enter(Place),
+    Enter(ConnectionPlace),
     /// Ask it to prove its source address first (QUIC Retry).
     Validate,
     /// Refuse it: the daemon is full.
@@ -71,7 +71,7 @@ pub enum Entry {
 
 /// What the daemon holds its most of, when it refuses a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Full {
+pub(super) enum Full {
     /// Handshakes in progress.
     Handshakes,
     /// Connections.
@@ -80,7 +80,7 @@ pub enum Full {
 
 impl Full {
     /// The `reason` label of the refusal metric.
-    pub fn label(self) -> &'static str {
+    pub(super) fn label(self) -> &'static str {
         match self {
             Full::Handshakes => "handshakes_full",
             Full::Connections => "daemon_full",
@@ -88,7 +88,7 @@ impl Full {
     }
 
     /// What the daemon holds its most of, for the log.
-    pub fn what(self) -> &'static str {
+    pub(super) fn what(self) -> &'static str {
         match self {
             Full::Handshakes => "handshakes in progress",
             Full::Connections => "connections",
@@ -97,24 +97,24 @@ impl Full {
 }
 
 /// A connection's place in the daemon's total, and in the handshakes in
-/// progress until [`Place::handshake_done`].
+/// progress until [`ConnectionPlace::handshake_done`].
 #[derive(Debug)]
-pub struct Place {
+pub(super) struct ConnectionPlace {
     _total: Held,
     handshake: Option<Held>,
 }
 
-impl Place {
+impl ConnectionPlace {
     /// The handshake ended, one way or the other: its place among the
     /// handshakes in progress is given back.
-    pub fn handshake_done(&mut self) {
+    pub(super) fn handshake_done(&mut self) {
         self.handshake = None;
     }
 }
 
 /// A connection's place in one peer's share; given back on drop.
 #[derive(Debug)]
-pub struct PeerPlace {
+pub(super) struct PeerPlace {
     admission: Arc<Admission>,
     peer: String,
     /// What the connection shares with the peer's others.
@@ -123,7 +123,7 @@ pub struct PeerPlace {
 
 impl Admission {
     /// Places for `limits`.
-    pub fn new(limits: Limits) -> Arc<Self> {
+    pub(super) fn new(limits: Limits) -> Arc<Self> {
         Arc::new(Self {
             total: Places::new(limits.connections),
             handshakes: Places::new(limits.handshakes),
@@ -138,7 +138,7 @@ impl Admission {
 
     /// Makes `limits` the bounds from now on, for the peers with
     /// connections too; no place held is taken back.
-    pub fn set_limits(&self, limits: &Limits) {
+    pub(super) fn set_limits(&self, limits: &Limits) {
         self.total.resize(limits.connections);
         self.handshakes.resize(limits.handshakes);
         self.unvalidated_handshakes
@@ -153,7 +153,7 @@ impl Admission {
 
     /// Sets the cap of every peer with connections to its value in
     /// `caps` (none when absent); their connections follow it at once.
-    pub fn set_send_caps(&self, caps: &BTreeMap<String, Rate>) {
+    pub(super) fn set_send_caps(&self, caps: &BTreeMap<String, Rate>) {
         for (peer, state) in self.peers().states.iter() {
             state.shared.send_cap.set(caps.get(peer).copied());
         }
@@ -161,7 +161,7 @@ impl Admission {
 
     /// What to do with a new connection whose source address is
     /// `validated` or not.
-    pub fn admit(&self, validated: bool) -> Entry {
+    pub(super) fn admit(&self, validated: bool) -> Entry {
         let in_progress = self.handshakes.in_use();
         if !validated && in_progress >= self.unvalidated_handshakes.load(Ordering::Relaxed) {
             return Entry::Validate;
@@ -172,7 +172,7 @@ impl Admission {
         let Some(total) = self.total.try_take() else {
             return Entry::Refuse(Full::Connections);
         };
-        Entry::Enter(Place {
+        Entry::Enter(ConnectionPlace {
             _total: total,
             handshake: Some(handshake),
         })
@@ -181,7 +181,11 @@ impl Admission {
     /// A place in `peer`'s share, or `None` when the peer holds all of it.
     /// The peer's first connection sets up what its connections share,
     /// capped at `send_cap`.
-    pub fn admit_peer(self: &Arc<Self>, peer: &str, send_cap: Option<Rate>) -> Option<PeerPlace> {
+    pub(super) fn admit_peer(
+        self: &Arc<Self>,
+        peer: &str,
+        send_cap: Option<Rate>,
+    ) -> Option<PeerPlace> {
         let mut peers = self.peers();
         let Peers {
             connections_per_peer,
@@ -237,7 +241,7 @@ mod tests {
         }
     }
 
-    fn entered(entry: Entry) -> Place {
+    fn entered(entry: Entry) -> ConnectionPlace {
         match entry {
             Entry::Enter(place) => place,
             other => panic!("expected a place, got {other:?}"),
@@ -268,7 +272,7 @@ mod tests {
             entered(admission.admit(true)),
         ];
         // Finished handshakes still hold their place in the total.
-        held.iter_mut().for_each(Place::handshake_done);
+        held.iter_mut().for_each(ConnectionPlace::handshake_done);
         assert!(matches!(
             admission.admit(true),
             Entry::Refuse(Full::Connections)

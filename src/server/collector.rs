@@ -13,7 +13,7 @@ const LONGEST_INTERVAL: Duration = Duration::from_secs(3600);
 /// `max_age`, now and then every `max_age` or every hour, whichever is
 /// shorter: a partial file goes at most that long after it has become
 /// abandoned. Runs until dropped.
-pub async fn run(service: LocalService, max_age: Duration) {
+pub(super) async fn run(service: LocalService, max_age: Duration) {
     let mut tick = tokio::time::interval(max_age.min(LONGEST_INTERVAL));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

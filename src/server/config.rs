@@ -8,10 +8,8 @@ use serde::Deserialize;
 
 use super::limits::Limits;
 use crate::model::DirectoryId;
+use crate::protocol::DEFAULT_PORT;
 use crate::throttle::Rate;
-
-/// The default UDP port of `realized`.
-pub const DEFAULT_PORT: u16 = 9771;
 
 /// A configuration file that cannot be used; the message names the file and
 /// the field.

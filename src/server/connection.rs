@@ -12,7 +12,7 @@ use quinn::{Connection, Incoming, VarInt};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, watch};
 
-use super::admission::{Admission, Place};
+use super::admission::{Admission, ConnectionPlace};
 use super::limits::Limits;
 use super::listing_gate::ListingGate;
 use super::places::Places;
@@ -27,7 +27,7 @@ use crate::transport::tls::{fingerprint_in, PinnedPeers};
 
 /// Who is on the other end, and what the daemon may send them.
 #[derive(Debug, Clone)]
-pub struct Peer {
+pub(super) struct Peer {
     /// The peer id from the daemon's `[peers]`.
     pub id: String,
     /// The peer's address.
@@ -45,7 +45,7 @@ pub struct Peer {
 }
 
 /// What every connection is served with.
-pub struct Context {
+pub(super) struct Context {
     /// The served directories, with this connection's own read budget.
     pub service: LocalService,
     /// The pinned peers.
@@ -70,7 +70,7 @@ pub struct Context {
 /// Handles one incoming connection to its end, holding `place` in the
 /// daemon's connections. Never panics the daemon: every failure is logged
 /// and ends this connection only.
-pub async fn handle(incoming: Incoming, mut place: Place, context: Context) {
+pub(super) async fn handle(incoming: Incoming, mut place: ConnectionPlace, context: Context) {
     let Context {
         service,
         peers,

@@ -5,7 +5,8 @@ use std::time::Duration;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::service::local::{CHUNK_SIZE, DEFAULT_LISTING_DEPTH, MAX_LISTING_DEPTH};
+use crate::protocol::CHUNK_SIZE;
+use crate::service::local::{DEFAULT_LISTING_DEPTH, MAX_LISTING_DEPTH};
 
 /// The most any count of `[limits]` accepts: far beyond what one host
 /// serves, and within what the daemon's semaphores hold.
@@ -177,7 +178,7 @@ fn size<'de, D: Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
     }
     let bytes = match Size::deserialize(deserializer)? {
         Size::Bytes(bytes) => Some(bytes as f64),
-        Size::Text(text) => crate::throttle::parse_bytes(&text),
+        Size::Text(text) => crate::units::parse_bytes(&text),
     };
     match bytes {
         Some(bytes) if bytes >= 1.0 && bytes <= u64::MAX as f64 => Ok(bytes.round() as u64),

@@ -18,7 +18,7 @@ use super::places::{Held, Places};
 
 /// Hands out turns to walk a directory.
 #[derive(Debug)]
-pub struct ListingGate {
+pub(super) struct ListingGate {
     total: Arc<Places>,
     shares: Mutex<Shares>,
 }
@@ -33,7 +33,7 @@ struct Shares {
 
 /// A listing's turn; given back on drop.
 #[derive(Debug)]
-pub struct ListingTurn {
+pub(super) struct ListingTurn {
     _total: Held,
     _share: PeerShare,
 }
@@ -49,7 +49,7 @@ struct PeerShare {
 
 impl ListingGate {
     /// A gate letting `total` listings walk at once, `per_peer` of one peer.
-    pub fn new(total: usize, per_peer: usize) -> Arc<Self> {
+    pub(super) fn new(total: usize, per_peer: usize) -> Arc<Self> {
         Arc::new(Self {
             total: Places::new(total),
             shares: Mutex::new(Shares {
@@ -61,7 +61,7 @@ impl ListingGate {
 
     /// Lets `total` listings walk at once from now on, `per_peer` of one
     /// peer, the peers with listings walking or waiting included.
-    pub fn resize(&self, total: usize, per_peer: usize) {
+    pub(super) fn resize(&self, total: usize, per_peer: usize) {
         self.total.resize(total);
         let mut shares = self.shares();
         shares.per_peer = per_peer;
@@ -71,7 +71,7 @@ impl ListingGate {
     }
 
     /// Waits for `peer`'s listing's turn.
-    pub async fn turn(self: &Arc<Self>, peer: &str) -> ListingTurn {
+    pub(super) async fn turn(self: &Arc<Self>, peer: &str) -> ListingTurn {
         let mut place = PeerShare {
             gate: self.clone(),
             peer: peer.to_string(),

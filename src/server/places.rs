@@ -19,7 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// Places, some of them held, whose number can change.
 #[derive(Debug)]
-pub struct Places {
+pub(super) struct Places {
     free: Arc<Semaphore>,
     count: Mutex<Count>,
 }
@@ -34,14 +34,14 @@ struct Count {
 
 /// One place taken; given back on drop.
 #[derive(Debug)]
-pub struct Held {
+pub(super) struct Held {
     places: Arc<Places>,
     permit: Option<OwnedSemaphorePermit>,
 }
 
 impl Places {
     /// `places` places, all free.
-    pub fn new(places: usize) -> Arc<Self> {
+    pub(super) fn new(places: usize) -> Arc<Self> {
         Arc::new(Self {
             free: Arc::new(Semaphore::new(places)),
             count: Mutex::new(Count { places, debt: 0 }),
@@ -49,14 +49,14 @@ impl Places {
     }
 
     /// A free place, or `None` when none is.
-    pub fn try_take(self: &Arc<Self>) -> Option<Held> {
+    pub(super) fn try_take(self: &Arc<Self>) -> Option<Held> {
         let permit = self.free.clone().try_acquire_owned().ok()?;
         Some(self.held(permit))
     }
 
     /// Waits for a free place; places are handed out in the order they
     /// were asked for.
-    pub async fn take(self: &Arc<Self>) -> Held {
+    pub(super) async fn take(self: &Arc<Self>) -> Held {
         let permit = self.free.clone().acquire_owned().await;
         self.held(permit.expect("the semaphore of places is never closed"))
     }
@@ -69,13 +69,13 @@ impl Places {
     }
 
     /// How many places are held, beyond the number included.
-    pub fn in_use(&self) -> usize {
+    pub(super) fn in_use(&self) -> usize {
         let count = self.count();
         count.places + count.debt - self.free.available_permits()
     }
 
     /// Makes the number of places `places`, keeping every place held.
-    pub fn resize(&self, places: usize) {
+    pub(super) fn resize(&self, places: usize) {
         let mut count = self.count();
         if places >= count.places {
             let added = places - count.places;

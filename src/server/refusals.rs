@@ -15,7 +15,7 @@ const LOGGED_PER_MINUTE: u32 = 20;
 
 /// Counts refusals by reason and decides which ones are logged.
 #[derive(Debug)]
-pub struct Refusals {
+pub(super) struct Refusals {
     lines: DefaultDirectRateLimiter,
     unlogged: AtomicU64,
 }
@@ -35,7 +35,7 @@ impl Refusals {
     /// Counts a refusal for `reason` (the metric's label). Returns what to
     /// add to its log line — how many refusals went unlogged since the last
     /// line — or `None` if this one is not to be logged.
-    pub fn count(&self, reason: &'static str) -> Option<String> {
+    pub(super) fn count(&self, reason: &'static str) -> Option<String> {
         metrics::counter!(telemetry::CONNECTIONS_REFUSED, "reason" => reason).increment(1);
         if self.lines.check().is_err() {
             self.unlogged.fetch_add(1, Ordering::Relaxed);

@@ -33,7 +33,7 @@ pub use exclusive::PartialClaim;
 pub use listing::{
     BatchLimit, Batches, Walk, DEFAULT_LISTING_DEPTH, ENTRY_OVERHEAD, MAX_LISTING_DEPTH,
 };
-pub use reader::{ReadBudget, CHUNK_SIZE};
+pub use reader::ReadBudget;
 pub use root::Root;
 pub use writer::LocalWriter;
 
@@ -461,7 +461,7 @@ fn machine_id() -> &'static str {
 
 /// BLAKE3 of each `block_size` block of the first `length` bytes of `file`.
 fn hash_blocks(file: impl Read, block_size: u64, length: u64) -> io::Result<Vec<Hash>> {
-    let mut reader = std::io::BufReader::with_capacity(CHUNK_SIZE, file);
+    let mut reader = std::io::BufReader::with_capacity(crate::protocol::CHUNK_SIZE, file);
     let mut hashes = Vec::with_capacity(length.div_ceil(block_size) as usize);
     let mut position = 0;
     while position < length {

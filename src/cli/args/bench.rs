@@ -56,6 +56,7 @@ pub struct BenchArgs {
     /// Send limits: up paces this command, down the daemon.
     #[command(flatten)]
     pub limits: ThrottleArgs,
+    /// QUIC tuning of this side of the connection.
     #[command(flatten)]
     pub transport: TransportArgs,
 }
@@ -88,7 +89,7 @@ fn parse_bench_duration(value: &str) -> Result<std::time::Duration, String> {
 }
 
 fn parse_size(value: &str) -> Result<u64, String> {
-    let bytes = crate::throttle::parse_bytes(value)
+    let bytes = crate::units::parse_bytes(value)
         .ok_or_else(|| format!("{value:?} is not a size: use e.g. 512M, 4G or bytes"))?;
     if bytes > bench::MAX_SIZE as f64 {
         return Err(format!("{value} is more than 1024G"));

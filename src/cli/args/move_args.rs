@@ -7,6 +7,7 @@ use clap::{ArgMatches, Args};
 use super::{parse_duration, JsonArgs, LogFormat, ThrottleArgs, TransportArgs, TrustArgs};
 use crate::model::DirectoryId;
 use crate::mover::selection::{self, Action, Pattern, Selection};
+use crate::mover::MAX_PARALLEL;
 use crate::transport::endpoint::Tuning;
 
 /// What `--json` prints for a move.
@@ -83,6 +84,7 @@ pub struct MoveArgs {
     /// Which source files the move takes.
     #[command(flatten)]
     pub selection: SelectionArgs,
+    /// QUIC tuning of this side of the connection.
     #[command(flatten)]
     pub transport: TransportArgs,
     /// Print errors only.
@@ -131,7 +133,7 @@ pub struct MoveArgs {
 
 /// Which source files a move takes; the others stay at the source, are not
 /// deleted and are not errors. The rules are those of
-/// [`crate::mover::selection`].
+/// `mover::selection`.
 #[derive(Debug, Args)]
 #[command(next_help_heading = "Selecting files")]
 pub struct SelectionArgs {
@@ -254,8 +256,10 @@ fn parse_stats_interval(value: &str) -> Result<std::time::Duration, String> {
 
 fn parse_parallel(value: &str) -> Result<usize, String> {
     match value.parse::<usize>() {
-        Ok(n @ 1..=512) => Ok(n),
-        _ => Err("expected a number of files from 1 to 512".into()),
+        Ok(n @ 1..=MAX_PARALLEL) => Ok(n),
+        _ => Err(format!(
+            "expected a number of files from 1 to {MAX_PARALLEL}"
+        )),
     }
 }
 
@@ -330,9 +334,9 @@ fn as_given(arg: &Option<String>, path: &Option<PathBuf>, addr: &Option<String>)
 
 #[cfg(test)]
 mod tests {
-    use super::DEFAULT_STATS_INTERVAL;
+    use super::{DEFAULT_STATS_INTERVAL, MAX_PARALLEL};
     use crate::cli::args::{help_of, RealizeArgs};
-    use crate::server::config::DEFAULT_PORT;
+    use crate::protocol::DEFAULT_PORT;
     use clap::Parser;
 
     #[test]
@@ -402,7 +406,8 @@ mod tests {
             ])
         };
         assert!(parse("0").is_err());
-        assert!(parse("513").is_err());
+        assert!(parse(&(MAX_PARALLEL + 1).to_string()).is_err());
+        assert!(parse(&MAX_PARALLEL.to_string()).is_ok());
         assert_eq!(parse("8").unwrap().transfer.parallel, 8);
     }
 }

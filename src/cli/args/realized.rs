@@ -36,6 +36,7 @@ pub struct RealizedArgs {
     /// (JOURNAL_STREAM), text otherwise.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// QUIC tuning of this side of the connection.
     #[command(flatten)]
     pub transport: TransportArgs,
 }

@@ -5,9 +5,9 @@ use std::fmt;
 
 use clap::Args;
 
-use crate::throttle::parse_bytes;
 use crate::transport::congestion::Congestion;
 use crate::transport::endpoint::Tuning;
+use crate::units::parse_bytes;
 
 /// How this process's QUIC connections send and receive. The defaults fill
 /// links up to about 500 Mbit/s per file and 2.7 Gbit/s in all at a 100 ms

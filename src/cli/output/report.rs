@@ -42,7 +42,7 @@ struct Planned {
 
 /// A file moved: its source copy is deleted.
 #[derive(Debug, Clone, Serialize)]
-struct Moved {
+struct MovedFile {
     /// Relative to the directory's root.
     path: String,
     /// The file's size.
@@ -57,7 +57,7 @@ struct Moved {
 /// skipped and a dry run's plans.
 #[derive(Debug, Default)]
 pub(super) struct Records {
-    moved: Vec<Moved>,
+    moved: Vec<MovedFile>,
     failures: Vec<Entry>,
     skipped: Vec<Entry>,
     planned: Vec<Planned>,
@@ -75,7 +75,7 @@ impl Records {
 
     /// A file moved, `sent` bytes of it sent.
     pub(super) fn moved(&mut self, path: &RelPath, size: u64, sent: u64) {
-        self.moved.push(Moved {
+        self.moved.push(MovedFile {
             path: path.to_string(),
             size,
             sent,
@@ -154,7 +154,7 @@ struct Layout<'a> {
     counts: Counts,
     bytes_sent: u64,
     elapsed_seconds: f64,
-    moved: Vec<&'a Moved>,
+    moved: Vec<&'a MovedFile>,
     failures: &'a [Entry],
     skipped: &'a [Entry],
     planned: &'a [Planned],
@@ -217,8 +217,8 @@ impl Report<'_> {
 }
 
 /// The files moved, in path order (they finish in any order).
-fn in_path_order(moved: &[Moved]) -> Vec<&Moved> {
-    let mut sorted: Vec<&Moved> = moved.iter().collect();
+fn in_path_order(moved: &[MovedFile]) -> Vec<&MovedFile> {
+    let mut sorted: Vec<&MovedFile> = moved.iter().collect();
     sorted.sort_by(|a, b| a.path.cmp(&b.path));
     sorted
 }

@@ -2,7 +2,7 @@
 //! left, close.
 
 use crate::cli::args::MoveArgs;
-use crate::cli::endpoints::{self, Endpoints};
+use crate::cli::endpoints::{self, OpenedEndpoints};
 use crate::cli::output::{Display, Settings};
 use crate::cli::CliError;
 use crate::mover::{
@@ -68,7 +68,7 @@ pub(super) async fn attempt(
 /// to the daemons: they overlap. Listing changes nothing, so it may start
 /// before the checks pass.
 async fn check_and_list(
-    endpoints: &Endpoints,
+    endpoints: &OpenedEndpoints,
     args: &MoveArgs,
 ) -> (
     Result<Option<Rate>, CliError>,
@@ -83,7 +83,10 @@ async fn check_and_list(
 
 /// Applies `--throttle-down`: a remote source is asked to pace what it sends
 /// (returns no local limit); a local source is paced by the mover.
-async fn limit_source(endpoints: &Endpoints, down: Option<Rate>) -> Result<Option<Rate>, CliError> {
+async fn limit_source(
+    endpoints: &OpenedEndpoints,
+    down: Option<Rate>,
+) -> Result<Option<Rate>, CliError> {
     let (Some(remote), Some(rate)) = (endpoints.source.remote(), down) else {
         return Ok(down);
     };

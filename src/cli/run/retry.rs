@@ -5,7 +5,7 @@ use std::time::Duration;
 /// The delays between attempts: 1 s, 2 s, 5 s, 15 s, 30 s, 60 s, then every
 /// 60 s. Reset after an attempt that made progress.
 #[derive(Debug, Default)]
-pub struct Backoff {
+pub(super) struct Backoff {
     attempt: usize,
 }
 
@@ -13,14 +13,14 @@ const DELAYS: [u64; 6] = [1, 2, 5, 15, 30, 60];
 
 impl Backoff {
     /// The delay before the next attempt.
-    pub fn next_delay(&mut self) -> Duration {
+    pub(super) fn next_delay(&mut self) -> Duration {
         let delay = DELAYS[self.attempt.min(DELAYS.len() - 1)];
         self.attempt += 1;
         Duration::from_secs(delay)
     }
 
     /// Starts over after an attempt that moved files.
-    pub fn reset(&mut self) {
+    pub(super) fn reset(&mut self) {
         self.attempt = 0;
     }
 }

@@ -10,7 +10,6 @@ use tokio::sync::Mutex;
 use tokio::task::JoinSet;
 
 use super::Peer;
-use crate::bench::path_sample;
 use crate::protocol::{
     code, read_frame, write_frame, ControlReply, ControlRequest, ErrorKind, FrameError,
     RealizeError, Request, Response,
@@ -20,13 +19,14 @@ use crate::service::local::LocalService;
 use crate::service::Service;
 use crate::telemetry;
 use crate::throttle::Rate;
+use crate::transport::measure::path_sample;
 
 /// Serves requests until the client closes the stream or breaks the
 /// protocol, each once it has a place among the peer's `requests`; while a
 /// request waits for one, the next stays unread. After the client closed
 /// the stream, the requests in progress are served to their end; dropping
 /// this future aborts them.
-pub async fn serve(
+pub(super) async fn serve(
     send: SendStream,
     mut recv: RecvStream,
     service: LocalService,

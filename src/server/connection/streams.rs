@@ -22,7 +22,7 @@ use crate::telemetry;
 use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 
 /// Serves one data stream to its end; listings take turns at `listings`.
-pub async fn serve(
+pub(super) async fn serve(
     mut send: SendStream,
     mut recv: RecvStream,
     service: LocalService,
@@ -45,7 +45,7 @@ pub async fn serve(
             read(&mut send, &service, &dir, &path, &delta, &peer).await
         }
         StreamRequest::Write { dir, path, plan } => {
-            let target = Target { dir, path, plan };
+            let target = RequestedWrite { dir, path, plan };
             write(&mut send, &mut recv, &service, target, &peer).await
         }
         StreamRequest::Discard => bench::discard(&mut send, &mut recv, &peer).await,
@@ -151,7 +151,7 @@ async fn read(
             write_frame(
                 send,
                 &ReadHeader {
-                    stamp: Err(counted(local(e), peer)),
+                    stamp: Err(counted(e.into_realize(), peer)),
                 },
             )
             .await?;
@@ -185,7 +185,7 @@ async fn read(
                     let len = piece.len() as u64;
                     if !send_unless_stalled(send, piece, peer.stall_limit)
                         .await
-                        .map_err(io)?
+                        .map_err(frame_io_error)?
                     {
                         // The peer holds a reader (its thread, its file) without reading.
                         tracing::info!(peer = %peer.id, dir = %dir, path = %path, "read stream unread for {:?}", peer.stall_limit);
@@ -235,7 +235,7 @@ async fn send_unless_stalled(
     Ok(true)
 }
 
-struct Target {
+struct RequestedWrite {
     dir: DirectoryId,
     path: RelPath,
     plan: WritePlan,
@@ -265,7 +265,7 @@ async fn write(
     send: &mut SendStream,
     recv: &mut RecvStream,
     service: &LocalService,
-    target: Target,
+    target: RequestedWrite,
     peer: &Peer,
 ) -> Result<(), FrameError> {
     match receive(recv, service, &target, peer).await {
@@ -281,10 +281,10 @@ async fn write(
 async fn receive(
     recv: &mut RecvStream,
     service: &LocalService,
-    target: &Target,
+    target: &RequestedWrite,
     peer: &Peer,
 ) -> Result<Result<Hash, RealizeError>, Cut> {
-    let Target { dir, path, plan } = target;
+    let RequestedWrite { dir, path, plan } = target;
     let mut writer = service
         .open_writer(dir, path, plan)
         .await
@@ -301,7 +301,7 @@ async fn receive(
             }
             Err(PieceError::Stalled { limit, gathered }) => {
                 // The peer holds a writer (and its thread) without using it.
-                let _ = push(&mut writer, gathered).await;
+                let _ = write_chunk(&mut writer, gathered).await;
                 let message = format!(
                     "write stream silent for {limit:?}; the partial file keeps what arrived"
                 );
@@ -310,7 +310,9 @@ async fn receive(
             Err(PieceError::Read(e)) => return Err(Cut::Lost(e.to_string())),
         };
         remaining -= chunk.len() as u64;
-        push(&mut writer, chunk).await.map_err(Cut::Refused)?;
+        write_chunk(&mut writer, chunk)
+            .await
+            .map_err(Cut::Refused)?;
     }
     let trailer = tokio::time::timeout(peer.stall_limit, read_frame::<_, WriteTrailer>(recv));
     let trailer = match until_superseded(&writer, trailer).await? {
@@ -327,7 +329,7 @@ async fn receive(
     Ok(Box::new(writer)
         .finish(trailer.expected)
         .await
-        .map_err(local))
+        .map_err(ServiceError::into_realize))
 }
 
 /// `step`, unless a newer transfer of the same file wants the writer first.
@@ -346,7 +348,7 @@ async fn end(
     send: &mut SendStream,
     recv: &mut RecvStream,
     cut: Cut,
-    target: &Target,
+    target: &RequestedWrite,
     peer: &Peer,
 ) -> Result<(), FrameError> {
     let (dir, path) = (&target.dir, &target.path);
@@ -380,8 +382,8 @@ async fn end(
 }
 
 /// Logs and counts the verdict of a write that reached its finish.
-fn log_verdict(verdict: &Result<Hash, RealizeError>, target: &Target, peer: &Peer) {
-    let Target { dir, path, plan } = target;
+fn log_verdict(verdict: &Result<Hash, RealizeError>, target: &RequestedWrite, peer: &Peer) {
+    let RequestedWrite { dir, path, plan } = target;
     let (size, payload) = (plan.size, plan.delta.payload_len(plan.size));
     match verdict {
         Ok(hash) => {
@@ -402,8 +404,12 @@ fn log_verdict(verdict: &Result<Hash, RealizeError>, target: &Target, peer: &Pee
     }
 }
 
-async fn push(writer: &mut LocalWriter, chunk: Bytes) -> Result<(), RealizeError> {
-    writer.write(chunk).await.map_err(local)
+/// Hands `chunk` to `writer`, its failure as the wire reports it.
+async fn write_chunk(writer: &mut LocalWriter, chunk: Bytes) -> Result<(), RealizeError> {
+    writer
+        .write(chunk)
+        .await
+        .map_err(ServiceError::into_realize)
 }
 
 async fn answer(
@@ -415,10 +421,7 @@ async fn answer(
     Ok(())
 }
 
-fn local(err: ServiceError) -> RealizeError {
-    err.into_realize()
-}
-
-fn io(err: quinn::WriteError) -> FrameError {
+/// A failed write of a data stream, as the frame layer reports it.
+fn frame_io_error(err: quinn::WriteError) -> FrameError {
     FrameError::Io(std::io::Error::other(err))
 }

@@ -10,14 +10,14 @@ use crate::protocol::{ErrorKind, RealizeError};
 
 /// What blocking work knows of its caller: whether it still waits.
 #[derive(Debug, Clone)]
-pub struct Caller(Arc<AtomicBool>);
+pub(super) struct Caller(Arc<AtomicBool>);
 
 /// Held by the caller while it waits; marks the [`Caller`] gone on drop.
 #[derive(Debug)]
-pub struct Waiting(Arc<AtomicBool>);
+pub(super) struct Waiting(Arc<AtomicBool>);
 
 /// A caller that waits until the returned [`Waiting`] is dropped.
-pub fn watch() -> (Caller, Waiting) {
+pub(super) fn watch() -> (Caller, Waiting) {
     let gone = Arc::new(AtomicBool::new(false));
     (Caller(gone.clone()), Waiting(gone))
 }
@@ -30,7 +30,7 @@ impl Drop for Waiting {
 
 impl Caller {
     /// Fails once the caller has stopped waiting.
-    pub fn still_waiting(&self) -> Result<(), RealizeError> {
+    pub(super) fn still_waiting(&self) -> Result<(), RealizeError> {
         match self.0.load(Ordering::Relaxed) {
             false => Ok(()),
             true => Err(RealizeError::new(
@@ -41,7 +41,7 @@ impl Caller {
     }
 
     /// `inner`, whose reads fail once the caller has stopped waiting.
-    pub fn reading<R: Read>(&self, inner: R) -> WhileWaiting<R> {
+    pub(super) fn reading<R: Read>(&self, inner: R) -> WhileWaiting<R> {
         WhileWaiting {
             caller: self.clone(),
             inner,
@@ -51,7 +51,7 @@ impl Caller {
 
 /// A reader that reads only while its caller waits.
 #[derive(Debug)]
-pub struct WhileWaiting<R> {
+pub(super) struct WhileWaiting<R> {
     caller: Caller,
     inner: R,
 }

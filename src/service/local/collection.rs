@@ -43,7 +43,7 @@ const BATCH: BatchLimit = BatchLimit {
 /// deep, that no writer holds and that has not changed since
 /// `changed_before`. A file that cannot be removed is logged and left; only
 /// an unreadable root fails the collection.
-pub fn collect(
+pub(super) fn collect(
     root: &Root,
     depth: usize,
     changed_before: SystemTime,

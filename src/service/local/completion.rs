@@ -15,7 +15,7 @@ use crate::protocol::{ErrorKind, RealizeError};
 
 /// Checks that the whole written file hashes to `expected` and gives it
 /// its final metadata; returns it, verified but not yet durable.
-pub fn verify(
+pub(super) fn verify(
     written: Written,
     target: &WriteTarget,
     expected: Hash,
@@ -35,7 +35,7 @@ pub fn verify(
 
 /// Verifies the file (see [`verify`]), makes its data and metadata durable,
 /// renames it into place (see [`commit`]) and makes the rename durable.
-pub fn make_final(
+pub(super) fn make_final(
     written: Written,
     target: &WriteTarget,
     expected: Hash,
@@ -53,7 +53,11 @@ pub fn make_final(
 /// taken meanwhile by the very content verified (an older transfer of the
 /// same file, left running by a killed command, finished first) is success
 /// too: see `Place::settle_identical`.
-pub fn commit(file: &Partial, target: &WriteTarget, expected: &Hash) -> Result<(), RealizeError> {
+pub(super) fn commit(
+    file: &Partial,
+    target: &WriteTarget,
+    expected: &Hash,
+) -> Result<(), RealizeError> {
     let place = &target.place;
     match place.commit(file, target.plan.replaces.as_ref()) {
         Err(e)
@@ -81,7 +85,8 @@ fn whole_hash(
     let mut file: &std::fs::File = file;
     file.seek(SeekFrom::Start(0)).map_err(io)?;
     let mut hasher = blake3::Hasher::new();
-    let mut reader = std::io::BufReader::with_capacity(super::CHUNK_SIZE, file).take(size);
+    let mut reader =
+        std::io::BufReader::with_capacity(crate::protocol::CHUNK_SIZE, file).take(size);
     std::io::copy(&mut reader, &mut hasher).map_err(io)?;
     Ok(hasher.finalize().into())
 }

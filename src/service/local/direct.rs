@@ -27,7 +27,7 @@ use super::place::Partial;
 
 /// Files whose bytes still to come are fewer than this are written through
 /// the page cache: they would not fill a staging buffer.
-pub const DIRECT_MIN: u64 = STAGING_SIZE as u64;
+pub(super) const DIRECT_MIN: u64 = STAGING_SIZE as u64;
 
 /// The size of one direct write.
 const STAGING_SIZE: usize = 1 << 20;
@@ -39,11 +39,11 @@ const STAGING_BUFFERS: usize = 16;
 static STAGING: Semaphore = Semaphore::const_new(STAGING_BUFFERS);
 
 /// What direct I/O wants aligned: buffers, lengths and file offsets.
-pub const ALIGNMENT: usize = 4096;
+pub(super) const ALIGNMENT: usize = 4096;
 
 /// A partial file being written: past the page cache through a staging
 /// buffer while the writes come in order, else through the page cache.
-pub struct PartialFile {
+pub(super) struct PartialFile {
     file: Partial,
     direct: Option<Staging>,
 }
@@ -60,7 +60,7 @@ impl PartialFile {
     /// Wraps `file`. With `direct_from`, an [`ALIGNMENT`]-aligned offset
     /// where the writes will start, they go past the page cache if a staging
     /// buffer is free and the file system allows it.
-    pub fn new(file: Partial, direct_from: Option<u64>) -> Self {
+    pub(super) fn new(file: Partial, direct_from: Option<u64>) -> Self {
         let direct = direct_from
             .filter(|offset| offset % ALIGNMENT as u64 == 0)
             .and_then(|offset| {
@@ -76,7 +76,7 @@ impl PartialFile {
     }
 
     /// The open file, once [`PartialFile::finish_writes`] has been called.
-    pub fn into_partial(self) -> Partial {
+    pub(super) fn into_partial(self) -> Partial {
         debug_assert!(self.direct.is_none(), "staged bytes left unwritten");
         self.file
     }
@@ -84,7 +84,7 @@ impl PartialFile {
     /// Writes all of `data` at `offset`: staged for a direct write when it
     /// follows the staged bytes, else (and from then on) through the page
     /// cache.
-    pub fn write_all_at(&mut self, mut data: &[u8], offset: u64) -> io::Result<()> {
+    pub(super) fn write_all_at(&mut self, mut data: &[u8], offset: u64) -> io::Result<()> {
         let Some(staging) = self.direct.as_mut() else {
             return self.file.write_all_at(data, offset);
         };
@@ -129,7 +129,7 @@ impl PartialFile {
     /// Writes what is staged through the page cache and leaves direct mode,
     /// so that the file holds every byte written: before reading it back,
     /// syncing it, or abandoning it for a later resume.
-    pub fn finish_writes(&mut self) -> io::Result<()> {
+    pub(super) fn finish_writes(&mut self) -> io::Result<()> {
         let Some(staging) = self.direct.take() else {
             return Ok(());
         };

@@ -22,7 +22,7 @@ use super::place::Partial;
 /// Coalesces directory fsyncs across concurrent finishes. Blocking: call it
 /// from a blocking thread.
 #[derive(Debug, Default)]
-pub struct DirSyncer {
+pub(super) struct DirSyncer {
     dirs: Mutex<HashMap<DirKey, Arc<DirState>>>,
 }
 
@@ -41,7 +41,7 @@ impl DirSyncer {
     /// Records a completed rename in the open directory `dir` and returns
     /// once that rename is durable, fsyncing `dir` unless a later sync
     /// already covered it.
-    pub fn rename_done(&self, dir: &File) -> io::Result<()> {
+    pub(super) fn rename_done(&self, dir: &File) -> io::Result<()> {
         let metadata = dir.metadata()?;
         let key = (metadata.dev(), metadata.ino());
         let state = self.state(key);
@@ -93,7 +93,7 @@ impl DirSyncer {
 /// journal), not those of writing a file's data; there (`syncfs_reports`
 /// false, see [`syncfs_reports_errors`]) every file is also `fdatasync`ed,
 /// which reports its own.
-pub fn sync_file_systems<'a>(
+pub(super) fn sync_file_systems<'a>(
     files: impl IntoIterator<Item = &'a Partial>,
     syncfs_reports: bool,
 ) -> io::Result<()> {
@@ -114,7 +114,7 @@ pub fn sync_file_systems<'a>(
 
 /// Whether this kernel reports write-back errors to `syncfs`; warns if
 /// not. Asked once, by the finisher as it starts.
-pub fn syncfs_reports_errors() -> bool {
+pub(super) fn syncfs_reports_errors() -> bool {
     let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
     let reports = reports_syncfs_errors(&release);
     if !reports {

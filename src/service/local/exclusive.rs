@@ -14,7 +14,7 @@ use tokio::sync::{Notify, OwnedMutexGuard};
 
 /// The partial files being written, each with its current holder.
 #[derive(Debug, Default)]
-pub struct PartialLocks {
+pub(super) struct PartialLocks {
     slots: Mutex<HashMap<PathBuf, Slot>>,
 }
 
@@ -39,7 +39,7 @@ impl PartialLocks {
     /// Claims `path`: asks the newest earlier claimant, if any, to stop, and
     /// waits until the file is free. Check [`PartialClaim::is_superseded`]
     /// before using it: a yet newer claimant may have come meanwhile.
-    pub async fn claim(self: &Arc<Self>, path: &Path) -> PartialClaim {
+    pub(super) async fn claim(self: &Arc<Self>, path: &Path) -> PartialClaim {
         let superseded = Arc::new(Notify::new());
         let lock = {
             let mut slots = self.slots();

@@ -29,7 +29,7 @@ use tokio::sync::oneshot;
 use super::completion::{commit, verify};
 use super::durability::{sync_file_systems, syncfs_reports_errors};
 use super::exclusive::PartialClaim;
-use super::partial::{Progress, WriteTarget};
+use super::partial::{PartialWrite, WriteTarget};
 use super::place::Partial;
 use super::threads::WriteToken;
 use super::workers::{Requester, Workers};
@@ -70,13 +70,13 @@ impl Job {
 /// The handle of the finisher threads; the threads end with the last
 /// handle.
 #[derive(Debug, Clone)]
-pub struct Finisher {
+pub(super) struct Finisher {
     workers: Workers<Job>,
 }
 
 impl Finisher {
     /// Starts the threads.
-    pub fn start() -> io::Result<Self> {
+    pub(super) fn start() -> io::Result<Self> {
         let syncfs_reports = syncfs_reports_errors();
         let workers = Workers::start("realize-finish", THREADS, MAX_BATCH, move |batch| {
             tracing::trace!(files = batch.len(), "completing a batch of small files");
@@ -87,20 +87,20 @@ impl Finisher {
 
     /// A handle on the same threads queuing the files of `requester`; a
     /// batch takes the requesters' files in turn.
-    pub fn for_requester(&self, requester: Requester) -> Self {
+    pub(super) fn for_requester(&self, requester: Requester) -> Self {
         let workers = self.workers.for_requester(requester);
         Self { workers }
     }
 
     /// Completes the files queued, then stops the threads. Blocking.
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.workers.stop();
     }
 
     /// Writes `pieces` into the partial file of `target`, verifies that the
     /// whole file hashes to `expected`, makes it durable and renames it into
     /// place. Holds `claim` and `token` until the file is done.
-    pub async fn finish(
+    pub(super) async fn finish(
         &self,
         target: WriteTarget,
         pieces: Vec<Bytes>,
@@ -152,7 +152,7 @@ fn write_all(batch: Vec<Job>) -> Vec<Open> {
     for mut job in batch {
         let pieces = std::mem::take(&mut job.pieces);
         let target = &job.target;
-        let verified = Progress::of_pieces(target, pieces)
+        let verified = PartialWrite::of_pieces(target, pieces)
             .and_then(|progress| progress.written(target))
             .and_then(|written| verify(written, target, job.expected));
         match verified {

@@ -7,7 +7,7 @@ use bytes::Bytes;
 
 use super::exclusive::PartialClaim;
 use super::finisher::Finisher;
-use super::partial::{Progress, WriteTarget};
+use super::partial::{PartialWrite, WriteTarget};
 use super::threads::WriteToken;
 use crate::model::Hash;
 use crate::protocol::{ErrorKind, RealizeError};
@@ -18,10 +18,10 @@ use crate::protocol::{ErrorKind, RealizeError};
 /// size, not on the bytes it receives: a resume of a large partial file
 /// that receives a few bytes hashes its whole prefix on a thread of its
 /// own, and never holds up the small files of every peer.
-pub const GATHERED_MAX: u64 = 64 * 1024;
+pub(super) const GATHERED_MAX: u64 = 64 * 1024;
 
 /// A small file's pieces, gathered until it finishes.
-pub struct Gathered {
+pub(super) struct Gathered {
     target: WriteTarget,
     /// Taken when the file is finished or abandoned.
     claim: Option<PartialClaim>,
@@ -35,7 +35,7 @@ pub struct Gathered {
 impl Gathered {
     /// Gets ready to gather the pieces of `target`, holding `claim` and
     /// `token` until the file is complete or its pieces are written.
-    pub fn new(
+    pub(super) fn new(
         target: WriteTarget,
         claim: PartialClaim,
         token: WriteToken,
@@ -52,7 +52,7 @@ impl Gathered {
     }
 
     /// Keeps `chunk`; fails if more arrives than the delta announced.
-    pub fn push(&mut self, chunk: Bytes) -> Result<(), RealizeError> {
+    pub(super) fn push(&mut self, chunk: Bytes) -> Result<(), RealizeError> {
         self.len += chunk.len() as u64;
         if self.len > self.target.delta().payload_len(self.target.size()) {
             let message = format!(
@@ -66,7 +66,7 @@ impl Gathered {
     }
 
     /// Has the finisher write the gathered pieces and complete the file.
-    pub async fn finish(mut self, expected: Hash) -> Result<Hash, RealizeError> {
+    pub(super) async fn finish(mut self, expected: Hash) -> Result<Hash, RealizeError> {
         let pieces = std::mem::take(&mut self.pieces);
         let claim = self.claim.take().expect("a gathered file is finished once");
         let token = self.token.take().expect("a gathered file is finished once");
@@ -97,7 +97,7 @@ impl Drop for Gathered {
             if !resumable(&target) {
                 return;
             }
-            match Progress::of_pieces(&target, pieces) {
+            match PartialWrite::of_pieces(&target, pieces) {
                 Ok(progress) => progress.abandon(target.display()),
                 Err(e) => {
                     tracing::warn!(path = %target.display(), "the bytes that arrived are lost: {e}")

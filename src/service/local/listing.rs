@@ -173,7 +173,7 @@ impl Batches {
 
 /// Lists every regular file under `root` at most `depth` components deep,
 /// never following symlinks.
-pub fn list(root: &Root, depth: usize) -> Result<Listing, RealizeError> {
+pub(super) fn list(root: &Root, depth: usize) -> Result<Listing, RealizeError> {
     let mut walk = Walk::start(root, depth)?;
     let mut listing = Listing::default();
     let unbounded = BatchLimit {

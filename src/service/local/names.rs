@@ -15,20 +15,20 @@
 use crate::model::MAX_COMPONENT_LEN;
 
 /// The prefix of every name realize reserves for its own files.
-pub const RESERVED_PREFIX: &str = ".realize~";
+pub(super) const RESERVED_PREFIX: &str = ".realize~";
 
 /// The prefix of partial files: `.realize~part.NAME` stands for `NAME`.
 const PARTIAL_PREFIX: &str = ".realize~part.";
 
 /// The longest name that can have a partial file, in bytes.
-pub const LONGEST_WRITABLE_NAME: usize = MAX_COMPONENT_LEN - PARTIAL_PREFIX.len();
+pub(super) const LONGEST_WRITABLE_NAME: usize = MAX_COMPONENT_LEN - PARTIAL_PREFIX.len();
 
 /// The prefix of source files being deleted.
 const DELETING_PREFIX: &str = ".realize~del.";
 
 /// What a directory entry's name says it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameKind<'a> {
+pub(super) enum NameKind<'a> {
     /// A user's file or directory.
     User,
     /// The partial file of the final name it holds.
@@ -39,7 +39,7 @@ pub enum NameKind<'a> {
 }
 
 /// Tells what `name` (one path component) is.
-pub fn kind_of(name: &str) -> NameKind<'_> {
+pub(super) fn kind_of(name: &str) -> NameKind<'_> {
     if !name.starts_with(RESERVED_PREFIX) {
         return NameKind::User;
     }
@@ -50,20 +50,20 @@ pub fn kind_of(name: &str) -> NameKind<'_> {
 }
 
 /// Whether `name` may be a user's file: not empty, not reserved.
-pub fn is_user_name(name: &str) -> bool {
+pub(super) fn is_user_name(name: &str) -> bool {
     !name.is_empty() && !name.starts_with(RESERVED_PREFIX)
 }
 
 /// The partial file name of `name`, or `None` if it would exceed the
 /// longest name a file system takes.
-pub fn partial_name(name: &str) -> Option<String> {
+pub(super) fn partial_name(name: &str) -> Option<String> {
     let partial = format!("{PARTIAL_PREFIX}{name}");
     (partial.len() <= MAX_COMPONENT_LEN).then_some(partial)
 }
 
 /// A fresh private name for a file about to be deleted; `salt` makes it
 /// unique among the names this process hands out.
-pub fn deleting_name(salt: u64) -> String {
+pub(super) fn deleting_name(salt: u64) -> String {
     let random = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);

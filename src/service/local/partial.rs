@@ -6,7 +6,7 @@
 //! (a plain resume), or leaves the whole file to be hashed at the end (a
 //! resume that patches blocks inside the prefix). The streaming writer, the
 //! gathering of small files and the finisher all write through a
-//! [`Progress`]; completing it is `completion`'s concern.
+//! [`PartialWrite`]; completing it is `completion`'s concern.
 
 use std::sync::Arc;
 
@@ -19,7 +19,7 @@ use crate::protocol::{ErrorKind, RealizeError};
 
 /// What a writer writes and how it completes.
 #[derive(Clone)]
-pub struct WriteTarget {
+pub(super) struct WriteTarget {
     /// Where the file goes.
     pub place: Arc<Place>,
     /// What arrives, what it may replace, and the final file's metadata.
@@ -28,17 +28,17 @@ pub struct WriteTarget {
 
 impl WriteTarget {
     /// The path as the client named it, for messages.
-    pub fn display(&self) -> &RelPath {
+    pub(super) fn display(&self) -> &RelPath {
         self.place.display()
     }
 
     /// Which bytes arrive, in order.
-    pub fn delta(&self) -> &Delta {
+    pub(super) fn delta(&self) -> &Delta {
         &self.plan.delta
     }
 
     /// The complete file's size.
-    pub fn size(&self) -> u64 {
+    pub(super) fn size(&self) -> u64 {
         self.plan.size
     }
 }
@@ -127,7 +127,7 @@ impl Cursor {
 }
 
 /// The partial file being written, and what is known of it so far.
-pub struct Progress {
+pub(super) struct PartialWrite {
     file: PartialFile,
     /// The running hash, or `None` when the whole file is hashed at the end.
     hasher: Option<blake3::Hasher>,
@@ -139,18 +139,18 @@ pub struct Progress {
 }
 
 /// A partial file that received every announced byte, each written.
-pub struct Written {
+pub(super) struct Written {
     /// The file, holding every byte written.
     pub file: Partial,
     /// The running hash, or `None` when the whole file is hashed at the end.
     pub hasher: Option<blake3::Hasher>,
 }
 
-impl Progress {
+impl PartialWrite {
     /// Opens the partial file of `target`: creates it or checks that a
     /// resume fits it, cuts it to the delta's offset and hashes what it
     /// keeps (unless patches make the whole file be hashed at the end).
-    pub fn open(target: &WriteTarget) -> Result<Self, RealizeError> {
+    pub(super) fn open(target: &WriteTarget) -> Result<Self, RealizeError> {
         let (file, hasher) = prepare(target)?;
         Ok(Self {
             file: PartialFile::new(file, direct_from(target)),
@@ -162,7 +162,10 @@ impl Progress {
     }
 
     /// Opens the partial file of `target` and writes `pieces` into it.
-    pub fn of_pieces(target: &WriteTarget, pieces: Vec<Bytes>) -> Result<Self, RealizeError> {
+    pub(super) fn of_pieces(
+        target: &WriteTarget,
+        pieces: Vec<Bytes>,
+    ) -> Result<Self, RealizeError> {
         let mut progress = Self::open(target)?;
         for piece in pieces {
             progress.write(&piece, target.display());
@@ -171,7 +174,7 @@ impl Progress {
     }
 
     /// Hashes and writes the next received bytes, unless a write failed.
-    pub fn write(&mut self, chunk: &[u8], display: &RelPath) {
+    pub(super) fn write(&mut self, chunk: &[u8], display: &RelPath) {
         if self.failure.is_some() {
             return;
         }
@@ -187,7 +190,7 @@ impl Progress {
     /// Ends the writing: fails with the first write failure, or if other
     /// than the announced bytes arrived; else returns the file holding
     /// every byte written.
-    pub fn written(mut self, target: &WriteTarget) -> Result<Written, RealizeError> {
+    pub(super) fn written(mut self, target: &WriteTarget) -> Result<Written, RealizeError> {
         let display = target.display();
         let expected_len = target.delta().payload_len(target.size());
         if let Some(failure) = self.failure {
@@ -212,7 +215,7 @@ impl Progress {
     }
 
     /// Leaves the partial file with what arrived, for a later resume.
-    pub fn abandon(mut self, path: &RelPath) {
+    pub(super) fn abandon(mut self, path: &RelPath) {
         if let Err(e) = self.file.finish_writes() {
             tracing::warn!(%path, "partial file may be missing its last bytes: {e}");
         }

@@ -581,7 +581,7 @@ fn changed_at(stat: &rustix::fs::Stat) -> SystemTime {
 
 /// Gives `file` the permission bits and modification time of `attributes`,
 /// as [`Attributes::as_kept`] says.
-pub fn apply_attributes(file: &File, attributes: &Attributes) -> std::io::Result<()> {
+pub(super) fn apply_attributes(file: &File, attributes: &Attributes) -> std::io::Result<()> {
     let fd = file.as_fd();
     let kept = attributes.as_kept();
     if let Some(owner) = kept.owner {

@@ -11,6 +11,7 @@ use bytes::Bytes;
 use tokio::sync::mpsc;
 
 use crate::model::{Delta, FileStamp, RelPath};
+use crate::protocol::CHUNK_SIZE;
 use crate::protocol::{ErrorKind, RealizeError};
 use crate::service::{FileReader, ReadEvent, ReadSummary, ServiceError};
 
@@ -19,8 +20,6 @@ mod budget;
 use budget::ChunkPermit;
 pub use budget::ReadBudget;
 
-/// Size of one read, and of one chunk handed to the network.
-pub const CHUNK_SIZE: usize = 256 * 1024;
 /// Chunks read ahead of the consumer.
 const READ_AHEAD: usize = 4;
 
@@ -38,7 +37,7 @@ impl AsRef<[u8]> for BudgetedChunk {
 }
 
 /// A local file being read by a blocking thread, or read already.
-pub struct LocalReader {
+pub(super) struct LocalReader {
     stamp: FileStamp,
     events: Events,
 }
@@ -58,7 +57,7 @@ impl LocalReader {
     /// once; a larger one, or one that would wait for the budget, is read
     /// by a blocking thread of `runtime`, so the caller's thread never
     /// waits for other files.
-    pub fn open(
+    pub(super) fn open(
         file: File,
         stamp: FileStamp,
         delta: Delta,

@@ -36,7 +36,7 @@ use crate::service::ServiceError;
 /// The threads of a service and the writes it has under way; clones share
 /// them.
 #[derive(Debug, Clone)]
-pub struct Threads {
+pub(super) struct Threads {
     ops: ShortOps,
     finisher: Finisher,
     writes: Arc<Writes>,
@@ -58,11 +58,11 @@ struct WriteCount {
 /// Held by a write from its start until it has ended; see the module's
 /// documentation.
 #[derive(Debug)]
-pub struct WriteToken(Arc<Writes>);
+pub(super) struct WriteToken(Arc<Writes>);
 
 impl Threads {
     /// Starts the threads of the queues.
-    pub fn start() -> std::io::Result<Self> {
+    pub(super) fn start() -> std::io::Result<Self> {
         Ok(Self {
             ops: ShortOps::start()?,
             finisher: Finisher::start()?,
@@ -71,7 +71,7 @@ impl Threads {
     }
 
     /// The same threads, queuing work as `requester`'s.
-    pub fn for_requester(&self, requester: Requester) -> Self {
+    pub(super) fn for_requester(&self, requester: Requester) -> Self {
         Self {
             ops: self.ops.for_requester(requester.clone()),
             finisher: self.finisher.for_requester(requester),
@@ -80,17 +80,17 @@ impl Threads {
     }
 
     /// The threads for short operations.
-    pub fn ops(&self) -> &ShortOps {
+    pub(super) fn ops(&self) -> &ShortOps {
         &self.ops
     }
 
     /// The thread completing small files.
-    pub fn finisher(&self) -> &Finisher {
+    pub(super) fn finisher(&self) -> &Finisher {
         &self.finisher
     }
 
     /// Starts a write of `path`; refused once shutdown has begun.
-    pub fn start_write(&self, path: &RelPath) -> Result<WriteToken, RealizeError> {
+    pub(super) fn start_write(&self, path: &RelPath) -> Result<WriteToken, RealizeError> {
         let mut count = self.writes.lock();
         if count.refused {
             let message =
@@ -104,7 +104,7 @@ impl Threads {
     /// Refuses new writes, waits until every write under way has ended,
     /// then lets the queues' threads finish what is queued and joins them.
     /// Work queued after this is dropped, and its caller told so.
-    pub async fn shutdown(&self) {
+    pub(super) async fn shutdown(&self) {
         self.writes.lock().refused = true;
         loop {
             let ended = self.writes.ended.notified();
@@ -146,7 +146,7 @@ impl Drop for WriteToken {
 
 /// Runs blocking file-system work on the runtime's blocking pool; work
 /// whose caller stopped waiting before it began is not done.
-pub async fn on_blocking_thread<T: Send + 'static>(
+pub(super) async fn on_blocking_thread<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
 ) -> Result<T, RealizeError> {
     for_caller(move |_| work()).await
@@ -154,7 +154,7 @@ pub async fn on_blocking_thread<T: Send + 'static>(
 
 /// [`on_blocking_thread`] for long work, which stops early (see
 /// [`Caller::reading`]) when its caller stops waiting.
-pub async fn for_caller<T: Send + 'static>(
+pub(super) async fn for_caller<T: Send + 'static>(
     work: impl FnOnce(&Caller) -> Result<T, RealizeError> + Send + 'static,
 ) -> Result<T, RealizeError> {
     let (caller, _waiting) = caller::watch();
@@ -167,7 +167,7 @@ pub async fn for_caller<T: Send + 'static>(
 }
 
 /// [`on_blocking_thread`], answering as a `Service` does.
-pub async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     work: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
 ) -> Result<T, ServiceError> {
     on_blocking_thread(work).await.map_err(ServiceError::from)

@@ -30,7 +30,7 @@ use crate::protocol::{ErrorKind, RealizeError};
 /// Threads sharing a queue of jobs `J`, and the requester whose jobs this
 /// handle queues; they stop, once the queue is empty, when the last handle
 /// is dropped.
-pub struct Workers<J> {
+pub(super) struct Workers<J> {
     shared: Arc<Shared<J>>,
     _closer: Arc<Closer<J>>,
     requester: Requester,
@@ -72,7 +72,7 @@ struct State<J> {
 impl<J: Send + 'static> Workers<J> {
     /// Starts `threads` threads named `name-N`; each hands `handle` up to
     /// `batch` jobs at a time, all that wait when fewer do.
-    pub fn start(
+    pub(super) fn start(
         name: &str,
         threads: usize,
         batch: usize,
@@ -106,7 +106,7 @@ impl<J: Send + 'static> Workers<J> {
     }
 
     /// A handle on the same threads queuing the jobs of `requester`.
-    pub fn for_requester(&self, requester: Requester) -> Self {
+    pub(super) fn for_requester(&self, requester: Requester) -> Self {
         Self {
             requester,
             ..self.clone()
@@ -116,7 +116,7 @@ impl<J: Send + 'static> Workers<J> {
     /// Queues `job` behind this handle's requester's others, waking a
     /// thread only if none is at work. Once the threads are stopped, drops
     /// `job`: whoever waits for its answer learns that it was not done.
-    pub fn push(&self, job: J) {
+    pub(super) fn push(&self, job: J) {
         let mut state = self.shared.lock();
         if state.closed {
             return;
@@ -132,7 +132,7 @@ impl<J> Workers<J> {
     /// Closes the queue (jobs pushed from now on are dropped), lets the
     /// threads handle the jobs queued, and waits until every thread has
     /// stopped. Blocking; not to be called from one of these threads.
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.shared.close();
         let threads = std::mem::take(&mut *self.shared.threads());
         for thread in threads {
@@ -186,11 +186,11 @@ fn serve<J>(shared: &Shared<J>, batch: usize, handle: &dyn Fn(Vec<J>)) {
 
 /// Whose work a job is: a peer, or the process itself (the default).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Hash)]
-pub struct Requester(Arc<str>);
+pub(super) struct Requester(Arc<str>);
 
 impl Requester {
     /// The requester named `name`.
-    pub fn new(name: &str) -> Self {
+    pub(super) fn new(name: &str) -> Self {
         Self(name.into())
     }
 }
@@ -251,7 +251,7 @@ type Op = Box<dyn FnOnce() + Send>;
 
 /// Threads for short blocking operations (see the module's documentation).
 #[derive(Debug, Clone)]
-pub struct ShortOps {
+pub(super) struct ShortOps {
     workers: Workers<Op>,
 }
 
@@ -260,7 +260,7 @@ const SHORT_OPS_THREADS: usize = 4;
 
 impl ShortOps {
     /// Starts the threads.
-    pub fn start() -> std::io::Result<Self> {
+    pub(super) fn start() -> std::io::Result<Self> {
         let workers = Workers::start("realize-io", SHORT_OPS_THREADS, 1, |ops: Vec<Op>| {
             ops.into_iter().for_each(|op| op())
         })?;
@@ -268,20 +268,20 @@ impl ShortOps {
     }
 
     /// A handle on the same threads queuing the operations of `requester`.
-    pub fn for_requester(&self, requester: Requester) -> Self {
+    pub(super) fn for_requester(&self, requester: Requester) -> Self {
         let workers = self.workers.for_requester(requester);
         Self { workers }
     }
 
     /// Runs the operations queued, then stops the threads (see
     /// [`Workers::stop`]). Blocking.
-    pub fn stop(&self) {
+    pub(super) fn stop(&self) {
         self.workers.stop();
     }
 
     /// Runs `op` on one of the threads and returns its result; an `op`
     /// whose caller stopped waiting before its turn is not run.
-    pub async fn run<T: Send + 'static>(
+    pub(super) async fn run<T: Send + 'static>(
         &self,
         op: impl FnOnce() -> Result<T, RealizeError> + Send + 'static,
     ) -> Result<T, RealizeError> {

@@ -22,7 +22,7 @@ use super::durability::DirSyncer;
 use super::exclusive::PartialClaim;
 use super::finisher::Finisher;
 use super::gathered::{Gathered, GATHERED_MAX};
-use super::partial::{Progress, WriteTarget};
+use super::partial::{PartialWrite, WriteTarget};
 use super::threads::{on_blocking_thread, WriteToken};
 use crate::model::{Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
@@ -94,7 +94,7 @@ async fn start_thread(
     syncer: Arc<DirSyncer>,
 ) -> Result<mpsc::Sender<Command>, RealizeError> {
     let (target, progress) = on_blocking_thread(move || {
-        let progress = Progress::open(&target)?;
+        let progress = PartialWrite::open(&target)?;
         Ok((target, progress))
     })
     .await?;
@@ -109,7 +109,7 @@ async fn start_thread(
 
 /// The writing thread of a large file: writes pieces until told to finish.
 fn write_loop(
-    mut progress: Progress,
+    mut progress: PartialWrite,
     target: &WriteTarget,
     mut rx: mpsc::Receiver<Command>,
     syncer: &DirSyncer,

@@ -5,16 +5,16 @@ use quinn::{RecvStream, SendStream};
 
 use super::super::Peer;
 use super::counted;
-use crate::bench::generated;
+use crate::protocol::CHUNK_SIZE;
 use crate::protocol::{
     write_frame, Discarded, ErrorKind, FrameError, GenerateHeader, RealizeError, MAX_GENERATE_LEN,
 };
-use crate::service::local::CHUNK_SIZE;
 use crate::telemetry;
+use crate::transport::measure::generated;
 
 /// Reads the client's raw bytes until it finishes or resets its side,
 /// drops them, and answers with their count.
-pub async fn discard(
+pub(super) async fn discard(
     send: &mut SendStream,
     recv: &mut RecvStream,
     peer: &Peer,
@@ -44,7 +44,11 @@ pub async fn discard(
 
 /// Sends `size` bytes of generated data, paced by the connection's send
 /// limit, unless the client stops the stream first.
-pub async fn generate(send: &mut SendStream, size: u64, peer: &Peer) -> Result<(), FrameError> {
+pub(super) async fn generate(
+    send: &mut SendStream,
+    size: u64,
+    peer: &Peer,
+) -> Result<(), FrameError> {
     if size > MAX_GENERATE_LEN {
         let refusal = RealizeError::new(
             ErrorKind::Protocol,

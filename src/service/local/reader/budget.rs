@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
-use super::CHUNK_SIZE;
+use crate::protocol::CHUNK_SIZE;
 
 /// The budget of a service that does not say otherwise (48 MiB): the
 /// command's own reads. It is far more than the bandwidth-delay product of
@@ -24,7 +24,7 @@ pub struct ReadBudget {
 }
 
 /// One chunk's share of a [`ReadBudget`], given back on drop.
-pub type ChunkPermit = OwnedSemaphorePermit;
+pub(super) type ChunkPermit = OwnedSemaphorePermit;
 
 impl ReadBudget {
     /// A budget of `bytes`, in whole chunks, at least one.
