@@ -248,12 +248,16 @@ enum Cut {
     Refused(RealizeError),
     /// A newer transfer of the same file took over: `CANCELLED`.
     Superseded,
-    /// The peer sent nothing for its stall limit (`STALLED`), as the
-    /// message says.
-    Stalled(String),
-    /// The peer broke the protocol (`PROTOCOL_VIOLATION`), as the message
-    /// says.
-    Violation(String),
+    /// No byte arrived for the stall limit (`STALLED`).
+    Silent(Duration),
+    /// The bytes arrived but no trailer within the stall limit (`STALLED`).
+    NoTrailer(Duration),
+    /// The stream ended with this many announced bytes missing
+    /// (`PROTOCOL_VIOLATION`).
+    EndedEarly(u64),
+    /// The frame after the bytes is missing or malformed
+    /// (`PROTOCOL_VIOLATION`).
+    BadTrailer(FrameError),
     /// The peer cancelled the stream or the connection was lost.
     Lost(String),
 }
@@ -295,17 +299,11 @@ async fn receive(
         let read = read_piece(recv, piece, Some(peer.stall_limit));
         let chunk = match until_superseded(&writer, read).await? {
             Ok(Some(chunk)) => chunk,
-            Ok(None) => {
-                let message = format!("write stream ended {remaining} bytes early");
-                return Err(Cut::Violation(message));
-            }
+            Ok(None) => return Err(Cut::EndedEarly(remaining)),
             Err(PieceError::Stalled { limit, gathered }) => {
                 // The peer holds a writer (and its thread) without using it.
                 let _ = write_chunk(&mut writer, gathered).await;
-                let message = format!(
-                    "write stream silent for {limit:?}; the partial file keeps what arrived"
-                );
-                return Err(Cut::Stalled(message));
+                return Err(Cut::Silent(limit));
             }
             Err(PieceError::Read(e)) => return Err(Cut::Lost(e.to_string())),
         };
@@ -317,14 +315,8 @@ async fn receive(
     let trailer = tokio::time::timeout(peer.stall_limit, read_frame::<_, WriteTrailer>(recv));
     let trailer = match until_superseded(&writer, trailer).await? {
         Ok(Ok(trailer)) => trailer,
-        Ok(Err(e)) => return Err(Cut::Violation(format!("bad write trailer: {e}"))),
-        Err(_) => {
-            let message = format!(
-                "no write trailer within {:?}; the partial file keeps what arrived",
-                peer.stall_limit
-            );
-            return Err(Cut::Stalled(message));
-        }
+        Ok(Err(e)) => return Err(Cut::BadTrailer(e)),
+        Err(_) => return Err(Cut::NoTrailer(peer.stall_limit)),
     };
     Ok(Box::new(writer)
         .finish(trailer.expected)
@@ -361,12 +353,20 @@ async fn end(
             tracing::info!(peer = %peer.id, dir = %dir, path = %path, "superseded by a newer transfer of the same file");
             (true, code::CANCELLED)
         }
-        Cut::Stalled(message) => {
-            tracing::info!(peer = %peer.id, dir = %dir, path = %path, "{message}");
+        Cut::Silent(limit) => {
+            tracing::info!(peer = %peer.id, dir = %dir, path = %path, "write stream silent for {limit:?}; the partial file keeps what arrived");
             (true, code::STALLED)
         }
-        Cut::Violation(message) => {
-            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "{message}");
+        Cut::NoTrailer(limit) => {
+            tracing::info!(peer = %peer.id, dir = %dir, path = %path, "no write trailer within {limit:?}; the partial file keeps what arrived");
+            (true, code::STALLED)
+        }
+        Cut::EndedEarly(remaining) => {
+            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "write stream ended {remaining} bytes early");
+            (false, code::PROTOCOL_VIOLATION)
+        }
+        Cut::BadTrailer(e) => {
+            tracing::warn!(peer = %peer.id, dir = %dir, path = %path, "bad write trailer: {e}");
             (false, code::PROTOCOL_VIOLATION)
         }
         Cut::Lost(reason) => {
