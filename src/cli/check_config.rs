@@ -6,8 +6,8 @@ use std::fmt::{Display, Write};
 use std::process::ExitCode;
 
 use super::args::RealizedArgs;
-use super::exit_status::ExitStatus;
 use super::daemon::{load_daemon_config, start_error};
+use super::exit_status::ExitStatus;
 use super::CliError;
 use crate::server::{self, CheckedConfig, DaemonConfig};
 
