@@ -197,20 +197,82 @@ pub(crate) async fn move_listed(
 ) -> Result<MoveSummary, MoveFileError> {
     let dir = source.dir;
     let (src_listing, dst_listing) = listings;
-    let mut existing: HashMap<RelPath, FileEntry> = HashMap::new();
-    let mut partials: HashMap<RelPath, FileEntry> = HashMap::new();
-    for file in dst_listing.files {
-        match file.state {
-            FileState::Final => existing.insert(file.path.clone(), file),
-            FileState::Partial => partials.insert(file.path.clone(), file),
-        };
+    let held = DestinationFiles::sort(dst_listing);
+    let (files, mut summary) = choose_sources(dir, src_listing, &options.selection, progress);
+    let sent_counter = AtomicU64::new(0);
+    let route = Route {
+        source,
+        destination,
+        sent_total: &sent_counter,
+        up: &options.up,
+        down: &options.down,
+    };
+    if options.dry_run {
+        let at_destination = |entry: &FileEntry| held.of(entry);
+        preview::preview(
+            &route,
+            files,
+            at_destination,
+            options.parallel,
+            &mut summary,
+            progress,
+        )
+        .await;
+        return Ok(summary);
     }
-    let (src_listing, left_out) = options.selection.apply(src_listing, SystemTime::now());
-    let (files, partials_at_source): (Vec<FileEntry>, Vec<FileEntry>) = src_listing
+    progress.set_length(files.len(), files.iter().map(|f| f.stamp.size).sum());
+    move_each(&route, files, &held, options, &mut summary, progress).await;
+    summary.bytes_sent = sent_counter.load(Ordering::Relaxed);
+    Ok(summary)
+}
+
+/// The destination's files by path: final ones, and partial files left by
+/// interrupted transfers.
+struct DestinationFiles {
+    complete: HashMap<RelPath, FileEntry>,
+    partial: HashMap<RelPath, FileEntry>,
+}
+
+impl DestinationFiles {
+    fn sort(listing: Listing) -> Self {
+        let mut held = Self {
+            complete: HashMap::new(),
+            partial: HashMap::new(),
+        };
+        for file in listing.files {
+            let by_state = match file.state {
+                FileState::Final => &mut held.complete,
+                FileState::Partial => &mut held.partial,
+            };
+            by_state.insert(file.path.clone(), file);
+        }
+        held
+    }
+
+    /// What the destination holds at `entry`'s path.
+    fn of(&self, entry: &FileEntry) -> AtDestination<'_> {
+        AtDestination {
+            complete: self.complete.get(&entry.path),
+            partial: self.partial.get(&entry.path),
+        }
+    }
+}
+
+/// The source files to move: the selected final files. Reports (and counts
+/// in the summary it starts) those left out, those skipped, partial files
+/// at the source, and names that clash by case.
+fn choose_sources(
+    dir: &DirectoryId,
+    listing: Listing,
+    selection: &Selection,
+    progress: &mut dyn Progress,
+) -> (Vec<FileEntry>, MoveSummary) {
+    let (listing, left_out) = selection.apply(listing, SystemTime::now());
+    let (files, partials_at_source): (Vec<FileEntry>, Vec<FileEntry>) = listing
         .files
         .into_iter()
         .partition(|f| f.state == FileState::Final);
-    let mut skipped = src_listing.skipped;
+    let mut skipped = listing.skipped;
     skipped.extend(partials_at_source.into_iter().map(|f| Skipped {
         path: f.path.to_string(),
         reason: SkipReason::PartialFile,
@@ -241,43 +303,26 @@ pub(crate) async fn move_listed(
         tracing::warn!(dir = %dir, "{message}");
         progress.warn(&message);
     }
-    let sent_counter = AtomicU64::new(0);
-    let route = Route {
-        source,
-        destination,
-        sent_total: &sent_counter,
-        up: &options.up,
-        down: &options.down,
-    };
-    if options.dry_run {
-        let at_destination = |entry: &FileEntry| AtDestination {
-            complete: existing.get(&entry.path),
-            partial: partials.get(&entry.path),
-        };
-        let parallel = options.parallel;
-        preview::preview(
-            &route,
-            files,
-            at_destination,
-            parallel,
-            &mut summary,
-            progress,
-        )
-        .await;
-        return Ok(summary);
-    }
-    progress.set_length(files.len(), files.iter().map(|f| f.stamp.size).sum());
+    (files, summary)
+}
 
+/// Moves `files` along `route`, `options.parallel` at a time, until done or
+/// stopped, counting each outcome in `summary`.
+async fn move_each(
+    route: &Route<'_>,
+    files: Vec<FileEntry>,
+    held: &DestinationFiles,
+    options: &MoveOptions,
+    summary: &mut MoveSummary,
+    progress: &mut dyn Progress,
+) {
     let progress = Mutex::new(progress);
     let job = |entry: FileEntry| {
         let mut file_progress = progress
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .for_file(&entry.path, entry.stamp.size);
-        let at_destination = AtDestination {
-            complete: existing.get(&entry.path),
-            partial: partials.get(&entry.path),
-        };
+        let at_destination = held.of(&entry);
         async move {
             let result = tokio::select! {
                 result = route.move_file(&entry, at_destination, file_progress.as_mut()) => result,
@@ -294,37 +339,12 @@ pub(crate) async fn move_listed(
         .inspect(|_| started += 1)
         .map(job)
         .buffer_unordered(options.parallel.max(1));
+    let dir = route.source.dir;
     while let Some((entry, result, mut file_progress)) = running.next().await {
-        match result {
-            Err(MoveFileError::Interrupted) => {
-                summary.interrupted += 1;
-                tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
-                file_progress.error(&MoveFileError::Interrupted);
-            }
-            Ok(MoveOutcome {
-                sent,
-                method,
-                replaced,
-            }) => {
-                tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, method, replaced, "moved");
-                metrics::counter!(telemetry::FILES_MOVED, "method" => method).increment(1);
-                summary.moved += 1;
-                summary.replaced += usize::from(replaced);
-                summary.resumed += usize::from(method == "resume");
-                file_progress.success();
-            }
-            Err(err) => {
-                metrics::counter!(telemetry::FILES_FAILED, "kind" => err.kind_label()).increment(1);
-                summary.failed += 1;
-                summary.retryable += usize::from(err.is_retryable());
-                tracing::error!(dir = %dir, path = %entry.path, "{err}");
-                file_progress.error(&err);
-            }
-        }
+        count_outcome(dir, &entry, result, summary, file_progress.as_mut());
     }
     drop(running);
     summary.not_started = total - started;
-    summary.bytes_sent = sent_counter.load(Ordering::Relaxed);
     if let Some(reason) = stop.reason() {
         tracing::warn!(
             dir = %dir,
@@ -334,7 +354,42 @@ pub(crate) async fn move_listed(
             "move stopped early"
         );
     }
-    Ok(summary)
+}
+
+/// Logs, counts and shows how the move of `entry` ended.
+fn count_outcome(
+    dir: &DirectoryId,
+    entry: &FileEntry,
+    result: Result<MoveOutcome, MoveFileError>,
+    summary: &mut MoveSummary,
+    file_progress: &mut dyn FileProgress,
+) {
+    match result {
+        Err(MoveFileError::Interrupted) => {
+            summary.interrupted += 1;
+            tracing::warn!(dir = %dir, path = %entry.path, "interrupted; the partial file is kept for the next run");
+            file_progress.error(&MoveFileError::Interrupted);
+        }
+        Ok(MoveOutcome {
+            sent,
+            method,
+            replaced,
+        }) => {
+            tracing::info!(dir = %dir, path = %entry.path, size = entry.stamp.size, bytes_sent = sent, method, replaced, "moved");
+            metrics::counter!(telemetry::FILES_MOVED, "method" => method).increment(1);
+            summary.moved += 1;
+            summary.replaced += usize::from(replaced);
+            summary.resumed += usize::from(method == "resume");
+            file_progress.success();
+        }
+        Err(err) => {
+            metrics::counter!(telemetry::FILES_FAILED, "kind" => err.kind_label()).increment(1);
+            summary.failed += 1;
+            summary.retryable += usize::from(err.is_retryable());
+            tracing::error!(dir = %dir, path = %entry.path, "{err}");
+            file_progress.error(&err);
+        }
+    }
 }
 
 /// Pairs of source paths that differ only by case.
