@@ -8,7 +8,7 @@ mod streams;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use quinn::{Connection, Incoming, VarInt};
+use quinn::{Connection, Incoming, RecvStream, SendStream, VarInt};
 use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, watch};
 
@@ -163,6 +163,8 @@ fn peer_id(connection: &Connection, peers: &PinnedPeers) -> Option<String> {
     peers.peer_id(certs.first()?).map(str::to_string)
 }
 
+/// Serves one authenticated connection: the handshake on the control
+/// stream, then its requests and data streams until it ends; returns why.
 async fn serve(
     connection: &Connection,
     peer: &Peer,
@@ -172,63 +174,10 @@ async fn serve(
     hello_timeout: std::time::Duration,
     mut stream_credit: watch::Receiver<u32>,
 ) -> String {
-    // A peer that neither opens its control stream nor says hello in time
-    // is closed, whatever the keep-alives say.
-    let opened = tokio::time::timeout(hello_timeout, async {
-        let (send, mut recv) = connection.accept_bi().await?;
-        Ok::<_, quinn::ConnectionError>((send, read_frame::<_, Hello>(&mut recv).await, recv))
-    })
-    .await;
-    let (mut send, hello, recv) = match opened {
-        Ok(Ok(opened)) => opened,
-        Ok(Err(e)) => return e.to_string(),
-        Err(_) => {
-            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"no hello");
-            return format!("no handshake within {hello_timeout:?}");
-        }
+    let (send, recv) = match greet(connection, peer, hello_timeout).await {
+        Ok(control_stream) => control_stream,
+        Err(reason) => return reason,
     };
-    send.set_priority(1).ok(); // Responses never wait behind file data.
-    let hello = match hello {
-        Ok(hello) => hello,
-        Err(e) => {
-            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"bad hello");
-            return format!("bad handshake: {e}");
-        }
-    };
-    if hello.version != PROTOCOL_VERSION {
-        let refusal = RealizeError::new(
-            ErrorKind::VersionMismatch,
-            format!(
-                "this daemon speaks protocol version {PROTOCOL_VERSION}, not {}",
-                hello.version
-            ),
-        );
-        tracing::warn!(peer = %peer.id, version = hello.version, "protocol version mismatch");
-        let _ = write_frame(
-            &mut send,
-            &HelloReply {
-                version: Err(refusal),
-            },
-        )
-        .await;
-        let _ = send.finish();
-        let _ = send.stopped().await;
-        connection.close(
-            VarInt::from_u32(code::VERSION_MISMATCH),
-            b"version mismatch",
-        );
-        return "version mismatch".into();
-    }
-    if let Err(e) = write_frame(
-        &mut send,
-        &HelloReply {
-            version: Ok(PROTOCOL_VERSION),
-        },
-    )
-    .await
-    {
-        return e.to_string();
-    }
     let control = tokio::spawn(control::serve(
         send,
         recv,
@@ -259,4 +208,70 @@ async fn serve(
     };
     control.abort(); // and with it every request it serves
     reason
+}
+
+/// Accepts the control stream and answers the peer's `Hello`; returns the
+/// control stream once both ends speak the same version, or why the
+/// connection ends. A peer that neither opens its control stream nor says
+/// hello within `hello_timeout` is closed, whatever the keep-alives say.
+async fn greet(
+    connection: &Connection,
+    peer: &Peer,
+    hello_timeout: std::time::Duration,
+) -> Result<(SendStream, RecvStream), String> {
+    let opened = tokio::time::timeout(hello_timeout, async {
+        let (send, mut recv) = connection.accept_bi().await?;
+        Ok::<_, quinn::ConnectionError>((send, read_frame::<_, Hello>(&mut recv).await, recv))
+    })
+    .await;
+    let (mut send, hello, recv) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(e)) => return Err(e.to_string()),
+        Err(_) => {
+            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"no hello");
+            return Err(format!("no handshake within {hello_timeout:?}"));
+        }
+    };
+    send.set_priority(1).ok(); // Responses never wait behind file data.
+    let hello = match hello {
+        Ok(hello) => hello,
+        Err(e) => {
+            connection.close(VarInt::from_u32(code::PROTOCOL_VIOLATION), b"bad hello");
+            return Err(format!("bad handshake: {e}"));
+        }
+    };
+    if hello.version != PROTOCOL_VERSION {
+        refuse_version(connection, peer, &mut send, hello.version).await;
+        return Err("version mismatch".into());
+    }
+    let accepted = HelloReply {
+        version: Ok(PROTOCOL_VERSION),
+    };
+    match write_frame(&mut send, &accepted).await {
+        Ok(()) => Ok((send, recv)),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+/// Tells a peer of protocol `version` that this daemon speaks another, and
+/// closes the connection once the answer is delivered.
+async fn refuse_version(connection: &Connection, peer: &Peer, send: &mut SendStream, version: u32) {
+    let refusal = RealizeError::new(
+        ErrorKind::VersionMismatch,
+        format!("this daemon speaks protocol version {PROTOCOL_VERSION}, not {version}"),
+    );
+    tracing::warn!(peer = %peer.id, version, "protocol version mismatch");
+    let _ = write_frame(
+        send,
+        &HelloReply {
+            version: Err(refusal),
+        },
+    )
+    .await;
+    let _ = send.finish();
+    let _ = send.stopped().await;
+    connection.close(
+        VarInt::from_u32(code::VERSION_MISMATCH),
+        b"version mismatch",
+    );
 }
