@@ -3,6 +3,7 @@
 //! files is generated and moved to it with the progress display, and the
 //! result is checked.
 
+use std::net::SocketAddr;
 use std::path::Path;
 use std::process::ExitCode;
 
@@ -11,16 +12,15 @@ use super::output::{Display, Settings, Verbosity};
 use super::CliError;
 use crate::client::{Client, ExpectedDaemon};
 use crate::model::{DirectoryId, Hash};
-use crate::mover::{move_files, Endpoint, MoveOptions};
+use crate::mover::{move_files, Endpoint, MoveOptions, MoveSummary};
 use crate::server::{Daemon, DaemonConfig};
 use crate::service::local::LocalService;
 use crate::service::Service;
 use crate::transport::endpoint::Tuning;
-use crate::transport::identity::{generate, load_certificates, Identity};
+use crate::transport::identity::{generate, load_certificates, GeneratedIdentity, Identity};
 
 /// Runs the demo; exit code 0 if every file arrived intact.
 pub(super) async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
-    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
     let work = tempfile::Builder::new()
         .prefix("realize-demo-")
         .tempdir()
@@ -36,75 +36,21 @@ pub(super) async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
     println!("demo: client key {}", client_id.fingerprint);
 
     let dir = DirectoryId::new("demo").expect("valid id");
-    let config = DaemonConfig {
-        listen: "127.0.0.1:0".parse().expect("valid address"),
-        key: daemon_id.key_path.clone(),
-        cert: daemon_id.cert_path.clone(),
-        metrics: None,
-        dirs: [(dir.clone(), dst.clone())].into(),
-        peers: [("demo-client".to_string(), client_id.cert_path.clone())].into(),
-        send_limits: Default::default(),
-        keep_owner: false,
-        limits: Default::default(),
-    };
-    let daemon = Daemon::bind(&config, &Tuning::default()).map_err(|e| failed(&e))?;
-    let addr = daemon.local_addr().map_err(|e| failed(&e))?;
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    // The demo's daemon is never reloaded; the sender lives as long as it.
-    let (_reload, reloads) = tokio::sync::mpsc::channel(1);
-    let daemon_task = tokio::spawn(daemon.run(
-        async {
-            let _ = stopped.await;
-        },
-        reloads,
-    ));
-    println!("demo: realized listening on {addr} (QUIC, mutual TLS)");
-
+    let daemon = DemoDaemon::start(&daemon_id, &client_id, &dir, &dst)?;
+    println!(
+        "demo: realized listening on {} (QUIC, mutual TLS)",
+        daemon.addr
+    );
     let (files, bytes) =
         generate_tree(&src, args.files, args.max_mib << 20).map_err(|e| failed(&e))?;
     println!(
-        "demo: moving {files} files ({}) to {addr}",
-        indicatif::HumanBytes(bytes)
+        "demo: moving {files} files ({}) to {}",
+        indicatif::HumanBytes(bytes),
+        daemon.addr
     );
     let expected = tree_digest(&src).await?;
-
-    let identity =
-        Identity::load(&client_id.key_path, &client_id.cert_path).map_err(|e| failed(&e))?;
-    let daemon_cert = load_certificates(&daemon_id.cert_path).map_err(|e| failed(&e))?;
-    let demo_daemon = ExpectedDaemon::new(&daemon_cert[0], "the demo daemon's certificate")
-        .map_err(|e| failed(&e))?;
-    let client = Client::new(&identity, &Tuning::default()).map_err(|e| failed(&e))?;
-    let remote = client
-        .connect(addr, &demo_daemon)
-        .await
-        .map_err(|e| failed(&e))?;
-    let local = LocalService::single(dir.clone(), &src).map_err(|e| failed(&e))?;
-    let settings = Settings {
-        verbosity: Verbosity::Normal,
-        dry_run: false,
-        json: false,
-        stats: None,
-    };
-    let mut display = Display::new(dir.clone(), settings);
-    let (source, destination) = (
-        Endpoint {
-            service: &local,
-            dir: &dir,
-        },
-        Endpoint {
-            service: &remote,
-            dir: &dir,
-        },
-    );
-    let options = MoveOptions::default();
-    let summary = move_files(source, destination, None, &options, &mut display)
-        .await
-        .map_err(|e| failed(&e))?;
-    display.finish(&summary);
-    remote.close(false);
-    client.shutdown(false).await;
-    let _ = stop.send(());
-    let _ = daemon_task.await;
+    let summary = move_to(&daemon, &client_id, &daemon_id, &dir, &src).await?;
+    daemon.stop().await;
 
     let arrived = tree_digest(&dst).await?;
     let source_left = tree_digest(&src).await?;
@@ -116,6 +62,107 @@ pub(super) async fn run(args: &DemoArgs) -> Result<ExitCode, CliError> {
             "demo: the destination does not match the source".into(),
         ))
     }
+}
+
+fn failed(e: &dyn std::fmt::Display) -> CliError {
+    CliError::Failed(e.to_string())
+}
+
+/// The demo's daemon, run in this process on an ephemeral loopback port.
+struct DemoDaemon {
+    addr: SocketAddr,
+    stop: tokio::sync::oneshot::Sender<()>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DemoDaemon {
+    /// Serves `dst` as `dir` to the client `client`, with the key `daemon`.
+    fn start(
+        daemon: &GeneratedIdentity,
+        client: &GeneratedIdentity,
+        dir: &DirectoryId,
+        dst: &Path,
+    ) -> Result<Self, CliError> {
+        let config = DaemonConfig {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            key: daemon.key_path.clone(),
+            cert: daemon.cert_path.clone(),
+            metrics: None,
+            dirs: [(dir.clone(), dst.to_path_buf())].into(),
+            peers: [("demo-client".to_string(), client.cert_path.clone())].into(),
+            send_limits: Default::default(),
+            keep_owner: false,
+            limits: Default::default(),
+        };
+        let daemon = Daemon::bind(&config, &Tuning::default()).map_err(|e| failed(&e))?;
+        let addr = daemon.local_addr().map_err(|e| failed(&e))?;
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        // The demo's daemon is never reloaded; the sender lives as long as it.
+        let (_reload, reloads) = tokio::sync::mpsc::channel(1);
+        let task = tokio::spawn(daemon.run(
+            async {
+                let _ = stopped.await;
+            },
+            reloads,
+        ));
+        Ok(Self { addr, stop, task })
+    }
+
+    /// Stops the daemon and waits until it has.
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        let _ = self.task.await;
+    }
+}
+
+/// Moves every file of `src` to `daemon`'s `dir` as the command does, with
+/// its progress display.
+async fn move_to(
+    daemon: &DemoDaemon,
+    client_id: &GeneratedIdentity,
+    daemon_id: &GeneratedIdentity,
+    dir: &DirectoryId,
+    src: &Path,
+) -> Result<MoveSummary, CliError> {
+    let identity =
+        Identity::load(&client_id.key_path, &client_id.cert_path).map_err(|e| failed(&e))?;
+    let daemon_cert = load_certificates(&daemon_id.cert_path).map_err(|e| failed(&e))?;
+    let expected = ExpectedDaemon::new(&daemon_cert[0], "the demo daemon's certificate")
+        .map_err(|e| failed(&e))?;
+    let client = Client::new(&identity, &Tuning::default()).map_err(|e| failed(&e))?;
+    let remote = client
+        .connect(daemon.addr, &expected)
+        .await
+        .map_err(|e| failed(&e))?;
+    let local = LocalService::single(dir.clone(), src).map_err(|e| failed(&e))?;
+    let settings = Settings {
+        verbosity: Verbosity::Normal,
+        dry_run: false,
+        json: false,
+        stats: None,
+    };
+    let mut display = Display::new(dir.clone(), settings);
+    let source = Endpoint {
+        service: &local,
+        dir,
+    };
+    let destination = Endpoint {
+        service: &remote,
+        dir,
+    };
+    let moved = move_files(
+        source,
+        destination,
+        None,
+        &MoveOptions::default(),
+        &mut display,
+    )
+    .await;
+    let summary = moved.map_err(|e| failed(&e))?;
+    display.finish(&summary);
+    remote.close(false);
+    client.shutdown(false).await;
+    Ok(summary)
 }
 
 /// Writes `count` files of pseudo-random content in a few nested folders;
@@ -143,7 +190,6 @@ fn generate_tree(root: &Path, count: usize, max_bytes: u64) -> std::io::Result<(
 /// Relative path and BLAKE3 of every file under `root`, sorted by path.
 async fn tree_digest(root: &Path) -> Result<Vec<(String, Hash)>, CliError> {
     let dir = DirectoryId::new("digest").expect("valid id");
-    let failed = |e: &dyn std::fmt::Display| CliError::Failed(e.to_string());
     let service = LocalService::single(dir.clone(), root).map_err(|e| failed(&e))?;
     let listing = service.list(&dir).await.map_err(|e| failed(&e))?;
     let mut digest = Vec::new();
