@@ -125,6 +125,7 @@ fn run_command(
             install_files::write_man_pages(&man.out).map(|()| ExitCode::SUCCESS)
         }
         None => {
+            refuse_subcommand_as_source(transfer.source.src.as_deref())?;
             let selection = transfer
                 .selection
                 .selection(matches)
@@ -132,6 +133,21 @@ fn run_command(
             block_on(run::run(transfer, &selection))
         }
     }
+}
+
+/// Refuses a SRC spelled like a subcommand: options written before a
+/// subcommand belong to the move, so `realize --config F ls nas` parses as
+/// a move of a local `ls` into a local `nas`. A folder of that name is
+/// still reachable as `./ls`.
+fn refuse_subcommand_as_source(src: Option<&str>) -> Result<(), CliError> {
+    let Some(src) = src else { return Ok(()) };
+    if RealizeArgs::command().find_subcommand(src).is_none() {
+        return Ok(());
+    }
+    Err(CliError::Usage(format!(
+        "`{src}` is a subcommand: write its options after it (realize {src} [OPTIONS] ...); \
+         to move a local folder named {src}, write ./{src}"
+    )))
 }
 
 /// Runs `task`, a command of `realize`, on a runtime of its own.

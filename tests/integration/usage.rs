@@ -203,3 +203,32 @@ fn a_directory_is_never_moved_into_itself_however_it_is_reached() {
     args.extend(keys.relay_args("client", "daemon", "daemon-b"));
     assert_refused_as_overlap(&args, root.path());
 }
+
+/// Options before a subcommand belong to the move, so `realize --parallel 4
+/// ls nas` would move a local folder `ls` into a local `nas`: refused,
+/// with the way to write either meaning, and nothing moves.
+#[test]
+fn a_source_spelled_like_a_subcommand_is_refused_and_moves_nothing() {
+    let cwd = TempDir::new().unwrap();
+    write_file(&cwd.path().join("ls"), "photo.jpg", b"kept");
+    std::fs::create_dir(cwd.path().join("nas")).unwrap();
+    let before = snapshot(cwd.path());
+    let out = realize()
+        .current_dir(cwd.path())
+        .args(["--parallel", "4", "ls", "nas"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    let message = stderr(&out);
+    assert!(message.contains("realize ls [OPTIONS]"), "{message}");
+    assert!(message.contains("./ls"), "{message}");
+    assert_eq!(snapshot(cwd.path()), before);
+
+    let out = realize()
+        .current_dir(cwd.path())
+        .args(["--parallel", "4", "./ls", "nas"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(cwd.path().join("nas/photo.jpg").exists());
+}
