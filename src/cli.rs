@@ -33,7 +33,7 @@ use clap::{ArgMatches, CommandFactory, FromArgMatches};
 use self::args::{Command, MoveArgs, RealizeArgs};
 use self::exit_status::ExitStatus;
 use self::logging::init_logging;
-use crate::mover::MoveFileError;
+use crate::mover::{MoveFileError, MAX_PARALLEL};
 use crate::service::ServiceError;
 
 /// A failure of the command as a whole, with its exit status.
@@ -152,7 +152,16 @@ fn refuse_subcommand_as_source(src: Option<&str>) -> Result<(), CliError> {
 
 /// Runs `task`, a command of `realize`, on a runtime of its own.
 fn block_on<T>(task: impl Future<Output = Result<T, CliError>>) -> Result<T, CliError> {
-    tokio::runtime::Runtime::new()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .max_blocking_threads(COMMAND_BLOCKING_THREADS)
+        .build()
         .map_err(|e| CliError::Failed(format!("cannot start the async runtime: {e}")))?
         .block_on(task)
 }
+
+/// The most threads of the command's blocking pool (made as needed). A
+/// file in flight from one local directory to another holds a reading and
+/// a writing thread at once, and listings and hashes take a few more: no
+/// file may wait for a thread another one holds, or the move stalls.
+const COMMAND_BLOCKING_THREADS: usize = 2 * MAX_PARALLEL + 64;

@@ -253,3 +253,31 @@ fn skipped_entries_stay_and_are_reported() {
     assert!(s.src.path().join("link").symlink_metadata().is_ok());
     assert!(!s.dst.path().join("link").exists());
 }
+
+/// The most files in flight a command allows, local to local: every file
+/// larger than a chunk holds a reading thread and a writing thread at once,
+/// and none may wait for a thread another file holds.
+#[test]
+fn local_to_local_at_the_most_parallel_files_finishes() {
+    const FILES: usize = 600;
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    for i in 0..FILES {
+        write_file(src.path(), &format!("f{i:03}"), &pattern(i as u64, 300_000));
+    }
+    let expected = snapshot(src.path());
+    let mut command = realize();
+    command.args([
+        "--src-path",
+        src.path().to_str().unwrap(),
+        "--dst-path",
+        dst.path().to_str().unwrap(),
+        "--parallel",
+        "512",
+        "--max-duration",
+        "60s",
+    ]);
+    let out = command.output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(snapshot(dst.path()), expected);
+    assert!(snapshot(src.path()).is_empty());
+}
