@@ -136,15 +136,19 @@ async fn run(
     destination: &dyn Service,
     progress: &mut dyn Progress,
 ) -> MoveSummary {
-    move_files(
-        at(source, &dir()),
-        at(destination, &dir()),
-        None,
-        &MoveOptions::default(),
-        progress,
-    )
-    .await
-    .unwrap()
+    let dir = dir();
+    run_between(at(source, &dir), at(destination, &dir), progress)
+        .await
+        .unwrap()
+}
+
+/// Moves everything from `source` to `destination` with default options.
+async fn run_between(
+    source: Endpoint<'_>,
+    destination: Endpoint<'_>,
+    progress: &mut dyn Progress,
+) -> Result<MoveSummary, MoveFileError> {
+    move_files(source, destination, None, &MoveOptions::default(), progress).await
 }
 
 fn services() -> (TempDir, TempDir, LocalService, LocalService) {
@@ -462,15 +466,9 @@ async fn unknown_directory_fails_the_whole_move() {
     let (_src, _dst, source, destination) = services();
     let mut progress = Recording::default();
     let other = DirectoryId::new("other").unwrap();
-    let err = move_files(
-        at(&source, &other),
-        at(&destination, &other),
-        None,
-        &MoveOptions::default(),
-        &mut progress,
-    )
-    .await
-    .unwrap_err();
+    let err = run_between(at(&source, &other), at(&destination, &other), &mut progress)
+        .await
+        .unwrap_err();
     assert!(
         matches!(&err, MoveFileError::Service { side: Side::Source, source } if source.kind == ErrorKind::UnknownDirectory),
         "{err:?}"
@@ -881,11 +879,9 @@ async fn each_side_is_reached_under_its_own_directory_id() {
     write(dst.path(), "same.jpg", b"identical");
     write(decoy.path(), "same.jpg", b"other content");
     let mut progress = Recording::default();
-    let summary = move_files(
+    let summary = run_between(
         at(&source, &photos),
         at(&destination, &archive),
-        None,
-        &MoveOptions::default(),
         &mut progress,
     )
     .await
