@@ -136,6 +136,7 @@ mod tests {
         "WHAT",
         "MESSAGE",
         "FINGERPRINT",
+        "NAME",
     ];
 
     /// A documented message with its placeholder words written `{}`, as in

@@ -285,6 +285,11 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
     }
     let destination = reached.pop().expect("two sides");
     let source = reached.pop().expect("two sides");
+    if let (Reach::Local(local), false) = (&source, args.dry_run) {
+        // A move killed while it deleted a file may have left it under a
+        // private name: this run moves it again.
+        local.put_back_interrupted_deletes().await;
+    }
     Ok(OpenedEndpoints {
         source: OpenedEndpoint {
             dir: source_dir,

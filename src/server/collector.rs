@@ -1,5 +1,6 @@
-//! Removing abandoned partial files: when the daemon starts, then
-//! periodically (see `service::local::collection` for what is removed).
+//! Removing abandoned partial files and putting back files whose delete a
+//! crash interrupted: when the daemon starts, then periodically (see
+//! `service::local::collection`).
 
 use std::time::Duration;
 
@@ -18,7 +19,7 @@ pub(super) async fn run(service: LocalService, max_age: Duration) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let collected = service.collect_abandoned_partials(max_age).await;
+        let collected = service.collect_abandoned(max_age).await;
         metrics::counter!(telemetry::PARTIALS_COLLECTED).increment(collected.files);
         metrics::counter!(telemetry::PARTIAL_BYTES_COLLECTED).increment(collected.bytes);
         if collected.files > 0 {

@@ -256,29 +256,37 @@ impl LocalService {
     }
 
     /// Removes, in every served directory, each partial file that no
-    /// writer holds and that has not changed for `max_age` (see
-    /// `collection`). A directory that cannot be walked is logged and
-    /// skipped.
-    pub async fn collect_abandoned_partials(&self, max_age: Duration) -> Collected {
+    /// writer holds and that has not changed for `max_age`, and puts back
+    /// every file whose delete a crash interrupted (see `collection`). A
+    /// directory that cannot be walked is logged and skipped.
+    pub async fn collect_abandoned(&self, max_age: Duration) -> Collected {
+        // An age beyond what the clock can count back: no partial file is
+        // older.
+        self.collect(SystemTime::now().checked_sub(max_age)).await
+    }
+
+    /// Puts back, in every served directory, every file whose delete a
+    /// crash interrupted, so that a move finds it again (see
+    /// `collection`). The command does this for a local source.
+    pub async fn put_back_interrupted_deletes(&self) -> Collected {
+        self.collect(None).await
+    }
+
+    /// Walks every root, collecting as [`collection::collect`] does.
+    async fn collect(&self, partials_changed_before: Option<SystemTime>) -> Collected {
         let (roots, depth) = (self.roots.clone(), self.depth);
         let collecting = on_blocking_thread(move || {
             let mut collected = Collected::default();
-            // An age beyond what the clock can count back: nothing is older.
-            let Some(changed_before) = SystemTime::now().checked_sub(max_age) else {
-                return Ok(collected);
-            };
             for (id, root) in roots.iter() {
-                match collection::collect(root, depth, changed_before) {
+                match collection::collect(root, depth, partials_changed_before) {
                     Ok(more) => collected += more,
-                    Err(e) => {
-                        tracing::warn!(dir = %id, "cannot collect abandoned partial files: {e}")
-                    }
+                    Err(e) => tracing::warn!(dir = %id, "cannot collect abandoned files: {e}"),
                 }
             }
             Ok(collected)
         });
         collecting.await.unwrap_or_else(|e| {
-            tracing::warn!("cannot collect abandoned partial files: {e}");
+            tracing::warn!("cannot collect abandoned files: {e}");
             Collected::default()
         })
     }
@@ -733,10 +741,17 @@ mod tests {
         ])
         .unwrap();
         // Older than the clock can count back: nothing is that old.
-        let none = service.collect_abandoned_partials(Duration::MAX).await;
+        let none = service.collect_abandoned(Duration::MAX).await;
         assert_eq!(none, Collected::default());
-        let all = service.collect_abandoned_partials(Duration::ZERO).await;
-        assert_eq!(all, Collected { files: 2, bytes: 5 });
+        let all = service.collect_abandoned(Duration::ZERO).await;
+        assert_eq!(
+            all,
+            Collected {
+                files: 2,
+                bytes: 5,
+                put_back: 0
+            }
+        );
         assert_eq!(fs::read_dir(one.path()).unwrap().count(), 0);
         assert_eq!(fs::read_dir(two.path()).unwrap().count(), 0);
     }

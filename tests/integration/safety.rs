@@ -417,3 +417,44 @@ fn sigterm_lets_the_daemon_finish_the_writes_it_started_and_a_later_run_moves_th
     assert_eq!(snapshot(dst.path()), before);
     assert!(is_empty_dir(src.path()));
 }
+
+/// What a source holds after a process was killed while it deleted
+/// `notes/f.txt`: the file under a private deleting name (see
+/// `service::local::names`), which a listing skips.
+fn leave_an_interrupted_delete(src: &Path, data: &[u8]) {
+    write_file(
+        src,
+        "notes/.realize~del.0123456789abcdef01234567.f.txt",
+        data,
+    );
+}
+
+#[test]
+fn a_file_whose_delete_a_killed_command_interrupted_is_moved_by_the_next_run() {
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let data = pattern(3, 100_000);
+    leave_an_interrupted_delete(src.path(), &data);
+    let out = realize()
+        .args(local_args(src.path(), dst.path()))
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dst.path().join("notes/f.txt")).unwrap(), data);
+    assert!(is_empty_dir(src.path()), "{:?}", paths(src.path()));
+}
+
+#[test]
+fn a_file_whose_delete_a_killed_daemon_interrupted_is_put_back_when_it_starts() {
+    let keys = Keys::generate(&["client", "daemon"]);
+    let (src, dst) = (TempDir::new().unwrap(), TempDir::new().unwrap());
+    let data = pattern(4, 100_000);
+    leave_an_interrupted_delete(src.path(), &data);
+    let daemon = Daemon::start(&keys, "daemon", &[("d", src.path())], &["client"]);
+    daemon.wait_for_log("put back a file whose delete was interrupted");
+    assert_eq!(std::fs::read(src.path().join("notes/f.txt")).unwrap(), data);
+    let args = from_daemon(&keys, &daemon, "d", dst.path(), "client", "daemon");
+    let out = realize().args(&args).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(std::fs::read(dst.path().join("notes/f.txt")).unwrap(), data);
+    assert!(is_empty_dir(src.path()), "{:?}", paths(src.path()));
+}

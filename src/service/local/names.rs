@@ -1,8 +1,9 @@
 //! The names realize gives its own files, which no user file can take.
 //!
 //! Every name that begins with [`RESERVED_PREFIX`] belongs to realize: the
-//! partial file of `DIR/NAME` is `DIR/.realize~part.NAME`, and a source
-//! file being deleted is briefly `DIR/.realize~del.<random>`. A listing
+//! partial file of `DIR/NAME` is `DIR/.realize~part.NAME`, and a file
+//! being deleted is briefly `DIR/.realize~del.<random>.NAME`, so that one a
+//! crash left there can be put back under its name. A listing
 //! reports a user's file with such a name as skipped, and no request may
 //! name one, so a partial file is never confused with a user's file, and
 //! a peer cannot make one transfer write into another's partial file.
@@ -61,17 +62,39 @@ pub(super) fn partial_name(name: &str) -> Option<String> {
     (partial.len() <= MAX_COMPONENT_LEN).then_some(partial)
 }
 
-/// A fresh private name for a file about to be deleted; `salt` makes it
-/// unique among the names this process hands out.
-pub(super) fn deleting_name(salt: u64) -> String {
+/// Hex digits of the random part of a deleting name.
+const DELETING_RANDOM_LEN: usize = 24;
+
+/// A fresh private name for the file `name` about to be deleted; `salt`
+/// makes it unique among the names this process hands out. It ends with
+/// `name` when that fits the longest name a file system takes, so
+/// [`deleted_name`] can tell where to put back a file whose delete a crash
+/// interrupted.
+pub(super) fn deleting_name(salt: u64, name: &str) -> String {
     let random = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos() as u64);
-    format!(
+    let private = format!(
         "{DELETING_PREFIX}{:016x}{:08x}",
         random ^ salt.rotate_left(32),
         std::process::id()
-    )
+    );
+    let named = format!("{private}.{name}");
+    match named.len() <= MAX_COMPONENT_LEN {
+        true => named,
+        false => private,
+    }
+}
+
+/// The name a deleting name was made for (see [`deleting_name`]): a user's
+/// file or a partial file. `None` for any other name.
+pub(super) fn deleted_name(private: &str) -> Option<&str> {
+    let rest = private.strip_prefix(DELETING_PREFIX)?;
+    let (random, name) = rest.split_at_checked(DELETING_RANDOM_LEN)?;
+    let name = name.strip_prefix('.')?;
+    let hex = random.bytes().all(|b| b.is_ascii_hexdigit());
+    let restorable = !matches!(kind_of(name), NameKind::Reserved) && !name.is_empty();
+    (hex && restorable).then_some(name)
 }
 
 #[cfg(test)]
@@ -104,8 +127,28 @@ mod tests {
 
     #[test]
     fn deleting_names_are_reserved_and_differ() {
-        let (a, b) = (deleting_name(1), deleting_name(2));
+        let (a, b) = (deleting_name(1, "a.txt"), deleting_name(2, "a.txt"));
         assert_ne!(a, b);
         assert_eq!(kind_of(&a), NameKind::Reserved);
+    }
+
+    #[test]
+    fn deleting_names_tell_the_name_they_were_made_for() {
+        for name in ["a.txt", ".realize~part.a.txt", "x.y.z"] {
+            assert_eq!(deleted_name(&deleting_name(7, name)), Some(name), "{name}");
+        }
+        let longest = "x".repeat(MAX_COMPONENT_LEN);
+        let unnamed = deleting_name(7, &longest);
+        assert!(unnamed.len() <= MAX_COMPONENT_LEN);
+        assert_eq!(deleted_name(&unnamed), None, "too long to carry the name");
+        for other in [
+            ".realize~del.0011",
+            ".realize~del.0123456789abcdef01234567.",
+            ".realize~del.0123456789abcdef0123456z.a",
+            ".realize~del.0123456789abcdef01234567..realize~del.x",
+            "a.txt",
+        ] {
+            assert_eq!(deleted_name(other), None, "{other}");
+        }
     }
 }

@@ -11,9 +11,11 @@
 //!   `RENAME_NOREPLACE` when it listed nothing there; when it listed a
 //!   file, that file is swapped out with `RENAME_EXCHANGE`, checked to be
 //!   the listed one, and only then removed (or swapped back).
-//! - A source file is deleted by renaming it to a private name, checking
-//!   that the inode renamed is the one verified, and only then unlinking
-//!   it; a file that took its place meanwhile is renamed back.
+//! - A source file is deleted by locking it, renaming it to a private name,
+//!   checking that the inode renamed is the one verified, and only then
+//!   unlinking it; a file that took its place meanwhile is renamed back. A
+//!   file a crash left under a private name is the only one there that no
+//!   one locks: it is put back under its name.
 
 use std::fs::File;
 use std::os::fd::{AsFd, OwnedFd};
@@ -305,19 +307,77 @@ impl Place {
         if self.stamp_of(&self.name)? != *expected {
             return Err(self.source_changed());
         }
+        let held = self.hold_for_delete(expected)?;
         between_check_and_use();
         let private = self
             .rename_to_private_name(&self.name)
             .map_err(|e| RealizeError::io(&self.display, &e.into()))?;
         let taken = self.stamp_of(&private);
         if taken.is_ok_and(|t| t.inode == expected.inode && t.size == expected.size) {
-            return rustix::fs::unlinkat(&self.dir, private.as_str(), AtFlags::empty())
-                .map_err(|e| RealizeError::io(&self.display, &e.into()));
+            let unlinked = rustix::fs::unlinkat(&self.dir, private.as_str(), AtFlags::empty());
+            drop(held);
+            return unlinked.map_err(|e| RealizeError::io(&self.display, &e.into()));
         }
         // Another file took the name between the check and the rename (an
         // editor's atomic save): it goes back where it was, untouched.
         self.put_back(&private)?;
         Err(self.source_changed())
+    }
+
+    /// Opens the file about to be deleted and locks it for the delete: a
+    /// file under a deleting name that no one locks is one a crash left
+    /// there, which [`Place::put_back_interrupted_delete`] puts back. Fails
+    /// if it is not the `expected` file, or if another process holds a
+    /// lock on it (it is in use: it is kept).
+    fn hold_for_delete(&self, expected: &FileStamp) -> Result<File, RealizeError> {
+        let (file, stamp) = self.open_regular(&self.name, OFlags::RDONLY)?;
+        if stamp.inode != expected.inode {
+            return Err(self.source_changed());
+        }
+        match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
+            Ok(()) => Ok(file),
+            Err(Errno::WOULDBLOCK) => {
+                let message = format!(
+                    "{}: another process holds a lock on it, so it may still be in use; \
+                     it is kept (run again once it is released)",
+                    self.display
+                );
+                Err(RealizeError::new(ErrorKind::SourceChanged, message))
+            }
+            Err(e) => Err(RealizeError::io(&self.display, &e.into())),
+        }
+    }
+
+    /// Puts the file left under the deleting name `private` (in this
+    /// place's directory) back under the name it was made for, this
+    /// place's final or partial name, if no delete holds it (the process
+    /// deleting it died between its rename and its unlink) and the name is
+    /// free. Returns whether it was put back; a file whose name is taken
+    /// stays where it is, with a warning.
+    pub fn put_back_interrupted_delete(&self, private: &str) -> Result<bool, RealizeError> {
+        let deleted = names::deleted_name(private);
+        let Some(name) = [Some(self.name.as_str()), self.partial.as_deref()]
+            .into_iter()
+            .flatten()
+            .find(|name| Some(*name) == deleted)
+        else {
+            return Ok(false);
+        };
+        let Some(_held) = self.lock_regular(private)? else {
+            return Ok(false);
+        };
+        match self.rename(private, name, RenameFlags::NOREPLACE) {
+            Ok(()) => Ok(true),
+            Err(Errno::EXIST) => {
+                tracing::warn!(
+                    path = %self.display,
+                    "a delete interrupted by a crash left a file as {private}, and its name \
+                     is taken again: both are kept"
+                );
+                Ok(false)
+            }
+            Err(e) => Err(RealizeError::io(&self.display, &e.into())),
+        }
     }
 
     /// Gives the final file `attributes` if it is still the one `expected`
@@ -396,11 +456,12 @@ impl Place {
         Err(self.destination_changed("the file there changed"))
     }
 
-    /// Renames `from` to a fresh private name, which it returns.
+    /// Renames `from` to a fresh private name, which it returns. The
+    /// caller holds the lock of `from`'s file while it is under that name.
     fn rename_to_private_name(&self, from: &str) -> Result<String, Errno> {
         static SALT: AtomicU64 = AtomicU64::new(0);
         loop {
-            let private = names::deleting_name(SALT.fetch_add(1, Ordering::Relaxed));
+            let private = names::deleting_name(SALT.fetch_add(1, Ordering::Relaxed), from);
             match self.rename(from, &private, RenameFlags::NOREPLACE) {
                 Ok(()) => return Ok(private),
                 Err(Errno::EXIST) => continue,
@@ -725,6 +786,64 @@ mod tests {
         let verified = stamp(dir.path());
         place(dir.path()).delete(&verified).unwrap();
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    }
+
+    #[test]
+    fn a_source_someone_holds_a_lock_on_is_not_deleted() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("f"), b"in use").unwrap();
+        let verified = stamp(dir.path());
+        let user = File::open(dir.path().join("f")).unwrap();
+        rustix::fs::flock(&user, FlockOperation::LockShared).unwrap();
+        let err = place(dir.path()).delete(&verified).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::SourceChanged, "{err}");
+        assert!(err.message.contains("holds a lock"), "{err}");
+        assert_eq!(read(dir.path(), "f"), b"in use");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    /// Leaves `f` under a deleting name, as a delete killed between its
+    /// rename and its unlink does; returns that name.
+    fn interrupted_delete(dir: &Path, data: &[u8]) -> String {
+        let private = names::deleting_name(0, "f");
+        std::fs::write(dir.join(&private), data).unwrap();
+        private
+    }
+
+    #[test]
+    fn a_delete_interrupted_by_a_crash_is_put_back_under_its_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = interrupted_delete(dir.path(), b"verified");
+        assert!(place(dir.path())
+            .put_back_interrupted_delete(&private)
+            .unwrap());
+        assert_eq!(read(dir.path(), "f"), b"verified");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+
+    #[test]
+    fn a_delete_in_progress_is_left_to_finish() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = interrupted_delete(dir.path(), b"being deleted");
+        let deleting = File::open(dir.path().join(&private)).unwrap();
+        rustix::fs::flock(&deleting, FlockOperation::LockExclusive).unwrap();
+        assert!(!place(dir.path())
+            .put_back_interrupted_delete(&private)
+            .unwrap());
+        assert_eq!(read(dir.path(), &private), b"being deleted");
+        assert!(!dir.path().join("f").exists());
+    }
+
+    #[test]
+    fn an_interrupted_delete_whose_name_is_taken_again_keeps_both() {
+        let dir = tempfile::tempdir().unwrap();
+        let private = interrupted_delete(dir.path(), b"verified");
+        std::fs::write(dir.path().join("f"), b"a new file").unwrap();
+        assert!(!place(dir.path())
+            .put_back_interrupted_delete(&private)
+            .unwrap());
+        assert_eq!(read(dir.path(), "f"), b"a new file");
+        assert_eq!(read(dir.path(), &private), b"verified");
     }
 
     #[test]
