@@ -525,6 +525,8 @@ run_competing() {
     local unit_of_link=$unit tcp
     unit=$unit_of_link-alone
     run_with_ping
+    unit=$unit_of_link-two
+    run_two_moves
     for tcp in bbr cubic; do
         unit=$unit_of_link-$tcp
         if grep -qw "$tcp" /proc/sys/net/ipv4/tcp_available_congestion_control; then
@@ -534,6 +536,78 @@ run_competing() {
         fi
     done
     unit=$unit_of_link
+}
+
+# Two realize moves on the link, the second starting 8 s after the first
+# into the same daemon; records the first's share of what both moved while
+# both ran, from the sizes of their partial files, sampled every 0.2 s.
+run_two_moves() {
+    local other=$work/src2 first_pid t0 w0 w1 rc2=0
+    settle
+    rm -rf "$other" && mkdir -p "$other"
+    cp "$src/file.bin" "$other/file2.bin"
+    start_server realize
+    sample_partials "$dst/.realize~part.file.bin" "$dst/.realize~part.file2.bin" > "$work/sizes" &
+    sampler=$!
+    w0=$(link_counters)
+    t0=$EPOCHREALTIME
+    client_cmd realize
+    "${ns_a[@]}" timeout --foreground -k 10 "$timeout_s" "${cmd[@]}" > "$work/first.out" 2>&1 &
+    first_pid=$!
+    sleep 8
+    cmd=("${cmd[@]/#$src/$other}")
+    "${ns_a[@]}" timeout --foreground -k 10 "$timeout_s" "${cmd[@]}" > "$work/client.out" 2>&1 || rc2=$?
+    rc=0
+    wait "$first_pid" || rc=$?
+    ((rc != 0)) || rc=$rc2
+    secs=$(awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.2f", b - a }')
+    w1=$(link_counters)
+    kill "$sampler"
+    wait "$sampler" 2>/dev/null || true
+    sampler=
+    stop_server
+    rss_cmd=-
+    status=ok note=""
+    if ((rc == 124 || rc == 137)); then
+        status=timeout
+    elif ((rc != 0)); then
+        status=FAIL note="exit $rc: $(tail -n 1 "$work/client.out" "$work/first.out" | tr '\n' ' ')"
+    elif [ -n "$(find "$src" "$other" -type f -print -quit)" ] || ! cmp -s "$dst/file.bin" "$dst/file2.bin"; then
+        status=FAIL note="the destination does not hold both files, or a source is not empty"
+    else
+        note=$(overlap_shares < "$work/sizes")
+    fi
+    record realize "$status" "$secs" $(($(data_bytes) * 2)) "$w0" "$w1" "$note"
+    rm -rf "$other"
+    if [ "$status" = ok ]; then
+        rm "$dst/file2.bin" && rm -rf "$src" && mv "$dst" "$src" && mkdir "$dst"
+    else
+        generate
+    fi
+}
+
+# Prints, every 0.2 s, the time and the sizes of the files FIRST and
+# SECOND (- while one does not exist).
+sample_partials() {
+    while true; do
+        printf '%s %s %s\n' "$EPOCHREALTIME" "$(stat -c %s "$1" 2>/dev/null || echo -)" \
+            "$(stat -c %s "$2" 2>/dev/null || echo -)"
+        sleep 0.2
+    done
+}
+
+# Reads sample_partials' lines; prints each move's rate over the time both
+# partial files grew (from 3 s after the second appeared to the last sample
+# before either was renamed), and the first's share.
+overlap_shares() {
+    awk '
+        $2 != "-" && $3 != "-" { if (!n++) start = $1; if ($1 >= start + 3) { if (!t0) { t0 = $1; a0 = $2; b0 = $3 } t1 = $1; a1 = $2; b1 = $3 } }
+        END {
+            if (!t0 || t1 <= t0) { print "the two moves did not overlap long enough"; exit }
+            ra = (a1 - a0) * 8 / (t1 - t0) / 1e6; rb = (b1 - b0) * 8 / (t1 - t0) / 1e6
+            printf "over the %.0f s both ran: first %.1f Mbit/s, second %.1f Mbit/s (first'"'"'s share %.0f%%)",
+                t1 - t0, ra, rb, 100 * ra / (ra + rb)
+        }'
 }
 
 # Runs realize with ping sending 5 echo requests a second along the data's
@@ -699,7 +773,7 @@ report() {
 # Stops what is still running and removes the link and the data.
 cleanup() {
     if [ -n "${first_pid:-}" ]; then kill -KILL "$first_pid" 2>/dev/null || true; fi
-    for pid in ${ping_pid:-} ${iperf_client:-} ${iperf_server:-}; do kill "$pid" 2>/dev/null || true; done
+    for pid in ${ping_pid:-} ${sampler:-} ${iperf_client:-} ${iperf_server:-}; do kill "$pid" 2>/dev/null || true; done
     if [ -n "${client_pid:-}" ]; then    # GNU time; its child, timeout, passes SIGTERM on to the command
         kill -TERM "$(ps -o pid= --ppid "$client_pid" | tr -d ' ')" 2>/dev/null || true
         wait "$client_pid" 2>/dev/null || true
