@@ -93,9 +93,9 @@ impl Controller for DeliveryRate {
         sent: Instant,
         bytes: u64,
         app_limited: bool,
-        rtt: &RttEstimator,
+        _rtt: &RttEstimator,
     ) {
-        self.model.on_ack(now, sent, bytes, app_limited, rtt.min());
+        self.model.on_ack(now, sent, bytes, app_limited);
     }
 
     fn on_end_acks(

@@ -12,9 +12,10 @@
 //! fraction and nothing more. Only heavy loss, which a random process on a
 //! sane path does not produce, shrinks the window at once.
 //!
-//! The model is sans-IO: it is driven with instants, byte counts and the
-//! minimum RTT, so the simulated link in `simulation.rs` exercises it without
-//! sockets. [`super::DeliveryRate`] adapts it to quinn's `Controller` trait.
+//! The model is sans-IO: it is driven with instants and byte counts, so the
+//! simulated link in `simulation.rs` exercises it without sockets, alone and
+//! beside other flows. [`super::DeliveryRate`] adapts it to quinn's
+//! `Controller` trait.
 //!
 //! Phases:
 //! - **Startup** doubles the window each round trip, as slow start does, but
@@ -30,6 +31,29 @@
 //!   rises and the window follows, a quarter more each round trip. A
 //!   separate probing round, as in BBR, bought nothing on the emulated
 //!   links but a dip in the round that drains it.
+//!
+//! Sharing a bottleneck. Flows that share a queue share the link in
+//! proportion to what each keeps queued: a flow whose window leaves a
+//! shorter queue than another's delivers less than its window each round,
+//! measures a lower rate, and shrinks, round after round. A TCP flow with
+//! BBR keeps a bandwidth-delay product queued; beside it, a window of 1.25
+//! products fell to a twentieth of BBR's rate. So the model tells its own
+//! queue from another flow's:
+//! - A **probe** holds the window to half a bandwidth-delay product for a
+//!   round (the model's own queue drains), then to one product for a round
+//!   (it measures without adding to the queue). It runs when a standing
+//!   queue has lasted [`STANDING_QUEUE_ROUNDS`] rounds and, while sharing,
+//!   when the idle round trip has not been seen for [`MIN_RTT_EXPIRY`]. A
+//!   flow alone never sees a standing queue, so it never probes: a probe
+//!   costs about half a round trip of sending.
+//! - A queue that stays through a probe is another flow's: while it does,
+//!   **sharing** allows [`SHARING_GAIN`] bandwidth-delay products, what BBR
+//!   keeps in flight, with one round in [`SHARING_CYCLE`] a quarter above,
+//!   as BBR probes for bandwidth. A probe that finds the queue gone ends
+//!   sharing.
+//!
+//! Two realize flows never see a standing queue beyond their own quarters,
+//! so they stay in Cruise and share evenly.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -70,6 +94,49 @@ const HEADROOM_PACKETS: u64 = 8;
 
 /// The window when a connection starts, in full-size packets.
 pub const INITIAL_WINDOW_PACKETS: u64 = 32;
+
+/// A round trip this much longer than the idle one, at its shortest, is a
+/// standing queue: more than the model's own window builds alone (a
+/// quarter, [`CRUISE_GAIN`])...
+const STANDING_QUEUE_FRACTION: f64 = 0.5;
+
+/// ...if it is also at least this long (schedulers on short paths delay
+/// acknowledgements by a few milliseconds without any queue)...
+const STANDING_QUEUE_FLOOR: Duration = Duration::from_millis(10);
+
+/// ...in this many rounds in a row. The model then measures the idle round
+/// trip again (a probe), to tell its own queue from another flow's.
+pub const STANDING_QUEUE_ROUNDS: u32 = 4;
+
+/// While sharing, the idle round trip is measured again when it has not
+/// been seen for this long: a probe that finds the queue gone ends sharing.
+pub const MIN_RTT_EXPIRY: Duration = Duration::from_secs(10);
+
+/// A queue that stays while the model's own has drained, longer than this
+/// fraction of the idle round trip, is another flow's standing queue.
+const FOREIGN_QUEUE_FRACTION: f64 = 0.2;
+
+/// Probes for a standing queue are at least this far apart.
+const PROBE_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The window during a probe, in bandwidth-delay products: low enough to
+/// drain the model's own queue even when the idle round trip is
+/// overestimated.
+const RTT_PROBE_GAIN: f64 = 0.5;
+
+/// The window, in bandwidth-delay products, while another flow keeps a
+/// standing queue: as much as a TCP flow with BBR keeps in flight. A flow
+/// whose window leaves a shorter queue than another's loses its share to
+/// it, round after round; at the same gain the two hold their shares.
+pub const SHARING_GAIN: f64 = 2.0;
+
+/// While sharing, one round in [`SHARING_CYCLE`] has this much more in
+/// flight, as BBR probes for bandwidth: what the round delivers beyond its
+/// share stays in the highest rate for [`RATE_WINDOW_ROUNDS`] rounds.
+const SHARING_PROBE_GAIN: f64 = 1.25;
+
+/// Rounds of the sharing cycle.
+pub const SHARING_CYCLE: u64 = 8;
 
 /// Where the model is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -113,6 +180,34 @@ struct Round {
     /// Whether the sender ran out of data at some point in this round, so
     /// the rate it measures says less about the path than about the sender.
     app_limited: bool,
+    /// The shortest round trip of a packet acknowledged in this round.
+    min_rtt: Duration,
+}
+
+impl Round {
+    fn new(start: Instant, delivered_at_start: u64) -> Self {
+        Self {
+            start,
+            delivered_at_start,
+            lost: 0,
+            packets: 0,
+            app_limited: false,
+            min_rtt: Duration::MAX,
+        }
+    }
+}
+
+/// A measurement of the idle round trip: the window is held low for a
+/// round, so the model's own queue drains and the packets sent then see the
+/// path without it. A queue that stays is another flow's.
+#[derive(Debug, Clone)]
+struct RttProbe {
+    /// The round whose end lets the window grow again.
+    drained: u64,
+    /// The round whose end takes the measurement.
+    ends: u64,
+    /// The shortest round trip seen since the probe began.
+    lowest: Duration,
 }
 
 /// The highest delivery rate of recent rounds (bytes per second).
@@ -178,8 +273,19 @@ pub struct Model {
     startup_best: f64,
     /// Rounds in a row in which Startup's rate did not grow enough.
     flat_rounds: u32,
-    /// Smallest round-trip time seen.
+    /// Smallest recent round-trip time: the idle round trip, without a
+    /// queue.
     min_rtt: Duration,
+    /// When `min_rtt` was last seen (or measured again).
+    min_rtt_seen: Instant,
+    /// Set while the idle round trip is measured again.
+    rtt_probe: Option<RttProbe>,
+    /// When the last probe ended.
+    last_probe: Instant,
+    /// Rounds in a row whose shortest round trip showed a standing queue.
+    standing_rounds: u32,
+    /// Whether the last probe found another flow's standing queue.
+    sharing: bool,
 }
 
 impl Model {
@@ -195,23 +301,32 @@ impl Model {
             last_acked_sent: now,
             snapshots: VecDeque::new(),
             rounds: 0,
-            round: Round {
-                start: now,
-                delivered_at_start: 0,
-                lost: 0,
-                packets: 0,
-                app_limited: false,
-            },
+            round: Round::new(now, 0),
             max_rate: MaxRate::default(),
             startup_best: 0.0,
             flat_rounds: 0,
             min_rtt: Duration::MAX,
+            min_rtt_seen: now,
+            rtt_probe: None,
+            last_probe: now,
+            standing_rounds: 0,
+            sharing: false,
         }
     }
 
     /// Bytes that may be in flight now.
     pub fn window(&self) -> u64 {
-        self.window
+        let Some(probe) = &self.rtt_probe else {
+            return self.window;
+        };
+        // Drain the queue, then measure without adding to it again.
+        let gain = if self.rounds < probe.drained {
+            RTT_PROBE_GAIN
+        } else {
+            1.0
+        };
+        let cap = (gain * self.bdp() as f64) as u64 + HEADROOM_PACKETS * self.mtu;
+        self.window.min(cap).max(self.min_window())
     }
 
     /// Where the model is in its cycle.
@@ -251,22 +366,14 @@ impl Model {
         });
     }
 
-    /// `bytes` of a packet sent at `sent` were acknowledged at `now`;
-    /// `min_rtt` is the smallest round trip seen so far.
-    pub fn on_ack(
-        &mut self,
-        now: Instant,
-        sent: Instant,
-        bytes: u64,
-        app_limited: bool,
-        min_rtt: Duration,
-    ) {
+    /// `bytes` of a packet sent at `sent` were acknowledged at `now`.
+    pub fn on_ack(&mut self, now: Instant, sent: Instant, bytes: u64, app_limited: bool) {
         self.delivered += bytes;
         self.delivered_at = now;
         self.last_acked_sent = self.last_acked_sent.max(sent);
-        self.min_rtt = self.min_rtt.min(min_rtt);
         self.round.packets += 1;
         self.round.app_limited |= app_limited;
+        self.on_rtt_sample(now, now.saturating_duration_since(sent));
         if let Some(rate) = self.rate_sample(now, sent) {
             if !app_limited || rate > self.max_rate.get() {
                 self.max_rate.record(self.rounds, rate);
@@ -277,6 +384,18 @@ impl Model {
         }
         if sent >= self.round.start {
             self.end_round(now);
+        }
+    }
+
+    /// Takes the round trip `rtt` of a packet acknowledged at `now`.
+    fn on_rtt_sample(&mut self, now: Instant, rtt: Duration) {
+        self.round.min_rtt = self.round.min_rtt.min(rtt);
+        if rtt <= self.min_rtt {
+            self.min_rtt = rtt;
+            self.min_rtt_seen = now;
+        }
+        if let Some(probe) = &mut self.rtt_probe {
+            probe.lowest = probe.lowest.min(rtt);
         }
     }
 
@@ -342,6 +461,7 @@ impl Model {
             self.max_rate.reset(self.rounds, rate);
         }
         self.advance_phase(heavy_loss, app_limited);
+        self.probe_rtt(now);
         tracing::trace!(
             round = self.rounds,
             phase = ?self.phase,
@@ -353,13 +473,93 @@ impl Model {
             app_limited,
             "congestion round"
         );
-        self.round = Round {
-            start: now,
-            delivered_at_start: self.delivered,
-            lost: 0,
-            packets: 0,
-            app_limited: false,
+        self.round = Round::new(now, self.delivered);
+    }
+
+    /// At the end of a round: starts a probe when one is due (see
+    /// [`Model::probe_due`]), or ends the probe in progress (see
+    /// [`Model::end_probe`]).
+    fn probe_rtt(&mut self, now: Instant) {
+        let standing = self.has_standing_queue();
+        self.standing_rounds = if standing {
+            self.standing_rounds + 1
+        } else {
+            0
         };
+        match &self.rtt_probe {
+            Some(probe) if self.rounds >= probe.ends => self.end_probe(now),
+            Some(_) => {}
+            None if self.phase == Phase::Cruise && self.probe_due(now) => {
+                self.rtt_probe = Some(RttProbe {
+                    drained: self.rounds + 1,
+                    ends: self.rounds + 2,
+                    lowest: Duration::MAX,
+                });
+            }
+            None => {}
+        }
+    }
+
+    /// Whether a probe is due: while sharing, when the idle round trip has
+    /// not been seen for [`MIN_RTT_EXPIRY`]; otherwise when a queue has
+    /// stood for [`STANDING_QUEUE_ROUNDS`] rounds (at most once per
+    /// [`PROBE_INTERVAL`]).
+    fn probe_due(&self, now: Instant) -> bool {
+        let expired =
+            self.sharing && now.saturating_duration_since(self.min_rtt_seen) >= MIN_RTT_EXPIRY;
+        let standing = !self.sharing
+            && self.standing_rounds >= STANDING_QUEUE_ROUNDS
+            && now.saturating_duration_since(self.last_probe) >= PROBE_INTERVAL;
+        expired || standing
+    }
+
+    /// Ends a probe. The model's own queue has drained: a queue that stayed
+    /// is another flow's. If it is longer than [`FOREIGN_QUEUE_FRACTION`] of
+    /// the idle round trip, the window grows to [`SHARING_GAIN`]
+    /// bandwidth-delay products until a probe finds it gone. The idle round
+    /// trip only ever goes down: a flow that started beside a queue learns
+    /// the path's when a probe drains it.
+    fn end_probe(&mut self, now: Instant) {
+        let Some(probe) = self.rtt_probe.take() else {
+            return;
+        };
+        let foreign = probe.lowest.saturating_sub(self.min_rtt);
+        let floor = self
+            .min_rtt
+            .mul_f64(FOREIGN_QUEUE_FRACTION)
+            .max(STANDING_QUEUE_FLOOR);
+        let sharing = probe.lowest != Duration::MAX && foreign > floor;
+        if sharing != self.sharing {
+            tracing::debug!(
+                round = self.rounds,
+                sharing,
+                "standing queue of another flow"
+            );
+        }
+        self.sharing = sharing;
+        self.min_rtt = self.min_rtt.min(probe.lowest);
+        self.min_rtt_seen = now;
+        self.last_probe = now;
+        self.set_window();
+    }
+
+    /// Whether the last round's shortest round trip showed a queue this
+    /// model's own window cannot build.
+    fn has_standing_queue(&self) -> bool {
+        self.round.min_rtt != Duration::MAX && self.is_standing(self.round.min_rtt)
+    }
+
+    /// Whether a shortest round trip of `rtt` shows a standing queue.
+    fn is_standing(&self, rtt: Duration) -> bool {
+        if self.min_rtt == Duration::MAX {
+            return false;
+        }
+        let queue = rtt.saturating_sub(self.min_rtt);
+        queue
+            > self
+                .min_rtt
+                .mul_f64(STANDING_QUEUE_FRACTION)
+                .max(STANDING_QUEUE_FLOOR)
     }
 
     /// Whether this round lost too much to be random loss.
@@ -394,6 +594,10 @@ impl Model {
         let gain = match self.phase {
             Phase::Startup => return,
             Phase::Drain => 1.0,
+            Phase::Cruise if self.sharing && self.rounds.is_multiple_of(SHARING_CYCLE) => {
+                SHARING_GAIN * SHARING_PROBE_GAIN
+            }
+            Phase::Cruise if self.sharing => SHARING_GAIN,
             Phase::Cruise => CRUISE_GAIN,
         };
         let target = (gain * self.bdp() as f64) as u64 + HEADROOM_PACKETS * self.mtu;
@@ -448,7 +652,7 @@ mod tests {
         let mut model = Model::new(start, 1200);
         let initial = model.window();
         let rtt = Duration::from_millis(100);
-        model.on_ack(start + rtt, start - rtt, 1200, false, rtt);
+        model.on_ack(start + rtt, start, 1200, false);
         assert_eq!(model.window(), initial + 1200);
         assert_eq!(model.phase(), Phase::Startup);
     }

@@ -10,6 +10,11 @@ use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use super::model::Model;
+use bbr::Bbr;
+use cubic::CubicWindow;
+
+mod bbr;
+mod cubic;
 
 /// Payload bytes per packet.
 const PACKET: u64 = 1200;
@@ -52,7 +57,7 @@ struct Packet {
     acked_at: Option<Instant>,
 }
 
-/// What happened in a stretch of simulated time.
+/// What happened to one flow in a stretch of simulated time.
 #[derive(Debug, Clone, Copy, Default)]
 struct Tally {
     sent: u64,
@@ -73,63 +78,84 @@ impl Tally {
     }
 }
 
-/// The sender, the link and the model, advanced event by event.
-struct Simulation {
-    link: Link,
-    model: Model,
-    now: Instant,
+/// How a flow decides what it may send.
+#[derive(Debug, Clone)]
+enum Sender {
+    /// realize's controller, paced as quinn paces: 1.25 windows per
+    /// smoothed RTT.
+    Realize(Model),
+    /// A loss-based TCP flow (Cubic), paced as Linux paces one in
+    /// congestion avoidance: 1.2 windows per smoothed RTT.
+    Tcp(CubicWindow),
+    /// A TCP flow with BBR, paced by its own model.
+    TcpBbr(Bbr),
+}
+
+impl Sender {
+    fn window(&self) -> u64 {
+        match self {
+            Sender::Realize(model) => model.window(),
+            Sender::Tcp(cubic) => cubic.window(),
+            Sender::TcpBbr(bbr) => bbr.window(),
+        }
+    }
+
+    /// Bytes per second the pacer lets out, given the smoothed RTT.
+    fn pacing_rate(&self, srtt: Duration) -> f64 {
+        let per_window = |gain: f64| gain * self.window() as f64 / srtt.as_secs_f64();
+        match self {
+            Sender::Realize(_) => per_window(1.25),
+            Sender::Tcp(_) => per_window(1.2),
+            Sender::TcpBbr(bbr) => bbr.pacing_rate(srtt),
+        }
+    }
+}
+
+/// One sender always having data, its packets in flight and its view of
+/// the path.
+struct Flow {
+    sender: Sender,
+    /// When the flow begins sending.
+    starts: Instant,
+    /// Whether the flow has stopped sending.
+    stopped: bool,
     next_send: Instant,
-    bottleneck_free: Instant,
     in_flight: VecDeque<Packet>,
     next_number: u64,
     srtt: Duration,
     min_rtt: Duration,
-    random: u64,
     tally: Tally,
 }
 
-impl Simulation {
-    /// A simulation of `link`, starting now, with a fixed random seed.
-    fn new(link: Link) -> Self {
-        let now = Instant::now();
+impl Flow {
+    fn new(sender: Sender, starts: Instant) -> Self {
         Self {
-            link,
-            model: Model::new(now, PACKET as u16),
-            now,
-            next_send: now,
-            bottleneck_free: now,
+            sender,
+            starts,
+            stopped: false,
+            next_send: starts,
             in_flight: VecDeque::new(),
             next_number: 0,
             srtt: Duration::from_millis(333),
             min_rtt: Duration::MAX,
-            random: 0x5eed,
             tally: Tally::default(),
         }
     }
 
-    /// Runs for `span` of simulated time and returns what happened in it.
-    fn run(&mut self, span: Duration) -> Tally {
-        self.tally = Tally::default();
-        let end = self.now + span;
-        while self.now < end {
-            self.step();
-        }
-        self.tally
+    /// Stops sending (what is in flight is still acknowledged).
+    fn stop(&mut self) {
+        self.stopped = true;
     }
 
-    /// Sends if the window and the pacer allow, else processes the next
-    /// acknowledgement.
-    fn step(&mut self) {
-        let can_send = self.bytes_in_flight() + PACKET <= self.model.window();
-        let next_ack = self.next_ack_time();
-        if can_send && next_ack.is_none_or(|ack| self.next_send <= ack) {
-            self.now = self.now.max(self.next_send);
-            self.send();
-        } else if let Some(ack) = next_ack {
-            self.now = self.now.max(ack);
-            self.acknowledge();
-        } else {
-            self.now += Duration::from_millis(1);
+    /// When this flow acts next: it sends, or takes an acknowledgement.
+    fn next_event(&self) -> Option<(Instant, Event)> {
+        let can_send = !self.stopped && self.bytes_in_flight() + PACKET <= self.sender.window();
+        let send = can_send.then_some((self.next_send, Event::Send));
+        let ack = self.next_ack_time().map(|at| (at, Event::Acknowledge));
+        match (send, ack) {
+            (Some(send), Some(ack)) if send.0 <= ack.0 => Some(send),
+            (_, Some(ack)) => Some(ack),
+            (send, None) => send,
         }
     }
 
@@ -143,77 +169,193 @@ impl Simulation {
         self.in_flight.iter().find_map(|packet| packet.acked_at)
     }
 
-    /// Puts one packet on the link and schedules the next by the pacer.
-    fn send(&mut self) {
-        let waiting = self.bottleneck_free.saturating_duration_since(self.now);
+    /// Records a packet put on the link at `now` and schedules the next by
+    /// the pacer.
+    fn sent(&mut self, now: Instant, acked_at: Option<Instant>) {
         self.tally.sent += PACKET;
-        let acked_at = if waiting > self.link.queue {
-            self.tally.queue_drops += PACKET;
-            None
-        } else {
-            self.tally.max_queue = self.tally.max_queue.max(waiting);
-            let departure = self.now.max(self.bottleneck_free) + self.link.serialisation();
-            self.bottleneck_free = departure;
-            let lost = self.next_random() < self.link.loss;
-            (!lost).then_some(departure + 2 * self.link.delay)
-        };
-        self.model.on_sent(self.now);
+        if let Sender::Realize(model) = &mut self.sender {
+            model.on_sent(now);
+        }
         self.in_flight.push_back(Packet {
             number: self.next_number,
-            sent: self.now,
+            sent: now,
             acked_at,
         });
         self.next_number += 1;
-        let rate = 1.25 * self.model.window() as f64 / self.srtt.as_secs_f64();
-        self.next_send = self.now + Duration::from_secs_f64(PACKET as f64 / rate);
+        let rate = self.sender.pacing_rate(self.srtt);
+        self.next_send = now + Duration::from_secs_f64(PACKET as f64 / rate);
     }
 
-    /// Processes every acknowledgement due now, then the losses they reveal.
-    fn acknowledge(&mut self) {
-        while let Some(index) = self.next_acknowledged() {
+    /// Processes every acknowledgement due at `now`, then the losses they
+    /// reveal.
+    fn acknowledge(&mut self, now: Instant) {
+        while let Some(index) = self.next_acknowledged(now) {
             let packet = self.in_flight.remove(index).expect("index is in range");
-            let rtt = self.now - packet.sent;
-            self.srtt = if self.no_rtt_measured() {
+            let rtt = now - packet.sent;
+            self.srtt = if self.min_rtt == Duration::MAX {
                 rtt
             } else {
                 (self.srtt * 7 + rtt) / 8
             };
             self.min_rtt = self.min_rtt.min(rtt);
             self.tally.delivered += PACKET;
-            self.model
-                .on_ack(self.now, packet.sent, PACKET, false, self.min_rtt);
-            self.declare_losses(packet.number);
+            match &mut self.sender {
+                Sender::Realize(model) => model.on_ack(now, packet.sent, PACKET, false),
+                Sender::Tcp(cubic) => cubic.on_ack(now, PACKET, self.srtt),
+                Sender::TcpBbr(bbr) => bbr.on_ack(now, rtt),
+            }
+            self.declare_losses(now, packet.number);
         }
-        self.model.on_end_acks(self.bytes_in_flight());
+        let in_flight = self.bytes_in_flight();
+        if let Sender::Realize(model) = &mut self.sender {
+            model.on_end_acks(in_flight);
+        }
     }
 
-    /// The position of the first packet whose acknowledgement is due now.
-    /// Acknowledgements arrive in sending order, so only the first packet
-    /// not lost can be due.
-    fn next_acknowledged(&self) -> Option<usize> {
+    /// The position of the first packet whose acknowledgement is due at
+    /// `now`. Acknowledgements arrive in sending order, so only the first
+    /// packet not lost can be due.
+    fn next_acknowledged(&self, now: Instant) -> Option<usize> {
         let index = self.in_flight.iter().position(|p| p.acked_at.is_some())?;
-        let due = self.in_flight[index].acked_at? <= self.now;
+        let due = self.in_flight[index].acked_at? <= now;
         due.then_some(index)
     }
 
-    /// Whether no round trip has been measured yet.
-    fn no_rtt_measured(&self) -> bool {
-        self.min_rtt == Duration::MAX
-    }
-
     /// Declares lost every unacknowledged packet three or more before `acked`.
-    fn declare_losses(&mut self, acked: u64) {
+    fn declare_losses(&mut self, now: Instant, acked: u64) {
         let mut lost = 0;
+        let mut last_sent = None;
         while let Some(front) = self.in_flight.front() {
             if front.acked_at.is_some() || front.number + 3 > acked {
                 break;
             }
+            last_sent = Some(front.sent);
             self.in_flight.pop_front();
             lost += PACKET;
         }
-        if lost > 0 {
-            self.model.on_loss(self.now, false, lost);
+        let Some(sent) = last_sent else {
+            return;
+        };
+        match &mut self.sender {
+            Sender::Realize(model) => model.on_loss(now, false, lost),
+            Sender::Tcp(cubic) => cubic.on_loss(now, sent),
+            Sender::TcpBbr(_) => {}
         }
+    }
+}
+
+/// What a flow does next.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Event {
+    Send,
+    Acknowledge,
+}
+
+/// Flows sharing one link, advanced event by event.
+struct Simulation {
+    link: Link,
+    now: Instant,
+    bottleneck_free: Instant,
+    flows: Vec<Flow>,
+    random: u64,
+}
+
+impl Simulation {
+    /// A simulation of one realize flow on `link`, with a fixed random seed.
+    fn new(link: Link) -> Self {
+        let mut sim = Self::empty(link);
+        sim.add_realize(Duration::ZERO);
+        sim
+    }
+
+    /// A simulation of `link` with no flow yet.
+    fn empty(link: Link) -> Self {
+        let now = Instant::now();
+        Self {
+            link,
+            now,
+            bottleneck_free: now,
+            flows: Vec::new(),
+            random: 0x5eed,
+        }
+    }
+
+    /// Adds a realize flow that starts `after` from now.
+    fn add_realize(&mut self, after: Duration) {
+        let starts = self.now + after;
+        let model = Model::new(starts, PACKET as u16);
+        self.flows.push(Flow::new(Sender::Realize(model), starts));
+    }
+
+    /// Adds a Cubic TCP flow that starts `after` from now.
+    fn add_tcp(&mut self, after: Duration) {
+        let starts = self.now + after;
+        let cubic = CubicWindow::new(starts, 10 * PACKET, PACKET);
+        self.flows.push(Flow::new(Sender::Tcp(cubic), starts));
+    }
+
+    /// Adds a BBR TCP flow that starts `after` from now.
+    fn add_bbr(&mut self, after: Duration) {
+        let starts = self.now + after;
+        self.flows
+            .push(Flow::new(Sender::TcpBbr(Bbr::new(starts)), starts));
+    }
+
+    /// Runs for `span` of simulated time and returns what happened to each
+    /// flow in it.
+    fn run(&mut self, span: Duration) -> Vec<Tally> {
+        for flow in &mut self.flows {
+            flow.tally = Tally::default();
+        }
+        let end = self.now + span;
+        while self.now < end {
+            self.step();
+        }
+        self.flows.iter().map(|flow| flow.tally).collect()
+    }
+
+    /// Runs for `span` the single flow there is.
+    fn run_one(&mut self, span: Duration) -> Tally {
+        self.run(span)[0]
+    }
+
+    /// Lets the flow whose event comes first act.
+    fn step(&mut self) {
+        let next = self
+            .flows
+            .iter()
+            .enumerate()
+            .filter_map(|(i, flow)| {
+                flow.next_event()
+                    .map(|(at, event)| (at.max(flow.starts), i, event))
+            })
+            .min_by_key(|&(at, _, _)| at);
+        let Some((at, i, event)) = next else {
+            self.now += Duration::from_millis(1);
+            return;
+        };
+        self.now = self.now.max(at);
+        match event {
+            Event::Send => self.send(i),
+            Event::Acknowledge => self.flows[i].acknowledge(self.now),
+        }
+    }
+
+    /// Puts one packet of flow `i` on the link.
+    fn send(&mut self, i: usize) {
+        let waiting = self.bottleneck_free.saturating_duration_since(self.now);
+        let acked_at = if waiting > self.link.queue {
+            self.flows[i].tally.queue_drops += PACKET;
+            None
+        } else {
+            let tally = &mut self.flows[i].tally;
+            tally.max_queue = tally.max_queue.max(waiting);
+            let departure = self.now.max(self.bottleneck_free) + self.link.serialisation();
+            self.bottleneck_free = departure;
+            let lost = self.next_random() < self.link.loss;
+            (!lost).then_some(departure + 2 * self.link.delay)
+        };
+        self.flows[i].sent(self.now, acked_at);
     }
 
     /// A uniform number in [0, 1) from a fixed-seed SplitMix64 sequence.
@@ -234,7 +376,7 @@ fn a_long_link_with_random_loss_stays_full_without_flooding() {
     let link = Link::new(100.0, 100, 100, 0.01);
     let mut sim = Simulation::new(link);
     sim.run(WARM_UP);
-    let tally = sim.run(MEASURED);
+    let tally = sim.run_one(MEASURED);
     let goodput = tally.goodput_mbit(MEASURED);
     assert!(goodput > 93.0, "goodput {goodput:.1} Mbit/s");
     assert!(tally.wire_ratio() < 1.02, "{tally:?}");
@@ -250,7 +392,7 @@ fn a_fat_clean_link_is_filled_and_its_queue_stays_short() {
     let link = Link::new(300.0, 100, 100, 0.0);
     let mut sim = Simulation::new(link);
     sim.run(WARM_UP);
-    let tally = sim.run(MEASURED);
+    let tally = sim.run_one(MEASURED);
     let goodput = tally.goodput_mbit(MEASURED);
     assert!(goodput > 285.0, "goodput {goodput:.1} Mbit/s");
     assert!(tally.max_queue <= Duration::from_millis(30), "{tally:?}");
@@ -260,7 +402,7 @@ fn a_fat_clean_link_is_filled_and_its_queue_stays_short() {
 fn startup_reaches_most_of_the_link_within_two_seconds() {
     let link = Link::new(100.0, 100, 100, 0.01);
     let mut sim = Simulation::new(link);
-    let first = sim.run(Duration::from_secs(2));
+    let first = sim.run_one(Duration::from_secs(2));
     let goodput = first.goodput_mbit(Duration::from_secs(2));
     assert!(
         goodput > 60.0,
@@ -275,8 +417,91 @@ fn a_link_that_slows_down_is_followed_without_lasting_loss() {
     sim.run(WARM_UP);
     sim.link = Link::new(20.0, 100, 100, 0.0);
     sim.run(Duration::from_secs(3));
-    let tally = sim.run(MEASURED);
+    let tally = sim.run_one(MEASURED);
     let goodput = tally.goodput_mbit(MEASURED);
     assert!(goodput > 18.0, "goodput {goodput:.1} Mbit/s");
     assert!(tally.wire_ratio() < 1.01, "{tally:?}");
+}
+
+/// The goodput of each flow over `span`, in Mbit/s.
+fn goodputs(tallies: &[Tally], span: Duration) -> Vec<f64> {
+    tallies.iter().map(|t| t.goodput_mbit(span)).collect()
+}
+
+/// A clean 100 Mbit/s link with a 100 ms round trip and a 100 ms queue:
+/// W7 of the benchmarks.
+fn shared_link() -> Simulation {
+    Simulation::empty(Link::new(100.0, 100, 100, 0.0))
+}
+
+/// Runs the flows of `sim` for 20 s, then returns their goodputs over the
+/// next minute.
+fn settled_goodputs(sim: &mut Simulation) -> Vec<f64> {
+    sim.run(Duration::from_secs(20));
+    let span = Duration::from_secs(60);
+    goodputs(&sim.run(span), span)
+}
+
+#[test]
+fn beside_a_bbr_flow_that_keeps_a_standing_queue_a_share_is_kept() {
+    // Sized for the idle round trip, the window delivered less each round
+    // beside BBR's queue: realize fell to a twentieth of BBR's rate.
+    let mut sim = shared_link();
+    sim.add_bbr(Duration::ZERO);
+    sim.add_realize(Duration::from_secs(5));
+    let rates = settled_goodputs(&mut sim);
+    let (bbr, realize) = (rates[0], rates[1]);
+    assert!(
+        realize >= bbr / 3.0,
+        "realize {realize:.1} Mbit/s, BBR {bbr:.1} Mbit/s"
+    );
+    assert!(realize + bbr > 95.0, "{rates:?}");
+}
+
+#[test]
+fn beside_a_cubic_flow_neither_is_starved_whichever_came_first() {
+    for realize_first in [true, false] {
+        let mut sim = shared_link();
+        let later = Duration::from_secs(5);
+        match realize_first {
+            true => (sim.add_realize(Duration::ZERO), sim.add_tcp(later)),
+            false => (sim.add_tcp(Duration::ZERO), sim.add_realize(later)),
+        };
+        let rates = settled_goodputs(&mut sim);
+        assert!(
+            rates.iter().all(|&r| r > 20.0),
+            "realize first: {realize_first}, {rates:?}"
+        );
+        assert!(rates[0] + rates[1] > 95.0, "{rates:?}");
+    }
+}
+
+#[test]
+fn two_moves_share_a_link_evenly_whenever_the_second_starts() {
+    for second_after in [5, 12] {
+        let mut sim = shared_link();
+        sim.add_realize(Duration::ZERO);
+        sim.add_realize(Duration::from_secs(second_after));
+        let rates = settled_goodputs(&mut sim);
+        let share = rates[0] / (rates[0] + rates[1]);
+        assert!(
+            (0.45..=0.55).contains(&share),
+            "second after {second_after} s: {rates:?}"
+        );
+        assert!(rates[0] + rates[1] > 95.0, "{rates:?}");
+    }
+}
+
+#[test]
+fn once_the_other_flow_leaves_the_queue_is_short_again() {
+    let mut sim = shared_link();
+    sim.add_bbr(Duration::ZERO);
+    sim.add_realize(Duration::from_secs(5));
+    sim.run(Duration::from_secs(30));
+    sim.flows[0].stop();
+    sim.run(Duration::from_secs(15));
+    let tally = sim.run(MEASURED)[1];
+    let goodput = tally.goodput_mbit(MEASURED);
+    assert!(goodput > 95.0, "goodput {goodput:.1} Mbit/s");
+    assert!(tally.max_queue <= Duration::from_millis(30), "{tally:?}");
 }
