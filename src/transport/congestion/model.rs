@@ -37,7 +37,7 @@
 //! shorter queue than another's delivers less than its window each round,
 //! measures a lower rate, and shrinks, round after round. A TCP flow with
 //! BBR keeps a bandwidth-delay product queued; beside it, a window of 1.25
-//! products fell to a twentieth of BBR's rate. So the model tells its own
+//! products fell below a tenth of BBR's rate. So the model tells its own
 //! queue from another flow's:
 //! - A **probe** holds the window to half a bandwidth-delay product for a
 //!   round (the model's own queue drains), then to one product for a round

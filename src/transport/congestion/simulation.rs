@@ -445,7 +445,7 @@ fn settled_goodputs(sim: &mut Simulation) -> Vec<f64> {
 #[test]
 fn beside_a_bbr_flow_that_keeps_a_standing_queue_a_share_is_kept() {
     // Sized for the idle round trip, the window delivered less each round
-    // beside BBR's queue: realize fell to a twentieth of BBR's rate.
+    // beside BBR's queue: realize fell to 5 Mbit/s against BBR's 92.
     let mut sim = shared_link();
     sim.add_bbr(Duration::ZERO);
     sim.add_realize(Duration::from_secs(5));
