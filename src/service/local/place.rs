@@ -344,6 +344,11 @@ impl Place {
                 );
                 Err(RealizeError::new(ErrorKind::SourceChanged, message))
             }
+            // No locks on this file system (NFS without its lock daemon):
+            // the delete goes on. A put-back that races it finds the file
+            // unlocked and renames it back; the delete then fails with the
+            // file kept.
+            Err(Errno::NOLCK | Errno::OPNOTSUPP | Errno::INVAL) => Ok(file),
             Err(e) => Err(RealizeError::io(&self.display, &e.into())),
         }
     }
