@@ -52,8 +52,9 @@
 //!   as BBR probes for bandwidth. A probe that finds the queue gone ends
 //!   sharing.
 //!
-//! Two realize flows never see a standing queue beyond their own quarters,
-//! so they stay in Cruise and share evenly.
+//! Two realize flows keep their quarters and stay in Cruise in the
+//! simulation. On a real link the first can take the second's start-up
+//! queue for another flow's; both then share, and keep the queue full.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
