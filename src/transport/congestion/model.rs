@@ -52,9 +52,8 @@
 //!   as BBR probes for bandwidth. A probe that finds the queue gone ends
 //!   sharing.
 //!
-//! Two realize flows keep their quarters and stay in Cruise in the
-//! simulation. On a real link the first can take the second's start-up
-//! queue for another flow's; both then share, and keep the queue full.
+//! Two realize flows keep their quarters and stay in Cruise: the standing
+//! queue must outlast the one a flow builds in its Startup.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -105,9 +104,10 @@ const STANDING_QUEUE_FRACTION: f64 = 0.5;
 /// acknowledgements by a few milliseconds without any queue)...
 const STANDING_QUEUE_FLOOR: Duration = Duration::from_millis(10);
 
-/// ...in this many rounds in a row. The model then measures the idle round
-/// trip again (a probe), to tell its own queue from another flow's.
-pub const STANDING_QUEUE_ROUNDS: u32 = 4;
+/// ...in this many rounds in a row (longer than another flow's Startup and
+/// Drain last). The model then measures the idle round trip again (a
+/// probe), to tell its own queue from another flow's.
+pub const STANDING_QUEUE_ROUNDS: u32 = 10;
 
 /// While sharing, the idle round trip is measured again when it has not
 /// been seen for this long: a probe that finds the queue gone ends sharing.
