@@ -304,9 +304,6 @@ impl Place {
 
     /// Deletes the final file if it is still the one `expected` describes.
     pub fn delete(&self, expected: &FileStamp) -> Result<(), RealizeError> {
-        if self.stamp_of(&self.name)? != *expected {
-            return Err(self.source_changed());
-        }
         let held = self.hold_for_delete(expected)?;
         between_check_and_use();
         let private = self
@@ -331,7 +328,7 @@ impl Place {
     /// lock on it (it is in use: it is kept).
     fn hold_for_delete(&self, expected: &FileStamp) -> Result<File, RealizeError> {
         let (file, stamp) = self.open_regular(&self.name, OFlags::RDONLY)?;
-        if stamp.inode != expected.inode {
+        if stamp != *expected {
             return Err(self.source_changed());
         }
         match rustix::fs::flock(&file, FlockOperation::NonBlockingLockExclusive) {
