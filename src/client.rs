@@ -40,9 +40,12 @@ use crate::transport::TransportError;
 /// The server name sent in TLS; pinning makes it irrelevant to trust.
 const SERVER_NAME: &str = "realized";
 
-/// How long [`Client::shutdown`] waits for close frames to leave idle
-/// connections.
+/// How long [`Client::shutdown`] waits at most for close frames to leave
+/// idle connections.
 const CLOSE_GRACE: std::time::Duration = std::time::Duration::from_millis(100);
+
+/// How often [`Closing::sent`] looks whether the close frame has left.
+const CLOSE_POLL: std::time::Duration = std::time::Duration::from_millis(1);
 
 /// How long [`Client::shutdown`] lets busy connections drain.
 const DRAIN_LIMIT: std::time::Duration = std::time::Duration::from_secs(3);
@@ -168,18 +171,23 @@ impl Client {
         })
     }
 
-    /// Gives closed connections time to tell their daemons.
+    /// Gives the connections just closed (`closing`) time to tell their
+    /// daemons.
     ///
     /// A connection closed while idle sends its close frame at once; it then
     /// drains for three probe timeouts (about half a second on a 100 ms
     /// path) only to answer stray packets, which would delay every exit, so
-    /// this waits [`CLOSE_GRACE`]. A connection closed with data in flight
-    /// (`busy`) may lose its close frame among full buffers; draining
-    /// resends it, so this waits for the drain, at most [`DRAIN_LIMIT`].
-    pub async fn shutdown(&self, busy: bool) {
-        let idle = self.endpoint.wait_idle();
-        let limit = if busy { DRAIN_LIMIT } else { CLOSE_GRACE };
-        let _ = tokio::time::timeout(limit, idle).await;
+    /// this waits until each close frame has left, at most [`CLOSE_GRACE`].
+    /// A connection closed with data in flight (`busy`) may lose its close
+    /// frame among full buffers; draining resends it, so this waits for the
+    /// drain, at most [`DRAIN_LIMIT`].
+    pub async fn shutdown(&self, closing: Vec<Closing>, busy: bool) {
+        if busy {
+            let _ = tokio::time::timeout(DRAIN_LIMIT, self.endpoint.wait_idle()).await;
+            return;
+        }
+        let sent = futures::future::join_all(closing.into_iter().map(Closing::sent));
+        let _ = tokio::time::timeout(CLOSE_GRACE, sent).await;
     }
 
     /// Turns a connection failure into the one line the user sees.
@@ -222,6 +230,25 @@ fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
 }
 
 /// A directory service on a daemon, reached over one QUIC connection.
+/// A connection [`RemoteService::close`] closed, whose close frame may not
+/// have left yet.
+#[must_use = "hand it to Client::shutdown, or the close frame may never leave"]
+pub struct Closing {
+    connection: quinn::Connection,
+    /// Datagrams the connection had sent once closed: a closed connection
+    /// sends nothing but close frames, so one more is the close frame.
+    datagrams_at_close: u64,
+}
+
+impl Closing {
+    /// Returns once the close frame has been handed to the socket.
+    async fn sent(self) {
+        while self.connection.stats().udp_tx.datagrams <= self.datagrams_at_close {
+            tokio::time::sleep(CLOSE_POLL).await;
+        }
+    }
+}
+
 /// Clones share the connection.
 #[derive(Clone)]
 pub struct RemoteService {
@@ -231,13 +258,18 @@ pub struct RemoteService {
 
 impl RemoteService {
     /// Closes the connection cleanly: [`code::DONE`] after a complete run,
-    /// [`code::INTERRUPTED`] after one stopped early.
-    pub fn close(&self, interrupted: bool) {
+    /// [`code::INTERRUPTED`] after one stopped early. Hand what it returns
+    /// to [`Client::shutdown`] before the process exits.
+    pub fn close(&self, interrupted: bool) -> Closing {
         match interrupted {
             false => self.connection.close(VarInt::from_u32(code::DONE), b"done"),
             true => self
                 .connection
                 .close(VarInt::from_u32(code::INTERRUPTED), b"interrupted"),
+        }
+        Closing {
+            datagrams_at_close: self.connection.stats().udp_tx.datagrams,
+            connection: self.connection.clone(),
         }
     }
 

@@ -30,8 +30,8 @@ pub(super) async fn run(args: &BenchArgs) -> Result<ExitCode, CliError> {
         eprintln!("realize: measuring the path to {addr}…");
     }
     let measured = bench::run(&remote, &options).await;
-    remote.close(false);
-    client.shutdown(true).await;
+    let closing = remote.close(false);
+    client.shutdown(vec![closing], true).await;
     let report = measured.map_err(|e| CliError::Failed(format!("bench failed: {e}")))?;
     match args.output.json {
         true => println!("{}", report.to_json()),

@@ -160,8 +160,8 @@ async fn move_to(
     .await;
     let summary = moved.map_err(|e| failed(&e))?;
     display.finish(&summary);
-    remote.close(false);
-    client.shutdown(false).await;
+    let closing = remote.close(false);
+    client.shutdown(vec![closing], false).await;
     Ok(summary)
 }
 

@@ -120,11 +120,9 @@ impl OpenedEndpoints {
             // the connection ends.
             tokio::time::sleep(SETTLE_BEFORE_CLOSE).await;
         }
-        for remote in remotes {
-            remote.close(interrupted);
-        }
+        let closing = remotes.iter().map(|r| r.close(interrupted)).collect();
         if let Some(client) = &self.client {
-            client.shutdown(interrupted).await;
+            client.shutdown(closing, interrupted).await;
         }
     }
 }

@@ -37,8 +37,8 @@ pub(super) async fn run(args: &LsArgs) -> Result<ExitCode, CliError> {
         None => print_dirs(&remote, args.output.json).await,
         Some(dir) => print_files(&remote, dir, target.under.as_ref(), args.output.json).await,
     };
-    remote.close(false);
-    client.shutdown(false).await;
+    let closing = remote.close(false);
+    client.shutdown(vec![closing], false).await;
     printed.map(|()| ExitCode::SUCCESS)
 }
 

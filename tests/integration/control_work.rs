@@ -83,7 +83,7 @@ async fn a_peer_gets_its_request_share_across_connections_and_no_more() {
         "{hashing} hashes at once for one peer over two connections"
     );
     for remote in &connections {
-        remote.close(true);
+        let _ = remote.close(true);
     }
     let left = tokio::task::block_in_place(|| {
         wait_for(Duration::from_secs(5), || daemon.fds_on(&huge), |n| n == 0)

@@ -87,6 +87,10 @@ fn local_to_remote() {
         "{log}"
     );
     assert!(log.contains("file finalised"), "{log}");
+    // The command waits only until its close frame has left, not for the
+    // daemon's answer: the daemon must still learn that the run is over,
+    // rather than hold the connection until it times out.
+    daemon.wait_for_log("connection closed: closed by peer: done");
 }
 
 #[test]

@@ -102,10 +102,10 @@ async fn sighup_applies_connections_per_peer_and_keeps_connections_open() {
     );
     assert!(answers(&first).await && answers(&second).await);
     assert!(connect(&client, &keys, &daemon).await.is_none());
-    first.close(false);
+    let _ = first.close(false);
     tokio::task::block_in_place(|| wait_for_logged(&daemon, "connection closed", 1));
     assert!(connect(&client, &keys, &daemon).await.is_none());
-    second.close(false);
+    let _ = second.close(false);
     tokio::task::block_in_place(|| wait_for_logged(&daemon, "connection closed", 2));
     assert!(connect(&client, &keys, &daemon).await.is_some());
     assert_eq!(
@@ -220,9 +220,9 @@ async fn sighup_applies_requests_per_peer_to_the_requests_waiting() {
     hash_huge(&second, 2);
     reload_in_place(&daemon, &format!("{base}[limits]\nrequests_per_peer = 1\n"));
     assert_eq!(hashes_running(&daemon, &huge, |_| false), 3, "none revoked");
-    first.close(true);
+    let _ = first.close(true);
     assert_eq!(hashes_running(&daemon, &huge, |n| n <= 1), 1);
-    second.close(true);
+    let _ = second.close(true);
 }
 
 #[test]
