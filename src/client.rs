@@ -229,7 +229,6 @@ fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
     (0x100..0x200).contains(&u64::from(code))
 }
 
-/// A directory service on a daemon, reached over one QUIC connection.
 /// A connection [`RemoteService::close`] closed, whose close frame may not
 /// have left yet.
 #[must_use = "hand it to Client::shutdown, or the close frame may never leave"]
@@ -249,6 +248,7 @@ impl Closing {
     }
 }
 
+/// A directory service on a daemon, reached over one QUIC connection.
 /// Clones share the connection.
 #[derive(Clone)]
 pub struct RemoteService {
