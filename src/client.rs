@@ -11,6 +11,7 @@
 
 mod bench;
 mod control;
+mod greeting;
 mod listing;
 mod streams;
 
@@ -18,23 +19,22 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use quinn::{ConnectionError, Endpoint, VarInt};
+use quinn::{Endpoint, VarInt};
 use rustls::pki_types::CertificateDer;
 
 pub use self::bench::{DiscardStream, GeneratedStream};
 use self::control::ControlChannel;
+use self::greeting::Dialled;
+pub use self::greeting::Greeting;
 use crate::model::{
     Attributes, Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, WritePlan,
 };
-use crate::protocol::{
-    code, read_frame, write_frame, ControlReply, ControlRequest, Hello, HelloReply,
-    PROTOCOL_VERSION,
-};
+use crate::protocol::{code, write_frame, ControlReply, ControlRequest, Hello, PROTOCOL_VERSION};
 use crate::service::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::throttle::Rate;
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::Identity;
-use crate::transport::tls::{client_crypto, fingerprint_in, PinnedDaemon};
+use crate::transport::tls::{client_crypto, PinnedDaemon};
 use crate::transport::TransportError;
 
 /// The server name sent in TLS; pinning makes it irrelevant to trust.
@@ -107,15 +107,29 @@ impl Client {
         addr: SocketAddr,
         daemon: &ExpectedDaemon,
     ) -> Result<RemoteService, TransportError> {
-        tokio::time::timeout(self.connect_timeout, self.handshake(addr, daemon))
+        let (remote, greeting) = self.open(addr, daemon).await?;
+        greeting.accepted().await?;
+        Ok(remote)
+    }
+
+    /// Connects to the daemon at `addr`, refusing any key but `daemon`'s,
+    /// and says `Hello` without waiting for the answer, so that requests
+    /// go out a round trip sooner: the daemon answers none of them before
+    /// it has accepted the `Hello`. Until [`Greeting::accepted`] returns,
+    /// the daemon is not known to have accepted this client.
+    pub async fn open(
+        &self,
+        addr: SocketAddr,
+        daemon: &ExpectedDaemon,
+    ) -> Result<(RemoteService, Greeting), TransportError> {
+        let dialled = Dialled {
+            addr,
+            daemon: daemon.clone(),
+            own: self.identity.fingerprint(),
+        };
+        tokio::time::timeout(self.connect_timeout, self.say_hello(dialled.clone()))
             .await
-            .unwrap_or_else(|_| {
-                Err(TransportError::Connection(format!(
-                    "no answer from {addr} within {:?}: is realized running there and \
-                     reachable over UDP?",
-                    self.connect_timeout
-                )))
-            })
+            .unwrap_or_else(|_| Err(dialled.no_answer(self.connect_timeout)))
     }
 
     /// The QUIC configuration of a connection that accepts only `daemon`.
@@ -127,48 +141,34 @@ impl Client {
         Ok(config)
     }
 
-    async fn handshake(
+    async fn say_hello(
         &self,
-        addr: SocketAddr,
-        daemon: &ExpectedDaemon,
-    ) -> Result<RemoteService, TransportError> {
+        dialled: Dialled,
+    ) -> Result<(RemoteService, Greeting), TransportError> {
+        let addr = dialled.addr;
         let connecting = self
             .endpoint
-            .connect_with(self.config_for(daemon)?, addr, SERVER_NAME)
+            .connect_with(self.config_for(&dialled.daemon)?, addr, SERVER_NAME)
             .map_err(|e| TransportError::Connection(format!("cannot connect to {addr}: {e}")))?;
-        let explain = |e| self.explain(addr, daemon, e);
-        let connection = connecting.await.map_err(explain)?;
-        let (mut send, mut recv) = connection.open_bi().await.map_err(explain)?;
+        let connection = connecting.await.map_err(|e| dialled.explain(e))?;
+        let (mut send, recv) = connection.open_bi().await.map_err(|e| dialled.explain(e))?;
         send.set_priority(1).ok(); // Requests never wait behind file data.
-        let handshake = async {
-            write_frame(
-                &mut send,
-                &Hello {
-                    version: PROTOCOL_VERSION,
-                },
-            )
-            .await?;
-            read_frame::<_, HelloReply>(&mut recv).await
+        let hello = Hello {
+            version: PROTOCOL_VERSION,
         };
-        let reply = match handshake.await {
-            Ok(reply) => reply,
-            Err(e) => {
-                return Err(match connection.close_reason() {
-                    Some(reason) => explain(reason),
-                    None => e.into(),
-                })
-            }
-        };
-        if let Err(e) = reply.version {
-            return Err(TransportError::Protocol(format!(
-                "{addr} refused the handshake: {e}"
-            )));
+        if let Err(e) = write_frame(&mut send, &hello).await {
+            return Err(match connection.close_reason() {
+                Some(reason) => dialled.explain(reason),
+                None => e.into(),
+            });
         }
-        tracing::info!(remote = %addr, "connected");
-        Ok(RemoteService {
-            control: Arc::new(ControlChannel::start(send, recv)),
+        let (control, reply) = ControlChannel::start(send, recv);
+        let greeting = Greeting::new(reply, connection.clone(), dialled, self.connect_timeout);
+        let remote = RemoteService {
+            control: Arc::new(control),
             connection,
-        })
+        };
+        Ok((remote, greeting))
     }
 
     /// Gives the connections just closed (`closing`) time to tell their
@@ -189,44 +189,6 @@ impl Client {
         let sent = futures::future::join_all(closing.into_iter().map(Closing::sent));
         let _ = tokio::time::timeout(CLOSE_GRACE, sent).await;
     }
-
-    /// Turns a connection failure into the one line the user sees.
-    fn explain(
-        &self,
-        addr: SocketAddr,
-        daemon: &ExpectedDaemon,
-        err: ConnectionError,
-    ) -> TransportError {
-        match &err {
-            ConnectionError::TransportError(e) if is_tls_alert(e.code) => {
-                TransportError::Authentication(match fingerprint_in(&e.reason) {
-                    Some(presented) => format!(
-                        "refusing the daemon at {addr}: it presented certificate {presented}, \
-                         but {} holds {}; check the address, and name that daemon's \
-                         certificate instead only if you trust that host",
-                        daemon.named_by,
-                        daemon.key.fingerprint()
-                    ),
-                    None => format!("TLS handshake with {addr} failed: {}", e.reason),
-                })
-            }
-            ConnectionError::ConnectionClosed(close) if is_tls_alert(close.error_code) => {
-                TransportError::Authentication(format!(
-                    "the daemon at {addr} refused this client's certificate {}; add this \
-                     host's .crt to the daemon's [peers]",
-                    self.identity.fingerprint()
-                ))
-            }
-            ConnectionError::TimedOut => TransportError::Connection(format!(
-                "no answer from {addr}: is realized running there and reachable over UDP?"
-            )),
-            _ => TransportError::Connection(format!("connection to {addr}: {err}")),
-        }
-    }
-}
-
-fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
-    (0x100..0x200).contains(&u64::from(code))
 }
 
 /// A connection [`RemoteService::close`] closed, whose close frame may not

@@ -9,7 +9,7 @@ use super::location::{Location, RemoteLocation};
 use super::peers::{self, RemoteSide, SharedPeers};
 use super::settings::ClientSettings;
 use super::CliError;
-use crate::client::{Client, ExpectedDaemon, RemoteService};
+use crate::client::{Client, ExpectedDaemon, Greeting, RemoteService};
 use crate::model::{DirectoryId, RelPath, RootIdentity};
 use crate::mover::{list_both, Endpoint, Listings, MoveFileError};
 use crate::protocol::DEFAULT_PORT;
@@ -17,6 +17,7 @@ use crate::service::local::LocalService;
 use crate::service::{Service, ServiceError};
 use crate::transport::endpoint::Tuning;
 use crate::transport::identity::Identity;
+use crate::transport::TransportError;
 
 /// The two sides of a move, opened.
 pub(super) struct OpenedEndpoints {
@@ -28,6 +29,8 @@ pub(super) struct OpenedEndpoints {
     /// is named; paths stay relative to each side's directory.
     pub under: Option<RelPath>,
     client: Option<Client>,
+    /// The daemons' answers to `Hello`, still to come: see [`greeted`].
+    greetings: Vec<Greeting>,
 }
 
 /// One side of a move: how it is reached and which of its directories
@@ -104,6 +107,12 @@ impl OpenedEndpoints {
             .endpoint()
             .expect("the destination is made");
         Ok((source, destination))
+    }
+
+    /// The daemons' answers to `Hello`, to be awaited with [`greeted`]
+    /// before anything they answer is used.
+    pub(super) fn take_greetings(&mut self) -> Vec<Greeting> {
+        std::mem::take(&mut self.greetings)
     }
 
     /// Closes connections to daemons cleanly, saying whether the run was
@@ -268,6 +277,7 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
     let mut expected = expected.iter();
     let (source_dir, destination_dir) = plan.dirs;
     let mut reached = Vec::new();
+    let mut greetings = Vec::new();
     for (spec, dir, destination) in [
         (&plan.source, &source_dir, false),
         (&plan.destination, &destination_dir, true),
@@ -277,7 +287,9 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
             EndpointSpec::Remote(side) => {
                 let client = client.as_ref().expect("a client exists for a remote side");
                 let daemon = expected.next().expect("one daemon per remote side");
-                Reach::Remote(connect(client, &side.addr, daemon).await?)
+                let (remote, greeting) = dial(client, &side.addr, daemon).await?;
+                greetings.push(greeting);
+                Reach::Remote(remote)
             }
         });
     }
@@ -299,6 +311,7 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
         },
         under: plan.under,
         client,
+        greetings,
     })
 }
 
@@ -365,23 +378,36 @@ fn subpath(named: &[&RemoteLocation]) -> Result<Option<RelPath>, CliError> {
     }
 }
 
-/// Resolves `addr` and connects to the daemon there, which must be `daemon`:
-/// every address the name resolves to is tried in order, and the first to
-/// answer is used.
+/// Resolves `addr` and connects to the daemon there, which must be `daemon`,
+/// and completes the version handshake (see [`dial`]).
 pub(super) async fn connect(
     client: &Client,
     addr: &str,
     daemon: &ExpectedDaemon,
 ) -> Result<RemoteService, CliError> {
+    let (remote, greeting) = dial(client, addr, daemon).await?;
+    greeted(vec![greeting]).await?;
+    Ok(remote)
+}
+
+/// Resolves `addr` and connects to the daemon there, which must be `daemon`:
+/// every address the name resolves to is tried in order, and the first to
+/// answer is used. Its `Hello` is answered later: see [`greeted`].
+async fn dial(
+    client: &Client,
+    addr: &str,
+    daemon: &ExpectedDaemon,
+) -> Result<(RemoteService, Greeting), CliError> {
     let mut refusal = None;
     let mut last = None;
     for socket in resolve(addr).await? {
-        match client.connect(socket, daemon).await {
-            Ok(remote) => return Ok(remote),
+        match client.open(socket, daemon).await {
+            Ok(opened) => return Ok(opened),
             Err(e) => {
                 tracing::info!(%socket, "cannot connect: {e}");
-                let error = CliError::lost_or_failed(e.is_retryable(), e.to_string());
-                match e.is_retryable() {
+                let retryable = e.is_retryable();
+                let error = connection_failed(e);
+                match retryable {
                     true => last = Some(error),
                     false => refusal = refusal.or(Some(error)),
                 }
@@ -391,6 +417,21 @@ pub(super) async fn connect(
     Err(refusal
         .or(last)
         .expect("resolving gives at least one address"))
+}
+
+/// Waits until every daemon `greetings` came from has accepted this client
+/// (see [`Client::open`]).
+pub(super) async fn greeted(greetings: Vec<Greeting>) -> Result<(), CliError> {
+    let answers = futures::future::join_all(greetings.into_iter().map(Greeting::accepted));
+    answers
+        .await
+        .into_iter()
+        .try_for_each(|answer| answer.map_err(connection_failed))
+}
+
+/// A connection that failed or was refused, as the command reports it.
+fn connection_failed(e: TransportError) -> CliError {
+    CliError::lost_or_failed(e.is_retryable(), e.to_string())
 }
 
 /// The local side at `path`. A destination that does not exist is made

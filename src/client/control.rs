@@ -1,5 +1,7 @@
 //! Pipelined requests on the control stream: each request gets an id, a task
-//! reads responses in any order and hands each to its waiting caller.
+//! reads responses in any order and hands each to its waiting caller. The
+//! first frame the task reads is the answer to the connection's `Hello`,
+//! which it hands to the connection's [`super::Greeting`].
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -9,7 +11,8 @@ use quinn::{RecvStream, SendStream};
 use tokio::sync::oneshot;
 
 use crate::protocol::{
-    read_frame, write_frame, ControlReply, ControlRequest, RealizeError, Request, Response,
+    read_frame, write_frame, ControlReply, ControlRequest, HelloReply, RealizeError, Request,
+    Response,
 };
 use crate::service::ServiceError;
 use crate::transport::TransportError;
@@ -31,15 +34,23 @@ pub(super) struct ControlChannel {
 }
 
 impl ControlChannel {
-    /// Takes over a control stream whose handshake is done.
-    pub(super) fn start(send: SendStream, recv: RecvStream) -> Self {
+    /// Takes over a control stream on which `Hello` was sent; returns it
+    /// with the daemon's `HelloReply` to come. Requests may be sent at
+    /// once: the daemon answers them only once it has accepted the `Hello`,
+    /// and if it refuses, every request fails.
+    pub(super) fn start(
+        send: SendStream,
+        recv: RecvStream,
+    ) -> (Self, oneshot::Receiver<Result<HelloReply, TransportError>>) {
         let pending = Arc::new(Mutex::new(Pending::default()));
-        tokio::spawn(read_responses(recv, pending.clone()));
-        Self {
+        let (greeted, reply) = oneshot::channel();
+        tokio::spawn(read_responses(recv, pending.clone(), greeted));
+        let channel = Self {
             send: tokio::sync::Mutex::new(send),
             pending,
             next_id: AtomicU64::new(1),
-        }
+        };
+        (channel, reply)
     }
 
     /// Sends `op` and waits for its response; other calls proceed meanwhile.
@@ -76,11 +87,40 @@ fn lock(pending: &Mutex<Pending>) -> std::sync::MutexGuard<'_, Pending> {
     pending.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-async fn read_responses(mut recv: RecvStream, pending: Arc<Mutex<Pending>>) {
-    let failure = loop {
-        match read_frame::<_, Response>(&mut recv).await {
+/// Reads the `HelloReply`, hands it to `greeted`, then, if the daemon
+/// accepted, hands each response to its caller until the stream ends.
+async fn read_responses(
+    mut recv: RecvStream,
+    pending: Arc<Mutex<Pending>>,
+    greeted: oneshot::Sender<Result<HelloReply, TransportError>>,
+) {
+    let failure = match read_frame::<_, HelloReply>(&mut recv).await {
+        Ok(reply) => {
+            let accepted = reply.version.is_ok();
+            let _ = greeted.send(Ok(reply));
+            match accepted {
+                true => answer(&mut recv, &pending).await,
+                false => TransportError::Protocol("the daemon refused the handshake".into()),
+            }
+        }
+        Err(e) => {
+            let failure = TransportError::from(e);
+            let _ = greeted.send(Err(failure.clone()));
+            failure
+        }
+    };
+    tracing::debug!(error = %failure, "control stream ended");
+    let mut pending = lock(&pending);
+    pending.failed = Some(failure);
+    pending.waiting.clear(); // Dropping the senders wakes every caller.
+}
+
+/// Hands each response on `recv` to its caller; returns why it stopped.
+async fn answer(recv: &mut RecvStream, pending: &Mutex<Pending>) -> TransportError {
+    loop {
+        match read_frame::<_, Response>(recv).await {
             Ok(response) => {
-                let waiter = lock(&pending).waiting.remove(&response.id);
+                let waiter = lock(pending).waiting.remove(&response.id);
                 match waiter {
                     Some(tx) => {
                         let _ = tx.send(response.result);
@@ -95,9 +135,5 @@ async fn read_responses(mut recv: RecvStream, pending: Arc<Mutex<Pending>>) {
             }
             Err(e) => break TransportError::from(e),
         }
-    };
-    tracing::debug!(error = %failure, "control stream ended");
-    let mut pending = lock(&pending);
-    pending.failed = Some(failure);
-    pending.waiting.clear(); // Dropping the senders wakes every caller.
+    }
 }

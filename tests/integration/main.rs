@@ -31,4 +31,5 @@ mod terminal;
 mod throttle;
 mod trust;
 mod usage;
+mod versions;
 mod wan;

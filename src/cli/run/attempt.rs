@@ -25,15 +25,28 @@ pub(super) async fn attempt(
     };
     let display = display
         .get_or_insert_with(|| Display::new(endpoints.source.dir.clone(), Settings::new(args)));
+    // The checks and listings go out with the daemons' `Hello`, a round
+    // trip sooner; what they answer counts only once the daemons accepted.
     // A daemon may connect and then never answer: the stop must still end
     // the run, whatever the daemons do.
-    let (down, listings) = tokio::select! {
-        both = check_and_list(&endpoints, args) => both,
+    let greetings = endpoints.take_greetings();
+    let checked = async {
+        tokio::join!(
+            endpoints::greeted(greetings),
+            check_and_list(&endpoints, args)
+        )
+    };
+    let (greeted, (down, listings)) = tokio::select! {
+        all = checked => all,
         _ = signal.stopped() => {
             endpoints.close(true).await;
             return Ok(None);
         }
     };
+    if let Err(e) = greeted {
+        endpoints.close(false).await;
+        return Err(e);
+    }
     let down = match down {
         Ok(down) => down,
         Err(e) => {
