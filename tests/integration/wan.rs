@@ -76,6 +76,21 @@ impl Drop for Link {
     }
 }
 
+/// A daemon on the far side of `link` (198.18.0.2:`port`) serving `dir` as
+/// `d` to `keys`' client, with `keys`' daemon identity.
+fn daemon_across(link: &Link, keys: &Keys, dir: &Path, port: u16) -> Daemon {
+    let config = keys.dir.path().join(format!("wan-{port}.toml"));
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"198.18.0.2:{port}\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
+            dir.display().to_string()
+        ),
+    )
+    .unwrap();
+    Daemon::start_in_namespace(&link.side('b'), &config)
+}
+
 /// The wanemu binary: built from ../shared/wanemu into this build's target.
 fn build_wanemu() -> PathBuf {
     let manifest = Path::new(env!("CARGO_MANIFEST_DIR")).join("../shared/wanemu/Cargo.toml");
@@ -120,16 +135,7 @@ fn a_20_second_outage_mid_transfer_is_survived() {
         write_file(src.path(), &format!("small/{i}.txt"), &pattern(i, 10_000));
     }
     let expected = snapshot(src.path());
-    let config = keys.dir.path().join("wan.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"198.18.0.2:9771\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
-            dst.path().display().to_string()
-        ),
-    )
-    .unwrap();
-    let _daemon = Daemon::start_in_namespace(&link.side('b'), &config);
+    let _daemon = daemon_across(&link, &keys, dst.path(), 9771);
 
     let mut command = Command::new("ip");
     command
@@ -200,16 +206,7 @@ fn many_small_files_over_a_long_link_finish_in_the_order_they_started() {
         );
     }
     let expected = snapshot(src.path());
-    let config = keys.dir.path().join("order.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"198.18.0.2:9772\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
-            dst.path().display().to_string()
-        ),
-    )
-    .unwrap();
-    let _daemon = Daemon::start_in_namespace(&link.side('b'), &config);
+    let _daemon = daemon_across(&link, &keys, dst.path(), 9772);
 
     let out = Command::new("ip")
         .args(["netns", "exec", &link.side('a')])
