@@ -11,7 +11,7 @@ use crate::protocol::{
     RealizeError, StreamRequest, WriteResult, WriteTrailer,
 };
 use crate::service::{FileReader, FileWriter, Listing, ReadEvent, ReadSummary, ServiceError};
-use crate::transport::stream::{read_piece, send_in_opening_order, PieceError, RECEIVE_PIECE};
+use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 use crate::transport::TransportError;
 
 /// Opens a data stream and sends its request.
@@ -20,7 +20,6 @@ pub(super) async fn open(
     request: &StreamRequest,
 ) -> Result<(SendStream, RecvStream), TransportError> {
     let (mut send, recv) = connection.open_bi().await?;
-    send_in_opening_order(&mut send);
     write_frame(&mut send, request).await?;
     Ok((send, recv))
 }

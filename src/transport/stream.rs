@@ -1,25 +1,9 @@
-//! Reading file bytes off a QUIC stream in pieces worth a disk write, and
-//! the order in which data streams send.
+//! Reading file bytes off a QUIC stream in pieces worth a disk write.
 
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
-use quinn::{ReadError, RecvStream, SendStream};
-
-/// Lets `send`, a data stream, send before every stream opened after it.
-///
-/// quinn shares a connection round-robin between streams of equal
-/// priority. With many files in flight, every file then finishes at about
-/// the same time, near the end of the round, and none frees its place for
-/// the next file until then: over a long round trip the link idles while
-/// the verdicts come back. In the order they were opened, files finish one
-/// after the other, and each frees its place while the others still send.
-/// A stream with nothing to send does not hold back the others. The
-/// control stream (priority 1) comes before them all.
-pub fn send_in_opening_order(send: &mut SendStream) {
-    let opened = i32::try_from(send.id().index()).unwrap_or(i32::MAX);
-    send.set_priority(-opened).ok();
-}
+use quinn::{ReadError, RecvStream};
 
 /// Bytes of a received file handed on at once (to a writing thread, a hash,
 /// a relay).

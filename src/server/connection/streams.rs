@@ -19,7 +19,7 @@ use crate::server::listing_gate::ListingGate;
 use crate::service::local::{BatchLimit, LocalService, LocalWriter};
 use crate::service::{FileWriter, Listing, ReadEvent, Service, ServiceError};
 use crate::telemetry;
-use crate::transport::stream::{read_piece, send_in_opening_order, PieceError, RECEIVE_PIECE};
+use crate::transport::stream::{read_piece, PieceError, RECEIVE_PIECE};
 
 /// Serves one data stream to its end; listings take turns at `listings`.
 pub(super) async fn serve(
@@ -29,7 +29,6 @@ pub(super) async fn serve(
     peer: Peer,
     listings: Arc<ListingGate>,
 ) {
-    send_in_opening_order(&mut send);
     let request: StreamRequest = match read_frame(&mut recv).await {
         Ok(request) => request,
         Err(e) => {
