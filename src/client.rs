@@ -141,6 +141,7 @@ impl Client {
         Ok(config)
     }
 
+    /// [`Client::open`] without its time limit.
     async fn say_hello(
         &self,
         dialled: Dialled,
@@ -157,10 +158,7 @@ impl Client {
             version: PROTOCOL_VERSION,
         };
         if let Err(e) = write_frame(&mut send, &hello).await {
-            return Err(match connection.close_reason() {
-                Some(reason) => dialled.explain(reason),
-                None => e.into(),
-            });
+            return Err(dialled.closed(&connection, e.into()));
         }
         let (control, reply) = ControlChannel::start(send, recv);
         let greeting = Greeting::new(reply, connection.clone(), dialled, self.connect_timeout);
