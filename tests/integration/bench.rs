@@ -36,14 +36,9 @@ fn setup() -> Setup {
 
 fn daemon_config(keys: &Keys, served: &Path, metrics_port: u16) -> PathBuf {
     let config = keys.dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\nmetrics = \"127.0.0.1:{metrics_port}\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
-            served.display().to_string()
-        ),
-    )
-    .unwrap();
+    let metrics = format!("metrics = \"127.0.0.1:{metrics_port}\"\n");
+    let toml = metrics + &daemon_toml("daemon", &[("d", served)], &["client"]);
+    std::fs::write(&config, toml).unwrap();
     config
 }
 

@@ -109,8 +109,13 @@ impl Keys {
 /// The configuration of the daemon `name` (its key and certificate in the
 /// keys' folder), on any port of 127.0.0.1, serving `dirs` to `peers`.
 pub fn daemon_toml(name: &str, dirs: &[(&str, &Path)], peers: &[&str]) -> String {
+    daemon_toml_at("127.0.0.1:0", name, dirs, peers)
+}
+
+/// [`daemon_toml`] listening on `listen`.
+pub fn daemon_toml_at(listen: &str, name: &str, dirs: &[(&str, &Path)], peers: &[&str]) -> String {
     let mut toml =
-        format!("listen = \"127.0.0.1:0\"\nkey = \"{name}.key\"\ncert = \"{name}.crt\"\n[dirs]\n");
+        format!("listen = \"{listen}\"\nkey = \"{name}.key\"\ncert = \"{name}.crt\"\n[dirs]\n");
     for (id, path) in dirs {
         toml.push_str(&format!("{id} = {:?}\n", path.display().to_string()));
     }

@@ -11,14 +11,9 @@ use crate::harness::*;
 
 fn daemon_config(keys: &Keys, dst: &std::path::Path, metrics_port: u16) -> std::path::PathBuf {
     let config = keys.dir.path().join("observed.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\nmetrics = \"127.0.0.1:{metrics_port}\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
-            dst.display().to_string()
-        ),
-    )
-    .unwrap();
+    let metrics = format!("metrics = \"127.0.0.1:{metrics_port}\"\n");
+    let toml = metrics + &daemon_toml("daemon", &[("d", dst)], &["client"]);
+    std::fs::write(&config, toml).unwrap();
     config
 }
 

@@ -80,14 +80,9 @@ impl Drop for Link {
 /// `d` to `keys`' client, with `keys`' daemon identity.
 fn daemon_across(link: &Link, keys: &Keys, dir: &Path, port: u16) -> Daemon {
     let config = keys.dir.path().join(format!("wan-{port}.toml"));
-    std::fs::write(
-        &config,
-        format!(
-            "listen = \"198.18.0.2:{port}\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n[dirs]\nd = {:?}\n[peers]\nclient = \"client.crt\"\n",
-            dir.display().to_string()
-        ),
-    )
-    .unwrap();
+    let listen = format!("198.18.0.2:{port}");
+    let toml = daemon_toml_at(&listen, "daemon", &[("d", dir)], &["client"]);
+    std::fs::write(&config, toml).unwrap();
     Daemon::start_in_namespace(&link.side('b'), &config)
 }
 
