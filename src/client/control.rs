@@ -19,6 +19,9 @@ use crate::transport::TransportError;
 
 type Reply = Result<ControlReply, RealizeError>;
 
+/// The daemon's answer to `Hello`, or why none came, still to come.
+pub(super) type HelloAnswer = oneshot::Receiver<Result<HelloReply, TransportError>>;
+
 #[derive(Default)]
 struct Pending {
     waiting: HashMap<u64, oneshot::Sender<Reply>>,
@@ -38,10 +41,7 @@ impl ControlChannel {
     /// with the daemon's `HelloReply` to come. Requests may be sent at
     /// once: the daemon answers them only once it has accepted the `Hello`,
     /// and if it refuses, every request fails.
-    pub(super) fn start(
-        send: SendStream,
-        recv: RecvStream,
-    ) -> (Self, oneshot::Receiver<Result<HelloReply, TransportError>>) {
+    pub(super) fn start(send: SendStream, recv: RecvStream) -> (Self, HelloAnswer) {
         let pending = Arc::new(Mutex::new(Pending::default()));
         let (greeted, reply) = oneshot::channel();
         tokio::spawn(read_responses(recv, pending.clone(), greeted));

@@ -4,19 +4,17 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use quinn::ConnectionError;
-use tokio::sync::oneshot;
-
+use super::control::HelloAnswer;
 use super::ExpectedDaemon;
-use crate::protocol::HelloReply;
 use crate::transport::identity::Fingerprint;
 use crate::transport::tls::fingerprint_in;
 use crate::transport::TransportError;
+use quinn::ConnectionError;
 
 /// The daemon's answer to a connection's `Hello`, still to come (see
 /// [`super::Client::open`]).
 pub struct Greeting {
-    reply: oneshot::Receiver<Result<HelloReply, TransportError>>,
+    reply: HelloAnswer,
     connection: quinn::Connection,
     dialled: Dialled,
     timeout: Duration,
@@ -26,7 +24,7 @@ impl Greeting {
     /// Awaits `reply`, the `HelloReply` the control stream's reader hands
     /// over, on `connection`, for at most `timeout`.
     pub(super) fn new(
-        reply: oneshot::Receiver<Result<HelloReply, TransportError>>,
+        reply: HelloAnswer,
         connection: quinn::Connection,
         dialled: Dialled,
         timeout: Duration,
