@@ -275,26 +275,38 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
         }
     };
     let mut expected = expected.iter();
+    let mut daemon_of = |spec: &EndpointSpec| {
+        spec.remote()
+            .map(|_| expected.next().expect("one daemon per remote side"))
+    };
+    let (source_daemon, destination_daemon) =
+        (daemon_of(&plan.source), daemon_of(&plan.destination));
+    let dialler = client.as_ref();
     let (source_dir, destination_dir) = plan.dirs;
-    let mut reached = Vec::new();
-    let mut greetings = Vec::new();
-    for (spec, dir, destination) in [
-        (&plan.source, &source_dir, false),
-        (&plan.destination, &destination_dir, true),
-    ] {
-        reached.push(match spec {
-            EndpointSpec::Local(path) => local_reach(dir, path, destination, args)?,
-            EndpointSpec::Remote(side) => {
-                let client = client.as_ref().expect("a client exists for a remote side");
-                let daemon = expected.next().expect("one daemon per remote side");
-                let (remote, greeting) = dial(client, &side.addr, daemon).await?;
-                greetings.push(greeting);
-                Reach::Remote(remote)
-            }
-        });
-    }
-    let destination = reached.pop().expect("two sides");
-    let source = reached.pop().expect("two sides");
+    // Two daemons are dialled at once: the move waits for the slower
+    // handshake, not for both in turn; the first error ends the wait.
+    let ((source, source_greeting), (destination, destination_greeting)) =
+        futures::future::try_join(
+            reach(
+                &plan.source,
+                &source_dir,
+                false,
+                (dialler, source_daemon),
+                args,
+            ),
+            reach(
+                &plan.destination,
+                &destination_dir,
+                true,
+                (dialler, destination_daemon),
+                args,
+            ),
+        )
+        .await?;
+    let greetings = source_greeting
+        .into_iter()
+        .chain(destination_greeting)
+        .collect();
     if let (Reach::Local(local), false) = (&source, args.dry_run) {
         // A move killed while it deleted a file may have left it under a
         // private name: this run moves it again.
@@ -313,6 +325,26 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
         client,
         greetings,
     })
+}
+
+/// One side of the move: a local directory, or its daemon dialled with
+/// `client` (see [`dial`]), its answer to `Hello` still to come.
+async fn reach(
+    spec: &EndpointSpec,
+    dir: &DirectoryId,
+    destination: bool,
+    (client, daemon): (Option<&Client>, Option<&ExpectedDaemon>),
+    args: &MoveArgs,
+) -> Result<(Reach, Option<Greeting>), CliError> {
+    match spec {
+        EndpointSpec::Local(path) => Ok((local_reach(dir, path, destination, args)?, None)),
+        EndpointSpec::Remote(side) => {
+            let client = client.expect("a client exists for a remote side");
+            let daemon = daemon.expect("one daemon per remote side");
+            let (remote, greeting) = dial(client, &side.addr, daemon).await?;
+            Ok((Reach::Remote(remote), Some(greeting)))
+        }
+    }
 }
 
 /// The directory id of each side, source first: a remote side's own DIR,

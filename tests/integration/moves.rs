@@ -142,6 +142,40 @@ fn remote_to_remote_relays_through_the_command() {
 }
 
 #[test]
+fn remote_to_remote_reaches_both_daemons_at_once() {
+    let s = setup();
+    // The source daemon never answers; the destination is up.
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let source = silent.local_addr().unwrap().to_string();
+    let b = Daemon::start(
+        &s.keys,
+        "daemon-b",
+        &[("photos", s.dst.path())],
+        &["client"],
+    );
+    let out = realize()
+        .args([
+            "--src-addr",
+            &source,
+            "--dst-addr",
+            &b.addr(),
+            "--directory-id",
+            "photos",
+        ])
+        .args(["--connect-timeout", "1s", "--retries", "0"])
+        .args(s.keys.relay_args("client", "daemon-a", "daemon-b"))
+        .output()
+        .unwrap();
+    let err = stderr(&out);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains(&source), "the source is named: {err}");
+    // The destination's handshake ran while the source's was pending: a
+    // move between two daemons waits for the slower, not for both in turn.
+    b.wait_for_log("connection accepted");
+    assert!(is_empty_dir(s.dst.path()));
+}
+
+#[test]
 fn local_to_local() {
     let s = setup();
     let args = strings(&[
