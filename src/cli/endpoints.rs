@@ -151,6 +151,23 @@ impl EndpointSpec {
             EndpointSpec::Remote(side) => Some(side),
         }
     }
+
+    /// How this side is opened: a remote side takes the next of `daemons`
+    /// (bound to the remote sides in order) and is dialled with `client`.
+    fn opening<'a>(
+        &'a self,
+        client: Option<&'a Client>,
+        daemons: &mut impl Iterator<Item = &'a ExpectedDaemon>,
+    ) -> Opening<'a> {
+        match self {
+            EndpointSpec::Local(path) => Opening::Local(path),
+            EndpointSpec::Remote(side) => Opening::Remote {
+                client: client.expect("a client exists for a remote side"),
+                addr: &side.addr,
+                daemon: daemons.next().expect("one daemon per remote side"),
+            },
+        }
+    }
 }
 
 /// What the arguments ask to move: both sides, each side's directory and
@@ -274,33 +291,17 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
             (Some(trust.client(&tuning)?), expected)
         }
     };
-    let mut expected = expected.iter();
-    let mut daemon_of = |spec: &EndpointSpec| {
-        spec.remote()
-            .map(|_| expected.next().expect("one daemon per remote side"))
-    };
-    let (source_daemon, destination_daemon) =
-        (daemon_of(&plan.source), daemon_of(&plan.destination));
+    let mut daemons = expected.iter();
     let dialler = client.as_ref();
+    let source = plan.source.opening(dialler, &mut daemons);
+    let destination = plan.destination.opening(dialler, &mut daemons);
     let (source_dir, destination_dir) = plan.dirs;
     // Two daemons are dialled at once: the move waits for the slower
     // handshake, not for both in turn; the first error ends the wait.
     let ((source, source_greeting), (destination, destination_greeting)) =
         futures::future::try_join(
-            reach(
-                &plan.source,
-                &source_dir,
-                false,
-                (dialler, source_daemon),
-                args,
-            ),
-            reach(
-                &plan.destination,
-                &destination_dir,
-                true,
-                (dialler, destination_daemon),
-                args,
-            ),
+            reach(source, &source_dir, false, args),
+            reach(destination, &destination_dir, true, args),
         )
         .await?;
     let greetings = source_greeting
@@ -327,21 +328,34 @@ pub(super) async fn open(args: &MoveArgs) -> Result<OpenedEndpoints, CliError> {
     })
 }
 
-/// One side of the move: a local directory, or its daemon dialled with
-/// `client` (see [`dial`]), its answer to `Hello` still to come.
+/// How one side of the move is opened.
+enum Opening<'a> {
+    /// The directory at this path, on this machine.
+    Local(&'a Path),
+    /// The daemon at `addr`, which must be `daemon`, dialled with `client`.
+    Remote {
+        client: &'a Client,
+        addr: &'a str,
+        daemon: &'a ExpectedDaemon,
+    },
+}
+
+/// Opens one side: a local directory, or its daemon dialled (see [`dial`]),
+/// whose answer to `Hello` is still to come.
 async fn reach(
-    spec: &EndpointSpec,
+    opening: Opening<'_>,
     dir: &DirectoryId,
     destination: bool,
-    (client, daemon): (Option<&Client>, Option<&ExpectedDaemon>),
     args: &MoveArgs,
 ) -> Result<(Reach, Option<Greeting>), CliError> {
-    match spec {
-        EndpointSpec::Local(path) => Ok((local_reach(dir, path, destination, args)?, None)),
-        EndpointSpec::Remote(side) => {
-            let client = client.expect("a client exists for a remote side");
-            let daemon = daemon.expect("one daemon per remote side");
-            let (remote, greeting) = dial(client, &side.addr, daemon).await?;
+    match opening {
+        Opening::Local(path) => Ok((local_reach(dir, path, destination, args)?, None)),
+        Opening::Remote {
+            client,
+            addr,
+            daemon,
+        } => {
+            let (remote, greeting) = dial(client, addr, daemon).await?;
             Ok((Reach::Remote(remote), Some(greeting)))
         }
     }
