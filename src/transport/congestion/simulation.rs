@@ -4,7 +4,10 @@
 //! The link is a drop-tail queue in front of a fixed-rate bottleneck, a
 //! one-way delay each way and random loss after the bottleneck. The sender
 //! always has data, paces as quinn does (1.25 windows per smoothed RTT) and
-//! declares a packet lost once three later packets are acknowledged.
+//! declares a packet lost once three later packets are acknowledged; when
+//! none will be, it declares every packet in flight lost three smoothed
+//! RTTs after the oldest was sent, as persistent congestion, as quinn's
+//! probe timeouts end.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -151,7 +154,10 @@ impl Flow {
     fn next_event(&self) -> Option<(Instant, Event)> {
         let can_send = !self.stopped && self.bytes_in_flight() + PACKET <= self.sender.window();
         let send = can_send.then_some((self.next_send, Event::Send));
-        let ack = self.next_ack_time().map(|at| (at, Event::Acknowledge));
+        let ack = self
+            .next_ack_time()
+            .map(|at| (at, Event::Acknowledge))
+            .or_else(|| self.timeout().map(|at| (at, Event::Timeout)));
         match (send, ack) {
             (Some(send), Some(ack)) if send.0 <= ack.0 => Some(send),
             (_, Some(ack)) => Some(ack),
@@ -167,6 +173,28 @@ impl Flow {
     /// When the next acknowledgement arrives, if one is coming.
     fn next_ack_time(&self) -> Option<Instant> {
         self.in_flight.iter().find_map(|packet| packet.acked_at)
+    }
+
+    /// When the packets in flight, none of which will be acknowledged, are
+    /// declared lost: three smoothed RTTs after the oldest was sent.
+    fn timeout(&self) -> Option<Instant> {
+        let oldest = self.in_flight.front()?;
+        Some(oldest.sent + 3 * self.srtt)
+    }
+
+    /// Declares every packet in flight lost, as persistent congestion: for
+    /// three round trips, nothing came back.
+    fn time_out(&mut self, now: Instant) {
+        let lost = self.bytes_in_flight();
+        let Some(last) = self.in_flight.back().map(|packet| packet.sent) else {
+            return;
+        };
+        self.in_flight.clear();
+        match &mut self.sender {
+            Sender::Realize(model) => model.on_loss(now, true, lost),
+            Sender::Tcp(cubic) => cubic.on_loss(now, last),
+            Sender::TcpBbr(_) => {}
+        }
     }
 
     /// Records a packet put on the link at `now` and schedules the next by
@@ -249,6 +277,7 @@ impl Flow {
 enum Event {
     Send,
     Acknowledge,
+    Timeout,
 }
 
 /// Flows sharing one link, advanced event by event.
@@ -338,6 +367,7 @@ impl Simulation {
         match event {
             Event::Send => self.send(i),
             Event::Acknowledge => self.flows[i].acknowledge(self.now),
+            Event::Timeout => self.flows[i].time_out(self.now),
         }
     }
 
@@ -421,6 +451,21 @@ fn a_link_that_slows_down_is_followed_without_lasting_loss() {
     let goodput = tally.goodput_mbit(MEASURED);
     assert!(goodput > 18.0, "goodput {goodput:.1} Mbit/s");
     assert!(tally.wire_ratio() < 1.01, "{tally:?}");
+}
+
+#[test]
+fn after_an_outage_the_link_is_full_again_within_seconds() {
+    let link = Link::new(100.0, 100, 100, 0.01);
+    let mut sim = Simulation::new(link);
+    sim.run(WARM_UP);
+    sim.link.loss = 1.0;
+    sim.run(Duration::from_secs(2));
+    sim.link.loss = 0.01;
+    sim.run(Duration::from_secs(3));
+    let tally = sim.run_one(MEASURED);
+    let goodput = tally.goodput_mbit(MEASURED);
+    assert!(goodput > 90.0, "goodput {goodput:.1} Mbit/s");
+    assert!(tally.wire_ratio() < 1.02, "{tally:?}");
 }
 
 /// The goodput of each flow over `span`, in Mbit/s.
