@@ -98,16 +98,15 @@ fn a_throttled_peer_does_not_slow_another_peers_download() {
         src
     });
     let config = keys.dir.path().join("capped.toml");
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nkey = \"daemon.key\"\ncert = \"daemon.crt\"\n\
-         [dirs]\nslow = {:?}\nfast0 = {:?}\nfast1 = {:?}\nfast2 = {:?}\nfast3 = {:?}\n\
-         [peers]\nslow = \"slow.crt\"\nfast = \"fast.crt\"\n[send_limits]\nslow = \"1M\"\n",
-        slow_src.path().display().to_string(),
-        fast_srcs[0].path().display().to_string(),
-        fast_srcs[1].path().display().to_string(),
-        fast_srcs[2].path().display().to_string(),
-        fast_srcs[3].path().display().to_string(),
+    let fast_ids = ["fast0", "fast1", "fast2", "fast3"];
+    let mut dirs = vec![("slow", slow_src.path())];
+    dirs.extend(
+        fast_ids
+            .iter()
+            .zip(&fast_srcs)
+            .map(|(id, src)| (*id, src.path())),
     );
+    let text = daemon_toml("daemon", &dirs, &["slow", "fast"]) + "[send_limits]\nslow = \"1M\"\n";
     std::fs::write(&config, text).unwrap();
     let daemon = Daemon::start_with_config(&config);
     let fast = |dir: &str, limit| download_rate(&keys, &daemon, dir, FAST as u64, limit);
