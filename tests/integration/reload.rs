@@ -108,6 +108,10 @@ async fn sighup_applies_connections_per_peer_and_keeps_connections_open() {
     let _ = second.close(false);
     tokio::task::block_in_place(|| wait_for_logged(&daemon, "connection closed", 2));
     assert!(connect(&client, &keys, &daemon).await.is_some());
+    // The log reaches the test through a pipe and a reader thread, so the
+    // third acceptance may trail the handshake; the lines come in order, so
+    // once it is in, any acceptance before it is in too.
+    tokio::task::block_in_place(|| wait_for_logged(&daemon, "connection accepted peer=client", 3));
     assert_eq!(
         logged(&daemon, "connection accepted peer=client"),
         3,
