@@ -2,7 +2,11 @@
 # The benchmark scenarios of docs/benchmarks.md: realize against scp and
 # rsync over ssh, on the same link in the same run, printed as one table.
 #
-#   benches/scenarios.sh [SCENARIO...]    W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 (default: all)
+#   benches/scenarios.sh [SCENARIO...]    W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 WARM (default: all)
+#
+# Every realize run starts cold: its state folder (what it learned of the
+# path to the daemon) is emptied first. WARM runs W1-warm, W4-warm and
+# W5-warm: realize alone, twice against one daemon, the second run timed.
 #
 # Run as root. The W scenarios, R1 and T1 run between two network namespaces
 # joined by an emulated link: tc netem when the kernel has it, else the
@@ -56,12 +60,13 @@ hasher=$(command -v b3sum || command -v sha256sum)
 
 # The scenarios to run: the arguments or all, T1 split into its two links.
 units=()
-(($#)) || set -- W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1
+(($#)) || set -- W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 WARM
 for u in "$@"; do
     case $u in
-        W[1-7] | L[12] | R1 | T1-lo | T1-W1) units+=("$u") ;;
+        W[1-7] | L[12] | R1 | T1-lo | T1-W1 | W[145]-warm) units+=("$u") ;;
         T1) units+=(T1-lo T1-W1) ;;
-        *) die "unknown scenario '$u' (W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1)" ;;
+        WARM) units+=(W1-warm W4-warm W5-warm) ;;
+        *) die "unknown scenario '$u' (W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 WARM)" ;;
     esac
 done
 
@@ -78,7 +83,7 @@ scaled() {
 spec() {
     local w1="50 100 100 1" w2="50 300 100 0"
     direction=up throttle=""
-    case $1 in
+    case ${1%-warm} in
         W1) link_spec=$w1 data_spec="file $(scaled $((256 << 20)))" ;;
         W2 | R1) link_spec=$w2 data_spec="file $(scaled $((1 << 30)))" ;;
         W3) link_spec="50 100 100 0.1" data_spec="tree 50 $(tree_files 5000 50) 16384" ;;
@@ -334,7 +339,8 @@ client_cmd() {
     [ -z "$throttle" ] || bps=$(bytes_of "$throttle")
     case $1/$direction in
         realize/*)
-            cmd=("$bin/realize" --directory-id bench --key "$base/keys/client.key"
+            rm -rf "$work/state"
+            cmd=(env "XDG_STATE_HOME=$work/state" "$bin/realize" --directory-id bench --key "$base/keys/client.key"
                 --cert "$base/keys/client.crt" --peers "$base/keys/daemon.crt" --quiet)
             if [ "$direction" = up ]; then
                 cmd+=(--src-path "$src" --dst-addr "$addr:$rport")
@@ -460,6 +466,32 @@ run_tool() {
     fi
     record "$tool" "$status" "$secs" "$(data_bytes)" "$w0" "$w1" "$note"
     restore "$status" "$tool"
+}
+
+# W1-warm, W4-warm, W5-warm: realize twice against one daemon, the first
+# run untimed, the second timed and recorded: each side starts from the
+# rate its last connection measured (docs/benchmarks.md). The data goes
+# back by its files, not its folder: the daemon serves the folder itself.
+run_warm() {
+    local w0 w1
+    settle
+    client_cmd realize
+    start_server realize
+    run_client "$work/first.out"
+    judge realize
+    if [ "$status" = ok ]; then
+        find "$dst" -mindepth 1 -maxdepth 1 -exec mv -t "$src" {} +
+        settle
+        w0=$(link_counters)
+        run_client "$work/client.out"
+        w1=$(link_counters)
+        judge realize
+    else
+        w0=$(link_counters) w1=$w0 note="first run: $note"
+    fi
+    stop_server
+    record realize "$status" "$secs" "$(data_bytes)" "$w0" "$w1" "$note"
+    restore "$status" realize
 }
 
 # R1: realize is killed (SIGKILL) once half of the file is at the
@@ -720,7 +752,8 @@ run_unit() {
         case $unit/$tool in
             R1/realize) run_resume ;;
             W7/realize) run_competing ;;
-            R1/* | W7/*) ;;
+            *-warm/realize) run_warm ;;
+            R1/* | W7/* | *-warm/*) ;;
             *) run_tool "$tool" ;;
         esac
     done

@@ -12,10 +12,12 @@
 mod bench;
 mod control;
 mod greeting;
+mod known_paths;
 mod listing;
 mod streams;
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
@@ -26,12 +28,14 @@ pub use self::bench::{DiscardStream, GeneratedStream};
 use self::control::ControlChannel;
 use self::greeting::Dialled;
 pub use self::greeting::Greeting;
+use self::known_paths::PathMemory;
 use crate::model::{
     Attributes, Delta, DirectoryId, FileStamp, FileState, Hash, RelPath, RootIdentity, WritePlan,
 };
 use crate::protocol::{code, write_frame, ControlReply, ControlRequest, Hello, PROTOCOL_VERSION};
 use crate::service::{FileReader, FileWriter, Listing, Service, ServiceError};
 use crate::throttle::Rate;
+use crate::transport::congestion;
 use crate::transport::endpoint::{bind, Tuning};
 use crate::transport::identity::Identity;
 use crate::transport::tls::{client_crypto, PinnedDaemon};
@@ -76,6 +80,9 @@ pub struct Client {
     identity: Identity,
     transport: Arc<quinn::TransportConfig>,
     connect_timeout: std::time::Duration,
+    /// Where what each connection measured of its path is kept for the
+    /// next command (see [`Client::remembering_paths_in`]).
+    known_paths: Option<PathBuf>,
 }
 
 impl Client {
@@ -96,7 +103,17 @@ impl Client {
             },
             transport: Arc::new(tuning.transport_config()),
             connect_timeout: tuning.connect_timeout,
+            known_paths: None,
         })
+    }
+
+    /// Keeps in `dir` what each connection measured of the path to its
+    /// daemon (a small file per daemon), and starts the next connection to
+    /// that daemon at the same address from it: a long path is full within
+    /// a few round trips instead of ten or more.
+    pub fn remembering_paths_in(mut self, dir: PathBuf) -> Self {
+        self.known_paths = Some(dir);
+        self
     }
 
     /// Connects to the daemon at `addr`, refusing any key but `daemon`'s,
@@ -152,6 +169,13 @@ impl Client {
             .connect_with(self.config_for(&dialled.daemon)?, addr, SERVER_NAME)
             .map_err(|e| TransportError::Connection(format!("cannot connect to {addr}: {e}")))?;
         let connection = connecting.await.map_err(|e| dialled.explain(e))?;
+        let memory = self
+            .known_paths
+            .as_deref()
+            .map(|dir| Arc::new(PathMemory::new(dir, dialled.daemon.key.fingerprint(), addr)));
+        if let Some(known) = memory.as_deref().and_then(PathMemory::recall) {
+            congestion::resume(&connection, known);
+        }
         let (mut send, recv) = connection.open_bi().await.map_err(|e| dialled.explain(e))?;
         send.set_priority(1).ok(); // Requests never wait behind file data.
         let hello = Hello {
@@ -165,6 +189,7 @@ impl Client {
         let remote = RemoteService {
             control: Arc::new(control),
             connection,
+            memory,
         };
         Ok((remote, greeting))
     }
@@ -214,13 +239,24 @@ impl Closing {
 pub struct RemoteService {
     connection: quinn::Connection,
     control: Arc<ControlChannel>,
+    /// Where what the connection measured of its path is kept at close.
+    memory: Option<Arc<PathMemory>>,
 }
 
 impl RemoteService {
     /// Closes the connection cleanly: [`code::DONE`] after a complete run,
     /// [`code::INTERRUPTED`] after one stopped early. Hand what it returns
-    /// to [`Client::shutdown`] before the process exits.
+    /// to [`Client::shutdown`] before the process exits. What the
+    /// connection measured of its path, if it filled it, is kept for the
+    /// next command (see [`Client::remembering_paths_in`]).
     pub fn close(&self, interrupted: bool) -> Closing {
+        let known = self
+            .memory
+            .as_deref()
+            .zip(congestion::known_path(&self.connection));
+        if let Some((memory, known)) = known {
+            memory.remember(known);
+        }
         match interrupted {
             false => self.connection.close(VarInt::from_u32(code::DONE), b"done"),
             true => self

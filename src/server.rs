@@ -11,12 +11,14 @@ mod admission;
 mod collector;
 pub mod config;
 mod connection;
+mod known_paths;
 mod limits;
 mod listing_gate;
 mod places;
 mod refusals;
 
 use admission::{Admission, Entry};
+use known_paths::KnownPaths;
 pub use limits::Limits;
 use listing_gate::ListingGate;
 use refusals::Refusals;
@@ -73,6 +75,7 @@ pub struct Daemon {
     admission: Arc<Admission>,
     refusals: Arc<Refusals>,
     listings: Arc<ListingGate>,
+    known_paths: Arc<KnownPaths>,
 }
 
 /// What a configuration sets that the daemon can change while it runs.
@@ -178,6 +181,7 @@ impl Daemon {
             admission: Admission::new(config.limits),
             refusals: Arc::default(),
             listings: ListingGate::new(config.limits.listings, config.limits.listings_per_peer),
+            known_paths: Arc::default(),
         })
     }
 
@@ -350,6 +354,7 @@ impl Daemon {
             admission: self.admission.clone(),
             refusals: self.refusals.clone(),
             listings: self.listings.clone(),
+            known_paths: self.known_paths.clone(),
             limits: served.limits,
             stream_credit: self.stream_credit.subscribe(),
         };

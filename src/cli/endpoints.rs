@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use super::args::{MoveArgs, TrustArgs};
 use super::location::{Location, RemoteLocation};
 use super::peers::{self, RemoteSide, SharedPeers};
-use super::settings::ClientSettings;
+use super::settings::{self, ClientSettings};
 use super::CliError;
 use crate::client::{Client, ExpectedDaemon, Greeting, RemoteService};
 use crate::model::{DirectoryId, RelPath, RootIdentity};
@@ -638,10 +638,16 @@ impl Trust {
         Ok(Self { identity, shared })
     }
 
-    /// A QUIC client with this identity, tuned as `tuning` says.
+    /// A QUIC client with this identity, tuned as `tuning` says, that
+    /// starts each connection from what the last one to the same daemon
+    /// measured of the path.
     pub(super) fn client(&self, tuning: &Tuning) -> Result<Client, CliError> {
-        Client::new(&self.identity, tuning)
-            .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))
+        let client = Client::new(&self.identity, tuning)
+            .map_err(|e| CliError::Failed(format!("cannot start the QUIC client: {e}")))?;
+        Ok(match settings::known_paths_dir() {
+            Some(dir) => client.remembering_paths_in(dir),
+            None => client,
+        })
     }
 }
 

@@ -68,6 +68,16 @@ impl ClientSettings {
     }
 }
 
+/// Where the command keeps what its connections measured of the path to
+/// each daemon: `$XDG_STATE_HOME/realize/paths`
+/// (`~/.local/state/realize/paths`).
+pub(super) fn known_paths_dir() -> Option<PathBuf> {
+    let state_home = std::env::var_os("XDG_STATE_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/state")))?;
+    Some(state_home.join("realize").join("paths"))
+}
+
 fn default_path() -> Option<PathBuf> {
     let config_home = std::env::var_os("XDG_CONFIG_HOME")
         .map(PathBuf::from)

@@ -13,6 +13,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{oneshot, watch};
 
 use super::admission::{Admission, ConnectionPlace};
+use super::known_paths::KnownPaths;
 use super::limits::Limits;
 use super::listing_gate::ListingGate;
 use super::places::Places;
@@ -58,6 +59,8 @@ pub(super) struct Context {
     pub refusals: Arc<Refusals>,
     /// Turns for listings, per peer.
     pub listings: Arc<ListingGate>,
+    /// What the last connection to each peer measured of the path.
+    pub known_paths: Arc<KnownPaths>,
     /// The `[limits]` in force when the connection arrived; those that
     /// size what the connection holds follow a reload through
     /// `admission`, `listings` and `stream_credit`.
@@ -78,6 +81,7 @@ pub(super) async fn handle(incoming: Incoming, mut place: ConnectionPlace, conte
         admission,
         refusals,
         listings,
+        known_paths,
         limits,
         stream_credit,
     } = context;
@@ -137,6 +141,7 @@ pub(super) async fn handle(incoming: Incoming, mut place: ConnectionPlace, conte
     metrics::gauge!(telemetry::SEND_LIMIT, "peer" => peer.id.clone())
         .set(telemetry::send_limit_value(cap));
     tracing::info!(peer = %peer.id, remote = %address, "connection accepted");
+    known_paths.resume(&connection, &peer.id, address);
     let (stop_sampling, stopped) = oneshot::channel();
     let sampler = tokio::spawn(path::sample(connection.clone(), peer.id.clone(), stopped));
     let requests = place.shared.requests.clone();
@@ -153,6 +158,7 @@ pub(super) async fn handle(incoming: Incoming, mut place: ConnectionPlace, conte
     .await;
     let _ = stop_sampling.send(());
     let _ = sampler.await;
+    known_paths.keep(&connection, &peer.id, address);
     open.decrement(1.0);
     tracing::info!(peer = %peer.id, remote = %address, "connection closed: {reason}");
 }

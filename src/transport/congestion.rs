@@ -9,21 +9,29 @@
 //! [`Congestion::Rate`], the default, sizes the window from the measured
 //! delivery rate and minimum RTT instead (see [`model`]); the others remain
 //! available for comparison on real links.
+//!
+//! A connection that knows its peer can start from what an earlier
+//! connection over the same path measured ([`known_path`], [`resume`]).
 
 pub mod model;
 #[cfg(test)]
 mod simulation;
 
 use std::any::Any;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
 
 use quinn::congestion::{
     BbrConfig, Controller, ControllerFactory, ControllerMetrics, CubicConfig, NewRenoConfig,
 };
 use quinn_proto::RttEstimator;
 
+pub use self::model::KnownPath;
 use self::model::Model;
+
+/// How long what a connection measured of its path is trusted to start
+/// the next one: paths change, and an old figure is a guess.
+pub const KNOWN_PATH_LIFETIME: Duration = Duration::from_secs(3600);
 
 /// The congestion controllers a connection can use.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -72,6 +80,8 @@ impl ControllerFactory for DeliveryRateConfig {
     fn build(self: Arc<Self>, now: Instant, current_mtu: u16) -> Box<dyn Controller> {
         Box::new(DeliveryRate {
             model: Model::new(now, current_mtu),
+            known: Arc::default(),
+            resumed: false,
         })
     }
 }
@@ -80,6 +90,57 @@ impl ControllerFactory for DeliveryRateConfig {
 #[derive(Debug, Clone)]
 pub struct DeliveryRate {
     model: Model,
+    /// A path an earlier connection measured, set by [`resume`]: quinn
+    /// gives out only copies of a connection's controller, which share this.
+    known: Arc<OnceLock<KnownPath>>,
+    /// Whether `known` has been handed to the model.
+    resumed: bool,
+}
+
+impl DeliveryRate {
+    /// Hands the model the known path once [`resume`] has set it; the next
+    /// acknowledgement after the handshake does it.
+    fn take_known_path(&mut self) {
+        let Some(&known) = self.known.get().filter(|_| !self.resumed) else {
+            return;
+        };
+        self.resumed = true;
+        match self.model.resume(known) {
+            Some(window) => tracing::debug!(
+                rate_mbit = known.rate * 8e-6,
+                min_rtt_ms = known.min_rtt.as_secs_f64() * 1e3,
+                window,
+                "starting from the rate a previous connection measured"
+            ),
+            None => tracing::debug!(
+                rate_mbit = known.rate * 8e-6,
+                min_rtt_ms = known.min_rtt.as_secs_f64() * 1e3,
+                "not starting from the rate a previous connection measured: \
+                 the round trip differs, or the path is already full"
+            ),
+        }
+    }
+}
+
+/// What `connection` has measured of its path, if its controller is
+/// [`Congestion::Rate`] and has filled the path.
+pub fn known_path(connection: &quinn::Connection) -> Option<KnownPath> {
+    let controller = connection.congestion_state().into_any();
+    controller
+        .downcast::<DeliveryRate>()
+        .ok()?
+        .model
+        .known_path()
+}
+
+/// Starts `connection`, just established, from what an earlier connection
+/// over the same path measured (see [`model::Model::resume`]). Does
+/// nothing unless its controller is [`Congestion::Rate`].
+pub fn resume(connection: &quinn::Connection, known: KnownPath) {
+    let controller = connection.congestion_state().into_any();
+    if let Ok(rate) = controller.downcast::<DeliveryRate>() {
+        let _ = rate.known.set(known);
+    }
 }
 
 impl Controller for DeliveryRate {
@@ -96,6 +157,7 @@ impl Controller for DeliveryRate {
         _rtt: &RttEstimator,
     ) {
         self.model.on_ack(now, sent, bytes, app_limited);
+        self.take_known_path();
     }
 
     fn on_end_acks(

@@ -11,9 +11,20 @@ use std::time::{Duration, Instant};
 
 use tempfile::TempDir;
 
-/// The `realize` binary.
+/// The `realize` binary, keeping what it learns of paths in this test
+/// run's own state folder, not the user's.
 pub fn realize() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_realize"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_realize"));
+    command.env("XDG_STATE_HOME", state_home());
+    command
+}
+
+/// The `XDG_STATE_HOME` of the commands this test run starts.
+fn state_home() -> &'static Path {
+    static STATE_HOME: std::sync::OnceLock<TempDir> = std::sync::OnceLock::new();
+    STATE_HOME
+        .get_or_init(|| TempDir::new().expect("a state folder"))
+        .path()
 }
 
 /// Runs `realize` with `args` and returns its output.
@@ -142,6 +153,16 @@ impl Daemon {
         Self::start_with_config(&config)
     }
 
+    /// [`Daemon::start`] with the log filter `filter` (`RUST_LOG`) instead
+    /// of `info`.
+    pub fn start_logging(keys: &Keys, name: &str, dirs: &[(&str, &Path)], filter: &str) -> Self {
+        let config = keys.dir.path().join(format!("{name}.toml"));
+        std::fs::write(&config, daemon_toml(name, dirs, &["client"])).unwrap();
+        let mut command = Command::new(env!("CARGO_BIN_EXE_realized"));
+        command.env("RUST_LOG", filter);
+        Self::spawn(command, &config)
+    }
+
     /// Starts `realized --config config` and waits until it listens.
     pub fn start_with_config(config: &Path) -> Self {
         Self::spawn(Command::new(env!("CARGO_BIN_EXE_realized")), config)
@@ -164,10 +185,12 @@ impl Daemon {
     }
 
     fn spawn(mut command: Command, config: &Path) -> Self {
+        if !command.get_envs().any(|(name, _)| name == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
         let mut child = command
             .arg("--config")
             .arg(config)
-            .env("RUST_LOG", "info")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -12,6 +12,7 @@ mod install;
 mod interrupt;
 mod isolation;
 mod keys;
+mod known_paths;
 mod listings;
 mod lossy;
 mod memory;

@@ -54,6 +54,19 @@
 //!
 //! Two realize flows keep their quarters and stay in Cruise: the standing
 //! queue must outlast the one a flow builds in its Startup.
+//!
+//! Starting from a known path. Doubling from [`INITIAL_WINDOW_PACKETS`]
+//! takes about ten round trips to fill a 100 Mbit/s path, two seconds at a
+//! 200 ms round trip. When a previous connection over the same path
+//! measured it ([`KnownPath`]), [`Model::resume`] jumps the window to
+//! [`RESUME_FRACTION`] of that bandwidth-delay product at once, as careful
+//! resume proposes for QUIC: only if the idle round trip measured now is
+//! within a factor of [`RESUME_RTT_FACTOR`] of the known one, only in
+//! Startup, and for one round only. From then on the window follows what
+//! the path delivers, as in any Startup, but never above Cruise's window on
+//! the known path: a path that got slower shows it in the first round, a
+//! queue that overflows ends Startup with the rate reset to what the round
+//! delivered, and a path that got faster is found by Cruise's probing.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
@@ -138,6 +151,26 @@ const SHARING_PROBE_GAIN: f64 = 1.25;
 
 /// Rounds of the sharing cycle.
 pub const SHARING_CYCLE: u64 = 8;
+
+/// A known path's window is resumed at this fraction of its
+/// bandwidth-delay product: a path that now carries half of what it did
+/// still takes the first round without a loss.
+pub const RESUME_FRACTION: f64 = 0.5;
+
+/// A known path is resumed only if the idle round trip measured now is
+/// within this factor of the known one, either way; otherwise the path is
+/// taken for another.
+pub const RESUME_RTT_FACTOR: f64 = 2.0;
+
+/// What a connection measured of its path: enough to start the next
+/// connection over the same path at its rate (see [`Model::resume`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct KnownPath {
+    /// The highest delivery rate measured, bytes per second.
+    pub rate: f64,
+    /// The idle round trip.
+    pub min_rtt: Duration,
+}
 
 /// Where the model is in its cycle.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -287,6 +320,22 @@ pub struct Model {
     standing_rounds: u32,
     /// Whether the last probe found another flow's standing queue.
     sharing: bool,
+    /// Set after [`Model::resume`]: the window Startup keeps until the
+    /// round that ends then, whatever the rate measured before the jump.
+    resumed: Option<Resumed>,
+}
+
+/// A window resumed from a [`KnownPath`], held for a round.
+#[derive(Debug, Clone, Copy)]
+struct Resumed {
+    /// The window resumed.
+    window: u64,
+    /// The round whose end hands the window back to the measured rate.
+    until: u64,
+    /// The most Startup allows from then on: Cruise's window on the known
+    /// path. Startup need not search for a rate it was told, and doubling
+    /// past it overflows a queue shorter than the path's round trip.
+    ceiling: u64,
 }
 
 impl Model {
@@ -312,7 +361,47 @@ impl Model {
             last_probe: now,
             standing_rounds: 0,
             sharing: false,
+            resumed: None,
         }
+    }
+
+    /// Starts from what a previous connection measured of this path, if
+    /// the model is still in Startup below that rate and the idle round
+    /// trip measured so far matches `known`'s (see [`RESUME_RTT_FACTOR`]).
+    /// Returns the window resumed, or `None` when `known` does not apply.
+    pub fn resume(&mut self, known: KnownPath) -> Option<u64> {
+        if self.phase != Phase::Startup || self.min_rtt == Duration::MAX {
+            return None;
+        }
+        let (now_rtt, then_rtt) = (
+            self.min_rtt.max(RTT_FLOOR).as_secs_f64(),
+            known.min_rtt.max(RTT_FLOOR).as_secs_f64(),
+        );
+        if now_rtt > then_rtt * RESUME_RTT_FACTOR || then_rtt > now_rtt * RESUME_RTT_FACTOR {
+            return None;
+        }
+        let bdp = known.rate * now_rtt;
+        let window = (RESUME_FRACTION * bdp) as u64;
+        if window <= self.window {
+            return None;
+        }
+        self.window = window;
+        self.resumed = Some(Resumed {
+            window,
+            until: self.rounds + 2,
+            ceiling: (CRUISE_GAIN * bdp) as u64 + HEADROOM_PACKETS * self.mtu,
+        });
+        Some(window)
+    }
+
+    /// What this connection measured of its path, once it has filled it
+    /// (left Startup): the start of the next connection over the same path
+    /// (see [`Model::resume`]).
+    pub fn known_path(&self) -> Option<KnownPath> {
+        (self.phase != Phase::Startup && self.min_rtt != Duration::MAX).then(|| KnownPath {
+            rate: self.max_rate.get(),
+            min_rtt: self.min_rtt,
+        })
     }
 
     /// Bytes that may be in flight now.
@@ -612,7 +701,12 @@ impl Model {
             return u64::MAX;
         }
         let cap = (STARTUP_GAIN * self.bdp() as f64) as u64 + HEADROOM_PACKETS * self.mtu;
-        cap.max(self.initial_window())
+        let cap = cap.max(self.initial_window());
+        match self.resumed {
+            Some(resumed) if self.rounds < resumed.until => cap.max(resumed.window),
+            Some(resumed) => cap.min(resumed.ceiling),
+            None => cap,
+        }
     }
 
     /// The bandwidth-delay product: bytes the path holds in one minimum RTT
@@ -656,6 +750,34 @@ mod tests {
         model.on_ack(start + rtt, start, 1200, false);
         assert_eq!(model.window(), initial + 1200);
         assert_eq!(model.phase(), Phase::Startup);
+    }
+
+    #[test]
+    fn a_known_path_is_resumed_only_over_a_like_round_trip() {
+        let start = Instant::now();
+        let rtt = Duration::from_millis(100);
+        let known = |ms| KnownPath {
+            rate: 12.5e6,
+            min_rtt: Duration::from_millis(ms),
+        };
+        let fresh = || {
+            let mut model = Model::new(start, 1200);
+            model.on_ack(start + rtt, start, 1200, false);
+            model
+        };
+        assert_eq!(fresh().resume(known(250)), None, "another path");
+        assert_eq!(fresh().resume(known(40)), None, "another path");
+        let mut model = fresh();
+        assert_eq!(
+            model.resume(known(120)),
+            Some(625_000),
+            "half of 12.5 MB/s × 100 ms"
+        );
+        assert_eq!(model.window(), 625_000);
+        assert_eq!(model.known_path(), None, "nothing measured yet");
+
+        let mut unmeasured = Model::new(start, 1200);
+        assert_eq!(unmeasured.resume(known(100)), None, "no round trip yet");
     }
 
     #[test]

@@ -12,7 +12,7 @@
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
-use super::model::Model;
+use super::model::{KnownPath, Model};
 use bbr::Bbr;
 use cubic::CubicWindow;
 
@@ -128,6 +128,10 @@ struct Flow {
     srtt: Duration,
     min_rtt: Duration,
     tally: Tally,
+    /// A path a previous connection measured, taken at the first
+    /// acknowledgement (as the command and the daemon give it once the
+    /// handshake is done).
+    known: Option<KnownPath>,
 }
 
 impl Flow {
@@ -142,6 +146,7 @@ impl Flow {
             srtt: Duration::from_millis(333),
             min_rtt: Duration::MAX,
             tally: Tally::default(),
+            known: None,
         }
     }
 
@@ -228,7 +233,12 @@ impl Flow {
             self.min_rtt = self.min_rtt.min(rtt);
             self.tally.delivered += PACKET;
             match &mut self.sender {
-                Sender::Realize(model) => model.on_ack(now, packet.sent, PACKET, false),
+                Sender::Realize(model) => {
+                    model.on_ack(now, packet.sent, PACKET, false);
+                    if let Some(known) = self.known.take() {
+                        model.resume(known);
+                    }
+                }
                 Sender::Tcp(cubic) => cubic.on_ack(now, PACKET, self.srtt),
                 Sender::TcpBbr(bbr) => bbr.on_ack(now, rtt),
             }
@@ -314,6 +324,13 @@ impl Simulation {
         let starts = self.now + after;
         let model = Model::new(starts, PACKET as u16);
         self.flows.push(Flow::new(Sender::Realize(model), starts));
+    }
+
+    /// A simulation of one realize flow on `link` that starts from `known`.
+    fn resumed(link: Link, known: KnownPath) -> Self {
+        let mut sim = Self::new(link);
+        sim.flows[0].known = Some(known);
+        sim
     }
 
     /// Adds a Cubic TCP flow that starts `after` from now.
@@ -466,6 +483,46 @@ fn after_an_outage_the_link_is_full_again_within_seconds() {
     let goodput = tally.goodput_mbit(MEASURED);
     assert!(goodput > 90.0, "goodput {goodput:.1} Mbit/s");
     assert!(tally.wire_ratio() < 1.02, "{tally:?}");
+}
+
+/// What a realize flow measured of `link` after ten seconds on it.
+fn known_path(link: Link) -> KnownPath {
+    let mut sim = Simulation::new(link);
+    sim.run(Duration::from_secs(10));
+    let Sender::Realize(model) = &sim.flows[0].sender else {
+        unreachable!("the flow is realize's");
+    };
+    model.known_path().expect("ten seconds fill the link")
+}
+
+#[test]
+fn a_known_path_is_full_within_a_few_round_trips() {
+    let w5 = Link::new(100.0, 200, 100, 0.01);
+    let first = Duration::from_secs(2);
+    let cold = Simulation::new(w5).run_one(first);
+    let warm = Simulation::resumed(w5, known_path(w5)).run_one(first);
+    let (cold_mbit, warm_mbit) = (cold.goodput_mbit(first), warm.goodput_mbit(first));
+    eprintln!("cold {cold_mbit:.1} {cold:?}\nwarm {warm_mbit:.1} {warm:?}");
+    assert!(
+        warm_mbit > 60.0 && warm_mbit > 2.0 * cold_mbit,
+        "first 2 s: {warm_mbit:.1} Mbit/s resumed, {cold_mbit:.1} not"
+    );
+    assert!(warm.queue_drops * 200 <= warm.sent, "{warm:?}");
+}
+
+#[test]
+fn a_known_path_that_got_slower_costs_a_round_then_nothing() {
+    let known = known_path(Link::new(300.0, 100, 100, 0.0));
+    let mut sim = Simulation::resumed(Link::new(100.0, 100, 100, 0.0), known);
+    let start = sim.run_one(WARM_UP);
+    sim.run(WARM_UP);
+    let tally = sim.run_one(MEASURED);
+    let goodput = tally.goodput_mbit(MEASURED);
+    eprintln!("start {start:?}\nafter {goodput:.1} {tally:?}");
+    assert!(start.queue_drops * 50 <= start.sent, "{start:?}");
+    assert!(goodput > 93.0, "goodput {goodput:.1} Mbit/s");
+    assert_eq!(tally.queue_drops, 0, "{tally:?}");
+    assert!(tally.max_queue <= Duration::from_millis(30), "{tally:?}");
 }
 
 /// The goodput of each flow over `span`, in Mbit/s.
