@@ -5,8 +5,8 @@
 #   benches/scenarios.sh [SCENARIO...]    W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 WARM (default: all)
 #
 # Every realize run starts cold: its state folder (what it learned of the
-# path to the daemon) is emptied first. WARM runs W1-warm, W4-warm and
-# W5-warm: realize alone, twice against one daemon, the second run timed.
+# path to the daemon) is emptied first. WARM runs W1-warm, W3-warm, W4-warm
+# and W5-warm: realize alone, twice against one daemon, the second run timed.
 #
 # Run as root. The W scenarios, R1 and T1 run between two network namespaces
 # joined by an emulated link: tc netem when the kernel has it, else the
@@ -63,9 +63,9 @@ units=()
 (($#)) || set -- W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 WARM
 for u in "$@"; do
     case $u in
-        W[1-7] | L[12] | R1 | T1-lo | T1-W1 | W[145]-warm) units+=("$u") ;;
+        W[1-7] | L[12] | R1 | T1-lo | T1-W1 | W[1345]-warm) units+=("$u") ;;
         T1) units+=(T1-lo T1-W1) ;;
-        WARM) units+=(W1-warm W4-warm W5-warm) ;;
+        WARM) units+=(W1-warm W3-warm W4-warm W5-warm) ;;
         *) die "unknown scenario '$u' (W1 W2 W3 W4 W5 W6 W7 L1 L2 R1 T1 WARM)" ;;
     esac
 done
@@ -468,7 +468,7 @@ run_tool() {
     restore "$status" "$tool"
 }
 
-# W1-warm, W4-warm, W5-warm: realize twice against one daemon, the first
+# W1-warm, W3-warm, W4-warm, W5-warm: realize twice against one daemon, the first
 # run untimed, the second timed and recorded: each side starts from the
 # rate its last connection measured (docs/benchmarks.md). The data goes
 # back by its files, not its folder: the daemon serves the folder itself.
