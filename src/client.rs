@@ -247,8 +247,8 @@ impl RemoteService {
     /// Closes the connection cleanly: [`code::DONE`] after a complete run,
     /// [`code::INTERRUPTED`] after one stopped early. Hand what it returns
     /// to [`Client::shutdown`] before the process exits. What the
-    /// connection measured of its path, if it filled it, is kept for the
-    /// next command (see [`Client::remembering_paths_in`]).
+    /// connection measured of its path is kept for the next command (see
+    /// [`Client::remembering_paths_in`]).
     pub fn close(&self, interrupted: bool) -> Closing {
         let known = self
             .memory

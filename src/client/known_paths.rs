@@ -28,6 +28,8 @@ struct Record {
     min_rtt_micros: u64,
     /// When it was measured, in seconds since the Unix epoch.
     measured_at: u64,
+    /// Whether the connection filled the path (see [`KnownPath::filled`]).
+    filled: bool,
 }
 
 /// The file that keeps the path to one daemon at one address.
@@ -59,17 +61,23 @@ impl PathMemory {
         (record.address == self.address && fresh && usable).then(|| KnownPath {
             rate: record.rate_bytes_per_second,
             min_rtt: Duration::from_micros(record.min_rtt_micros),
+            filled: record.filled,
         })
     }
 
-    /// Keeps `known` for the next connection, replacing the record; a file
-    /// that cannot be written is logged and forgotten.
+    /// Keeps `known` for the next connection if it replaces the record (see
+    /// [`KnownPath::replaces`]); a file that cannot be written is logged and
+    /// forgotten.
     pub(super) fn remember(&self, known: KnownPath) {
+        if !known.replaces(self.recall().as_ref()) {
+            return;
+        }
         let record = Record {
             address: self.address,
             rate_bytes_per_second: known.rate,
             min_rtt_micros: u64::try_from(known.min_rtt.as_micros()).unwrap_or(u64::MAX),
             measured_at: unix_now(),
+            filled: known.filled,
         };
         if let Err(e) = self.write(&record) {
             tracing::debug!(file = %self.file.display(), "cannot keep the path's rate: {e}");
@@ -113,6 +121,7 @@ mod tests {
         KnownPath {
             rate: 12.5e6,
             min_rtt: Duration::from_micros(100_250),
+            filled: true,
         }
     }
 
@@ -125,6 +134,13 @@ mod tests {
         assert_eq!(memory.recall(), None, "nothing kept yet");
         memory.remember(known());
         assert_eq!(memory.recall(), Some(known()));
+        let small_move = KnownPath {
+            rate: 1e5,
+            filled: false,
+            ..known()
+        };
+        memory.remember(small_move);
+        assert_eq!(memory.recall(), Some(known()), "kept over a lower bound");
         let moved = PathMemory::new(
             &dir.path().join("paths"),
             &daemon,
@@ -145,6 +161,7 @@ mod tests {
             rate_bytes_per_second: 12.5e6,
             min_rtt_micros: 100_000,
             measured_at: unix_now() - KNOWN_PATH_LIFETIME.as_secs() - 60,
+            filled: true,
         };
         memory.write(&old).unwrap();
         assert_eq!(memory.recall(), None, "older than the lifetime");

@@ -50,7 +50,7 @@ impl KnownPaths {
     }
 
     /// Keeps what `connection`, ending, measured of the path to `peer` at
-    /// `address`, if it filled the path (it sent enough).
+    /// `address`, if it measured a rate.
     pub(super) fn keep(&self, connection: &Connection, peer: &str, address: SocketAddr) {
         if let Some(known) = congestion::known_path(connection) {
             self.remember(peer, address, known);
@@ -67,10 +67,18 @@ impl KnownPaths {
     }
 
     /// Keeps `path`, measured to `peer` at `address`, for its next
-    /// connection, and forgets what has expired.
+    /// connection if it replaces what is known (see
+    /// [`KnownPath::replaces`]), and forgets what has expired.
     fn remember(&self, peer: &str, address: SocketAddr, path: KnownPath) {
         let mut paths = self.paths.lock().unwrap_or_else(|p| p.into_inner());
         paths.retain(|_, measured| measured.at.elapsed() <= KNOWN_PATH_LIFETIME);
+        let known = paths
+            .get(peer)
+            .filter(|measured| measured.host == address.ip())
+            .map(|measured| measured.path);
+        if !path.replaces(known.as_ref()) {
+            return;
+        }
         let measured = Measured {
             host: address.ip(),
             path,
@@ -91,6 +99,7 @@ mod tests {
         let path = KnownPath {
             rate: 12.5e6,
             min_rtt: Duration::from_millis(100),
+            filled: true,
         };
         let laptop: SocketAddr = "198.18.0.1:50000".parse().unwrap();
         assert_eq!(paths.recall("alice", laptop), None);

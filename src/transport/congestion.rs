@@ -123,7 +123,7 @@ impl DeliveryRate {
 }
 
 /// What `connection` has measured of its path, if its controller is
-/// [`Congestion::Rate`] and has filled the path.
+/// [`Congestion::Rate`] and has measured a rate.
 pub fn known_path(connection: &quinn::Connection) -> Option<KnownPath> {
     let controller = connection.congestion_state().into_any();
     controller

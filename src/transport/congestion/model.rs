@@ -170,6 +170,21 @@ pub struct KnownPath {
     pub rate: f64,
     /// The idle round trip.
     pub min_rtt: Duration,
+    /// Whether `rate` is the path's: the connection left Startup, having
+    /// filled the path. Otherwise it is the most the connection delivered,
+    /// which the path carries at least (a sender of many small files runs
+    /// out of data every round, and stays in Startup).
+    pub filled: bool,
+}
+
+impl KnownPath {
+    /// Whether this measurement should replace `older`: one of a filled
+    /// path always does, one that only bounds the rate from below does
+    /// when it is higher (a move of one small file says little of a path a
+    /// large one filled).
+    pub fn replaces(&self, older: Option<&KnownPath>) -> bool {
+        self.filled || older.is_none_or(|older| self.rate > older.rate)
+    }
 }
 
 /// Where the model is in its cycle.
@@ -394,13 +409,15 @@ impl Model {
         Some(window)
     }
 
-    /// What this connection measured of its path, once it has filled it
-    /// (left Startup): the start of the next connection over the same path
-    /// (see [`Model::resume`]).
+    /// What this connection has measured of its path, once it has
+    /// measured a rate: the start of the next connection over the same
+    /// path (see [`Model::resume`]).
     pub fn known_path(&self) -> Option<KnownPath> {
-        (self.phase != Phase::Startup && self.min_rtt != Duration::MAX).then(|| KnownPath {
+        let measured = self.max_rate.get() > 0.0 && self.min_rtt != Duration::MAX;
+        measured.then(|| KnownPath {
             rate: self.max_rate.get(),
             min_rtt: self.min_rtt,
+            filled: self.phase != Phase::Startup,
         })
     }
 
@@ -759,6 +776,7 @@ mod tests {
         let known = |ms| KnownPath {
             rate: 12.5e6,
             min_rtt: Duration::from_millis(ms),
+            filled: true,
         };
         let fresh = || {
             let mut model = Model::new(start, 1200);
@@ -774,10 +792,27 @@ mod tests {
             "half of 12.5 MB/s × 100 ms"
         );
         assert_eq!(model.window(), 625_000);
-        assert_eq!(model.known_path(), None, "nothing measured yet");
+        assert_eq!(model.known_path(), None, "no rate measured yet");
 
         let mut unmeasured = Model::new(start, 1200);
         assert_eq!(unmeasured.resume(known(100)), None, "no round trip yet");
+    }
+
+    #[test]
+    fn a_filled_path_replaces_what_was_known_and_a_lower_bound_only_a_lower_rate() {
+        let path = |rate, filled| KnownPath {
+            rate,
+            min_rtt: Duration::from_millis(100),
+            filled,
+        };
+        let known = path(12.5e6, true);
+        assert!(
+            path(1e6, true).replaces(Some(&known)),
+            "the path got slower"
+        );
+        assert!(!path(1e6, false).replaces(Some(&known)), "a small move");
+        assert!(path(13e6, false).replaces(Some(&known)));
+        assert!(path(1e6, false).replaces(None));
     }
 
     #[test]

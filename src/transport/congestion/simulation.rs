@@ -492,7 +492,9 @@ fn known_path(link: Link) -> KnownPath {
     let Sender::Realize(model) = &sim.flows[0].sender else {
         unreachable!("the flow is realize's");
     };
-    model.known_path().expect("ten seconds fill the link")
+    let known = model.known_path().expect("ten seconds measure the link");
+    assert!(known.filled, "ten seconds fill the link");
+    known
 }
 
 #[test]
