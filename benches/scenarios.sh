@@ -468,10 +468,10 @@ run_tool() {
     restore "$status" "$tool"
 }
 
-# W1-warm, W3-warm, W4-warm, W5-warm: realize twice against one daemon, the first
-# run untimed, the second timed and recorded: each side starts from the
-# rate its last connection measured (docs/benchmarks.md). The data goes
-# back by its files, not its folder: the daemon serves the folder itself.
+# W1-warm, W3-warm, W4-warm, W5-warm: realize twice against one daemon,
+# the first run untimed, the second timed and recorded: each side starts
+# from the rate its last connection measured (docs/benchmarks.md). The data
+# goes back by its files, not its folder: the daemon serves the folder.
 run_warm() {
     local w0 w1
     settle
