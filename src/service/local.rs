@@ -620,6 +620,35 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_transfer_that_outlived_the_run_that_moved_its_file_leaves_no_partial_file() {
+        // A small file (gathered in memory) and a large one (its own thread).
+        for size in [10, 1 << 20] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = DirectoryId::new("d").unwrap();
+            let service = LocalService::single(dir.clone(), root.path()).unwrap();
+            let path = RelPath::new("f").unwrap();
+            // A later run moved the file; the stream of a killed run, which
+            // listed nothing there, only now gets its turn.
+            fs::write(root.path().join("f"), b"moved").unwrap();
+            let stale = service
+                .write(&dir, &path, &new_file(size, Delta::full()))
+                .await;
+            if let Ok(mut writer) = stale {
+                let _ = writer.write(Bytes::from_static(b"arrived")).await;
+                drop(writer);
+                // A blocking thread would write the bytes out after the drop.
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            let names: Vec<_> = fs::read_dir(root.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["f"], "size {size}: only the moved file");
+            assert_eq!(fs::read(root.path().join("f")).unwrap(), b"moved");
+        }
+    }
+
+    #[tokio::test]
     async fn two_services_never_write_one_partial_file_at_once() {
         let root = tempfile::tempdir().unwrap();
         let dir = DirectoryId::new("d").unwrap();

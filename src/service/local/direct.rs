@@ -81,6 +81,13 @@ impl PartialFile {
         self.file
     }
 
+    /// The open file, its staged bytes dropped unwritten: for a partial
+    /// file about to be removed.
+    pub(super) fn discard_staged(mut self) -> Partial {
+        self.direct = None;
+        self.file
+    }
+
     /// Writes all of `data` at `offset`: staged for a direct write when it
     /// follows the staged bytes, else (and from then on) through the page
     /// cache.

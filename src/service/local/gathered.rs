@@ -94,11 +94,11 @@ impl Drop for Gathered {
             self.token.take(),
         );
         runtime.spawn_blocking(move || {
-            if !resumable(&target) {
+            if !target.resumable() {
                 return;
             }
             match PartialWrite::of_pieces(&target, pieces) {
-                Ok(progress) => progress.abandon(target.display()),
+                Ok(progress) => progress.abandon(&target),
                 Err(e) => {
                     tracing::warn!(path = %target.display(), "the bytes that arrived are lost: {e}")
                 }
@@ -106,16 +106,5 @@ impl Drop for Gathered {
             drop(claim);
             drop(token);
         });
-    }
-}
-
-/// Whether a partial file of `target` could still become final: not once
-/// another transfer has put a file there other than the one the plan may
-/// replace (which happens when a stopped transfer's stream outlives the
-/// run that moved the file), since committing it would then fail.
-fn resumable(target: &WriteTarget) -> bool {
-    match target.place.final_stamp() {
-        Ok(current) => current.as_ref() == target.plan.replaces.as_ref(),
-        Err(_) => false,
     }
 }

@@ -41,6 +41,14 @@ impl WriteTarget {
     pub(super) fn size(&self) -> u64 {
         self.plan.size
     }
+
+    /// Whether a partial file of this transfer could still become final:
+    /// not once another transfer has put a file there that the plan does
+    /// not replace (which happens when the stream of a killed run outlives
+    /// the run that moved the file), since committing it would then fail.
+    pub(super) fn resumable(&self) -> bool {
+        self.place.still_as_listed(self.plan.replaces.as_ref())
+    }
 }
 
 /// Opens the partial file; returns it with the running hash of its kept
@@ -214,8 +222,17 @@ impl PartialWrite {
         })
     }
 
-    /// Leaves the partial file with what arrived, for a later resume.
-    pub(super) fn abandon(mut self, path: &RelPath) {
+    /// Leaves the partial file with what arrived, for a later resume; or
+    /// removes it if no run can resume it (see [`WriteTarget::resumable`]).
+    pub(super) fn abandon(mut self, target: &WriteTarget) {
+        let path = target.display();
+        if !target.resumable() {
+            // No run can resume it: the name holds another file now.
+            if let Err(e) = target.place.remove_partial(&self.file.discard_staged()) {
+                tracing::warn!(%path, "cannot remove a partial file no run can resume: {e}");
+            }
+            return;
+        }
         if let Err(e) = self.file.finish_writes() {
             tracing::warn!(%path, "partial file may be missing its last bytes: {e}");
         }

@@ -127,7 +127,7 @@ fn write_loop(
         }
     }
     // The sender went away without finishing.
-    progress.abandon(target.display());
+    progress.abandon(target);
 }
 
 #[async_trait]
