@@ -116,7 +116,7 @@ impl DeliveryRate {
                 rate_mbit = known.rate * 8e-6,
                 min_rtt_ms = known.min_rtt.as_secs_f64() * 1e3,
                 "not starting from the rate a previous connection measured: \
-                 the round trip differs, or the path is already full"
+                 the round trip differs, or the window is already larger"
             ),
         }
     }

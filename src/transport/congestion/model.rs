@@ -340,13 +340,18 @@ pub struct Model {
     resumed: Option<Resumed>,
 }
 
-/// A window resumed from a [`KnownPath`], held for a round.
+/// A window resumed from a [`KnownPath`], held until the rounds that
+/// carry its data have measured the path.
 #[derive(Debug, Clone, Copy)]
 struct Resumed {
     /// The window resumed.
     window: u64,
-    /// The round whose end hands the window back to the measured rate.
-    until: u64,
+    /// The round whose end hands the window back to the measured rate:
+    /// the one after the first round with data to send. Until the sender
+    /// has data (the daemon resumes before the command has asked for a
+    /// file), it is not set, and the window holds: a sender without data
+    /// does not fill it.
+    until: Option<u64>,
     /// The most Startup allows from then on: Cruise's window on the known
     /// path. Startup need not search for a rate it was told, and doubling
     /// past it overflows a queue shorter than the path's round trip.
@@ -403,21 +408,23 @@ impl Model {
         self.window = window;
         self.resumed = Some(Resumed {
             window,
-            until: self.rounds + 2,
+            until: None,
             ceiling: (CRUISE_GAIN * bdp) as u64 + HEADROOM_PACKETS * self.mtu,
         });
         Some(window)
     }
 
-    /// What this connection has measured of its path, once it has
-    /// measured a rate: the start of the next connection over the same
-    /// path (see [`Model::resume`]).
+    /// What this connection has measured of its path, once it has filled
+    /// it or measured more than its first window carries: the start of the
+    /// next connection over the same path (see [`Model::resume`]).
     pub fn known_path(&self) -> Option<KnownPath> {
-        let measured = self.max_rate.get() > 0.0 && self.min_rtt != Duration::MAX;
-        measured.then(|| KnownPath {
+        let filled = self.phase != Phase::Startup;
+        let measured = self.min_rtt != Duration::MAX && self.max_rate.get() > 0.0;
+        let useful = filled || self.bdp() > self.initial_window();
+        (measured && useful).then(|| KnownPath {
             rate: self.max_rate.get(),
             min_rtt: self.min_rtt,
-            filled: self.phase != Phase::Startup,
+            filled,
         })
     }
 
@@ -485,6 +492,9 @@ impl Model {
             if !app_limited || rate > self.max_rate.get() {
                 self.max_rate.record(self.rounds, rate);
             }
+        }
+        if let Some(resumed) = self.resumed.as_mut().filter(|r| r.until.is_none()) {
+            resumed.until = (!app_limited).then_some(self.rounds + 2);
         }
         if self.phase == Phase::Startup {
             self.window = (self.window + bytes).min(self.startup_cap());
@@ -720,7 +730,9 @@ impl Model {
         let cap = (STARTUP_GAIN * self.bdp() as f64) as u64 + HEADROOM_PACKETS * self.mtu;
         let cap = cap.max(self.initial_window());
         match self.resumed {
-            Some(resumed) if self.rounds < resumed.until => cap.max(resumed.window),
+            Some(resumed) if resumed.until.is_none_or(|until| self.rounds < until) => {
+                cap.max(resumed.window)
+            }
             Some(resumed) => cap.min(resumed.ceiling),
             None => cap,
         }
@@ -796,6 +808,29 @@ mod tests {
 
         let mut unmeasured = Model::new(start, 1200);
         assert_eq!(unmeasured.resume(known(100)), None, "no round trip yet");
+    }
+
+    #[test]
+    fn a_resumed_window_waits_for_data_to_send() {
+        // The daemon resumes as the connection opens; the command asks for
+        // a file only a few round trips later.
+        let start = Instant::now();
+        let rtt = Duration::from_millis(100);
+        let mut model = Model::new(start, 1200);
+        model.on_sent(start);
+        model.on_ack(start + rtt, start, 1200, true);
+        let known = KnownPath {
+            rate: 12.5e6,
+            min_rtt: rtt,
+            filled: true,
+        };
+        let resumed = model.resume(known).unwrap();
+        for round in 1..=4 {
+            let sent = start + rtt * round;
+            model.on_sent(sent);
+            model.on_ack(sent + rtt, sent, 1200, true);
+        }
+        assert!(model.window() >= resumed, "{} < {resumed}", model.window());
     }
 
     #[test]
