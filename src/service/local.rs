@@ -490,6 +490,7 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::os::unix::fs::MetadataExt;
+    use std::os::unix::fs::PermissionsExt;
 
     /// A plan to write a file of `size` bytes where none is.
     fn new_file(size: u64, delta: Delta) -> WritePlan {
@@ -645,6 +646,69 @@ mod tests {
                 .collect();
             assert_eq!(names, ["f"], "size {size}: only the moved file");
             assert_eq!(fs::read(root.path().join("f")).unwrap(), b"moved");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transfer_whose_file_another_made_final_meanwhile_writes_no_partial_file() {
+        // A small file (gathered in memory) and a large one (its own thread).
+        for size in [10, 1 << 20] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = DirectoryId::new("d").unwrap();
+            let service = LocalService::single(dir.clone(), root.path()).unwrap();
+            let path = RelPath::new("f").unwrap();
+            let data = vec![7u8; size as usize];
+            // The run listed nothing there; an older transfer of the same
+            // source (a killed run's) then made the file final.
+            fs::write(root.path().join("f"), &data).unwrap();
+            let mut writer = service
+                .write(&dir, &path, &new_file(size, Delta::full()))
+                .await
+                .unwrap();
+            writer.write(Bytes::from(data.clone())).await.unwrap();
+            // A crash now must leave nothing that no run would ever remove:
+            // the next run finds the file moved and looks no further.
+            assert!(
+                !root.path().join(".realize~part.f").exists(),
+                "size {size}: a partial file that could never be committed"
+            );
+            let hash: Hash = blake3::hash(&data).into();
+            assert_eq!(writer.finish(hash).await.unwrap(), hash, "size {size}");
+            let names: Vec<_> = fs::read_dir(root.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["f"], "size {size}: only the moved file");
+            let moved = fs::metadata(root.path().join("f")).unwrap();
+            assert_eq!(moved.permissions().mode() & 0o7777, 0o640, "size {size}");
+        }
+    }
+
+    #[tokio::test]
+    async fn a_transfer_whose_name_another_file_took_meanwhile_fails_and_leaves_it() {
+        for size in [10, 1 << 20] {
+            let root = tempfile::tempdir().unwrap();
+            let dir = DirectoryId::new("d").unwrap();
+            let service = LocalService::single(dir.clone(), root.path()).unwrap();
+            let path = RelPath::new("f").unwrap();
+            let data = vec![7u8; size as usize];
+            fs::write(root.path().join("f"), b"the user's").unwrap();
+            let mut writer = service
+                .write(&dir, &path, &new_file(size, Delta::full()))
+                .await
+                .unwrap();
+            writer.write(Bytes::from(data.clone())).await.unwrap();
+            let err = match writer.finish(blake3::hash(&data).into()).await {
+                Err(ServiceError::Realize(e)) => e,
+                other => panic!("size {size}: {other:?}"),
+            };
+            assert_eq!(err.kind, ErrorKind::DestinationChanged, "{err}");
+            let names: Vec<_> = fs::read_dir(root.path())
+                .unwrap()
+                .map(|e| e.unwrap().file_name())
+                .collect();
+            assert_eq!(names, ["f"], "size {size}: the user's file alone");
+            assert_eq!(fs::read(root.path().join("f")).unwrap(), b"the user's");
         }
     }
 
@@ -866,33 +930,42 @@ mod tests {
     async fn a_name_taken_by_the_same_content_meanwhile_is_success_and_leaves_no_partial() {
         let dir = DirectoryId::new("d").unwrap();
         let path = RelPath::new("f").unwrap();
-        for (there, settled) in [(&b"same"[..], true), (&b"else"[..], false)] {
-            let root = tempfile::tempdir().unwrap();
-            let service = LocalService::single(dir.clone(), root.path()).unwrap();
-            let mut writer = service
-                .write(&dir, &path, &new_file(4, Delta::full()))
-                .await
-                .unwrap();
-            writer.write(Bytes::from_static(b"same")).await.unwrap();
-            // An older transfer of the same file, left running by a killed
-            // run, makes it final first.
-            fs::write(root.path().join("f"), there).unwrap();
-            let result = writer.finish(blake3::hash(b"same").into()).await;
-            let partial = root.path().join(".realize~part.f");
-            if settled {
-                result.unwrap();
-                assert!(!partial.exists(), "no partial file left beside it");
-                let mode = fs::metadata(root.path().join("f")).unwrap().mode() & 0o777;
-                assert_eq!(mode, 0o640, "it gets the planned attributes");
-            } else {
+        // A small file (written when it finishes) and a large one (written
+        // as it arrives).
+        for size in [4, 1 << 20] {
+            let data = vec![b's'; size];
+            let other = vec![b'o'; size];
+            for (there, settled) in [(&data, true), (&other, false)] {
+                let root = tempfile::tempdir().unwrap();
+                let service = LocalService::single(dir.clone(), root.path()).unwrap();
+                let mut writer = service
+                    .write(&dir, &path, &new_file(size as u64, Delta::full()))
+                    .await
+                    .unwrap();
+                writer.write(Bytes::from(data.clone())).await.unwrap();
+                // An older transfer of the same file, left running by a
+                // killed run, makes it final first; or a user saves another.
+                fs::write(root.path().join("f"), there).unwrap();
+                let result = writer.finish(blake3::hash(&data).into()).await;
+                let partial = root.path().join(".realize~part.f");
+                if settled {
+                    result.unwrap();
+                    assert!(!partial.exists(), "no partial file left beside it");
+                    let mode = fs::metadata(root.path().join("f")).unwrap().mode() & 0o777;
+                    assert_eq!(mode, 0o640, "it gets the planned attributes");
+                    continue;
+                }
                 match result {
                     Err(ServiceError::Realize(e)) => {
                         assert_eq!(e.kind, ErrorKind::DestinationChanged)
                     }
                     other => panic!("{:?}", other.map(|_| ())),
                 }
-                assert!(partial.exists(), "kept for the next run");
-                assert_eq!(fs::read(root.path().join("f")).unwrap(), b"else");
+                // A large file's partial file was written before the name
+                // was taken, and is kept for the next run; a small file's
+                // bytes, still in memory then, were written nowhere.
+                assert_eq!(partial.exists(), size > 4, "size {size}");
+                assert_eq!(fs::read(root.path().join("f")).unwrap(), other.as_slice());
             }
         }
     }

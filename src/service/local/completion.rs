@@ -1,5 +1,6 @@
 //! Completing a written partial file: verifying it, making it durable and
-//! renaming it into place.
+//! renaming it into place; or, for a transfer whose bytes went nowhere,
+//! settling on the file another transfer put there ([`settle`]).
 //!
 //! A large file's thread completes its file alone ([`make_final`]); the
 //! finisher completes small files in batches, with [`verify`] and
@@ -8,7 +9,7 @@
 use std::io::{Read, Seek, SeekFrom};
 
 use super::durability::DirSyncer;
-use super::partial::{WriteTarget, Written};
+use super::partial::{WriteTarget, Written, WrittenPartial};
 use super::place::{apply_attributes, Partial};
 use crate::model::{Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
@@ -16,12 +17,12 @@ use crate::protocol::{ErrorKind, RealizeError};
 /// Checks that the whole written file hashes to `expected` and gives it
 /// its final metadata; returns it, verified but not yet durable.
 pub(super) fn verify(
-    written: Written,
+    written: Box<WrittenPartial>,
     target: &WriteTarget,
     expected: Hash,
 ) -> Result<Partial, RealizeError> {
     let display = target.display();
-    let Written { file, hasher } = written;
+    let WrittenPartial { file, hasher } = *written;
     let actual = whole_hash(&file, hasher, target.size(), display)?;
     if actual != expected {
         return Err(RealizeError::new(
@@ -34,7 +35,8 @@ pub(super) fn verify(
 }
 
 /// Verifies the file (see [`verify`]), makes its data and metadata durable,
-/// renames it into place (see [`commit`]) and makes the rename durable.
+/// renames it into place (see [`commit`]) and makes the rename durable; or
+/// settles a transfer whose bytes went nowhere (see [`settle`]).
 pub(super) fn make_final(
     written: Written,
     target: &WriteTarget,
@@ -42,6 +44,10 @@ pub(super) fn make_final(
     syncer: &DirSyncer,
 ) -> Result<Hash, RealizeError> {
     let io = |e| RealizeError::io(target.display(), &e);
+    let written = match written {
+        Written::Partial(written) => written,
+        Written::Nowhere => return settle(target, &expected),
+    };
     let file = verify(written, target, expected)?;
     file.sync_all().map_err(io)?;
     commit(&file, target, &expected)?;
@@ -68,6 +74,18 @@ pub(super) fn commit(
         }
         other => other,
     }
+}
+
+/// Completes a transfer whose bytes went nowhere because another transfer
+/// put a file at its name meanwhile: done if that file holds exactly
+/// `expected` (see `Place::adopt_identical`), else `DestinationChanged`.
+/// The bytes received are not needed: the file there is what is checked.
+pub(super) fn settle(target: &WriteTarget, expected: &Hash) -> Result<Hash, RealizeError> {
+    let place = &target.place;
+    if place.adopt_identical(expected, &target.plan.attributes)? {
+        return Ok(*expected);
+    }
+    Err(place.destination_changed("a file appeared there"))
 }
 
 /// The hash of the whole written file: the running hash, or a read-back

@@ -26,10 +26,10 @@ use std::io;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::completion::{commit, verify};
+use super::completion::{commit, settle, verify};
 use super::durability::{sync_file_systems, syncfs_reports_errors};
 use super::exclusive::PartialClaim;
-use super::partial::{PartialWrite, WriteTarget};
+use super::partial::{PartialWrite, WriteTarget, Written};
 use super::place::Partial;
 use super::threads::WriteToken;
 use super::workers::{Requester, Workers};
@@ -146,7 +146,8 @@ fn complete_batch(batch: Vec<Job>, syncfs_reports: bool) {
     }
 }
 
-/// Writes and verifies each file; answers those that fail.
+/// Writes and verifies each file; answers those that fail, and those
+/// whose bytes went nowhere (see [`settle`]).
 fn write_all(batch: Vec<Job>) -> Vec<Open> {
     let mut written = Vec::with_capacity(batch.len());
     for mut job in batch {
@@ -154,9 +155,16 @@ fn write_all(batch: Vec<Job>) -> Vec<Open> {
         let target = &job.target;
         let verified = PartialWrite::of_pieces(target, pieces)
             .and_then(|progress| progress.written(target))
-            .and_then(|written| verify(written, target, job.expected));
+            .and_then(|written| match written {
+                Written::Partial(written) => verify(written, target, job.expected).map(Some),
+                Written::Nowhere => settle(target, &job.expected).map(|_| None),
+            });
         match verified {
-            Ok(file) => written.push((job, file)),
+            Ok(Some(file)) => written.push((job, file)),
+            Ok(None) => {
+                let expected = job.expected;
+                job.answer(Ok(expected));
+            }
             Err(e) => job.answer(Err(e)),
         }
     }

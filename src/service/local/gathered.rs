@@ -94,9 +94,6 @@ impl Drop for Gathered {
             self.token.take(),
         );
         runtime.spawn_blocking(move || {
-            if !target.resumable() {
-                return;
-            }
             match PartialWrite::of_pieces(&target, pieces) {
                 Ok(progress) => progress.abandon(&target),
                 Err(e) => {

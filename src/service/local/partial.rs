@@ -7,6 +7,13 @@
 //! resume that patches blocks inside the prefix). The streaming writer, the
 //! gathering of small files and the finisher all write through a
 //! [`PartialWrite`]; completing it is `completion`'s concern.
+//!
+//! A partial file is written only while it can become final. When another
+//! transfer has already put a file at the final name that the plan does
+//! not replace (the stream of a killed run finished after the next run
+//! listed the destination), the bytes go nowhere: a partial file written
+//! then could never be committed, and a crash before its removal would
+//! leave it beside a moved file, where no later run looks.
 
 use std::sync::Arc;
 
@@ -56,8 +63,6 @@ impl WriteTarget {
 fn prepare(target: &WriteTarget) -> Result<(Partial, Option<blake3::Hasher>), RealizeError> {
     use std::io::Read;
     let (place, display, delta) = (&target.place, target.display(), target.delta());
-    // Fails early when something other than a regular file stands there.
-    place.final_stamp()?;
     let io = |e| RealizeError::io(display, &e);
     let file = place.open_partial_for_write()?;
     let kept = file.opened_len();
@@ -134,20 +139,37 @@ impl Cursor {
     }
 }
 
-/// The partial file being written, and what is known of it so far.
+/// What a transfer writes into, and what is known of it so far.
 pub(super) struct PartialWrite {
-    file: PartialFile,
-    /// The running hash, or `None` when the whole file is hashed at the end.
-    hasher: Option<blake3::Hasher>,
-    cursor: Cursor,
+    /// The partial file, or `None` when the bytes go nowhere (see the
+    /// module's documentation).
+    sink: Option<Sink>,
+    /// Bytes received so far.
     written: u64,
     /// After the first failure, data is dropped unwritten and the failure
     /// is the answer to `finish`. The partial file keeps what was written.
     failure: Option<RealizeError>,
 }
 
+/// The partial file being written.
+struct Sink {
+    file: PartialFile,
+    /// The running hash, or `None` when the whole file is hashed at the end.
+    hasher: Option<blake3::Hasher>,
+    cursor: Cursor,
+}
+
+/// A transfer that received every announced byte.
+pub(super) enum Written {
+    /// Each byte is in the partial file (boxed: its hasher is large).
+    Partial(Box<WrittenPartial>),
+    /// The bytes went nowhere: another transfer's file stands at the final
+    /// name (see the module's documentation).
+    Nowhere,
+}
+
 /// A partial file that received every announced byte, each written.
-pub(super) struct Written {
+pub(super) struct WrittenPartial {
     /// The file, holding every byte written.
     pub file: Partial,
     /// The running hash, or `None` when the whole file is hashed at the end.
@@ -158,12 +180,23 @@ impl PartialWrite {
     /// Opens the partial file of `target`: creates it or checks that a
     /// resume fits it, cuts it to the delta's offset and hashes what it
     /// keeps (unless patches make the whole file be hashed at the end).
+    /// Writes nowhere if the partial file could never be committed (see
+    /// [`WriteTarget::resumable`]).
     pub(super) fn open(target: &WriteTarget) -> Result<Self, RealizeError> {
-        let (file, hasher) = prepare(target)?;
+        // Fails early when something other than a regular file stands there.
+        target.place.final_stamp()?;
+        let sink = if target.resumable() {
+            let (file, hasher) = prepare(target)?;
+            Some(Sink {
+                file: PartialFile::new(file, direct_from(target)),
+                hasher,
+                cursor: Cursor::new(target.delta(), target.size()),
+            })
+        } else {
+            None
+        };
         Ok(Self {
-            file: PartialFile::new(file, direct_from(target)),
-            hasher,
-            cursor: Cursor::new(target.delta(), target.size()),
+            sink,
             written: 0,
             failure: None,
         })
@@ -187,18 +220,21 @@ impl PartialWrite {
             return;
         }
         self.written += chunk.len() as u64;
-        if let Some(hasher) = self.hasher.as_mut() {
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
+        if let Some(hasher) = sink.hasher.as_mut() {
             hasher.update(chunk);
         }
-        if let Err(e) = self.cursor.write(&mut self.file, chunk, display) {
+        if let Err(e) = sink.cursor.write(&mut sink.file, chunk, display) {
             self.failure = Some(e);
         }
     }
 
     /// Ends the writing: fails with the first write failure, or if other
     /// than the announced bytes arrived; else returns the file holding
-    /// every byte written.
-    pub(super) fn written(mut self, target: &WriteTarget) -> Result<Written, RealizeError> {
+    /// every byte written, or says they went nowhere.
+    pub(super) fn written(self, target: &WriteTarget) -> Result<Written, RealizeError> {
         let display = target.display();
         let expected_len = target.delta().payload_len(target.size());
         if let Some(failure) = self.failure {
@@ -213,27 +249,33 @@ impl PartialWrite {
                 ),
             ));
         }
-        self.file
+        let Some(mut sink) = self.sink else {
+            return Ok(Written::Nowhere);
+        };
+        sink.file
             .finish_writes()
             .map_err(|e| RealizeError::io(display, &e))?;
-        Ok(Written {
-            file: self.file.into_partial(),
-            hasher: self.hasher,
-        })
+        Ok(Written::Partial(Box::new(WrittenPartial {
+            file: sink.file.into_partial(),
+            hasher: sink.hasher,
+        })))
     }
 
     /// Leaves the partial file with what arrived, for a later resume; or
     /// removes it if no run can resume it (see [`WriteTarget::resumable`]).
-    pub(super) fn abandon(mut self, target: &WriteTarget) {
+    pub(super) fn abandon(self, target: &WriteTarget) {
         let path = target.display();
+        let Some(mut sink) = self.sink else {
+            return;
+        };
         if !target.resumable() {
             // No run can resume it: the name holds another file now.
-            if let Err(e) = target.place.remove_partial(&self.file.discard_staged()) {
+            if let Err(e) = target.place.remove_partial(&sink.file.discard_staged()) {
                 tracing::warn!(%path, "cannot remove a partial file no run can resume: {e}");
             }
             return;
         }
-        if let Err(e) = self.file.finish_writes() {
+        if let Err(e) = sink.file.finish_writes() {
             tracing::warn!(%path, "partial file may be missing its last bytes: {e}");
         }
     }

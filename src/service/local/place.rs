@@ -251,13 +251,29 @@ impl Place {
     }
 
     /// Called when [`Place::commit`] found the name taken: if the file there
-    /// holds exactly the verified content `expected` (an older transfer of
-    /// the same source finished first, as after a killed run), the move is
-    /// done. That file gets `attributes`, is made durable, and the partial
-    /// file `written` goes. Returns whether it was so.
+    /// holds exactly the verified content `expected`, the move is done (see
+    /// [`Place::adopt_identical`]) and the partial file `written` goes.
+    /// Returns whether it was so.
     pub fn settle_identical(
         &self,
         written: &Partial,
+        expected: &Hash,
+        attributes: &Attributes,
+    ) -> Result<bool, RealizeError> {
+        if !self.adopt_identical(expected, attributes)? {
+            return Ok(false);
+        }
+        self.remove_partial(written)?;
+        Ok(true)
+    }
+
+    /// If the file at the final name holds exactly the content `expected`
+    /// (an older transfer of the same source finished first, as after a
+    /// killed run), gives it `attributes` and makes it durable, with its
+    /// name: the transfer that renamed it there may have been cut off
+    /// before it synced the directory. Returns whether it was so.
+    pub fn adopt_identical(
+        &self,
         expected: &Hash,
         attributes: &Attributes,
     ) -> Result<bool, RealizeError> {
@@ -272,7 +288,7 @@ impl Place {
         }
         apply_attributes(&file, attributes).map_err(io)?;
         file.sync_all().map_err(io)?;
-        self.remove_partial(written)?;
+        self.dir.sync_all().map_err(io)?;
         Ok(true)
     }
 
@@ -570,7 +586,9 @@ impl Place {
         RealizeError::new(ErrorKind::SourceChanged, message)
     }
 
-    fn destination_changed(&self, what: &str) -> RealizeError {
+    /// The error of a write whose final name changed after the listing:
+    /// `what` happened there.
+    pub fn destination_changed(&self, what: &str) -> RealizeError {
         let message = format!(
             "{}: {what} after the destination was listed; it is kept, and so is the source \
              (run again to compare them anew)",
