@@ -21,7 +21,7 @@ use bytes::Bytes;
 
 use super::direct::{PartialFile, ALIGNMENT, DIRECT_MIN};
 use super::place::{Partial, Place};
-use crate::model::{ByteRange, Delta, RelPath, WritePlan};
+use crate::model::{ByteRange, Delta, FileStamp, RelPath, WritePlan};
 use crate::protocol::{ErrorKind, RealizeError};
 
 /// What a writer writes and how it completes.
@@ -54,7 +54,20 @@ impl WriteTarget {
     /// not replace (which happens when the stream of a killed run outlives
     /// the run that moved the file), since committing it would then fail.
     pub(super) fn resumable(&self) -> bool {
-        self.place.still_as_listed(self.plan.replaces.as_ref())
+        self.place
+            .final_stamp()
+            .is_ok_and(|there| self.may_replace(there.as_ref()))
+    }
+
+    /// Whether [`Place::commit`] would put this transfer's file over
+    /// `there`, what the final name holds: nothing, or the file the plan
+    /// replaces (nothing any more counts too).
+    fn may_replace(&self, there: Option<&FileStamp>) -> bool {
+        match (there, self.plan.replaces.as_ref()) {
+            (None, _) => true,
+            (Some(there), Some(listed)) => there == listed,
+            (Some(_), None) => false,
+        }
     }
 }
 
@@ -184,8 +197,8 @@ impl PartialWrite {
     /// [`WriteTarget::resumable`]).
     pub(super) fn open(target: &WriteTarget) -> Result<Self, RealizeError> {
         // Fails early when something other than a regular file stands there.
-        target.place.final_stamp()?;
-        let sink = if target.resumable() {
+        let there = target.place.final_stamp()?;
+        let sink = if target.may_replace(there.as_ref()) {
             let (file, hasher) = prepare(target)?;
             Some(Sink {
                 file: PartialFile::new(file, direct_from(target)),

@@ -292,18 +292,6 @@ impl Place {
         Ok(true)
     }
 
-    /// Whether the final name still holds what the client listed there
-    /// (see [`Place::commit`]): nothing, the file of that stamp, or nothing
-    /// any more. A partial file written under another plan could never be
-    /// committed: another transfer put a file there meanwhile.
-    pub fn still_as_listed(&self, replaces: Option<&FileStamp>) -> bool {
-        match (replaces, self.final_stamp()) {
-            (_, Ok(None)) => true,
-            (Some(listed), Ok(Some(current))) => *listed == current,
-            (None, Ok(Some(_))) | (_, Err(_)) => false,
-        }
-    }
-
     /// Renames the written, verified and durable partial file `partial`
     /// into place, replacing nothing but what the client listed there:
     /// nothing (`replaces` is `None`), or the file of that stamp.
