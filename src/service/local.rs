@@ -490,7 +490,6 @@ mod tests {
     use super::*;
     use bytes::Bytes;
     use std::os::unix::fs::MetadataExt;
-    use std::os::unix::fs::PermissionsExt;
 
     /// A plan to write a file of `size` bytes where none is.
     fn new_file(size: u64, delta: Delta) -> WritePlan {
@@ -504,6 +503,14 @@ mod tests {
                 owner: None,
             },
         }
+    }
+
+    /// The names in `dir`.
+    fn names(dir: &Path) -> Vec<std::ffi::OsString> {
+        fs::read_dir(dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect()
     }
 
     /// Writes `data[delta.offset..]` over whatever the partial file holds
@@ -640,75 +647,57 @@ mod tests {
                 // A blocking thread would write the bytes out after the drop.
                 tokio::time::sleep(std::time::Duration::from_millis(500)).await;
             }
-            let names: Vec<_> = fs::read_dir(root.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            assert_eq!(names, ["f"], "size {size}: only the moved file");
+            assert_eq!(
+                names(root.path()),
+                ["f"],
+                "size {size}: only the moved file"
+            );
             assert_eq!(fs::read(root.path().join("f")).unwrap(), b"moved");
         }
     }
 
     #[tokio::test]
-    async fn a_transfer_whose_file_another_made_final_meanwhile_writes_no_partial_file() {
+    async fn a_transfer_whose_name_was_taken_before_it_wrote_writes_no_partial_file() {
         // A small file (gathered in memory) and a large one (its own thread).
         for size in [10, 1 << 20] {
-            let root = tempfile::tempdir().unwrap();
-            let dir = DirectoryId::new("d").unwrap();
-            let service = LocalService::single(dir.clone(), root.path()).unwrap();
-            let path = RelPath::new("f").unwrap();
-            let data = vec![7u8; size as usize];
-            // The run listed nothing there; an older transfer of the same
-            // source (a killed run's) then made the file final.
-            fs::write(root.path().join("f"), &data).unwrap();
-            let mut writer = service
-                .write(&dir, &path, &new_file(size, Delta::full()))
-                .await
-                .unwrap();
-            writer.write(Bytes::from(data.clone())).await.unwrap();
-            // A crash now must leave nothing that no run would ever remove:
-            // the next run finds the file moved and looks no further.
-            assert!(
-                !root.path().join(".realize~part.f").exists(),
-                "size {size}: a partial file that could never be committed"
-            );
-            let hash: Hash = blake3::hash(&data).into();
-            assert_eq!(writer.finish(hash).await.unwrap(), hash, "size {size}");
-            let names: Vec<_> = fs::read_dir(root.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            assert_eq!(names, ["f"], "size {size}: only the moved file");
-            let moved = fs::metadata(root.path().join("f")).unwrap();
-            assert_eq!(moved.permissions().mode() & 0o7777, 0o640, "size {size}");
-        }
-    }
-
-    #[tokio::test]
-    async fn a_transfer_whose_name_another_file_took_meanwhile_fails_and_leaves_it() {
-        for size in [10, 1 << 20] {
-            let root = tempfile::tempdir().unwrap();
-            let dir = DirectoryId::new("d").unwrap();
-            let service = LocalService::single(dir.clone(), root.path()).unwrap();
-            let path = RelPath::new("f").unwrap();
-            let data = vec![7u8; size as usize];
-            fs::write(root.path().join("f"), b"the user's").unwrap();
-            let mut writer = service
-                .write(&dir, &path, &new_file(size, Delta::full()))
-                .await
-                .unwrap();
-            writer.write(Bytes::from(data.clone())).await.unwrap();
-            let err = match writer.finish(blake3::hash(&data).into()).await {
-                Err(ServiceError::Realize(e)) => e,
-                other => panic!("size {size}: {other:?}"),
-            };
-            assert_eq!(err.kind, ErrorKind::DestinationChanged, "{err}");
-            let names: Vec<_> = fs::read_dir(root.path())
-                .unwrap()
-                .map(|e| e.unwrap().file_name())
-                .collect();
-            assert_eq!(names, ["f"], "size {size}: the user's file alone");
-            assert_eq!(fs::read(root.path().join("f")).unwrap(), b"the user's");
+            let data = vec![7u8; size];
+            // The run listed nothing there. Then an older transfer of the
+            // same source (a killed run's) made the file final, or a user
+            // saved another.
+            for (there, settles) in [(data.clone(), true), (b"the user's".to_vec(), false)] {
+                let root = tempfile::tempdir().unwrap();
+                let dir = DirectoryId::new("d").unwrap();
+                let service = LocalService::single(dir.clone(), root.path()).unwrap();
+                let path = RelPath::new("f").unwrap();
+                fs::write(root.path().join("f"), &there).unwrap();
+                let mut writer = service
+                    .write(&dir, &path, &new_file(size as u64, Delta::full()))
+                    .await
+                    .unwrap();
+                writer.write(Bytes::from(data.clone())).await.unwrap();
+                // A crash now must leave nothing that no run would remove:
+                // the next run finds the file moved and looks no further.
+                assert!(
+                    !root.path().join(".realize~part.f").exists(),
+                    "size {size}: a partial file that could never be committed"
+                );
+                let hash: Hash = blake3::hash(&data).into();
+                let result = writer.finish(hash).await;
+                assert_eq!(names(root.path()), ["f"], "size {size}");
+                assert_eq!(fs::read(root.path().join("f")).unwrap(), there);
+                if settles {
+                    assert_eq!(result.unwrap(), hash, "size {size}");
+                    let mode = fs::metadata(root.path().join("f")).unwrap().mode() & 0o777;
+                    assert_eq!(mode, 0o640, "size {size}: the planned attributes");
+                    continue;
+                }
+                match result {
+                    Err(ServiceError::Realize(e)) => {
+                        assert_eq!(e.kind, ErrorKind::DestinationChanged, "{e}")
+                    }
+                    other => panic!("size {size}: {:?}", other.map(|_| ())),
+                }
+            }
         }
     }
 
