@@ -550,7 +550,8 @@ impl Scene {
 
     /// Whatever the destination holds besides the original files and their
     /// folders, whatever its name: a partial file left behind, a stray copy,
-    /// an empty folder.
+    /// an empty folder. A file's size and modification time tell which step
+    /// left it (a partial file with the source's time was verified).
     fn strays_at_destination(&self, originals: &BTreeMap<String, Original>) -> Vec<String> {
         let expected: BTreeSet<String> = originals
             .keys()
@@ -558,7 +559,17 @@ impl Scene {
             .collect();
         paths(self.dst.path())
             .difference(&expected)
-            .map(|path| format!("the destination holds {path}, which is no file of the source"))
+            .map(|path| {
+                let found = match std::fs::symlink_metadata(self.dst.path().join(path)) {
+                    Ok(stray) if stray.is_file() => format!(
+                        " ({} bytes, modified {})",
+                        stray.len(),
+                        humantime::format_rfc3339_nanos(stray.modified().unwrap())
+                    ),
+                    _ => String::new(),
+                };
+                format!("the destination holds {path}{found}, which is no file of the source")
+            })
             .collect()
     }
 
