@@ -1,6 +1,6 @@
 //! Completing a written partial file: verifying it, making it durable and
 //! renaming it into place; or, for a transfer whose bytes went nowhere,
-//! settling on the file another transfer put there ([`settle`]).
+//! settling on the file another transfer put there (in [`verify`]).
 //!
 //! A large file's thread completes its file alone ([`make_final`]); the
 //! finisher completes small files in batches, with [`verify`] and
@@ -15,14 +15,19 @@ use crate::model::{Hash, RelPath};
 use crate::protocol::{ErrorKind, RealizeError};
 
 /// Checks that the whole written file hashes to `expected` and gives it
-/// its final metadata; returns it, verified but not yet durable.
+/// its final metadata; returns it, verified but not yet durable. A
+/// transfer whose bytes went nowhere is settled instead (see [`settle`]):
+/// nothing is left to do then, and `None` says so.
 pub(super) fn verify(
-    written: Box<WrittenPartial>,
+    written: Written,
     target: &WriteTarget,
     expected: Hash,
-) -> Result<Partial, RealizeError> {
+) -> Result<Option<Partial>, RealizeError> {
     let display = target.display();
-    let WrittenPartial { file, hasher } = *written;
+    let WrittenPartial { file, hasher } = match written {
+        Written::Partial(written) => *written,
+        Written::Nowhere => return settle(target, &expected).map(|()| None),
+    };
     let actual = whole_hash(&file, hasher, target.size(), display)?;
     if actual != expected {
         return Err(RealizeError::new(
@@ -31,12 +36,11 @@ pub(super) fn verify(
         ));
     }
     apply_attributes(&file, &target.plan.attributes).map_err(|e| RealizeError::io(display, &e))?;
-    Ok(file)
+    Ok(Some(file))
 }
 
 /// Verifies the file (see [`verify`]), makes its data and metadata durable,
-/// renames it into place (see [`commit`]) and makes the rename durable; or
-/// settles a transfer whose bytes went nowhere (see [`settle`]).
+/// renames it into place (see [`commit`]) and makes the rename durable.
 pub(super) fn make_final(
     written: Written,
     target: &WriteTarget,
@@ -44,11 +48,9 @@ pub(super) fn make_final(
     syncer: &DirSyncer,
 ) -> Result<Hash, RealizeError> {
     let io = |e| RealizeError::io(target.display(), &e);
-    let written = match written {
-        Written::Partial(written) => written,
-        Written::Nowhere => return settle(target, &expected),
+    let Some(file) = verify(written, target, expected)? else {
+        return Ok(expected);
     };
-    let file = verify(written, target, expected)?;
     file.sync_all().map_err(io)?;
     commit(&file, target, &expected)?;
     syncer.rename_done(target.place.dir()).map_err(io)?;
@@ -80,10 +82,10 @@ pub(super) fn commit(
 /// put a file at its name meanwhile: done if that file holds exactly
 /// `expected` (see `Place::adopt_identical`), else `DestinationChanged`.
 /// The bytes received are not needed: the file there is what is checked.
-pub(super) fn settle(target: &WriteTarget, expected: &Hash) -> Result<Hash, RealizeError> {
+fn settle(target: &WriteTarget, expected: &Hash) -> Result<(), RealizeError> {
     let place = &target.place;
     if place.adopt_identical(expected, &target.plan.attributes)? {
-        return Ok(*expected);
+        return Ok(());
     }
     Err(place.destination_changed("a file appeared there"))
 }

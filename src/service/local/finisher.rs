@@ -26,10 +26,10 @@ use std::io;
 use bytes::Bytes;
 use tokio::sync::oneshot;
 
-use super::completion::{commit, settle, verify};
+use super::completion::{commit, verify};
 use super::durability::{sync_file_systems, syncfs_reports_errors};
 use super::exclusive::PartialClaim;
-use super::partial::{PartialWrite, WriteTarget, Written};
+use super::partial::{PartialWrite, WriteTarget};
 use super::place::Partial;
 use super::threads::WriteToken;
 use super::workers::{Requester, Workers};
@@ -147,7 +147,7 @@ fn complete_batch(batch: Vec<Job>, syncfs_reports: bool) {
 }
 
 /// Writes and verifies each file; answers those that fail, and those
-/// whose bytes went nowhere (see [`settle`]).
+/// whose bytes went nowhere, settled by [`verify`].
 fn write_all(batch: Vec<Job>) -> Vec<Open> {
     let mut written = Vec::with_capacity(batch.len());
     for mut job in batch {
@@ -155,10 +155,7 @@ fn write_all(batch: Vec<Job>) -> Vec<Open> {
         let target = &job.target;
         let verified = PartialWrite::of_pieces(target, pieces)
             .and_then(|progress| progress.written(target))
-            .and_then(|written| match written {
-                Written::Partial(written) => verify(written, target, job.expected).map(Some),
-                Written::Nowhere => settle(target, &job.expected).map(|_| None),
-            });
+            .and_then(|written| verify(written, target, job.expected));
         match verified {
             Ok(Some(file)) => written.push((job, file)),
             Ok(None) => {
